@@ -1,0 +1,69 @@
+package v1
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is the one error type that crosses Berth's seams. Parts wrap it with
+// %w; the API server maps Kind to an HTTP status once, at the edge, and the
+// CLI maps it to an exit code.
+type Error struct {
+	Kind     string
+	Message  string
+	Field    string
+	File     string
+	Document int
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if e.Field != "" {
+		msg = e.Field + ": " + msg
+	}
+	if e.File != "" {
+		loc := e.File
+		if e.Document > 0 {
+			loc = fmt.Sprintf("%s (document %d)", e.File, e.Document)
+		}
+		msg = loc + ": " + msg
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, v1.ErrNotFoundSentinel) style checks unnecessary:
+// compare kinds with KindOf instead.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Kind == e.Kind && t.Message == "" && t.Field == ""
+}
+
+// Errorf returns an *Error of the given kind.
+func Errorf(kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldError returns an Invalid error about one field.
+func FieldError(field, format string, args ...any) *Error {
+	return &Error{Kind: ErrInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func NotFound(format string, args ...any) *Error { return Errorf(ErrNotFound, format, args...) }
+func Conflict(format string, args ...any) *Error { return Errorf(ErrConflict, format, args...) }
+func Invalid(format string, args ...any) *Error  { return Errorf(ErrInvalid, format, args...) }
+func Unavailable(format string, args ...any) *Error {
+	return Errorf(ErrUnavailable, format, args...)
+}
+
+// KindOf returns the kind of the first *Error in err's chain, or ErrInternal.
+func KindOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return ErrInternal
+}
+
+func IsNotFound(err error) bool { return err != nil && KindOf(err) == ErrNotFound }
+func IsConflict(err error) bool { return err != nil && KindOf(err) == ErrConflict }
+func IsInvalid(err error) bool  { return err != nil && KindOf(err) == ErrInvalid }

@@ -1,0 +1,321 @@
+package v1
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// APIVersion is the only apiVersion this release reads and writes.
+const APIVersion = "berth.dev/v1"
+
+// DefaultEnvironment is the environment a resource lands in when its
+// manifest names none.
+const DefaultEnvironment = "default"
+
+// Kinds.
+const (
+	KindEnvironment = "Environment"
+	KindService     = "Service"
+	KindRevision    = "Revision"
+	KindInstance    = "Instance"
+	KindEvent       = "Event"
+)
+
+// TypeMeta names the schema of an object.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+// ObjectMeta is the metadata every stored object carries. Users write Name,
+// Environment and Labels; the platform writes the rest.
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Environment string            `json:"environment,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+
+	UID               string    `json:"uid,omitempty"`
+	ResourceVersion   uint64    `json:"resourceVersion,omitempty"`
+	Generation        int64     `json:"generation,omitempty"`
+	CreationTimestamp time.Time `json:"creationTimestamp,omitzero"`
+}
+
+// Object is what the store and the API move around.
+type Object interface {
+	GetTypeMeta() *TypeMeta
+	GetMetadata() *ObjectMeta
+}
+
+func (t *TypeMeta) GetTypeMeta() *TypeMeta { return t }
+
+// Environment is an isolated space for workloads. In this release only its
+// existence matters: workloads must name an environment that exists.
+type Environment struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     EnvironmentSpec   `json:"spec"`
+	Status   EnvironmentStatus `json:"status,omitzero"`
+}
+
+func (e *Environment) GetMetadata() *ObjectMeta { return &e.Metadata }
+
+type EnvironmentSpec struct {
+	// AllowFrom lists the environments whose workloads may call into this one.
+	AllowFrom []string `json:"allowFrom,omitempty"`
+}
+
+type EnvironmentStatus struct {
+	Subnet string `json:"subnet,omitempty"`
+	Bridge string `json:"bridge,omitempty"`
+}
+
+// Service keeps Replicas instances of a container template running.
+type Service struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     ServiceSpec   `json:"spec"`
+	Status   ServiceStatus `json:"status,omitzero"`
+}
+
+func (s *Service) GetMetadata() *ObjectMeta { return &s.Metadata }
+
+type ServiceSpec struct {
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Template is everything that, when changed, makes a new revision.
+	Template `json:",inline"`
+	Strategy UpdateStrategy `json:"strategy,omitzero"`
+	Route    *Route         `json:"route,omitempty"`
+}
+
+// Template describes one instance. Services (and later Functions) embed it.
+type Template struct {
+	Image   string   `json:"image"`
+	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Env     []EnvVar `json:"env,omitempty"`
+	// Port is the TCP port the process listens on; PORT is set to it.
+	Port           int32         `json:"port,omitempty"`
+	Resources      Resources     `json:"resources,omitzero"`
+	ReadinessProbe *Probe        `json:"readinessProbe,omitempty"`
+	LivenessProbe  *Probe        `json:"livenessProbe,omitempty"`
+	Volumes        []VolumeMount `json:"volumes,omitempty"`
+	// TerminationGracePeriodSeconds is how long an instance has between
+	// SIGTERM and SIGKILL.
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Resources are limits enforced by the kernel (cgroups).
+type Resources struct {
+	// CPU in cores, Kubernetes quantity syntax: "500m", "1", "0.25".
+	CPU string `json:"cpu,omitempty"`
+	// Memory in bytes, Kubernetes quantity syntax: "64Mi", "1Gi", "128M".
+	Memory string `json:"memory,omitempty"`
+}
+
+type Probe struct {
+	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"`
+
+	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty"`
+	PeriodSeconds       int32 `json:"periodSeconds,omitempty"`
+	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty"`
+	FailureThreshold    int32 `json:"failureThreshold,omitempty"`
+	SuccessThreshold    int32 `json:"successThreshold,omitempty"`
+}
+
+type HTTPGetAction struct {
+	Path string `json:"path,omitempty"`
+	// Port defaults to the template's port.
+	Port int32 `json:"port,omitempty"`
+}
+
+type TCPSocketAction struct {
+	Port int32 `json:"port,omitempty"`
+}
+
+// VolumeMount mounts a named volume, kept by the platform across instance
+// restarts and revisions, at MountPath.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+type UpdateStrategy struct {
+	// MaxSurge is how many instances above the desired count may exist
+	// during a rollout (default 1).
+	MaxSurge *int32 `json:"maxSurge,omitempty"`
+	// MaxUnavailable is how many below the desired count may be not ready
+	// during a rollout (default 0).
+	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+}
+
+// Route exposes the workload at a path prefix on the gateway, in addition to
+// its host NAME.ENV.berth.localhost.
+type Route struct {
+	Path string `json:"path,omitempty"`
+	// StripPrefix removes Path before forwarding.
+	StripPrefix bool `json:"stripPrefix,omitempty"`
+}
+
+type ServiceStatus struct {
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Revision is the number of the revision the service converges to.
+	Revision    int64  `json:"revision,omitempty"`
+	ImageDigest string `json:"imageDigest,omitempty"`
+
+	Replicas        int32 `json:"replicas"`
+	ReadyReplicas   int32 `json:"readyReplicas"`
+	UpdatedReplicas int32 `json:"updatedReplicas"`
+
+	Instances  []InstanceStatus `json:"instances,omitempty"`
+	Conditions []Condition      `json:"conditions,omitempty"`
+}
+
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             bool      `json:"status"`
+	Reason             string    `json:"reason,omitempty"`
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"lastTransitionTime,omitzero"`
+}
+
+// Condition types.
+const (
+	ConditionAvailable   = "Available"
+	ConditionProgressing = "Progressing"
+)
+
+// Revision is an immutable snapshot of a workload's template, with the image
+// tag resolved to a digest. Rollbacks name revisions.
+type Revision struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     RevisionSpec `json:"spec"`
+}
+
+func (r *Revision) GetMetadata() *ObjectMeta { return &r.Metadata }
+
+type RevisionSpec struct {
+	// Owner is the Service (or Function) name.
+	Owner     string `json:"owner"`
+	OwnerKind string `json:"ownerKind"`
+	Number    int64  `json:"number"`
+	// Image is the reference as written; ImageRef is name@digest.
+	Image       string   `json:"image"`
+	ImageDigest string   `json:"imageDigest"`
+	Template    Template `json:"template"`
+	Hash        string   `json:"hash"`
+	// ChangeCause is a human note, e.g. "apply" or "rollback to 2".
+	ChangeCause string `json:"changeCause,omitempty"`
+}
+
+// Instance phases.
+const (
+	PhasePending     = "Pending"     // desired, not yet created
+	PhaseStarting    = "Starting"    // task running, not ready yet
+	PhaseRunning     = "Running"     // running (ready or not, see Ready)
+	PhaseBackoff     = "Backoff"     // exited, waiting to restart
+	PhaseTerminating = "Terminating" // draining or stopping
+	PhaseFailed      = "Failed"      // cannot be started (e.g. bad image)
+)
+
+// Instance is one running copy of a revision: the unit the backend runs.
+// The controller creates and deletes them; the node agent writes Status.
+type Instance struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     InstanceSpec   `json:"spec"`
+	Status   InstanceStatus `json:"status,omitzero"`
+}
+
+func (i *Instance) GetMetadata() *ObjectMeta { return &i.Metadata }
+
+type InstanceSpec struct {
+	Owner     string `json:"owner"`
+	OwnerKind string `json:"ownerKind"`
+	Revision  int64  `json:"revision"`
+	// Draining asks the agent to take the instance out of rotation, wait for
+	// in-flight requests, then stop it; the controller deletes it after.
+	Draining bool `json:"draining,omitempty"`
+}
+
+type InstanceStatus struct {
+	Name      string    `json:"name"`
+	Revision  int64     `json:"revision"`
+	Phase     string    `json:"phase"`
+	Ready     bool      `json:"ready"`
+	IP        string    `json:"ip,omitempty"`
+	Port      int32     `json:"port,omitempty"`
+	Restarts  int32     `json:"restarts"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	LastExit  *ExitInfo `json:"lastExit,omitempty"`
+	Message   string    `json:"message,omitempty"`
+}
+
+type ExitInfo struct {
+	Code   int32     `json:"code"`
+	Reason string    `json:"reason"` // Completed, Error, OOMKilled, LivenessFailed, Killed
+	At     time.Time `json:"at,omitzero"`
+}
+
+// Event records something that happened to an object, as kubectl describe
+// shows them.
+type Event struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Object   string     `json:"object"` // Kind/name
+	Type     string     `json:"type"`   // Normal, Warning
+	Reason   string     `json:"reason"`
+	Message  string     `json:"message"`
+	Time     time.Time  `json:"time"`
+}
+
+func (e *Event) GetMetadata() *ObjectMeta { return &e.Metadata }
+
+// List is the wire shape of a list response.
+type List struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"` // "List"
+	Items      []json.RawMessage `json:"items"`
+}
+
+// Image is an image known to the node.
+type Image struct {
+	Name   string    `json:"name"`
+	Digest string    `json:"digest"`
+	Size   int64     `json:"size"`
+	Create time.Time `json:"created,omitzero"`
+}
+
+// Error kinds, mapped to HTTP status codes by the API server and to exit
+// codes by the CLI.
+const (
+	ErrInvalid      = "Invalid"
+	ErrNotFound     = "NotFound"
+	ErrConflict     = "Conflict"
+	ErrUnavailable  = "Unavailable"
+	ErrUnauthorized = "Unauthorized"
+	ErrForbidden    = "Forbidden"
+	ErrTooLarge     = "TooLarge"
+	ErrInternal     = "Internal"
+)
+
+// Status is the body of every API error: {"error": {...}}.
+type Status struct {
+	Error ErrorBody `json:"error"`
+}
+
+type ErrorBody struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+	// File and Document locate the error in an apply input.
+	File     string `json:"file,omitempty"`
+	Document int    `json:"document,omitempty"`
+}

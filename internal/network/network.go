@@ -1,0 +1,34 @@
+// Package network gives instances their network: a network namespace per
+// instance attached by CNI plugins to a bridge per environment, with the
+// host able to reach every instance by IP.
+//
+// It owns namespaces, bridges, IP allocation and (later) isolation rules; it
+// does not know about containers or services.
+package network
+
+import (
+	"context"
+	"net"
+)
+
+// Attachment is an instance's place on the network.
+type Attachment struct {
+	// NetNSPath is a bind-mounted network namespace the container joins.
+	NetNSPath string
+	IP        net.IP
+	// Gateway is the bridge's address in the environment's subnet.
+	Gateway net.IP
+}
+
+// Manager attaches instances to their environment's network.
+type Manager interface {
+	// Attach creates the namespace for id and connects it to environment's
+	// bridge. Attaching an id that is already attached returns the existing
+	// attachment (idempotent, for re-attach after a restart).
+	Attach(ctx context.Context, id, environment string) (Attachment, error)
+	// Detach disconnects and removes the namespace; a missing id is not an
+	// error.
+	Detach(ctx context.Context, id, environment string) error
+	// Lookup returns an existing attachment; NotFound if absent.
+	Lookup(ctx context.Context, id, environment string) (Attachment, error)
+}
