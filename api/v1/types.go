@@ -2,6 +2,7 @@ package v1
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -318,4 +319,9 @@ type ErrorBody struct {
 	// File and Document locate the error in an apply input.
 	File     string `json:"file,omitempty"`
 	Document int    `json:"document,omitempty"`
+}
+
+// RevisionName is the name of revision number n of a workload.
+func RevisionName(owner string, n int64) string {
+	return owner + "-" + strconv.FormatInt(n, 10)
 }

@@ -1,0 +1,531 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/network"
+	"berth.dev/berth/internal/runtime"
+	"berth.dev/berth/internal/store"
+)
+
+// Labels the agent puts on containers, so a restarted agent knows what is
+// its own.
+const (
+	labelManaged     = "berth.dev/managed"
+	labelEnvironment = "berth.dev/environment"
+	labelOwner       = "berth.dev/owner"
+	labelInstance    = "berth.dev/instance"
+	labelRevision    = "berth.dev/revision"
+)
+
+// runner owns one instance's container for the instance's whole life, like
+// a kubelet pod worker: create, start, probe, restart with backoff, drain,
+// stop, clean up. It is the only writer of the instance's status.
+type runner struct {
+	a   *Agent
+	id  string
+	env string
+	log *slog.Logger
+
+	mu      sync.Mutex
+	obj     *v1.Instance
+	deleted bool
+	notify  chan struct{}
+	exits   chan runtime.Exit
+}
+
+func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
+	return &runner{
+		a:      a,
+		id:     id,
+		env:    inst.Metadata.Environment,
+		log:    a.log.With("instance", inst.Metadata.Name, "environment", inst.Metadata.Environment),
+		obj:    inst,
+		notify: make(chan struct{}, 1),
+		exits:  make(chan runtime.Exit, 4),
+	}
+}
+
+func (r *runner) setObject(inst *v1.Instance) {
+	r.mu.Lock()
+	if inst.Metadata.ResourceVersion >= r.obj.Metadata.ResourceVersion {
+		r.obj = inst
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *runner) setDeleted() {
+	r.mu.Lock()
+	r.deleted = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *runner) poke() {
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) exited(e runtime.Exit) {
+	select {
+	case r.exits <- e:
+	default:
+		r.log.Warn("exit event dropped", "code", e.Code)
+	}
+}
+
+// stopping says whether the instance should wind down.
+func (r *runner) stopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deleted || r.obj.Spec.Draining
+}
+
+func (r *runner) object() *v1.Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.obj
+}
+
+// outcome is why supervise returned.
+type outcome int
+
+const (
+	outShutdown outcome = iota // the server is stopping: leave the container
+	outStop                    // drain and remove the instance
+	outExited                  // the task exited: restart after backoff
+)
+
+func (r *runner) run(ctx context.Context) {
+	inst := r.object()
+	rev, tmpl, err := r.loadRevision(ctx, inst)
+	if err != nil {
+		r.fail(ctx, fmt.Sprintf("revision %d: %v", inst.Spec.Revision, err))
+		r.waitForStop(ctx)
+		if ctx.Err() == nil {
+			r.terminate(ctx, nil, 0)
+		}
+		return
+	}
+	grace := 30 * time.Second
+	if tmpl.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*tmpl.TerminationGracePeriodSeconds) * time.Second
+	}
+
+	var att network.Attachment
+	backoff := r.a.cfg.BackoffBase
+	for {
+		if r.stopping() {
+			r.terminate(ctx, nil, grace)
+			return
+		}
+		att, err = r.a.cfg.Network.Attach(ctx, r.id, r.env)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.fail(ctx, fmt.Sprintf("network: %v", err))
+		if !r.sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, r.a.cfg.BackoffMax)
+	}
+
+	// A container may already exist: this is a restarted server taking
+	// over, or a crash between create and start.
+	adopted := false
+	if st, err := r.a.cfg.Driver.Inspect(ctx, r.id); err == nil {
+		switch st.Status {
+		case runtime.StatusRunning:
+			adopted = true
+			r.log.Info("re-attached to running container", "pid", st.Pid)
+		case runtime.StatusStopped:
+			r.recordExit(ctx, runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}, "")
+			_ = r.a.cfg.Driver.Delete(ctx, r.id)
+		default:
+			_ = r.a.cfg.Driver.Delete(ctx, r.id)
+		}
+	}
+
+	backoff = r.a.cfg.BackoffBase
+	for {
+		if r.stopping() {
+			r.terminate(ctx, &att, grace)
+			return
+		}
+		started := time.Now()
+		if !adopted {
+			if err := r.start(ctx, inst, rev, tmpl, att); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.log.Warn("start failed", "err", err)
+				r.fail(ctx, err.Error())
+				_ = r.a.cfg.Driver.Delete(ctx, r.id)
+				if !r.sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, r.a.cfg.BackoffMax)
+				continue
+			}
+		}
+		res, exit, reason := r.supervise(ctx, tmpl, att, adopted, grace)
+		adopted = false
+		switch res {
+		case outShutdown:
+			return
+		case outStop:
+			r.terminate(ctx, &att, grace)
+			return
+		}
+		r.recordExit(ctx, exit, reason)
+		_ = r.a.cfg.Driver.Delete(ctx, r.id)
+		if time.Since(started) > 2*r.a.cfg.BackoffMax {
+			backoff = r.a.cfg.BackoffBase
+		}
+		r.log.Info("instance exited, restarting after backoff", "code", exit.Code, "reason", reason, "backoff", backoff)
+		if !r.sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, r.a.cfg.BackoffMax)
+	}
+}
+
+func (r *runner) loadRevision(ctx context.Context, inst *v1.Instance) (*v1.Revision, *v1.Template, error) {
+	var rev v1.Revision
+	key := store.Key{Kind: v1.KindRevision, Environment: inst.Metadata.Environment, Name: v1.RevisionName(inst.Spec.Owner, inst.Spec.Revision)}
+	if err := store.Get(ctx, r.a.cfg.Store, key, &rev); err != nil {
+		return nil, nil, err
+	}
+	return &rev, &rev.Spec.Template, nil
+}
+
+// start creates and starts the container for one run of the instance.
+func (r *runner) start(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment) error {
+	spec, err := r.containerSpec(inst, rev, t, att)
+	if err != nil {
+		return err
+	}
+	_ = r.a.cfg.Driver.Delete(ctx, r.id)
+	if err := r.a.cfg.Driver.Create(ctx, spec); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
+		return fmt.Errorf("start container: %w", err)
+	}
+	now := time.Now().UTC()
+	return r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+		st.Phase = v1.PhaseStarting
+		st.Ready = false
+		st.IP = att.IP.String()
+		st.Port = t.Port
+		st.StartedAt = now
+		st.Message = ""
+	})
+}
+
+func (r *runner) containerSpec(inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment) (runtime.ContainerSpec, error) {
+	env := []string{
+		"PORT=" + strconv.Itoa(int(t.Port)),
+		"BERTH_ENVIRONMENT=" + inst.Metadata.Environment,
+		"BERTH_NAME=" + inst.Spec.Owner,
+		"BERTH_REVISION=" + strconv.FormatInt(inst.Spec.Revision, 10),
+		"BERTH_INSTANCE=" + inst.Metadata.Name,
+	}
+	for _, e := range t.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	var mounts []runtime.Mount
+	for _, v := range t.Volumes {
+		dir := filepath.Join(r.a.cfg.VolumeDir, inst.Metadata.Environment, inst.Spec.Owner, v.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return runtime.ContainerSpec{}, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		mounts = append(mounts, runtime.Mount{Source: dir, Destination: v.MountPath, ReadOnly: v.ReadOnly})
+	}
+	var mem, cpu int64
+	var err error
+	if t.Resources.Memory != "" {
+		if mem, err = v1.ParseMemory(t.Resources.Memory); err != nil {
+			return runtime.ContainerSpec{}, err
+		}
+	}
+	if t.Resources.CPU != "" {
+		if cpu, err = v1.ParseCPU(t.Resources.CPU); err != nil {
+			return runtime.ContainerSpec{}, err
+		}
+	}
+	image := rev.Spec.Image
+	if rev.Spec.ImageDigest != "" {
+		image = imageWithDigest(rev.Spec.Image, rev.Spec.ImageDigest)
+	}
+	return runtime.ContainerSpec{
+		ID:          r.id,
+		Image:       image,
+		Command:     t.Command,
+		Args:        t.Args,
+		Env:         env,
+		Hostname:    inst.Metadata.Name,
+		NetNSPath:   att.NetNSPath,
+		Mounts:      mounts,
+		MemoryLimit: mem,
+		CPUMillis:   cpu,
+		LogPath:     LogPath(r.a.cfg.LogDir, inst.Metadata.Environment, inst.Spec.Owner, inst.Metadata.Name),
+		Labels: map[string]string{
+			labelManaged:     "true",
+			labelEnvironment: inst.Metadata.Environment,
+			labelOwner:       inst.Spec.Owner,
+			labelInstance:    inst.Metadata.Name,
+			labelRevision:    strconv.FormatInt(inst.Spec.Revision, 10),
+		},
+	}, nil
+}
+
+// LogPath is where an instance's stdout and stderr are kept.
+func LogPath(logDir, env, owner, instance string) string {
+	return filepath.Join(logDir, env, owner, instance+".log")
+}
+
+// imageWithDigest pins ref to digest: "repo:tag" → "repo@sha256:…", so a
+// tag that moves after the revision was made does not change what runs.
+func imageWithDigest(ref, digest string) string {
+	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref = ref[:i]
+	}
+	return ref + "@" + digest
+}
+
+// supervise watches a started task: probes, exits, and the instance's spec.
+func (r *runner) supervise(ctx context.Context, t *v1.Template, att network.Attachment, adopted bool, grace time.Duration) (outcome, runtime.Exit, string) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	addr := att.IP.String()
+	liveFail := make(chan string, 1)
+	go r.readinessLoop(pctx, t, addr, adopted)
+	if t.LivenessProbe != nil {
+		go r.livenessLoop(pctx, t, addr, liveFail)
+	}
+	// Exit events are the fast path; this is the safety net for an event
+	// lost while the events stream reconnected.
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return outShutdown, runtime.Exit{}, ""
+		case <-r.notify:
+			if r.stopping() {
+				return outStop, runtime.Exit{}, ""
+			}
+		case e := <-r.exits:
+			return outExited, e, ""
+		case why := <-liveFail:
+			cancel()
+			r.log.Info("liveness probe failed, restarting", "reason", why)
+			r.event(ctx, "Warning", "Unhealthy", fmt.Sprintf("Liveness probe failed: %s; restarting %s", why, r.object().Metadata.Name))
+			_ = r.patchStatus(ctx, func(st *v1.InstanceStatus) { st.Ready = false })
+			if err := r.a.cfg.Driver.Stop(ctx, r.id, grace); err != nil && ctx.Err() == nil {
+				r.log.Warn("stop after liveness failure", "err", err)
+			}
+			e := r.waitExit(ctx)
+			return outExited, e, "LivenessFailed"
+		case <-check.C:
+			st, err := r.a.cfg.Driver.Inspect(ctx, r.id)
+			if err == nil && st.Status == runtime.StatusStopped {
+				return outExited, runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}, ""
+			}
+		}
+	}
+}
+
+// waitExit takes the exit event of a task we just stopped, falling back to
+// inspecting it.
+func (r *runner) waitExit(ctx context.Context) runtime.Exit {
+	select {
+	case e := <-r.exits:
+		return e
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	st, _ := r.a.cfg.Driver.Inspect(ctx, r.id)
+	return runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}
+}
+
+func (r *runner) recordExit(ctx context.Context, e runtime.Exit, reason string) {
+	if reason == "" {
+		switch {
+		case e.OOMKilled:
+			reason = "OOMKilled"
+		case e.Code == 0:
+			reason = "Completed"
+		case e.Code == 137 || e.Code == 143:
+			reason = "Killed"
+		default:
+			reason = "Error"
+		}
+	}
+	at := e.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	name := r.object().Metadata.Name
+	r.event(ctx, "Warning", "BackOff", fmt.Sprintf("Instance %s exited (%s, code %d); restarting", name, reason, e.Code))
+	_ = r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+		st.Phase = v1.PhaseBackoff
+		st.Ready = false
+		st.Restarts++
+		st.LastExit = &v1.ExitInfo{Code: int32(e.Code), Reason: reason, At: at.UTC()}
+	})
+}
+
+// terminate drains and stops the instance, then removes it everywhere.
+func (r *runner) terminate(ctx context.Context, att *network.Attachment, grace time.Duration) {
+	_ = r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+		st.Phase = v1.PhaseTerminating
+		st.Ready = false
+	})
+	if att != nil && r.a.cfg.Drainer != nil {
+		dctx, cancel := context.WithTimeout(ctx, max(grace, time.Second))
+		if err := r.a.cfg.Drainer.Drain(dctx, r.id); err != nil && ctx.Err() == nil {
+			r.log.Warn("drain incomplete", "err", err)
+		}
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err := r.a.cfg.Driver.Stop(ctx, r.id, grace); err != nil && !v1.IsNotFound(err) {
+		r.log.Warn("stop", "err", err)
+	}
+	if err := r.a.cfg.Driver.Delete(ctx, r.id); err != nil {
+		r.log.Warn("delete container", "err", err)
+	}
+	if err := r.a.cfg.Network.Detach(ctx, r.id, r.env); err != nil {
+		r.log.Warn("detach network", "err", err)
+	}
+	inst := r.object()
+	err := r.a.cfg.Store.Delete(ctx, store.KeyOf(inst), 0)
+	if err != nil && !v1.IsNotFound(err) {
+		r.log.Warn("delete instance record", "err", err)
+	}
+	r.log.Info("instance stopped and removed")
+}
+
+// fail records a problem that keeps the instance from running.
+func (r *runner) fail(ctx context.Context, msg string) {
+	_ = r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+		st.Phase = v1.PhaseFailed
+		st.Ready = false
+		st.Message = msg
+	})
+	r.event(ctx, "Warning", "Failed", fmt.Sprintf("Instance %s: %s", r.object().Metadata.Name, msg))
+}
+
+// waitForStop blocks until the instance is drained, deleted or ctx ends.
+func (r *runner) waitForStop(ctx context.Context) {
+	for !r.stopping() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.notify:
+		}
+	}
+}
+
+// sleep waits d, returning false if ctx ended. A drain cuts it short.
+func (r *runner) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-r.notify:
+			if r.stopping() {
+				return true
+			}
+		}
+	}
+}
+
+// patchStatus applies fn to the stored status with compare-and-swap,
+// retrying on conflicts with the controller's spec writes.
+func (r *runner) patchStatus(ctx context.Context, fn func(*v1.InstanceStatus)) error {
+	key := store.KeyOf(r.object())
+	for attempt := 0; ; attempt++ {
+		var inst v1.Instance
+		if err := store.Get(ctx, r.a.cfg.Store, key, &inst); err != nil {
+			if v1.IsNotFound(err) {
+				return errGone
+			}
+			return err
+		}
+		before := inst.Status
+		fn(&inst.Status)
+		inst.Status.Name = inst.Metadata.Name
+		inst.Status.Revision = inst.Spec.Revision
+		if statusEqual(before, inst.Status) {
+			return nil
+		}
+		err := store.Update(ctx, r.a.cfg.Store, &inst)
+		if err == nil {
+			r.setObject(&inst)
+			return nil
+		}
+		if !v1.IsConflict(err) || attempt > 20 {
+			return err
+		}
+	}
+}
+
+func statusEqual(a, b v1.InstanceStatus) bool {
+	if (a.LastExit == nil) != (b.LastExit == nil) {
+		return false
+	}
+	if a.LastExit != nil && *a.LastExit != *b.LastExit {
+		return false
+	}
+	a.LastExit, b.LastExit = nil, nil
+	return a == b
+}
+
+// event records an Event about the instance's owner, best effort.
+func (r *runner) event(ctx context.Context, typ, reason, msg string) {
+	inst := r.object()
+	RecordEvent(ctx, r.a.cfg.Store, inst.Metadata.Environment, inst.Spec.OwnerKind+"/"+inst.Spec.Owner, typ, reason, msg)
+}
+
+// RecordEvent stores an Event, best effort: events are for people, and a
+// failure to write one must not fail the work it describes.
+func RecordEvent(ctx context.Context, s store.Store, env, object, typ, reason, msg string) {
+	now := time.Now().UTC()
+	ev := &v1.Event{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindEvent},
+		Metadata: v1.ObjectMeta{Name: fmt.Sprintf("ev-%x", now.UnixNano()), Environment: env},
+		Object:   object, Type: typ, Reason: reason, Message: msg, Time: now,
+	}
+	if err := store.Create(ctx, s, ev); err != nil && !errors.Is(err, context.Canceled) {
+		// A name clash within a nanosecond is harmless to drop.
+		return
+	}
+}

@@ -1,0 +1,86 @@
+// Package config turns flags, environment and defaults into the one Config
+// the composition root hands out, part by part. Nothing below
+// internal/server reads flags or environment variables.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+)
+
+// Config is everything `berth server` can be told.
+type Config struct {
+	// DataDir holds the store, token, logs, volumes, network state and (when
+	// Berth runs its own) containerd's root.
+	DataDir string
+	// APIAddr is where the HTTP API listens.
+	APIAddr string
+	// GatewayAddr is where the gateway listens.
+	GatewayAddr string
+	// ContainerdSocket is an existing containerd to use; empty means Berth
+	// starts and supervises its own under DataDir/containerd.
+	ContainerdSocket string
+	// ContainerdNamespace isolates Berth's containers in a shared containerd.
+	ContainerdNamespace string
+	// CNIPluginDirs are searched for CNI plugin binaries.
+	CNIPluginDirs []string
+	// SubnetPool is carved into one /24 per environment.
+	SubnetPool string
+	// Domain is the gateway's host suffix: NAME.ENV.Domain.
+	Domain string
+	// LogShim is the argv prefix of the binary containerd's shim runs to
+	// write container logs; by default this binary's own `log-shim`.
+	LogShim []string
+	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
+	LogLevel  slog.Level
+	LogFormat string
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		DataDir:             "/var/lib/berth",
+		APIAddr:             "127.0.0.1:7070",
+		GatewayAddr:         "127.0.0.1:8080",
+		ContainerdNamespace: "berth",
+		CNIPluginDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
+		SubnetPool:          "10.89.0.0/16",
+		Domain:              "berth.localhost",
+		LogLevel:            slog.LevelInfo,
+		LogFormat:           "text",
+	}
+}
+
+// Validate checks what can be checked before anything starts.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir: must not be empty")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("--data-dir: %q must be an absolute path", c.DataDir)
+	}
+	for flag, addr := range map[string]string{"--api": c.APIAddr, "--gateway": c.GatewayAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", flag, addr, err)
+		}
+	}
+	if _, _, err := net.ParseCIDR(c.SubnetPool); err != nil {
+		return fmt.Errorf("--subnet-pool: %v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format: %q is neither text nor json", c.LogFormat)
+	}
+	return nil
+}
+
+// Paths under the data dir, in one place so every part agrees.
+func (c Config) TokenPath() string        { return filepath.Join(c.DataDir, "token") }
+func (c Config) ClientConfigPath() string { return filepath.Join(c.DataDir, "client.json") }
+func (c Config) StorePath() string        { return filepath.Join(c.DataDir, "state.db") }
+func (c Config) LogDir() string           { return filepath.Join(c.DataDir, "logs") }
+func (c Config) VolumeDir() string        { return filepath.Join(c.DataDir, "volumes") }
+func (c Config) NetworkDir() string       { return filepath.Join(c.DataDir, "network") }
+func (c Config) ContainerdDir() string    { return filepath.Join(c.DataDir, "containerd") }
+func (c Config) RunDir() string           { return filepath.Join(c.DataDir, "run") }

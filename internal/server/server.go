@@ -1,0 +1,288 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/backend/local"
+	"berth.dev/berth/internal/config"
+	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/network/cni"
+	"berth.dev/berth/internal/runtime/containerd"
+	"berth.dev/berth/internal/store"
+	"berth.dev/berth/internal/store/bolt"
+)
+
+// Server is every part of Berth in one process.
+type Server struct {
+	cfg config.Config
+	log *slog.Logger
+
+	token      string
+	store      *bolt.Store
+	supervisor *containerd.Supervisor
+	driver     *containerd.Driver
+	network    *cni.Manager
+	gateway    *gateway.Gateway
+
+	apiLn, gwLn net.Listener
+	apiSrv      *http.Server
+	gwSrv       *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New checks the configuration; Run builds and starts the parts.
+func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: logger}, nil
+}
+
+// APIAddr and GatewayAddr are the addresses actually listened on (useful
+// with port 0).
+func (s *Server) APIAddr() string     { return s.apiLn.Addr().String() }
+func (s *Server) GatewayAddr() string { return s.gwLn.Addr().String() }
+
+// Token is the admin token.
+func (s *Server) Token() string { return s.token }
+
+// Run starts everything, calls ready, and blocks until ctx ends; then it
+// stops the parts in reverse order. Containers keep running: a restarted
+// server re-attaches to them.
+func (s *Server) Run(ctx context.Context, ready func(*Server)) error {
+	err := s.start(ctx)
+	if err != nil {
+		s.stop()
+		return err
+	}
+	s.log.Info("berth server ready", "api", "http://"+s.APIAddr(), "gateway", "http://"+s.GatewayAddr(), "data_dir", s.cfg.DataDir)
+	if ready != nil {
+		ready(s)
+	}
+	<-ctx.Done()
+	s.log.Info("berth server stopping")
+	s.stop()
+	return nil
+}
+
+func (s *Server) start(ctx context.Context) error {
+	cfg := s.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	for _, d := range []string{cfg.LogDir(), cfg.VolumeDir(), cfg.NetworkDir(), cfg.RunDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
+	tok, err := loadOrCreateToken(cfg.TokenPath())
+	if err != nil {
+		return err
+	}
+	s.token = tok
+
+	// Listen first: a port conflict should fail before anything else
+	// starts.
+	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		return fmt.Errorf("--api %s: %w", cfg.APIAddr, err)
+	}
+	if s.gwLn, err = net.Listen("tcp", cfg.GatewayAddr); err != nil {
+		return fmt.Errorf("--gateway %s: %w", cfg.GatewayAddr, err)
+	}
+
+	if s.store, err = bolt.Open(cfg.StorePath(), bolt.Options{Logger: s.log.With("part", "store")}); err != nil {
+		return err
+	}
+	if err := apiserver.EnsureDefaultEnvironment(ctx, s.store); err != nil {
+		return err
+	}
+
+	socket := cfg.ContainerdSocket
+	if socket == "" {
+		s.supervisor, err = containerd.StartContainerd(ctx, containerd.SupervisorConfig{
+			Dir:    cfg.ContainerdDir(),
+			Logger: s.log.With("part", "containerd"),
+		})
+		if err != nil {
+			return fmt.Errorf("start containerd: %w", err)
+		}
+		socket = s.supervisor.Socket()
+	}
+	s.driver, err = containerd.New(ctx, containerd.Config{
+		Socket:    socket,
+		Namespace: cfg.ContainerdNamespace,
+		LogShim:   cfg.LogShim,
+		StateDir:  filepath.Join(cfg.RunDir(), "containers"),
+		Logger:    s.log.With("part", "runtime"),
+	})
+	if err != nil {
+		return fmt.Errorf("containerd at %s: %w", socket, err)
+	}
+	s.network, err = cni.New(ctx, cni.Config{
+		DataDir:    cfg.NetworkDir(),
+		PluginDirs: cfg.CNIPluginDirs,
+		SubnetPool: cfg.SubnetPool,
+		Logger:     s.log.With("part", "network"),
+	})
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+
+	s.gateway = gateway.New(gateway.Config{Logger: s.log.With("part", "gateway"), Domain: cfg.Domain})
+	images := &imageService{driver: s.driver}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	agent := local.New(local.Config{
+		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
+		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
+		Logger: s.log.With("part", "agent"),
+	})
+	services := controller.NewServices(controller.ServiceConfig{
+		Store: s.store, Images: images, Events: local.RecordEvent,
+		Logger: s.log.With("part", "services"),
+	})
+	routes := &controller.Routes{
+		Store: s.store, Table: s.gateway, EndpointID: local.ContainerID,
+		Logger: s.log.With("part", "routes"),
+	}
+	s.goRun(runCtx, "agent", agent.Run)
+	s.goRun(runCtx, "services", services.Run)
+	s.goRun(runCtx, "routes", routes.Run)
+
+	api := apiserver.New(apiserver.Config{
+		Store: s.store, Token: s.token, Images: images, LogDir: cfg.LogDir(),
+		Logger: s.log.With("part", "api"),
+	})
+	s.apiSrv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
+	s.serve("api", s.apiSrv, s.apiLn)
+	s.serve("gateway", s.gwSrv, s.gwLn)
+
+	return writeClientConfig(cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
+}
+
+func (s *Server) goRun(ctx context.Context, part string, run func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("part stopped", "part", part, "err", err)
+		}
+	}()
+}
+
+func (s *Server) serve(part string, srv *http.Server, ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener stopped", "part", part, "err", err)
+		}
+	}()
+}
+
+// stop is safe after a partial start: each part is stopped only if built.
+func (s *Server) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.apiSrv != nil {
+		_ = s.apiSrv.Shutdown(ctx)
+	} else if s.apiLn != nil {
+		s.apiLn.Close()
+	}
+	if s.gwSrv != nil {
+		_ = s.gwSrv.Shutdown(ctx)
+	} else if s.gwLn != nil {
+		s.gwLn.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("parts did not stop within the deadline")
+	}
+	if s.driver != nil {
+		s.driver.Close()
+	}
+	// A containerd we started keeps running on purpose: it holds the
+	// workloads, and the next server re-attaches to it.
+	if s.supervisor != nil {
+		s.supervisor.Detach()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// Store exposes the store to in-process tests.
+func (s *Server) Store() store.Store { return s.store }
+
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw[:])
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	return tok, nil
+}
+
+func writeClientConfig(path, addr, token, gw string) error {
+	b, _ := json.MarshalIndent(map[string]string{"addr": addr, "token": token, "gateway": gw}, "", "  ")
+	return writeFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
