@@ -95,6 +95,7 @@ type server struct {
 	dataDir string
 	pool    string
 	ns      string
+	bridges string
 	cmd     *exec.Cmd
 	client  *client.Client
 	gateway string
@@ -111,6 +112,7 @@ func startServer(t *testing.T) *server {
 		dataDir: t.TempDir(),
 		pool:    fmt.Sprintf("10.%d.0.0/16", 230+nextPool),
 		ns:      fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
+		bridges: fmt.Sprintf("b%dx%d", os.Getpid()%10000, nextPool),
 	}
 	s.start()
 	t.Cleanup(func() { s.shutdown() })
@@ -134,6 +136,7 @@ func (s *server) start() {
 		"--containerd-socket", socket,
 		"--containerd-namespace", s.ns,
 		"--subnet-pool", s.pool,
+		"--bridge-prefix", s.bridges,
 		"--log-level", "debug",
 	)
 	s.cmd.Stdout, s.cmd.Stderr = lf, lf
@@ -204,6 +207,10 @@ func (s *server) shutdown() {
 	}
 	if s.t.Failed() {
 		s.t.Logf("server log:\n%s", s.logs())
+	}
+	// The bridges this server made (a real server's stay, as they should).
+	for i := range 4 {
+		exec.Command("ip", "link", "del", fmt.Sprintf("%s%d", s.bridges, i)).Run()
 	}
 }
 

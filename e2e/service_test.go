@@ -158,13 +158,16 @@ func TestServiceLifecycle(t *testing.T) {
 	t.Run("rolling update under load fails no request", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		load := loadgen.Start(ctx, loadgen.Options{
+		load, err := loadgen.Start(ctx, loadgen.Options{
 			URL: "http://" + s.gateway + "/", Host: "echo.default.berth.localhost",
 			Concurrency: 8, Timeout: 10 * time.Second,
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Make sure the load is flowing before the rollout starts.
 		waitFor(t, 10*time.Second, "load to flow", func() (bool, string) {
-			return load.Snapshot().Requests > 20, ""
+			return load.Issued() > 20, ""
 		})
 		s.mustBerth("", "apply", "-f", writeFile(t, dir, "echo.yaml", fmt.Sprintf(echoService, echoV2)))
 		s.mustBerth("", "rollout", "status", "echo", "--timeout", "3m")

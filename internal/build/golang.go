@@ -32,6 +32,8 @@ type GoOptions struct {
 	Env []string
 	// Port is the default PORT (8080).
 	Port string
+	// Binary is where the program goes in the image (default /app).
+	Binary string
 	// Output receives the compiler's messages; nil discards them.
 	Output io.Writer
 }
@@ -40,7 +42,7 @@ type GoOptions struct {
 var epoch = time.Unix(0, 0).UTC()
 
 // Go compiles the package in opts.Dir and writes a docker-save tarball of
-// the image to out. The binary is /app; /tmp and /etc exist.
+// the image to out. The binary is opts.Binary (/app); /tmp and /etc exist.
 func Go(ctx context.Context, opts GoOptions, out io.Writer) error {
 	tag, err := name.NewTag(opts.Ref)
 	if err != nil {
@@ -100,7 +102,10 @@ func compileGo(ctx context.Context, dir string) ([]byte, error) {
 }
 
 func imageOf(bin []byte, opts GoOptions) (ggcr.Image, error) {
-	layerTar, err := rootfs(bin)
+	if opts.Binary == "" {
+		opts.Binary = "/app"
+	}
+	layerTar, err := rootfs(bin, strings.TrimPrefix(opts.Binary, "/"))
 	if err != nil {
 		return nil, err
 	}
@@ -126,22 +131,22 @@ func imageOf(bin []byte, opts GoOptions) (ggcr.Image, error) {
 	cf.OS = "linux"
 	cf.Architecture = goruntime.GOARCH
 	cf.Created = ggcr.Time{Time: epoch}
-	cf.Config.Entrypoint = []string{"/app"}
+	cf.Config.Entrypoint = []string{opts.Binary}
 	cf.Config.Env = append([]string{"PATH=/", "PORT=" + port}, opts.Env...)
 	cf.Config.WorkingDir = "/"
 	cf.Config.ExposedPorts = map[string]struct{}{port + "/tcp": {}}
 	return mutate.ConfigFile(img, cf)
 }
 
-// rootfs is the image's one layer: /app, a sticky /tmp, and /etc for the
-// hosts and resolv.conf files the runtime mounts.
-func rootfs(bin []byte) ([]byte, error) {
+// rootfs is the image's one layer: the binary, a sticky /tmp, and /etc for
+// the hosts and resolv.conf files the runtime mounts.
+func rootfs(bin []byte, binPath string) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	hdrs := []*tar.Header{
 		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch},
 		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch},
-		{Name: "app", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch},
+		{Name: binPath, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch},
 	}
 	for _, h := range hdrs {
 		if err := tw.WriteHeader(h); err != nil {

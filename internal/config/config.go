@@ -28,6 +28,8 @@ type Config struct {
 	CNIPluginDirs []string
 	// SubnetPool is carved into one /24 per environment.
 	SubnetPool string
+	// BridgePrefix names the environments' bridges (berth0, berth1, …).
+	BridgePrefix string
 	// Domain is the gateway's host suffix: NAME.ENV.Domain.
 	Domain string
 	// LogShim is the argv prefix of the binary containerd's shim runs to
@@ -47,6 +49,7 @@ func Default() Config {
 		ContainerdNamespace: "berth",
 		CNIPluginDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
 		SubnetPool:          "10.89.0.0/16",
+		BridgePrefix:        "berth",
 		Domain:              "berth.localhost",
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",

@@ -139,10 +139,11 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("containerd at %s: %w", socket, err)
 	}
 	s.network, err = cni.New(ctx, cni.Config{
-		DataDir:    cfg.NetworkDir(),
-		PluginDirs: cfg.CNIPluginDirs,
-		SubnetPool: cfg.SubnetPool,
-		Logger:     s.log.With("part", "network"),
+		DataDir:      cfg.NetworkDir(),
+		PluginDirs:   cfg.CNIPluginDirs,
+		SubnetPool:   cfg.SubnetPool,
+		BridgePrefix: cfg.BridgePrefix,
+		Logger:       s.log.With("part", "network"),
 	})
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -229,11 +230,9 @@ func (s *Server) stop() {
 	if s.driver != nil {
 		s.driver.Close()
 	}
-	// A containerd we started keeps running on purpose: it holds the
-	// workloads, and the next server re-attaches to it.
-	if s.supervisor != nil {
-		s.supervisor.Detach()
-	}
+	// A containerd we started keeps running on purpose (s.supervisor is
+	// not stopped): the shims hold the workloads, and the next server
+	// reuses that containerd and re-attaches to them.
 	if s.store != nil {
 		s.store.Close()
 	}

@@ -1,0 +1,457 @@
+package v1
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+)
+
+// Name limits. Service names are shorter than a DNS label allows so that the
+// names derived from them (instances, containers, hosts) still fit.
+const (
+	MaxNameLength            = 63
+	MaxServiceNameLength     = 40
+	MaxEnvironmentNameLength = 40
+
+	MaxReplicas                      = 1000
+	MaxTerminationGracePeriodSeconds = 3600
+	// MinMemory is the smallest memory limit a container can start with.
+	MinMemory = 4 << 20
+)
+
+// Validate returns the first problem with obj as an *Error of kind Invalid
+// whose Field is the path to fix, or nil. It accepts an object before or
+// after SetDefaults: a field left at zero where a default exists is fine.
+func Validate(obj Object) error {
+	tm := obj.GetTypeMeta()
+	if tm.APIVersion != "" && tm.APIVersion != APIVersion {
+		return FieldError("apiVersion", "unsupported apiVersion %q; expected %q", tm.APIVersion, APIVersion)
+	}
+	kind := kindOf(obj)
+	if kind == "" {
+		return Invalid("cannot validate a %T", obj)
+	}
+	if tm.Kind != "" && tm.Kind != kind {
+		return FieldError("kind", "kind %q does not match the object, a %s", tm.Kind, kind)
+	}
+	switch o := obj.(type) {
+	case *Environment:
+		return validateEnvironment(o)
+	case *Service:
+		return validateService(o)
+	case *Revision:
+		if err := validateMeta(&o.Metadata, MaxNameLength); err != nil {
+			return err
+		}
+		return validateTemplate(&o.Spec.Template, "spec.template")
+	}
+	return validateMeta(obj.GetMetadata(), MaxNameLength)
+}
+
+// kindOf names the kind of the Go type of obj, whatever its TypeMeta says.
+func kindOf(obj Object) string {
+	switch obj.(type) {
+	case *Environment:
+		return KindEnvironment
+	case *Service:
+		return KindService
+	case *Revision:
+		return KindRevision
+	case *Instance:
+		return KindInstance
+	case *Event:
+		return KindEvent
+	}
+	return ""
+}
+
+func validateEnvironment(e *Environment) error {
+	m := &e.Metadata
+	if msg := nameProblem(m.Name, MaxEnvironmentNameLength); msg != "" {
+		return FieldError("metadata.name", "%s", msg)
+	}
+	if m.Environment != "" {
+		return FieldError("metadata.environment", "an Environment is not inside another environment; remove metadata.environment")
+	}
+	if err := validateLabels(m.Labels); err != nil {
+		return err
+	}
+	for i, from := range e.Spec.AllowFrom {
+		if msg := nameProblem(from, MaxEnvironmentNameLength); msg != "" {
+			return FieldError(fmt.Sprintf("spec.allowFrom[%d]", i), "environment %s", msg)
+		}
+	}
+	return nil
+}
+
+func validateService(s *Service) error {
+	if err := validateMeta(&s.Metadata, MaxServiceNameLength); err != nil {
+		return err
+	}
+	spec := &s.Spec
+	if r := spec.Replicas; r != nil && (*r < 0 || *r > MaxReplicas) {
+		return FieldError("spec.replicas", "%d is out of range: use 0 to %d", *r, MaxReplicas)
+	}
+	if err := validateTemplate(&spec.Template, "spec"); err != nil {
+		return err
+	}
+	surge, unavailable := int32(DefaultMaxSurge), int32(DefaultMaxUnavailable)
+	if p := spec.Strategy.MaxSurge; p != nil {
+		surge = *p
+	}
+	if p := spec.Strategy.MaxUnavailable; p != nil {
+		unavailable = *p
+	}
+	switch {
+	case surge < 0:
+		return FieldError("spec.strategy.maxSurge", "%d is negative", surge)
+	case unavailable < 0:
+		return FieldError("spec.strategy.maxUnavailable", "%d is negative", unavailable)
+	case surge == 0 && unavailable == 0:
+		return FieldError("spec.strategy", "maxSurge and maxUnavailable are both 0, so a rollout could never make progress; set one of them above 0")
+	}
+	if r := spec.Route; r != nil {
+		if msg := routeProblem(r.Path); msg != "" {
+			return FieldError("spec.route.path", "%s", msg)
+		}
+	}
+	return nil
+}
+
+func validateMeta(m *ObjectMeta, maxLen int) error {
+	if msg := nameProblem(m.Name, maxLen); msg != "" {
+		return FieldError("metadata.name", "%s", msg)
+	}
+	if m.Environment != "" {
+		if msg := nameProblem(m.Environment, MaxEnvironmentNameLength); msg != "" {
+			return FieldError("metadata.environment", "environment %s", msg)
+		}
+	}
+	return validateLabels(m.Labels)
+}
+
+// nameProblem says what is wrong with a name, or "" when it is a valid DNS
+// label of at most max characters starting with a letter.
+func nameProblem(name string, max int) string {
+	const rule = "use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
+	if name == "" {
+		return "name is required"
+	}
+	if len(name) > max {
+		return fmt.Sprintf("name %q is %d characters long; at most %d are allowed", name, len(name), max)
+	}
+	for _, c := range name {
+		if c >= 'A' && c <= 'Z' {
+			return fmt.Sprintf("name %q must be lowercase: %s", name, rule)
+		}
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Sprintf("name %q contains %q: %s", name, c, rule)
+		}
+	}
+	if c := name[0]; c < 'a' || c > 'z' {
+		return fmt.Sprintf("name %q must start with a letter: %s", name, rule)
+	}
+	if name[len(name)-1] == '-' {
+		return fmt.Sprintf("name %q must end with a letter or digit: %s", name, rule)
+	}
+	return ""
+}
+
+// validateLabels applies Kubernetes' label rules, so labels carry over to
+// the Kubernetes backend unchanged.
+func validateLabels(labels map[string]string) error {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		field := "metadata.labels." + k
+		if msg := labelKeyProblem(k); msg != "" {
+			return FieldError(field, "label key %q %s", k, msg)
+		}
+		if v := labels[k]; v != "" {
+			if msg := labelSegmentProblem(v); msg != "" {
+				return FieldError(field, "label value %q %s", v, msg)
+			}
+		}
+	}
+	return nil
+}
+
+func labelKeyProblem(k string) string {
+	prefix, name, ok := strings.Cut(k, "/")
+	if !ok {
+		return labelSegmentProblem(k)
+	}
+	if prefix == "" || len(prefix) > 253 {
+		return "has a prefix that is not a DNS subdomain of at most 253 characters"
+	}
+	for _, part := range strings.Split(prefix, ".") {
+		if !isSubdomainPart(part) {
+			return fmt.Sprintf("has an invalid prefix %q: use a lowercase DNS subdomain such as example.com", prefix)
+		}
+	}
+	return labelSegmentProblem(name)
+}
+
+// isSubdomainPart reports whether s is one dot-separated part of a DNS
+// subdomain: unlike a resource name it may start with a digit.
+func isSubdomainPart(s string) bool {
+	if s == "" || len(s) > MaxNameLength || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func labelSegmentProblem(s string) string {
+	const rule = "must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+	if s == "" || len(s) > 63 {
+		return rule
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	if !alnum(s[0]) || !alnum(s[len(s)-1]) {
+		return rule
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' && c != '_' && c != '.' {
+			return rule
+		}
+	}
+	return ""
+}
+
+func validateTemplate(t *Template, p string) error {
+	field := func(name string) string { return p + "." + name }
+	if err := validateImage(t.Image, field("image")); err != nil {
+		return err
+	}
+	for i, c := range t.Command {
+		if strings.IndexByte(c, 0) >= 0 {
+			return FieldError(fmt.Sprintf("%s[%d]", field("command"), i), "contains a NUL byte")
+		}
+	}
+	for i, a := range t.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return FieldError(fmt.Sprintf("%s[%d]", field("args"), i), "contains a NUL byte")
+		}
+	}
+	if msg := portProblem(t.Port); msg != "" {
+		return FieldError(field("port"), "%s", msg)
+	}
+	if err := validateEnv(t.Env, field("env")); err != nil {
+		return err
+	}
+	if err := validateResources(&t.Resources, field("resources")); err != nil {
+		return err
+	}
+	if err := validateProbe(t.ReadinessProbe, field("readinessProbe"), false); err != nil {
+		return err
+	}
+	if err := validateProbe(t.LivenessProbe, field("livenessProbe"), true); err != nil {
+		return err
+	}
+	if err := validateVolumes(t.Volumes, field("volumes")); err != nil {
+		return err
+	}
+	if g := t.TerminationGracePeriodSeconds; g != nil && (*g < 0 || *g > MaxTerminationGracePeriodSeconds) {
+		return FieldError(field("terminationGracePeriodSeconds"), "%d is out of range: use 0 to %d seconds", *g, MaxTerminationGracePeriodSeconds)
+	}
+	return nil
+}
+
+func validateImage(image, field string) error {
+	if image == "" {
+		return FieldError(field, "image is required, e.g. nginx:1.27 or registry.example.com/team/app:v2")
+	}
+	if strings.ContainsFunc(image, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return FieldError(field, "image %q contains a space or control character", image)
+	}
+	if _, err := reference.ParseNormalizedNamed(image); err != nil {
+		return FieldError(field, "image %q is not a valid image reference: %v", image, err)
+	}
+	return nil
+}
+
+// portProblem accepts 0, which SetDefaults replaces.
+func portProblem(port int32) string {
+	if port < 0 || port > 65535 {
+		return fmt.Sprintf("port %d is out of range: use 1 to 65535", port)
+	}
+	return ""
+}
+
+func validateEnv(env []EnvVar, p string) error {
+	seen := map[string]int{}
+	for i, e := range env {
+		field := fmt.Sprintf("%s[%d].name", p, i)
+		if e.Name == "" {
+			return FieldError(field, "name is required")
+		}
+		if !isCIdentifier(e.Name) {
+			return FieldError(field, "%q is not a valid variable name: use letters, digits and '_', not starting with a digit", e.Name)
+		}
+		if e.Name == "PORT" || strings.HasPrefix(e.Name, "BERTH_") {
+			return FieldError(field, "%s is set by the platform (PORT comes from port); choose another name", e.Name)
+		}
+		if j, ok := seen[e.Name]; ok {
+			return FieldError(field, "%s is already set by %s[%d]", e.Name, p, j)
+		}
+		seen[e.Name] = i
+		if strings.IndexByte(e.Value, 0) >= 0 {
+			return FieldError(fmt.Sprintf("%s[%d].value", p, i), "contains a NUL byte")
+		}
+	}
+	return nil
+}
+
+func isCIdentifier(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validateResources(r *Resources, p string) error {
+	if r.CPU != "" {
+		m, err := ParseCPU(r.CPU)
+		if err != nil {
+			return FieldError(p+".cpu", "%v", err)
+		}
+		if m <= 0 {
+			return FieldError(p+".cpu", "must be more than 0; leave it out for no limit")
+		}
+	}
+	if r.Memory != "" {
+		b, err := ParseMemory(r.Memory)
+		if err != nil {
+			return FieldError(p+".memory", "%v", err)
+		}
+		if b < MinMemory {
+			return FieldError(p+".memory", "%s is below the minimum of %s; leave it out for no limit", r.Memory, FormatMemory(MinMemory))
+		}
+	}
+	return nil
+}
+
+func validateProbe(pr *Probe, p string, liveness bool) error {
+	if pr == nil {
+		return nil
+	}
+	switch {
+	case pr.HTTPGet == nil && pr.TCPSocket == nil:
+		return FieldError(p, "set one of httpGet or tcpSocket")
+	case pr.HTTPGet != nil && pr.TCPSocket != nil:
+		return FieldError(p, "set only one of httpGet or tcpSocket, not both")
+	}
+	if h := pr.HTTPGet; h != nil {
+		if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || strings.ContainsFunc(h.Path, isSpaceOrControl)) {
+			return FieldError(p+".httpGet.path", "%q must start with '/' and contain no spaces", h.Path)
+		}
+		if msg := portProblem(h.Port); msg != "" {
+			return FieldError(p+".httpGet.port", "%s", msg)
+		}
+	}
+	if s := pr.TCPSocket; s != nil {
+		if msg := portProblem(s.Port); msg != "" {
+			return FieldError(p+".tcpSocket.port", "%s", msg)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int32
+	}{
+		{"initialDelaySeconds", pr.InitialDelaySeconds},
+		{"periodSeconds", pr.PeriodSeconds},
+		{"timeoutSeconds", pr.TimeoutSeconds},
+		{"failureThreshold", pr.FailureThreshold},
+		{"successThreshold", pr.SuccessThreshold},
+	} {
+		// Zero is "use the default"; the defaults are all at least 1
+		// where 1 is the minimum.
+		if n.v < 0 {
+			return FieldError(p+"."+n.name, "%d is negative", n.v)
+		}
+	}
+	if liveness && pr.SuccessThreshold > 1 {
+		return FieldError(p+".successThreshold", "must be 1 for a liveness probe: one success shows the process is alive")
+	}
+	return nil
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// reservedMounts are kernel filesystems the runtime mounts itself; a volume
+// over them breaks the container.
+var reservedMounts = []string{"/proc", "/sys", "/dev"}
+
+func validateVolumes(vols []VolumeMount, p string) error {
+	names := map[string]int{}
+	paths := map[string]int{}
+	for i, v := range vols {
+		at := fmt.Sprintf("%s[%d]", p, i)
+		if msg := nameProblem(v.Name, MaxNameLength); msg != "" {
+			return FieldError(at+".name", "volume %s", msg)
+		}
+		if j, ok := names[v.Name]; ok {
+			return FieldError(at+".name", "volume %q is already mounted by %s[%d]", v.Name, p, j)
+		}
+		names[v.Name] = i
+		mp := v.MountPath
+		switch {
+		case mp == "":
+			return FieldError(at+".mountPath", "mountPath is required")
+		case !path.IsAbs(mp):
+			return FieldError(at+".mountPath", "%q must be an absolute path", mp)
+		case strings.ContainsFunc(mp, isSpaceOrControl) || strings.Contains(mp, ":"):
+			return FieldError(at+".mountPath", "%q must not contain spaces, control characters or ':'", mp)
+		case slices.Contains(strings.Split(mp, "/"), ".."):
+			return FieldError(at+".mountPath", "%q must not contain '..'", mp)
+		}
+		clean := path.Clean(mp)
+		if clean == "/" {
+			return FieldError(at+".mountPath", "cannot mount a volume over the root directory")
+		}
+		for _, r := range reservedMounts {
+			if clean == r || strings.HasPrefix(clean, r+"/") {
+				return FieldError(at+".mountPath", "%q is under %s, which the runtime provides", mp, r)
+			}
+		}
+		if j, ok := paths[clean]; ok {
+			return FieldError(at+".mountPath", "%q is already used by %s[%d]", mp, p, j)
+		}
+		paths[clean] = i
+	}
+	return nil
+}
+
+// routeProblem says what is wrong with a route path. /api/ is the gateway's
+// own, so a workload cannot claim it.
+func routeProblem(p string) string {
+	switch {
+	case p == "":
+		return "path is required, e.g. /orders"
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("%q must start with '/'", p)
+	case strings.ContainsFunc(p, isSpaceOrControl):
+		return fmt.Sprintf("%q must not contain spaces or control characters", p)
+	case strings.ContainsAny(p, "?#"):
+		return fmt.Sprintf("%q must be a path only, without '?' or '#'", p)
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return fmt.Sprintf("%q must not contain '..'", p)
+	case p == "/api" || strings.HasPrefix(p, "/api/"):
+		return fmt.Sprintf("%q is reserved: paths under /api/ belong to the platform", p)
+	}
+	return ""
+}

@@ -1,0 +1,118 @@
+// Command berth is Berth's one binary: the CLI, `berth server`, and the
+// log-shim containerd runs for every container. main only builds the command
+// tree and maps errors to exit codes; the parts live in internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"berth.dev/berth/internal/cli"
+	"berth.dev/berth/internal/config"
+	"berth.dev/berth/internal/runtime/logshim"
+	"berth.dev/berth/internal/server"
+)
+
+func main() {
+	// containerd's shim starts the log-shim once per container, with fds 3-5
+	// set up; skip building the command tree for it.
+	if len(os.Args) > 1 && os.Args[1] == "log-shim" {
+		os.Exit(logshim.Main(os.Args[2:]))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, out, errOut io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := cli.NewRootCommand(out, errOut)
+	root.AddCommand(newServerCommand(errOut), newLogShimCommand())
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(errOut, "error: %v\n", err)
+	}
+	return cli.ExitCode(err)
+}
+
+func newServerCommand(errOut io.Writer) *cobra.Command {
+	cfg := config.Default()
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Berth server: API, controllers, runtime and gateway in one process",
+		Long: "Run every part of Berth in this process until SIGINT or SIGTERM. On first start it\n" +
+			"writes an admin token to DATA/token and a client config the CLI finds by itself.\n" +
+			"Without --containerd-socket it starts and supervises its own containerd under DATA.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cli.UsageError(fmt.Errorf("unexpected argument %q", args[0]))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cfg.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+				return cli.UsageError(fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
+			}
+			if err := cfg.Validate(); err != nil {
+				return cli.UsageError(err)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find this binary for the log-shim: %w", err)
+			}
+			cfg.LogShim = []string{exe, "log-shim"}
+			logger := newLogger(errOut, cfg.LogLevel, cfg.LogFormat)
+			err = server.Run(cmd.Context(), cfg, logger, nil)
+			if errors.Is(err, context.Canceled) {
+				// Stopped by a signal: a clean shutdown.
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for state, token, logs, volumes and (own) containerd")
+	f.StringVar(&cfg.APIAddr, "api", cfg.APIAddr, "address the HTTP API listens on")
+	f.StringVar(&cfg.GatewayAddr, "gateway", cfg.GatewayAddr, "address the gateway listens on")
+	f.StringVar(&cfg.ContainerdSocket, "containerd-socket", cfg.ContainerdSocket, "use this containerd instead of starting one")
+	f.StringVar(&cfg.SubnetPool, "subnet-pool", cfg.SubnetPool, "pool carved into one /24 per environment")
+	f.StringVar(&logLevel, "log-level", cfg.LogLevel.String(), "debug, info, warn or error")
+	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
+	return cmd
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newLogShimCommand documents the log-shim in the tree; main runs it before
+// the tree is built, so this RunE only runs for an unusual spelling such as
+// `berth --addr x log-shim`.
+func newLogShimCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "log-shim --path FILE",
+		Short:              "Write a container's output to a log file (run by containerd's shim)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := logshim.Main(args); code != 0 {
+				return fmt.Errorf("log-shim exited with code %d", code)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,268 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/store"
+)
+
+// Apply results, as docs/api.md names them.
+const (
+	ResultCreated    = "created"
+	ResultConfigured = "configured"
+	ResultUnchanged  = "unchanged"
+)
+
+// ApplyResponse is the body of a PUT answer.
+type ApplyResponse struct {
+	Result string    `json:"result"`
+	Object v1.Object `json:"object"`
+}
+
+func (s *Server) applyEnvironment(w http.ResponseWriter, r *http.Request) error {
+	res, _ := byKind(v1.KindEnvironment)
+	return s.apply(w, r, res, "", r.PathValue("name"))
+}
+
+func (s *Server) applyObject(w http.ResponseWriter, r *http.Request) error {
+	res, err := scopedResource(r)
+	if err != nil {
+		return err
+	}
+	return s.apply(w, r, res, r.PathValue("env"), r.PathValue("name"))
+}
+
+// apply is PUT: create or update the object at the path from the body.
+func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env, name string) error {
+	ctx := r.Context()
+	if !res.appliable {
+		return notAllowed([]string{http.MethodGet}, "%s are written by the platform; only %s can be applied", res.plural, appliablePlurals())
+	}
+	dryRun := queryFlag(r, "dryRun")
+	body, err := s.readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	obj, err := v1.DecodeObject(body)
+	if err != nil {
+		return err
+	}
+	expectRev, err := s.admit(ctx, obj, res, env, name, dryRun)
+	if err != nil {
+		return err
+	}
+	meta := obj.GetMetadata()
+
+	rec, err := s.store.Get(ctx, store.KeyOf(obj))
+	if v1.IsNotFound(err) {
+		if expectRev != 0 {
+			return v1.Conflict("%s does not exist, so metadata.resourceVersion %d cannot match; remove resourceVersion to create it",
+				describe(res, env, name), expectRev)
+		}
+		if dryRun {
+			meta.Generation = 1
+		} else if err := store.Create(ctx, s.store, obj); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, ApplyResponse{Result: ResultCreated, Object: obj})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cur := res.new()
+	if err := store.Decode(rec, cur); err != nil {
+		return err
+	}
+	if expectRev != 0 && expectRev != rec.Revision {
+		return v1.Conflict("%s was modified: metadata.resourceVersion is %d, the stored one is %d; get it again and reapply",
+			describe(res, env, name), expectRev, rec.Revision)
+	}
+	v1.SetDefaults(cur) // a record written by an older release compares fairly
+	specChanged, err := specDiffers(cur, obj)
+	if err != nil {
+		return err
+	}
+	if !specChanged && maps.Equal(cur.GetMetadata().Labels, meta.Labels) {
+		writeJSON(w, http.StatusOK, ApplyResponse{Result: ResultUnchanged, Object: cur})
+		return nil
+	}
+	// The platform's part of the object stays as it was.
+	old := cur.GetMetadata()
+	meta.UID, meta.CreationTimestamp, meta.Generation = old.UID, old.CreationTimestamp, old.Generation
+	meta.ResourceVersion = rec.Revision
+	if specChanged {
+		meta.Generation++
+	}
+	if err := copyStatus(obj, cur); err != nil {
+		return err
+	}
+	if !dryRun {
+		if err := store.Update(ctx, s.store, obj); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, ApplyResponse{Result: ResultConfigured, Object: obj})
+	return nil
+}
+
+// admit checks a decoded object against the path it was sent to, clears
+// what only the platform writes, defaults and validates it. It returns the
+// resourceVersion the client asked to compare against (0: none).
+func (s *Server) admit(ctx context.Context, obj v1.Object, res resource, env, name string, dryRun bool) (uint64, error) {
+	if kind := obj.GetTypeMeta().Kind; kind != res.kind {
+		hint := ""
+		if other, ok := byKind(kind); ok {
+			hint = fmt.Sprintf("; send it to the %s path", other.plural)
+		}
+		return 0, v1.FieldError("kind", "a %s cannot be applied at a %s path%s", kind, res.plural, hint)
+	}
+	meta := obj.GetMetadata()
+	switch meta.Name {
+	case "":
+		meta.Name = name
+	case name:
+	default:
+		return 0, v1.FieldError("metadata.name", "%q does not match the name in the path, %q", meta.Name, name)
+	}
+	if res.scoped {
+		switch meta.Environment {
+		case "":
+			meta.Environment = env
+		case env:
+		default:
+			return 0, v1.FieldError("metadata.environment", "%q does not match the environment in the path, %q", meta.Environment, env)
+		}
+	}
+	expectRev := meta.ResourceVersion
+	meta.UID, meta.Generation, meta.CreationTimestamp, meta.ResourceVersion = "", 0, time.Time{}, 0
+	if err := clearStatus(obj); err != nil {
+		return 0, err
+	}
+	v1.SetDefaults(obj)
+	if err := v1.Validate(obj); err != nil {
+		return 0, err
+	}
+	if res.scoped {
+		if err := s.requireEnvironment(ctx, env, dryRun); err != nil {
+			return 0, err
+		}
+	}
+	return expectRev, nil
+}
+
+// requireEnvironment fails unless env exists. The default environment is
+// created when missing (unless only validating): every manifest without an
+// environment lands there, and it must not depend on a start-up step.
+func (s *Server) requireEnvironment(ctx context.Context, env string, dryRun bool) error {
+	_, err := s.store.Get(ctx, store.Key{Kind: v1.KindEnvironment, Name: env})
+	switch {
+	case err == nil:
+		return nil
+	case !v1.IsNotFound(err):
+		return err
+	case env == v1.DefaultEnvironment:
+		if dryRun {
+			return nil
+		}
+		return EnsureDefaultEnvironment(ctx, s.store)
+	}
+	return &v1.Error{
+		Kind:  v1.ErrNotFound,
+		Field: "metadata.environment",
+		Message: fmt.Sprintf("environment %q not found; create it first with `berth apply -f` "+
+			"of a manifest with apiVersion: %s, kind: Environment, metadata.name: %s", env, v1.APIVersion, env),
+	}
+}
+
+// specDiffers compares the specs as JSON: both are defaulted, so a field
+// spelled out with its default value is no change.
+func specDiffers(a, b v1.Object) (bool, error) {
+	sa, err := specJSON(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := specJSON(b)
+	if err != nil {
+		return false, err
+	}
+	return !bytes.Equal(sa, sb), nil
+}
+
+func specJSON(obj v1.Object) ([]byte, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", store.KeyOf(obj), err)
+	}
+	var parts struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", store.KeyOf(obj), err)
+	}
+	return parts.Spec, nil
+}
+
+// clearStatus drops a status the client sent: only the platform writes it.
+func clearStatus(obj v1.Object) error {
+	switch o := obj.(type) {
+	case *v1.Service:
+		o.Status = v1.ServiceStatus{}
+	case *v1.Environment:
+		o.Status = v1.EnvironmentStatus{}
+	default:
+		return fmt.Errorf("apply of %T is not supported", obj)
+	}
+	return nil
+}
+
+func copyStatus(dst, src v1.Object) error {
+	switch d := dst.(type) {
+	case *v1.Service:
+		d.Status = src.(*v1.Service).Status
+	case *v1.Environment:
+		d.Status = src.(*v1.Environment).Status
+	default:
+		return fmt.Errorf("apply of %T is not supported", dst)
+	}
+	return nil
+}
+
+// readBody reads a body of at most limit bytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
+		return nil, v1.Invalid("read request body: %v", err)
+	}
+	return b, nil
+}
+
+// queryFlag reads a boolean query parameter: present and not "0" or "false"
+// ("dryRun=All", as kubectl sends it, counts).
+func queryFlag(r *http.Request, name string) bool {
+	v, ok := r.URL.Query()[name]
+	if !ok {
+		return false
+	}
+	switch last := v[len(v)-1]; last {
+	case "0", "false", "False", "FALSE":
+		return false
+	}
+	return true
+}

@@ -1,0 +1,130 @@
+package apiserver
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/store"
+)
+
+// RollbackRequest is the body of POST .../services/NAME/rollback.
+type RollbackRequest struct {
+	// ToRevision is the revision number to go back to; 0 means the one
+	// before the current revision.
+	ToRevision int64 `json:"toRevision"`
+}
+
+// revisionsOf returns a service's revisions, oldest first.
+func (s *Server) revisionsOf(ctx context.Context, env, service string) ([]*v1.Revision, error) {
+	revs, _, err := store.List[v1.Revision](ctx, s.store, v1.KindRevision, env)
+	if err != nil {
+		return nil, err
+	}
+	out := revs[:0]
+	for _, rev := range revs {
+		if rev.Spec.Owner == service && rev.Spec.OwnerKind == v1.KindService {
+			out = append(out, rev)
+		}
+	}
+	slices.SortFunc(out, func(a, b *v1.Revision) int { return cmp.Compare(a.Spec.Number, b.Spec.Number) })
+	return out, nil
+}
+
+func (s *Server) loadService(ctx context.Context, env, name string) (*v1.Service, error) {
+	res, _ := byKind(v1.KindService)
+	obj, err := s.load(ctx, res, env, name)
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*v1.Service), nil
+}
+
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	env, name := r.PathValue("env"), r.PathValue("name")
+	if _, err := s.loadService(ctx, env, name); err != nil {
+		return err
+	}
+	revs, err := s.revisionsOf(ctx, env, name)
+	if err != nil {
+		return err
+	}
+	objs := make([]v1.Object, len(revs))
+	for i, rev := range revs {
+		objs[i] = rev
+	}
+	return writeList(w, objs)
+}
+
+// rollback points the service's template back at a revision's. The
+// controller then makes a new revision from it, as kubectl's rollout undo
+// does, so the history only grows.
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	env, name := r.PathValue("env"), r.PathValue("name")
+	body, err := s.readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	var req RollbackRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return v1.Invalid("rollback body: %v; expected {\"toRevision\": N}", err)
+		}
+	}
+	if req.ToRevision < 0 {
+		return v1.FieldError("toRevision", "must be a revision number, or 0 for the previous revision")
+	}
+	svc, err := s.loadService(ctx, env, name)
+	if err != nil {
+		return err
+	}
+	revs, err := s.revisionsOf(ctx, env, name)
+	if err != nil {
+		return err
+	}
+	current := svc.Status.Revision
+	var target *v1.Revision
+	if req.ToRevision == 0 {
+		for _, rev := range revs {
+			if rev.Spec.Number < current {
+				target = rev // revs are in number order: the last one wins
+			}
+		}
+		if target == nil {
+			return v1.NotFound("service %q in environment %q has no revision before its current one (%d) to roll back to", name, env, current)
+		}
+	} else {
+		for _, rev := range revs {
+			if rev.Spec.Number == req.ToRevision {
+				target = rev
+			}
+		}
+		if target == nil {
+			return v1.NotFound("revision %d of service %q in environment %q not found; `berth rollout history` lists them", req.ToRevision, name, env)
+		}
+		if req.ToRevision == current {
+			return v1.Conflict("service %q is already at revision %d", name, current)
+		}
+	}
+	if v1.TemplateHash(svc.Spec.Template) == v1.TemplateHash(target.Spec.Template) {
+		// Already asked for (the controller has not caught up): writing
+		// again would only bump the generation.
+		writeJSON(w, http.StatusOK, svc)
+		return nil
+	}
+	svc.Spec.Template = target.Spec.Template
+	svc.Metadata.Generation++
+	if err := store.Update(ctx, s.store, svc); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, svc)
+	return nil
+}

@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/client"
+)
+
+func newApplyCommand(o *options) *cobra.Command {
+	var (
+		files   []string
+		dryRun  bool
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|- [-f ...]",
+		Short: "Create or update objects from manifests",
+		Long: "Create or update the objects in manifest files, directories (their *.yaml, *.yml and *.json\n" +
+			"files, in name order) or stdin (-). Every document is decoded, defaulted and validated\n" +
+			"before anything is sent: one bad document and nothing is applied.\n" +
+			"Environments are applied first. -e sets the environment of manifests that name none.",
+		Example: "  berth apply -f web.yaml\n  berth apply -f examples/shop/ --wait\n  cat web.yaml | berth apply -f -",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(files) == 0 {
+				return usageErrorf(cmd, "missing -f FILE|DIR|-")
+			}
+			ms, err := readManifests(files, cmd.InOrStdin(), o.env, cmd.Flags().Changed("environment"))
+			if err != nil {
+				return err
+			}
+			return o.apply(cmd.Context(), ms, dryRun, wait, timeout)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin (repeatable)")
+	f.BoolVar(&dryRun, "dry-run", false, "have the server validate without storing anything")
+	f.BoolVar(&wait, "wait", false, "wait until every applied service has rolled out")
+	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits (0: forever)")
+	return cmd
+}
+
+// apply sends environments first, so that the services that live in them
+// find them, then everything else in input order. Like kubectl it carries
+// on past an object the server refuses and reports every failure at the end.
+func (o *options) apply(ctx context.Context, ms []manifest, dryRun, wait bool, timeout time.Duration) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ordered := make([]manifest, 0, len(ms))
+	for _, m := range ms {
+		if m.obj.GetTypeMeta().Kind == v1.KindEnvironment {
+			ordered = append(ordered, m)
+		}
+	}
+	for _, m := range ms {
+		if m.obj.GetTypeMeta().Kind != v1.KindEnvironment {
+			ordered = append(ordered, m)
+		}
+	}
+
+	var errs manifestErrors
+	var services []manifest
+	var stored []json.RawMessage
+	for _, m := range ordered {
+		result, obj, err := c.Apply(ctx, m.obj, dryRun)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", m.ref(), err))
+			continue
+		}
+		suffix := ""
+		if dryRun {
+			suffix = " (dry run)"
+		}
+		switch o.output {
+		case "json", "yaml":
+			stored = append(stored, obj)
+		case "name":
+			fmt.Fprintln(o.out, m.ref())
+		default:
+			fmt.Fprintf(o.out, "%s %s%s\n", m.ref(), result, suffix)
+		}
+		if m.obj.GetTypeMeta().Kind == v1.KindService {
+			services = append(services, m)
+		}
+	}
+	if err := o.printApplied(stored); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if !wait || dryRun {
+		return nil
+	}
+	w := o.newWaiter(c, timeout)
+	for _, m := range services {
+		if err := w.wait(ctx, m.obj.GetMetadata().Environment, m.obj.GetMetadata().Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printApplied prints, for -o json|yaml, what the server stored: the
+// object itself when there is one, a List when there are several.
+func (o *options) printApplied(stored []json.RawMessage) error {
+	switch {
+	case o.output != "json" && o.output != "yaml", len(stored) == 0:
+		return nil
+	case len(stored) == 1:
+		return printRaw(o.out, o.output, stored[0])
+	}
+	b, err := listJSON(stored)
+	if err != nil {
+		return err
+	}
+	return printRaw(o.out, o.output, b)
+}
+
+// waiter polls services until they have rolled out, within one deadline
+// shared by every service it waits for.
+type waiter struct {
+	o        *options
+	c        *client.Client
+	timeout  time.Duration
+	deadline time.Time
+}
+
+func (o *options) newWaiter(c *client.Client, timeout time.Duration) *waiter {
+	w := &waiter{o: o, c: c, timeout: timeout}
+	if timeout > 0 {
+		w.deadline = time.Now().Add(timeout)
+	}
+	return w
+}
+
+// wait returns nil once the service's controller has seen its latest spec
+// and every desired replica runs the current revision and is ready. It
+// prints progress on stderr when progress changes, and fails with a
+// timeoutError that says what is missing when time runs out.
+func (w *waiter) wait(ctx context.Context, env, name string) error {
+	what := "service/" + name
+	pctx := ctx
+	if !w.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, w.deadline)
+		defer cancel()
+	}
+	ticker := time.NewTicker(w.o.pollInterval)
+	defer ticker.Stop()
+	last := "the service's status"
+	printed := ""
+	for {
+		var svc v1.Service
+		err := w.c.Get(ctx, v1.KindService, env, name, &svc)
+		switch {
+		case err == nil:
+			done, msg := rolloutProgress(&svc)
+			if done {
+				return nil
+			}
+			last = msg + instanceTrouble(&svc)
+			if msg != printed {
+				fmt.Fprintf(w.o.errOut, "Waiting for %s: %s…\n", what, msg)
+				printed = msg
+			}
+		case pctx.Err() == nil && ctx.Err() != nil:
+			// Our own deadline cut the request short.
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			if pctx.Err() != nil {
+				return pctx.Err()
+			}
+			return &timeoutError{what: what, after: w.timeout, missing: last}
+		case <-ticker.C:
+		}
+	}
+}
+
+// rolloutProgress says whether svc has rolled out, and if not, the first
+// thing it is waiting for, in the order a rollout gets there.
+func rolloutProgress(svc *v1.Service) (bool, string) {
+	st := svc.Status
+	want := desiredReplicas(svc)
+	switch {
+	case st.ObservedGeneration < svc.Metadata.Generation:
+		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", svc.Metadata.Generation, st.ObservedGeneration)
+	case st.UpdatedReplicas < want:
+		msg := fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, want)
+		if st.Revision > 0 {
+			msg += fmt.Sprintf(" to revision %d", st.Revision)
+		}
+		return false, msg
+	case st.Replicas > st.UpdatedReplicas:
+		return false, fmt.Sprintf("%d old replicas pending termination", st.Replicas-st.UpdatedReplicas)
+	case st.ReadyReplicas < want:
+		return false, fmt.Sprintf("%d of %d updated replicas ready", st.ReadyReplicas, want)
+	case st.UpdatedReplicas != want || st.ReadyReplicas != want:
+		return false, fmt.Sprintf("%d updated and %d ready replicas, want %d", st.UpdatedReplicas, st.ReadyReplicas, want)
+	}
+	return true, ""
+}
+
+// instanceTrouble names a stalled rollout's reason and the instances that
+// are failing, so a timeout says why and not only what.
+func instanceTrouble(svc *v1.Service) string {
+	s := ""
+	for _, c := range svc.Status.Conditions {
+		if c.Type == v1.ConditionProgressing && !c.Status && c.Message != "" {
+			s += "; " + c.Reason + ": " + c.Message
+		}
+	}
+	for _, in := range svc.Status.Instances {
+		if in.Ready {
+			continue
+		}
+		switch in.Phase {
+		case v1.PhaseBackoff, v1.PhaseFailed:
+		default:
+			if in.LastExit == nil && in.Message == "" {
+				continue
+			}
+		}
+		s += fmt.Sprintf("; instance %s is %s", in.Name, orNone(in.Phase))
+		if in.LastExit != nil {
+			s += fmt.Sprintf(", last exit %s (%d)", in.LastExit.Reason, in.LastExit.Code)
+		}
+		if in.Message != "" {
+			s += ": " + in.Message
+		}
+	}
+	return s
+}

@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "berth.dev/berth/api/v1"
+)
+
+func newDescribeCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:     "describe service NAME",
+		Short:   "Show a service in detail: spec, status, instances and events",
+		Example: "  berth describe service web\n  berth describe svc/web -e staging",
+		Args:    rangeArgs(1, 2, "the kind", "the name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := kindAndName(cmd, args)
+			if err != nil {
+				return err
+			}
+			if k.Kind != v1.KindService {
+				return usageErrorf(cmd, "describe supports services only; use `berth get %s NAME -o yaml`", k.Plural)
+			}
+			if name == "" {
+				return usageErrorf(cmd, "missing the name")
+			}
+			return o.describeService(cmd, name)
+		},
+	}
+}
+
+func (o *options) describeService(cmd *cobra.Command, name string) error {
+	ctx := cmd.Context()
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	var svc v1.Service
+	if err := c.Get(ctx, v1.KindService, o.env, name, &svc); err != nil {
+		return err
+	}
+	events, err := c.Events(ctx, o.env, v1.KindService+"/"+name)
+	if err != nil {
+		return err
+	}
+	now := o.now()
+	s, st := &svc.Spec, &svc.Status
+
+	var d describer
+	d.kv("Name", svc.Metadata.Name)
+	d.kv("Environment", svc.Metadata.Environment)
+	d.kv("Labels", labels(svc.Metadata.Labels)...)
+	d.kv("Created", timestamp(svc.Metadata.CreationTimestamp))
+	d.kv("Generation", fmt.Sprintf("%d (observed %d)", svc.Metadata.Generation, st.ObservedGeneration))
+	d.kv("Image", s.Image)
+	d.kv("Image Digest", orNone(st.ImageDigest))
+	if len(s.Command) > 0 {
+		d.kv("Command", strings.Join(s.Command, " "))
+	}
+	if len(s.Args) > 0 {
+		d.kv("Args", strings.Join(s.Args, " "))
+	}
+	d.kv("Port", portString(s.Port))
+	var env []string
+	for _, e := range s.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	d.kv("Env", orNoneList(env)...)
+	d.kv("Replicas", fmt.Sprintf("%d desired | %d updated | %d ready | %d total",
+		desiredReplicas(&svc), st.UpdatedReplicas, st.ReadyReplicas, st.Replicas))
+	d.kv("Revision", revisionString(st.Revision))
+	d.kv("Strategy", fmt.Sprintf("RollingUpdate, %s max surge, %s max unavailable",
+		int32OrDefault(s.Strategy.MaxSurge, "default"), int32OrDefault(s.Strategy.MaxUnavailable, "default")))
+	d.kv("Resources", resources(s.Resources))
+	d.kv("Readiness", probe(s.ReadinessProbe, s.Port))
+	d.kv("Liveness", probe(s.LivenessProbe, s.Port))
+	if s.TerminationGracePeriodSeconds != nil {
+		d.kv("Grace Period", fmt.Sprintf("%ds", *s.TerminationGracePeriodSeconds))
+	}
+	var vols []string
+	for _, v := range s.Volumes {
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		vols = append(vols, fmt.Sprintf("%s -> %s (%s)", v.Name, v.MountPath, mode))
+	}
+	d.kv("Volumes", orNoneList(vols)...)
+	route := "<none>"
+	if s.Route != nil && s.Route.Path != "" {
+		route = s.Route.Path
+		if s.Route.StripPrefix {
+			route += " (prefix stripped)"
+		}
+	}
+	d.kv("Route", route)
+	d.kv("URL", serviceURL(svc.Metadata.Name, svc.Metadata.Environment, c.Gateway()))
+	if err := d.flush(o.out); err != nil {
+		return err
+	}
+
+	if len(st.Conditions) == 0 {
+		fmt.Fprintln(o.out, "Conditions:  <none>")
+	} else {
+		fmt.Fprintln(o.out, "Conditions:")
+		var rows [][]string
+		for _, cond := range st.Conditions {
+			rows = append(rows, []string{"  " + cond.Type, titleBool(cond.Status), orNone(cond.Reason), cond.Message})
+		}
+		if err := printTable(o.out, []string{"  TYPE", "STATUS", "REASON", "MESSAGE"}, rows); err != nil {
+			return err
+		}
+	}
+
+	if len(st.Instances) == 0 {
+		fmt.Fprintln(o.out, "Instances:  <none>")
+	} else {
+		fmt.Fprintln(o.out, "Instances:")
+		insts := append([]v1.InstanceStatus(nil), st.Instances...)
+		sort.SliceStable(insts, func(i, j int) bool { return insts[i].Name < insts[j].Name })
+		var rows [][]string
+		for _, in := range insts {
+			rows = append(rows, []string{"  " + in.Name, revisionString(in.Revision), orNone(in.Phase),
+				readyString(in.Ready), orNone(in.IP), fmt.Sprint(in.Restarts), lastExit(now, in.LastExit)})
+		}
+		if err := printTable(o.out, []string{"  NAME", "REVISION", "PHASE", "READY", "IP", "RESTARTS", "LAST-EXIT"}, rows); err != nil {
+			return err
+		}
+	}
+
+	if len(events) == 0 {
+		fmt.Fprintln(o.out, "Events:  <none>")
+		return nil
+	}
+	fmt.Fprintln(o.out, "Events:")
+	var rows [][]string
+	for _, e := range events {
+		rows = append(rows, []string{"  " + e.Type, e.Reason, age(now, eventTime(&e)), e.Message})
+	}
+	return printTable(o.out, []string{"  TYPE", "REASON", "AGE", "MESSAGE"}, rows)
+}
+
+// describer collects "Key: value" lines and aligns the values, with extra
+// lines of a multi-line value under the first.
+type describer struct {
+	keys   []string
+	values [][]string
+}
+
+func (d *describer) kv(key string, values ...string) {
+	if len(values) == 0 {
+		values = []string{"<none>"}
+	}
+	d.keys = append(d.keys, key)
+	d.values = append(d.values, values)
+}
+
+func (d *describer) flush(w io.Writer) error {
+	width := 0
+	for _, k := range d.keys {
+		width = max(width, len(k)+1)
+	}
+	var b strings.Builder
+	for i, k := range d.keys {
+		for j, v := range d.values[i] {
+			label := ""
+			if j == 0 {
+				label = k + ":"
+			}
+			fmt.Fprintf(&b, "%-*s  %s\n", width, label, v)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func labels(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return orNoneList(out)
+}
+
+func orNoneList(l []string) []string {
+	if len(l) == 0 {
+		return []string{"<none>"}
+	}
+	return l
+}
+
+func timestamp(t time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return t.Format(time.RFC1123Z)
+}
+
+func titleBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+func int32OrDefault(p *int32, def string) string {
+	if p == nil {
+		return def
+	}
+	return fmt.Sprint(*p)
+}
+
+func resources(r v1.Resources) string {
+	var parts []string
+	if r.CPU != "" {
+		parts = append(parts, "cpu="+r.CPU)
+	}
+	if r.Memory != "" {
+		parts = append(parts, "memory="+r.Memory)
+	}
+	if len(parts) == 0 {
+		return "<none> (unlimited)"
+	}
+	return "limits " + strings.Join(parts, ", ")
+}
+
+// probe renders a probe as kubectl describe does.
+func probe(p *v1.Probe, templatePort int32) string {
+	if p == nil {
+		return "<none>"
+	}
+	var s string
+	switch {
+	case p.HTTPGet != nil:
+		port := p.HTTPGet.Port
+		if port == 0 {
+			port = templatePort
+		}
+		path := p.HTTPGet.Path
+		if path == "" {
+			path = "/"
+		}
+		s = fmt.Sprintf("http-get :%d%s", port, path)
+	case p.TCPSocket != nil:
+		port := p.TCPSocket.Port
+		if port == 0 {
+			port = templatePort
+		}
+		s = fmt.Sprintf("tcp-socket :%d", port)
+	default:
+		s = "<unknown action>"
+	}
+	return fmt.Sprintf("%s delay=%ds timeout=%ds period=%ds #success=%d #failure=%d",
+		s, p.InitialDelaySeconds, p.TimeoutSeconds, p.PeriodSeconds, p.SuccessThreshold, p.FailureThreshold)
+}
+
+// serviceURL is where the gateway serves a service. Without the gateway's
+// address in the client config the port is unknown and left out.
+func serviceURL(name, env, gateway string) string {
+	host := name + "." + env + ".berth.localhost"
+	if u, err := url.Parse(gateway); err == nil && u.Host != "" {
+		gateway = u.Host
+	}
+	if gateway != "" {
+		if _, port, err := net.SplitHostPort(gateway); err == nil && port != "" && port != "80" {
+			host += ":" + port
+		}
+	}
+	return "http://" + host + "/"
+}

@@ -1,0 +1,12 @@
+// Package gateway is Berth's HTTP data plane: it routes each request to a
+// Service or Function by host (NAME.ENV.berth.localhost) or by route path,
+// balances across the target's ready endpoints by least outstanding
+// requests, retries connection failures on another endpoint, drains
+// endpoints for zero-downtime rollouts and counts what it served.
+//
+// It owns the routing table and per-endpoint in-flight counts. It does not
+// watch the store or decide which endpoints are ready: the platform pushes
+// the whole table with SetTargets whenever anything changes. Scale from zero
+// is not done here either; a Function with no endpoints is handed to an
+// optional Activator.
+package gateway

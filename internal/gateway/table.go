@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Endpoint is one ready instance of a target.
+type Endpoint struct {
+	ID       string
+	Address  string // ip:port
+	Revision int64
+}
+
+// Target is a Service or Function as the gateway sees it: where it is
+// reachable and which endpoints serve it.
+type Target struct {
+	Environment string
+	Name        string
+	Kind        string // "Service" or "Function"
+	// RoutePath, when set, also serves the target at this path prefix on
+	// any host that is not NAME.ENV under the gateway's domain.
+	RoutePath   string
+	StripPrefix bool
+	Endpoints   []Endpoint
+}
+
+// table is an immutable snapshot of the routing table; SetTargets swaps in a
+// new one, so a request never sees half an update.
+type table struct {
+	byHost map[string]*route // "name.env"
+	byPath []*route          // longest RoutePath first
+}
+
+type route struct {
+	env, name, kind string
+	path            string // normalised RoutePath, "" when none
+	strip           bool
+	endpoints       []*endpoint
+	stats           *targetStats
+}
+
+// endpoint is the live state of one endpoint. It outlives table snapshots:
+// the same *endpoint is reused while SetTargets keeps listing its ID, so
+// in-flight counts and the drained mark survive table swaps.
+type endpoint struct {
+	id       string
+	address  string
+	revision int64
+
+	inflight atomic.Int64
+	drained  atomic.Bool
+	// removed is set once the endpoint is no longer listed; the gateway
+	// forgets it when its last in-flight request ends.
+	removed atomic.Bool
+
+	mu   sync.Mutex
+	idle chan struct{} // closed when a drained endpoint reaches zero in flight
+}
+
+// tryAcquire counts a request against e unless e is drained. The increment
+// comes before the drained check so that Drain, which sets drained before
+// reading the count, either sees this request or this request sees drained.
+func (e *endpoint) tryAcquire() bool {
+	e.inflight.Add(1)
+	if e.drained.Load() {
+		e.release(nil)
+		return false
+	}
+	return true
+}
+
+func (e *endpoint) release(g *Gateway) {
+	if e.inflight.Add(-1) != 0 {
+		return
+	}
+	if e.drained.Load() {
+		e.mu.Lock()
+		if e.idle != nil {
+			close(e.idle)
+			e.idle = nil
+		}
+		e.mu.Unlock()
+	}
+	if g != nil && e.removed.Load() {
+		g.forget(e)
+	}
+}
+
+// idleChan returns nil when e has nothing in flight, otherwise a channel
+// closed when it reaches zero. Only meaningful once e is drained.
+func (e *endpoint) idleChan() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inflight.Load() == 0 {
+		return nil
+	}
+	if e.idle == nil {
+		e.idle = make(chan struct{})
+	}
+	return e.idle
+}
+
+// pick chooses an endpoint of r by power of two random choices on in-flight
+// count, skipping drained endpoints and those in exclude, and returns it
+// acquired. It returns nil when no endpoint is eligible.
+func (r *route) pick(exclude []*endpoint) *endpoint {
+	var buf [16]*endpoint
+	for {
+		cands := buf[:0]
+		for _, e := range r.endpoints {
+			if !e.drained.Load() && !contains(exclude, e) {
+				cands = append(cands, e)
+			}
+		}
+		var e *endpoint
+		switch len(cands) {
+		case 0:
+			return nil
+		case 1:
+			e = cands[0]
+		default:
+			i := rand.IntN(len(cands))
+			j := rand.IntN(len(cands) - 1)
+			if j >= i {
+				j++
+			}
+			e = cands[i]
+			if cands[j].inflight.Load() < e.inflight.Load() {
+				e = cands[j]
+			}
+		}
+		if e.tryAcquire() {
+			return e
+		}
+		// Drained between the scan and the acquire: scan again.
+	}
+}
+
+func (r *route) ready() bool {
+	for _, e := range r.endpoints {
+		if !e.drained.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(es []*endpoint, e *endpoint) bool {
+	for _, x := range es {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// normalisePath makes "/api/" and "api" into "/api"; "/" stays "/".
+func normalisePath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+		if p == "" {
+			p = "/"
+		}
+	}
+	return p
+}
+
+// matchPath reports whether path is under prefix on a segment boundary:
+// "/api" matches "/api" and "/api/x" but not "/api2".
+func matchPath(prefix, path string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+func (t *table) lookupPath(path string) *route {
+	for _, r := range t.byPath {
+		if matchPath(r.path, path) {
+			return r
+		}
+	}
+	return nil
+}
+
+func sortByPath(rs []*route) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		if len(rs[i].path) != len(rs[j].path) {
+			return len(rs[i].path) > len(rs[j].path)
+		}
+		if rs[i].env != rs[j].env {
+			return rs[i].env < rs[j].env
+		}
+		return rs[i].name < rs[j].name
+	})
+}

@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	errNoEndpoints     = errors.New("no ready endpoints")
+	errUpstreamTimeout = errors.New("upstream timeout")
+)
+
+// upstreamError says which endpoints a request was tried on and why each
+// failed; its text is the 502/504 body a user reads.
+type upstreamError struct {
+	attempts []string
+	timeout  bool
+	last     error // the last attempt's error, for errors.As
+}
+
+func (e *upstreamError) Error() string {
+	return strings.Join(e.attempts, "; ")
+}
+
+func (e *upstreamError) Unwrap() error { return e.last }
+
+// transport picks an endpoint per attempt and retries connection failures
+// on other endpoints of the same target. ReverseProxy sees one RoundTrip.
+type transport struct {
+	g *Gateway
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c, ok := req.Context().Value(callKey{}).(*call)
+	if !ok {
+		return nil, errors.New("gateway: request without a routing decision")
+	}
+	deadline := time.Now().Add(t.g.cfg.Timeout)
+	var tried []*endpoint
+	var failed []string
+	var lastErr error
+	for {
+		e := c.route.pick(tried)
+		if e == nil {
+			if len(tried) == 0 {
+				return nil, errNoEndpoints
+			}
+			return nil, &upstreamError{attempts: failed, last: lastErr}
+		}
+		tried = append(tried, e)
+		res, retryable, err := t.try(req, c, e, deadline)
+		if err == nil {
+			return res, nil
+		}
+		lastErr = err
+		if errors.Is(err, errUpstreamTimeout) {
+			failed = append(failed, fmt.Sprintf("endpoint %s (%s) sent no response headers within %s",
+				e.id, e.address, t.g.cfg.Timeout))
+			return nil, &upstreamError{attempts: failed, timeout: true, last: err}
+		}
+		failed = append(failed, fmt.Sprintf("endpoint %s (%s) failed: %v", e.id, e.address, err))
+		if !retryable || !c.replayable || len(tried) > t.g.cfg.MaxRetries || req.Context().Err() != nil {
+			return nil, &upstreamError{attempts: failed, last: err}
+		}
+		t.g.log.Debug("retrying on another endpoint", "environment", c.route.env, "name", c.route.name,
+			"endpoint", e.id, "err", err)
+	}
+}
+
+// try sends req to e, which the caller has acquired; e is released when the
+// response body is closed, or at once on error. retryable reports that the
+// request certainly never reached the endpoint.
+func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.Time) (res *http.Response, retryable bool, err error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	// A timer rather than a context deadline: only the wait for headers is
+	// bounded, a streaming body may take as long as it needs.
+	timer := time.AfterFunc(time.Until(deadline), func() { cancel(errUpstreamTimeout) })
+
+	out := req.WithContext(ctx)
+	u := *req.URL
+	u.Host = e.address
+	out.URL = &u
+	if c.body != nil {
+		out.ContentLength = int64(len(c.body))
+		if len(c.body) == 0 {
+			out.Body = nil
+		} else {
+			body := c.body
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			// Lets http.Transport itself replay on a stale pooled connection.
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+	}
+
+	res, err = t.g.upstream.RoundTrip(out)
+	fired := !timer.Stop()
+	if err == nil && fired {
+		res.Body.Close()
+		err = errUpstreamTimeout
+	}
+	if err != nil {
+		if context.Cause(ctx) == errUpstreamTimeout {
+			err = errUpstreamTimeout
+		}
+		cancel(nil)
+		e.release(t.g)
+		return nil, isDialError(err) || (!wrote.Load() && req.Context().Err() == nil && err != errUpstreamTimeout), err
+	}
+	res.Body = wrapBody(res.Body, func() {
+		cancel(nil)
+		e.release(t.g)
+	})
+	return res, false, nil
+}
+
+// isDialError reports a failure to connect: nothing was sent, so the
+// request is safe to send elsewhere.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// wrapBody calls done once when the body is closed. A protocol switch (101)
+// body is also the upgraded connection's writer, which ReverseProxy needs.
+func wrapBody(b io.ReadCloser, done func()) io.ReadCloser {
+	rb := &releasingBody{ReadCloser: b, done: done}
+	if w, ok := b.(io.Writer); ok {
+		return &releasingRWBody{releasingBody: rb, w: w}
+	}
+	return rb
+}
+
+type releasingBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
+type releasingRWBody struct {
+	*releasingBody
+	w io.Writer
+}
+
+func (b *releasingRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }

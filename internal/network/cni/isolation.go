@@ -1,0 +1,115 @@
+package cni
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// The isolation chain (one per bridge prefix, e.g. BERTH-ISOLATION) holds:
+//
+//	-i berthN -o berthN -j RETURN     one per environment, inserted at the top
+//	-i berth+ -o berth+ -j DROP       last
+//
+// and is jumped to from FORWARD and, as the firewall plugin's admin chain,
+// from the top of CNI-FORWARD, ahead of the plugin's per-instance ACCEPTs.
+// Traffic inside one environment stays on its bridge (and only reaches
+// FORWARD via br_netfilter, which the RETURN lets through); traffic routed
+// from one berth bridge to another is dropped. Traffic from the host (OUTPUT)
+// and to the outside world is not touched.
+
+func (m *Manager) iptables(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, m.iptablesPath, append([]string{"-w"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// ensureRule adds rule to chain (at the top when insert) unless it is there.
+func (m *Manager) ensureRule(ctx context.Context, chain string, insert bool, rule ...string) error {
+	if m.iptables(ctx, append([]string{"-t", "filter", "-C", chain}, rule...)...) == nil {
+		return nil
+	}
+	op := []string{"-t", "filter", "-A", chain}
+	if insert {
+		op = []string{"-t", "filter", "-I", chain, "1"}
+	}
+	return m.iptables(ctx, append(op, rule...)...)
+}
+
+// ensureIsolation installs the rules that keep bridge's traffic away from
+// every other environment's bridge.
+func (m *Manager) ensureIsolation(ctx context.Context, bridge string) error {
+	chain := m.isolationChain
+	// -N fails when the chain exists; -L tells the two cases apart.
+	if m.iptables(ctx, "-t", "filter", "-n", "-L", chain) != nil {
+		if err := m.iptables(ctx, "-t", "filter", "-N", chain); err != nil {
+			return err
+		}
+	}
+	wildcard := m.cfg.BridgePrefix + "+"
+	if err := m.ensureRule(ctx, chain, false, "-i", wildcard, "-o", wildcard, "-j", "DROP"); err != nil {
+		return err
+	}
+	if err := m.ensureRule(ctx, chain, true, "-i", bridge, "-o", bridge, "-j", "RETURN"); err != nil {
+		return err
+	}
+	return m.ensureRule(ctx, "FORWARD", true, "-j", chain)
+}
+
+// removeIsolation forgets bridge's RETURN rule; the chain and its DROP stay
+// for the other environments.
+func (m *Manager) removeIsolation(ctx context.Context, bridge string) error {
+	rule := []string{"-i", bridge, "-o", bridge, "-j", "RETURN"}
+	if m.iptables(ctx, append([]string{"-t", "filter", "-C", m.isolationChain}, rule...)...) != nil {
+		return nil
+	}
+	return m.iptables(ctx, append([]string{"-t", "filter", "-D", m.isolationChain}, rule...)...)
+}
+
+// removeMasquerade deletes the bridge plugin's per-instance NAT rule and
+// chain for id. The plugin can only do that itself while the namespace
+// exists (it reads the address from the interface), so a DEL after the
+// namespace was lost leaves them behind, and a re-attach under the same id
+// would then make the plugin's own later DEL fail on the still-referenced
+// chain. Rules are found by the comment the plugin tags them with.
+func (m *Manager) removeMasquerade(ctx context.Context, netName, id string) error {
+	out, err := exec.CommandContext(ctx, m.iptablesPath, "-w", "-t", "nat", "-n", "-L", "POSTROUTING", "--line-numbers").Output()
+	if err != nil {
+		return fmt.Errorf("list nat POSTROUTING: %w", err)
+	}
+	tag := fmt.Sprintf("/* name: %q id: %q */", netName, id)
+	var nums []string
+	chains := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.Contains(line, tag) {
+			continue
+		}
+		nums = append(nums, f[0])
+		chains[f[1]] = true
+	}
+	// Highest number first, so earlier deletions do not renumber later ones.
+	for i := len(nums) - 1; i >= 0; i-- {
+		if err := m.iptables(ctx, "-t", "nat", "-D", "POSTROUTING", nums[i]); err != nil {
+			return err
+		}
+	}
+	for chain := range chains {
+		if !strings.HasPrefix(chain, "CNI-") {
+			continue
+		}
+		if err := m.iptables(ctx, "-t", "nat", "-F", chain); err != nil {
+			return err
+		}
+		if err := m.iptables(ctx, "-t", "nat", "-X", chain); err != nil {
+			return err
+		}
+	}
+	return nil
+}

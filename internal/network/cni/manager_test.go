@@ -1,0 +1,409 @@
+package cni
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	v1 "berth.dev/berth/api/v1"
+)
+
+// Each test has its own /20 of 10.250.0.0/16 so none can clash with another
+// or with a real server's default pool (10.89.0.0/16).
+
+func TestAttachReachableFromHostAndSurvivesRestart(t *testing.T) {
+	cfg := testConfig(t, "10.250.0.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+
+	// "default" works with no EnsureEnvironment call first.
+	a, err := m.Attach(ctx, "inst-a", "default")
+	if err != nil {
+		t.Fatalf("Attach a: %v", err)
+	}
+	b, err := m.Attach(ctx, "inst-b", "default")
+	if err != nil {
+		t.Fatalf("Attach b: %v", err)
+	}
+	subnet, gw, bridge, err := m.EnsureEnvironment(ctx, "default")
+	if err != nil {
+		t.Fatalf("EnsureEnvironment: %v", err)
+	}
+	if subnet.String() != "10.250.0.0/24" || !gw.Equal(net.IPv4(10, 250, 0, 1)) || bridge != cfg.BridgePrefix+"0" {
+		t.Fatalf("default network = %s gw %s bridge %s, want 10.250.0.0/24 gw 10.250.0.1 bridge %s0", subnet, gw, bridge, cfg.BridgePrefix)
+	}
+	if a.IP.Equal(b.IP) {
+		t.Fatalf("both instances got %s", a.IP)
+	}
+	for _, att := range []struct {
+		name string
+		ip   net.IP
+		gw   net.IP
+		ns   string
+	}{{"inst-a", a.IP, a.Gateway, a.NetNSPath}, {"inst-b", b.IP, b.Gateway, b.NetNSPath}} {
+		if !subnet.Contains(att.ip) || att.ip.Equal(gw) {
+			t.Errorf("%s: IP %s not a host address of %s", att.name, att.ip, subnet)
+		}
+		if !att.gw.Equal(gw) {
+			t.Errorf("%s: gateway %s, want %s", att.name, att.gw, gw)
+		}
+		if att.ns != filepath.Join(cfg.DataDir, "netns", att.name) || !isNetNS(att.ns) {
+			t.Errorf("%s: namespace %q is not a mounted namespace under the data dir", att.name, att.ns)
+		}
+		port := serveIn(t, att.ns, att.name)
+		got, err := dialFromHost(att.ip, port)
+		if err != nil || got != att.name {
+			t.Errorf("host → %s:%d = %q, %v; want %q", att.ip, port, got, err, att.name)
+		}
+	}
+
+	again, err := m.Attach(ctx, "inst-a", "default")
+	if err != nil || !again.IP.Equal(a.IP) || again.NetNSPath != a.NetNSPath {
+		t.Errorf("second Attach = %+v, %v; want the first attachment %+v", again, err, a)
+	}
+	if _, err := m.Attach(ctx, "inst-a", "staging"); !v1.IsConflict(err) {
+		t.Errorf("Attach in another environment: err = %v, want Conflict", err)
+	}
+
+	// A restarted server finds the attachment and can undo it.
+	m2 := newManager(t, cfg)
+	got, err := m2.Lookup(ctx, "inst-a", "default")
+	if err != nil || !got.IP.Equal(a.IP) || got.NetNSPath != a.NetNSPath {
+		t.Fatalf("Lookup after restart = %+v, %v; want %+v", got, err, a)
+	}
+	if again, err := m2.Attach(ctx, "inst-a", "default"); err != nil || !again.IP.Equal(a.IP) {
+		t.Errorf("Attach after restart = %+v, %v; want existing %s", again, err, a.IP)
+	}
+	if err := m2.Detach(ctx, "inst-a", "default"); err != nil {
+		t.Fatalf("Detach after restart: %v", err)
+	}
+	if _, err := os.Lstat(a.NetNSPath); !os.IsNotExist(err) {
+		t.Errorf("namespace file still there after Detach: %v", err)
+	}
+	if _, err := m2.Lookup(ctx, "inst-a", "default"); !v1.IsNotFound(err) {
+		t.Errorf("Lookup after Detach: err = %v, want NotFound", err)
+	}
+	// host-local keeps one file per leased IP; the lease must be gone.
+	lease := filepath.Join(cfg.DataDir, "cni", "ipam", cfg.BridgePrefix+"-default", a.IP.String())
+	if _, err := os.Stat(lease); !os.IsNotExist(err) {
+		t.Errorf("IP %s still leased after Detach (%s): %v", a.IP, lease, err)
+	}
+	if err := m2.Detach(ctx, "inst-a", "default"); err != nil {
+		t.Errorf("second Detach: %v, want nil", err)
+	}
+	// The other instance is untouched.
+	if got, err := m2.Lookup(ctx, "inst-b", "default"); err != nil || !got.IP.Equal(b.IP) {
+		t.Errorf("Lookup inst-b = %+v, %v", got, err)
+	}
+}
+
+func TestEnvironmentsGetDistinctPersistentSubnets(t *testing.T) {
+	cfg := testConfig(t, "10.250.16.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	_, pool, _ := net.ParseCIDR(cfg.SubnetPool)
+
+	type envNetwork struct {
+		subnet *net.IPNet
+		gw     net.IP
+		bridge string
+	}
+	ensure := func(m *Manager, env string) envNetwork {
+		t.Helper()
+		s, gw, br, err := m.EnsureEnvironment(ctx, env)
+		if err != nil {
+			t.Fatalf("EnsureEnvironment(%s): %v", env, err)
+		}
+		return envNetwork{s, gw, br}
+	}
+	def, staging := ensure(m, "default"), ensure(m, "staging")
+	if def.subnet.Contains(staging.subnet.IP) || staging.subnet.Contains(def.subnet.IP) {
+		t.Fatalf("subnets overlap: %s and %s", def.subnet, staging.subnet)
+	}
+	if def.bridge == staging.bridge {
+		t.Fatalf("both environments on bridge %s", def.bridge)
+	}
+	for _, n := range []envNetwork{def, staging} {
+		if !pool.Contains(n.subnet.IP) || len(n.bridge) > 15 {
+			t.Errorf("%+v: outside pool %s or bridge name too long", n, pool)
+		}
+		link, err := netlink.LinkByName(n.bridge)
+		if err != nil {
+			t.Fatalf("bridge %s not created: %v", n.bridge, err)
+		}
+		addrs, _ := netlink.AddrList(link, netlink.FAMILY_V4)
+		if len(addrs) != 1 || !addrs[0].IP.Equal(n.gw) {
+			t.Errorf("bridge %s addresses %v, want only gateway %s", n.bridge, addrs, n.gw)
+		}
+	}
+
+	// Another Manager on the same data dir sees the same allocation, and
+	// allocates around it.
+	m2 := newManager(t, cfg)
+	if got := ensure(m2, "staging"); got.subnet.String() != staging.subnet.String() || got.bridge != staging.bridge {
+		t.Errorf("after restart staging = %+v, want %+v", got, staging)
+	}
+	qa := ensure(m2, "qa")
+	for _, n := range []envNetwork{def, staging} {
+		if n.subnet.String() == qa.subnet.String() || n.bridge == qa.bridge {
+			t.Errorf("qa %+v reuses %+v", qa, n)
+		}
+	}
+
+	// Removing an environment frees its subnet and bridge, but not while
+	// something is attached.
+	if _, err := m2.Attach(ctx, "qa-1", "qa"); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	if err := m2.RemoveEnvironment(ctx, "qa"); !v1.IsConflict(err) {
+		t.Errorf("RemoveEnvironment with an attachment: err = %v, want Conflict", err)
+	}
+	if err := m2.Detach(ctx, "qa-1", "qa"); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if err := m2.RemoveEnvironment(ctx, "qa"); err != nil {
+		t.Fatalf("RemoveEnvironment: %v", err)
+	}
+	if _, err := netlink.LinkByName(qa.bridge); err == nil {
+		t.Errorf("bridge %s still exists after RemoveEnvironment", qa.bridge)
+	}
+	if got := ensure(m2, "uat"); got.subnet.String() != qa.subnet.String() {
+		t.Errorf("uat got %s, want the freed %s", got.subnet, qa.subnet)
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	cfg := testConfig(t, "10.250.32.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	for _, tc := range []struct{ id, env string }{
+		{"", "default"},
+		{"../etc", "default"},
+		{"a/b", "default"},
+		{strings.Repeat("x", 129), "default"},
+		{"ok", ""},
+		{"ok", "Bad_Env"},
+		{"ok", "-lead"},
+	} {
+		if _, err := m.Attach(ctx, tc.id, tc.env); !v1.IsInvalid(err) {
+			t.Errorf("Attach(%q, %q): err = %v, want Invalid", tc.id, tc.env, err)
+		}
+	}
+	if _, err := m.Lookup(ctx, "nothing", "default"); !v1.IsNotFound(err) {
+		t.Errorf("Lookup of unknown id: err = %v, want NotFound", err)
+	}
+	if err := m.Detach(ctx, "nothing", "default"); err != nil {
+		t.Errorf("Detach of unknown id: %v, want nil", err)
+	}
+	for _, bad := range []Config{
+		{DataDir: ""},
+		{DataDir: cfg.DataDir, SubnetPool: "nonsense"},
+		{DataDir: cfg.DataDir, SubnetPool: "10.0.0.0/25"},
+		{DataDir: cfg.DataDir, SubnetPool: "fd00::/64"},
+		{DataDir: cfg.DataDir, BridgePrefix: "Has-Dash"},
+		{DataDir: cfg.DataDir, PluginDirs: []string{t.TempDir()}},
+	} {
+		if _, err := New(ctx, bad); err == nil {
+			t.Errorf("New(%+v) succeeded, want an error", bad)
+		}
+	}
+	// Changing the pool under existing allocations would hand out
+	// overlapping subnets; refuse.
+	if _, _, _, err := m.EnsureEnvironment(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	changed := cfg
+	changed.SubnetPool = "10.250.48.0/20"
+	if _, err := New(ctx, changed); !v1.IsConflict(err) {
+		t.Errorf("New with a different pool: err = %v, want Conflict", err)
+	}
+}
+
+func TestGCDetachesWhatIsNotKept(t *testing.T) {
+	cfg := testConfig(t, "10.250.64.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	for _, id := range []string{"keep-1", "leak-1", "leak-2"} {
+		if _, err := m.Attach(ctx, id, "default"); err != nil {
+			t.Fatalf("Attach %s: %v", id, err)
+		}
+	}
+	// A namespace with no record, as a crash mid-Attach leaves it.
+	debris := m.netnsPath("crashed")
+	if err := createNetNS(debris); err != nil {
+		t.Fatal(err)
+	}
+
+	m2 := newManager(t, cfg)
+	if err := m2.GC(ctx, func(id string) bool { return id == "keep-1" }); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if _, err := m2.Lookup(ctx, "keep-1", "default"); err != nil {
+		t.Errorf("kept attachment gone: %v", err)
+	}
+	for _, id := range []string{"leak-1", "leak-2"} {
+		if _, err := m2.Lookup(ctx, id, "default"); !v1.IsNotFound(err) {
+			t.Errorf("Lookup %s after GC: err = %v, want NotFound", id, err)
+		}
+	}
+	entries, _ := os.ReadDir(m2.netnsDir())
+	if len(entries) != 1 || entries[0].Name() != "keep-1" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("namespaces after GC = %v, want [keep-1]", names)
+	}
+}
+
+func TestParallelAttachInOneEnvironment(t *testing.T) {
+	cfg := testConfig(t, "10.250.80.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+
+	const n = 8
+	ips := make([]net.IP, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			att, err := m.Attach(ctx, fmt.Sprintf("p-%d", i), "burst")
+			ips[i], errs[i] = att.IP, err
+		})
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Attach p-%d: %v", i, err)
+		}
+		if j, dup := seen[ips[i].String()]; dup {
+			t.Fatalf("p-%d and p-%d both got %s", i, j, ips[i])
+		}
+		seen[ips[i].String()] = i
+	}
+	for i := range n {
+		wg.Go(func() { errs[i] = m.Detach(ctx, fmt.Sprintf("p-%d", i), "burst") })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Detach p-%d: %v", i, err)
+		}
+	}
+}
+
+func TestEnvironmentsAreIsolated(t *testing.T) {
+	cfg := testConfig(t, "10.250.96.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	attach := func(id, env string) (net.IP, string) {
+		t.Helper()
+		att, err := m.Attach(ctx, id, env)
+		if err != nil {
+			t.Fatalf("Attach %s: %v", id, err)
+		}
+		return att.IP, att.NetNSPath
+	}
+	_, a1 := attach("a1", "alpha")
+	a2IP, a2 := attach("a2", "alpha")
+	b1IP, b1 := attach("b1", "beta")
+	a2Port, b1Port := serveIn(t, a2, "a2"), serveIn(t, b1, "b1")
+
+	if got, err := dialFromNetNS(a1, a2IP, a2Port, 3*time.Second); err != nil || got != "a2" {
+		t.Errorf("a1 → a2 (same environment) = %q, %v; want a2", got, err)
+	}
+	if got, err := dialFromHost(b1IP, b1Port); err != nil || got != "b1" {
+		t.Errorf("host → b1 = %q, %v; want b1", got, err)
+	}
+	if got, err := dialFromNetNS(a1, b1IP, b1Port, time.Second); err == nil {
+		t.Errorf("a1 (alpha) → b1 (beta) connected and read %q; environments must be isolated", got)
+	}
+
+	// Without the DROP the same connection goes through, so the rule, not
+	// some accident of routing, is what isolates.
+	wildcard := cfg.BridgePrefix + "+"
+	drop := []string{"-t", "filter", "-D", m.isolationChain, "-i", wildcard, "-o", wildcard, "-j", "DROP"}
+	if err := m.iptables(ctx, drop...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dialFromNetNS(a1, b1IP, b1Port, 3*time.Second)
+	_, _, betaBridge, _ := m.EnsureEnvironment(ctx, "beta")
+	if rerr := m.ensureIsolation(ctx, betaBridge); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil || got != "b1" {
+		t.Errorf("a1 → b1 without the isolation rule = %q, %v; want b1 (test cannot tell the rule works)", got, err)
+	}
+}
+
+func TestAttachDetachLatency(t *testing.T) {
+	cfg := testConfig(t, "10.250.112.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	// Warm the environment so the figures are of the steady state.
+	if _, err := m.Attach(ctx, "warm", "default"); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 20
+	var attach, detach []time.Duration
+	for i := range rounds {
+		id := fmt.Sprintf("lat-%d", i)
+		start := time.Now()
+		if _, err := m.Attach(ctx, id, "default"); err != nil {
+			t.Fatalf("Attach %s: %v", id, err)
+		}
+		attach = append(attach, time.Since(start))
+		start = time.Now()
+		if err := m.Detach(ctx, id, "default"); err != nil {
+			t.Fatalf("Detach %s: %v", id, err)
+		}
+		detach = append(detach, time.Since(start))
+	}
+	t.Logf("over %d rounds: Attach p50 %v, Detach p50 %v", rounds, median(attach).Round(time.Millisecond), median(detach).Round(time.Millisecond))
+}
+
+func TestReattachAfterNamespaceLost(t *testing.T) {
+	cfg := testConfig(t, "10.250.128.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	first, err := m.Attach(ctx, "r1", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reboot drops the namespace mount but leaves the record and the IP
+	// lease on disk.
+	if err := removeNetNS(first.NetNSPath); err != nil {
+		t.Fatal(err)
+	}
+
+	m2 := newManager(t, cfg)
+	again, err := m2.Attach(ctx, "r1", "default")
+	if err != nil {
+		t.Fatalf("Attach after the namespace was lost: %v", err)
+	}
+	if !isNetNS(again.NetNSPath) {
+		t.Fatalf("re-attach left %s without a namespace", again.NetNSPath)
+	}
+	port := serveIn(t, again.NetNSPath, "r1")
+	if got, err := dialFromHost(again.IP, port); err != nil || got != "r1" {
+		t.Errorf("host → re-attached r1 = %q, %v", got, err)
+	}
+	leases, _ := os.ReadDir(filepath.Join(cfg.DataDir, "cni", "ipam", cfg.BridgePrefix+"-default"))
+	var ips []string
+	for _, l := range leases {
+		if net.ParseIP(l.Name()) != nil {
+			ips = append(ips, l.Name())
+		}
+	}
+	if len(ips) != 1 || ips[0] != again.IP.String() {
+		t.Errorf("leases after re-attach = %v, want only %s (the old lease must be released)", ips, again.IP)
+	}
+}

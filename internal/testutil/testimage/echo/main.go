@@ -1,0 +1,175 @@
+// Command echo is the workload Berth's tests run in containers: a static
+// HTTP server that answers on $PORT and can be told to misbehave (fail its
+// liveness probe, exit, eat memory, sleep) so tests can watch the platform
+// react.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var (
+	hogMB     = flag.Int("hog-mb", 0, "allocate and touch this many MiB at start, then serve")
+	printCaps = flag.Bool("print-caps", false, "print CapEff and NoNewPrivs from /proc/self/status, then exit")
+	exitCode  = flag.Int("exit", -1, "print a line and exit with this code at once")
+)
+
+var hogged [][]byte
+
+func main() {
+	flag.Parse()
+	if *printCaps {
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "CapEff:") || strings.HasPrefix(l, "CapBnd:") || strings.HasPrefix(l, "NoNewPrivs:") {
+				fmt.Println(l)
+			}
+		}
+		return
+	}
+	if *exitCode >= 0 {
+		fmt.Printf("exiting with %d\n", *exitCode)
+		os.Exit(*exitCode)
+	}
+	if *hogMB > 0 {
+		fmt.Printf("hogging %d MiB\n", *hogMB)
+		hog(*hogMB)
+	}
+
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	var failing atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		host, _ := os.Hostname()
+		writeJSON(w, map[string]string{
+			"hostname": host,
+			"version":  os.Getenv("VERSION"),
+			"revision": os.Getenv("BERTH_REVISION"),
+		})
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "liveness failing", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ready") })
+	mux.HandleFunc("/fail-liveness", func(w http.ResponseWriter, r *http.Request) {
+		failing.Store(true)
+		fmt.Fprintln(w, "liveness will fail")
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		fmt.Printf("exiting with %d\n", code)
+		os.Exit(code)
+	})
+	mux.HandleFunc("/hog", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		hog(mb)
+		fmt.Fprintf(w, "hogging %d MiB\n", mb)
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, "slept %d ms\n", ms)
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		msg := r.URL.Query().Get("msg")
+		fmt.Println(msg)
+		fmt.Fprintln(w, msg)
+	})
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Query().Get("path")
+		switch r.Method {
+		case http.MethodGet:
+			b, err := os.ReadFile(path)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			w.Write(b)
+		case http.MethodPost:
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err == nil {
+				_, err = io.Copy(f, r.Body)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		default:
+			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+		}
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		for _, kv := range os.Environ() {
+			fmt.Fprintln(w, kv)
+		}
+	})
+
+	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		fmt.Println("shutting down")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	fmt.Printf("listening on :%s\n", port)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	// ListenAndServe returns as soon as Shutdown starts; wait for in-flight
+	// requests by letting Shutdown finish.
+	srv.Shutdown(context.Background())
+	os.Exit(0)
+}
+
+func hog(mb int) {
+	b := make([]byte, mb<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	hogged = append(hogged, b)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
