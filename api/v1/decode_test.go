@@ -124,6 +124,23 @@ func TestDecodeJSONList(t *testing.T) {
 	}
 }
 
+func TestDecodeDocumentsSaysWhere(t *testing.T) {
+	in := "---\n---\n" + svcHead + "spec: {image: a}\n---\n" +
+		`{"kind": "List", "items": [{"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "a"}},
+ {"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "b"}}]}`
+	docs, err := DecodeDocuments("f.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range docs {
+		got = append(got, fmt.Sprintf("%s@%d%s", d.Object.GetMetadata().Name, d.Index, d.Path))
+	}
+	if strings.Join(got, " ") != "web@2 a@3items[0] b@3items[1]" {
+		t.Errorf("documents = %v", got)
+	}
+}
+
 func TestDecodeSkipsEmptyDocumentsAndIgnoresStatus(t *testing.T) {
 	in := "---\n# nothing here\n---\n" + `apiVersion: berth.dev/v1
 kind: Service
@@ -219,6 +236,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"scalar document", "hello\n", 1, "", `expected an object with apiVersion and kind, got "hello"`},
 		{"error in document 3", svcHead + "spec: {image: a}\n---\n" + svcHead + "spec: {image: b}\n---\n" + svcHead +
 			"spec: {image: c, replicas: x}\n", 3, "spec.replicas", "line 17: expected an integer"},
+		{"malformed yaml in document 2", svcHead + "spec: {image: a}\n---\n" + svcHead + "spec:\n  image: a\n    port: 80\n", 2, "",
+			"line 13: mapping values are not allowed"},
 		{"empty documents count", "---\n---\n" + svcHead + "spec: {imag: a}\n", 2, "spec.imag", `did you mean "image"?`},
 		{"JSON unknown field", "{\n  \"apiVersion\": \"berth.dev/v1\",\n  \"kind\": \"Service\",\n  \"metadata\": {\"name\": \"a\"},\n" +
 			"  \"spec\": {\n    \"image\": \"nginx\",\n    \"replica\": 2\n  }\n}\n", 1, "spec.replica", `line 7: unknown field "replica"; did you mean "replicas"?`},

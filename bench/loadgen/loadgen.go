@@ -187,7 +187,8 @@ func (l *Load) work(ctx context.Context, w *worker) {
 			return
 		default:
 		}
-		if l.opts.Requests > 0 && l.issued.Add(1) > int64(l.opts.Requests) {
+		// Counted even without a request limit: Issued reports progress.
+		if n := l.issued.Add(1); l.opts.Requests > 0 && n > int64(l.opts.Requests) {
 			return
 		}
 		start := time.Now()

@@ -86,6 +86,9 @@ func newServerCommand(errOut io.Writer) *cobra.Command {
 	f.StringVar(&cfg.GatewayAddr, "gateway", cfg.GatewayAddr, "address the gateway listens on")
 	f.StringVar(&cfg.ContainerdSocket, "containerd-socket", cfg.ContainerdSocket, "use this containerd instead of starting one")
 	f.StringVar(&cfg.SubnetPool, "subnet-pool", cfg.SubnetPool, "pool carved into one /24 per environment")
+	f.StringVar(&cfg.BridgePrefix, "bridge-prefix", cfg.BridgePrefix, "prefix of the environments' bridge names")
+	f.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", cfg.ContainerdNamespace, "containerd namespace of Berth's containers and images")
+	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "gateway host suffix: NAME.ENV.DOMAIN")
 	f.StringVar(&logLevel, "log-level", cfg.LogLevel.String(), "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	return cmd

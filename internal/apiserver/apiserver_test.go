@@ -729,7 +729,7 @@ func TestLogs(t *testing.T) {
 	if r.status != 200 || len(r.body) != 0 {
 		t.Errorf("since 5m of 2026 logs: %d %q, want nothing", r.status, r.body)
 	}
-	e.expect(e.do(http.MethodGet, path+"?instance=web-z", nil), http.StatusOK, "", "")
+	e.expect(e.do(http.MethodGet, path+"?instance=web-z", nil), http.StatusNotFound, v1.ErrNotFound, "")
 }
 
 func TestLogsFollowOverHTTP(t *testing.T) {

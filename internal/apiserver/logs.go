@@ -50,8 +50,9 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	err = logs.Read(ctx, s.logDir, q, lw)
 	switch {
 	case err == nil:
-	case !lw.started && v1.IsNotFound(err) && svcErr == nil:
-		// The service exists but has written nothing yet: no lines.
+	case !lw.started && v1.IsNotFound(err) && svcErr == nil && q.Instance == "":
+		// The service exists but has written nothing yet: no lines. A
+		// named instance without logs stays NotFound: likely a typo.
 	case !lw.started:
 		return err
 	default:

@@ -173,9 +173,12 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			}
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			if rec, ok := w.(*recorder); !ok || rec.status == 0 {
-				writeError(w, r, s.log, v1.Errorf(v1.ErrInternal, "internal error; the server log has the details"))
+			if rec, ok := w.(*recorder); ok && rec.status != 0 {
+				// Half an answer is out: cut the connection so the client
+				// sees a broken response, not a short one that looks whole.
+				panic(http.ErrAbortHandler)
 			}
+			writeError(w, r, s.log, v1.Errorf(v1.ErrInternal, "internal error; the server log has the details"))
 		}()
 		next.ServeHTTP(w, r)
 	})

@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	v1 "berth.dev/berth/api/v1"
 )
@@ -143,90 +139,18 @@ func pathMessage(err error) string {
 	return err.Error()
 }
 
-// decodeManifests decodes one file and works out which document each
-// object came from, which v1.Decode does not report for objects that
-// decoded fine but fail validation later.
+// decodeManifests decodes one file, keeping which document (and List
+// item) each object came from so later validation errors can point at it.
 func decodeManifests(file string, data []byte) ([]manifest, error) {
-	objs, err := v1.Decode(file, data)
+	docs, err := v1.DecodeDocuments(file, data)
 	if err != nil {
 		return nil, err
 	}
-	origins := documentOrigins(data)
-	ms := make([]manifest, len(objs))
-	for i, obj := range objs {
-		ms[i] = manifest{obj: obj, file: file}
-		if len(origins) == len(objs) {
-			ms[i].doc, ms[i].path = origins[i].doc, origins[i].path
-		}
+	ms := make([]manifest, len(docs))
+	for i, d := range docs {
+		ms[i] = manifest{obj: d.Object, file: file, doc: d.Index, path: d.Path}
 	}
 	return ms, nil
-}
-
-type origin struct {
-	doc  int
-	path string
-}
-
-// documentOrigins lists, for each object the documents in data hold, its
-// document number and its path inside a List or array, following
-// v1.Decode's rules: empty documents hold none, a sequence or a
-// {"kind": "List"} holds its items, any other document one object.
-func documentOrigins(data []byte) []origin {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var out []origin
-	for doc := 1; ; doc++ {
-		var n yaml.Node
-		if err := dec.Decode(&n); err != nil {
-			return out
-		}
-		root := &n
-		if root.Kind == yaml.DocumentNode {
-			if len(root.Content) == 0 {
-				continue
-			}
-			root = root.Content[0]
-		}
-		switch root.Kind {
-		case yaml.SequenceNode:
-			for i := range root.Content {
-				out = append(out, origin{doc, fmt.Sprintf("[%d]", i)})
-			}
-		case yaml.MappingNode:
-			items := listItems(root)
-			if items == nil {
-				out = append(out, origin{doc, ""})
-				continue
-			}
-			for i := range items.Content {
-				out = append(out, origin{doc, fmt.Sprintf("items[%d]", i)})
-			}
-		case yaml.ScalarNode:
-			if root.Tag != "!!null" {
-				out = append(out, origin{doc, ""})
-			}
-		}
-	}
-}
-
-// listItems returns the items of a {"kind": "List"} mapping, or nil.
-func listItems(m *yaml.Node) *yaml.Node {
-	var kind string
-	var items *yaml.Node
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		switch m.Content[i].Value {
-		case "kind":
-			kind = m.Content[i+1].Value
-		case "items":
-			items = m.Content[i+1]
-		}
-	}
-	if kind != "List" {
-		return nil
-	}
-	if items == nil {
-		return &yaml.Node{Kind: yaml.SequenceNode}
-	}
-	return items
 }
 
 // prepare puts a decoded object in its environment, defaults and validates

@@ -71,6 +71,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newLogsCommand(o),
 		newRolloutCommand(o),
 		newImageCommand(o),
+		newBuildCommand(o),
 		newVersionCommand(o),
 	)
 	return root

@@ -103,7 +103,7 @@ func New(cfg Config) *Gateway {
 	}
 	g := &Gateway{
 		cfg:       cfg,
-		log:       cfg.Logger.With("part", "gateway"),
+		log:       cfg.Logger, // the composition root tags it with its part
 		suffix:    "." + cfg.Domain,
 		unrouted:  &targetStats{},
 		endpoints: map[string]*endpoint{},
@@ -326,8 +326,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.stats.record(status)
 		return
 	}
+	// Deferred: ReverseProxy aborts a response that breaks mid-body by
+	// panicking with http.ErrAbortHandler.
+	defer func() { rt.stats.record(c.status) }()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-	rt.stats.record(c.status)
 }
 
 // route finds the target of r: by host when the host is NAME.ENV under the
@@ -411,6 +413,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if c.body != nil {
 		pr.Out.ContentLength = int64(len(c.body))
+		// The client already got its 100 Continue when the body was read.
+		pr.Out.Header.Del("Expect")
 	}
 	// Append to the client's chain, as nginx's $proxy_add_x_forwarded_for does.
 	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]

@@ -64,10 +64,10 @@ type endpoint struct {
 // tryAcquire counts a request against e unless e is drained. The increment
 // comes before the drained check so that Drain, which sets drained before
 // reading the count, either sees this request or this request sees drained.
-func (e *endpoint) tryAcquire() bool {
+func (e *endpoint) tryAcquire(g *Gateway) bool {
 	e.inflight.Add(1)
 	if e.drained.Load() {
-		e.release(nil)
+		e.release(g)
 		return false
 	}
 	return true
@@ -85,7 +85,7 @@ func (e *endpoint) release(g *Gateway) {
 		}
 		e.mu.Unlock()
 	}
-	if g != nil && e.removed.Load() {
+	if e.removed.Load() {
 		g.forget(e)
 	}
 }
@@ -107,7 +107,7 @@ func (e *endpoint) idleChan() <-chan struct{} {
 // pick chooses an endpoint of r by power of two random choices on in-flight
 // count, skipping drained endpoints and those in exclude, and returns it
 // acquired. It returns nil when no endpoint is eligible.
-func (r *route) pick(exclude []*endpoint) *endpoint {
+func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 	var buf [16]*endpoint
 	for {
 		cands := buf[:0]
@@ -133,7 +133,7 @@ func (r *route) pick(exclude []*endpoint) *endpoint {
 				e = cands[j]
 			}
 		}
-		if e.tryAcquire() {
+		if e.tryAcquire(g) {
 			return e
 		}
 		// Drained between the scan and the acquire: scan again.

@@ -50,7 +50,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var failed []string
 	var lastErr error
 	for {
-		e := c.route.pick(tried)
+		e := c.route.pick(t.g, tried)
 		if e == nil {
 			if len(tried) == 0 {
 				return nil, errNoEndpoints
