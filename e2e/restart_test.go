@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,42 @@ spec: {image: berth.test/echo:v1}
 	// The server survived all of it.
 	if err := s.client.Health(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServerStartErrors: a server that cannot start says why and exits
+// non-zero, without touching the running one.
+func TestServerStartErrors(t *testing.T) {
+	s := startServer(t)
+	busyAPI := strings.TrimPrefix(s.client.Addr(), "http://")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"API port in use", []string{"--data-dir", t.TempDir(), "--api", busyAPI, "--gateway", "127.0.0.1:0"}, busyAPI},
+		{"gateway port in use", []string{"--data-dir", t.TempDir(), "--api", "127.0.0.1:0", "--gateway", s.gateway}, s.gateway},
+		{"data dir in use", []string{"--data-dir", s.dataDir, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0"}, "in use"},
+		{"relative data dir", []string{"--data-dir", "rel/dir"}, "absolute"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"server", "--containerd-socket", socket}, c.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, berthBin, args...).CombinedOutput()
+			if err == nil {
+				t.Fatalf("server started; output:\n%s", out)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("server did not exit: %s", out)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Fatalf("error does not mention %q:\n%s", c.want, out)
+			}
+		})
+	}
+	if err := s.client.Health(context.Background()); err != nil {
+		t.Fatalf("the running server was disturbed: %v", err)
 	}
 }

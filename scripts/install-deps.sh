@@ -15,6 +15,7 @@ have nginx || need+=(nginx-light)
 have wrk || need+=(wrk)
 have skopeo || need+=(skopeo)
 have git || need+=(git)
+have curl || need+=(curl ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
