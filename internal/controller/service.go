@@ -267,97 +267,97 @@ func (c *Services) ensureRevision(ctx context.Context, svc *v1.Service, revs []*
 }
 
 // rollout creates and drains instances one step towards the desired state,
-// within the strategy's limits. It is called again on every instance
-// change, so each call only takes the steps allowed now.
+// within the strategy's limits: planRollout decides, rollout acts.
 func (c *Services) rollout(ctx context.Context, svc *v1.Service, cur *v1.Revision, insts []*v1.Instance) error {
-	desired := int(ptrOr(svc.Spec.Replicas, 1))
-	surge := int(ptrOr(svc.Spec.Strategy.MaxSurge, 1))
-	unavail := int(ptrOr(svc.Spec.Strategy.MaxUnavailable, 0))
-	if surge == 0 && unavail == 0 {
-		surge = 1
-	}
-
-	var newer, older []*v1.Instance
-	for _, i := range insts {
-		if i.Spec.Draining {
-			continue
-		}
-		if i.Spec.Revision == cur.Spec.Number {
-			newer = append(newer, i)
-		} else {
-			older = append(older, i)
-		}
-	}
-	readyOf := func(l []*v1.Instance) int {
-		n := 0
-		for _, i := range l {
-			if i.Status.Ready {
-				n++
-			}
-		}
-		return n
-	}
+	plan := planRollout(rolloutLimits{
+		Desired:        int(ptrOr(svc.Spec.Replicas, 1)),
+		MaxSurge:       int(ptrOr(svc.Spec.Strategy.MaxSurge, 1)),
+		MaxUnavailable: int(ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)),
+	}, cur.Spec.Number, insts)
 	objRef := v1.KindService + "/" + svc.Metadata.Name
-
-	// Too many current instances (scale down): drain the least useful.
-	if len(newer) > desired {
-		sortForRemoval(newer)
-		for _, i := range newer[:len(newer)-desired] {
-			if err := c.drain(ctx, i); err != nil {
-				return err
-			}
-		}
-		newer = newer[len(newer)-desired:]
-	}
-
-	// Old instances that are not ready serve nobody: they go first and do
-	// not count against availability.
-	var oldReady []*v1.Instance
-	for _, i := range older {
-		if i.Status.Ready {
-			oldReady = append(oldReady, i)
-			continue
-		}
+	for _, i := range plan.Drain {
 		if err := c.drain(ctx, i); err != nil {
 			return err
 		}
 	}
-	older = oldReady
-
-	// Surge: create current instances up to desired, within desired+surge
-	// in total.
-	total := len(newer) + len(older)
-	create := min(desired-len(newer), desired+surge-total)
-	for range max(create, 0) {
+	for range plan.Create {
 		inst, err := c.createInstance(ctx, svc, cur)
 		if err != nil {
 			return err
 		}
-		newer = append(newer, inst)
 		c.cfg.Events(ctx, c.cfg.Store, svc.Metadata.Environment, objRef, "Normal", "Created",
 			fmt.Sprintf("Created instance %s (revision %d)", inst.Metadata.Name, cur.Spec.Number))
 	}
-
-	// Retire old ready instances while at least desired-unavailable stay
-	// ready. Each must also be replaced: never drain an old one while
-	// fewer than desired instances would remain.
-	available := readyOf(newer) + len(older)
-	remaining := len(newer) + len(older)
-	sortForRemoval(older)
-	for _, i := range older {
-		if available-1 < desired-unavail || remaining-1 < desired-unavail {
-			break
-		}
-		if readyOf(newer) == 0 && unavail == 0 {
-			break
-		}
-		if err := c.drain(ctx, i); err != nil {
-			return err
-		}
-		available--
-		remaining--
-	}
 	return nil
+}
+
+type rolloutLimits struct {
+	Desired, MaxSurge, MaxUnavailable int
+}
+
+// rolloutPlan is one step of a rollout.
+type rolloutPlan struct {
+	Create int
+	Drain  []*v1.Instance
+}
+
+// planRollout decides one step towards `Desired` ready instances of
+// revision cur. It is called again on every instance change, so it only
+// takes the steps allowed now:
+//   - current instances beyond Desired are drained (not ready first);
+//   - old instances that are not ready serve nobody and go at once;
+//   - new instances are created while the total stays within
+//     Desired+MaxSurge;
+//   - old ready instances are drained while at least
+//     Desired-MaxUnavailable instances stay ready.
+func planRollout(l rolloutLimits, cur int64, insts []*v1.Instance) rolloutPlan {
+	if l.MaxSurge == 0 && l.MaxUnavailable == 0 {
+		l.MaxSurge = 1
+	}
+	var plan rolloutPlan
+	var newer, older []*v1.Instance
+	for _, i := range insts {
+		switch {
+		case i.Spec.Draining:
+		case i.Spec.Revision == cur:
+			newer = append(newer, i)
+		default:
+			older = append(older, i)
+		}
+	}
+	if len(newer) > l.Desired {
+		sortForRemoval(newer)
+		extra := len(newer) - l.Desired
+		plan.Drain = append(plan.Drain, newer[:extra]...)
+		newer = newer[extra:]
+	}
+	var oldReady []*v1.Instance
+	for _, i := range older {
+		if i.Status.Ready {
+			oldReady = append(oldReady, i)
+		} else {
+			plan.Drain = append(plan.Drain, i)
+		}
+	}
+	total := len(newer) + len(oldReady)
+	plan.Create = max(0, min(l.Desired-len(newer), l.Desired+l.MaxSurge-total))
+
+	readyNew := 0
+	for _, i := range newer {
+		if i.Status.Ready {
+			readyNew++
+		}
+	}
+	available := readyNew + len(oldReady)
+	sortForRemoval(oldReady)
+	for _, i := range oldReady {
+		if available-1 < l.Desired-l.MaxUnavailable {
+			break
+		}
+		plan.Drain = append(plan.Drain, i)
+		available--
+	}
+	return plan
 }
 
 // sortForRemoval puts the instances to remove first at the front: not ready
