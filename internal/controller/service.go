@@ -79,6 +79,9 @@ func (c *Services) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				c.enqueueAll(ctx)
+				if err := pruneEvents(ctx, c.cfg.Store, time.Now()); err != nil && ctx.Err() == nil {
+					c.log.Warn("prune events", "err", err)
+				}
 			}
 		}
 	}()

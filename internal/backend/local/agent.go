@@ -44,6 +44,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner // by container ID
+	gcDone  bool
 	wg      sync.WaitGroup
 }
 
@@ -133,6 +134,14 @@ func (a *Agent) resync(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Namespaces left by a crash between attach and record go too; only at
+	// start, when no runner can be attaching an instance newer than the list.
+	if gc, ok := a.cfg.Network.(networkGC); ok && !a.gcDone {
+		a.gcDone = true
+		if err := gc.GC(ctx, func(id string) bool { return want[id] }); err != nil {
+			a.log.Warn("network garbage collection", "err", err)
+		}
+	}
 	for _, c := range cs {
 		if want[c.ID] || c.Labels[labelManaged] != "true" {
 			continue
@@ -205,6 +214,12 @@ func (a *Agent) dispatchExits(ctx context.Context, exits <-chan runtime.Exit) {
 			}
 		}
 	}
+}
+
+// networkGC is an optional ability of the network manager: detach every
+// attachment not kept.
+type networkGC interface {
+	GC(ctx context.Context, keep func(id string) bool) error
 }
 
 // errGone means the instance object no longer exists.

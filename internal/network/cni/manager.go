@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 
 	m := &Manager{
 		cfg:            cfg,
-		log:            cfg.Logger.With("part", "network"),
+		log:            cfg.Logger,
 		pool:           pool,
 		poolSize:       poolSize,
 		isolationChain: strings.ToUpper(cfg.BridgePrefix) + "-ISOLATION",

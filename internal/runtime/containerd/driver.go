@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		c.Close()
 		return nil, v1.Unavailable("containerd at %s does not answer: %v", cfg.Socket, err)
 	}
-	return &Driver{cfg: cfg, client: c, log: cfg.Logger.With("part", "containerd"), closed: make(chan struct{})}, nil
+	return &Driver{cfg: cfg, client: c, log: cfg.Logger, closed: make(chan struct{})}, nil
 }
 
 // Close releases the connection; containers keep running.

@@ -103,7 +103,7 @@ func StartContainerd(ctx context.Context, cfg SupervisorConfig) (*Supervisor, er
 		return nil, fmt.Errorf("containerd config: %w", err)
 	}
 
-	s := &Supervisor{cfg: cfg, log: cfg.Logger.With("part", "containerd-supervisor"), socket: socket}
+	s := &Supervisor{cfg: cfg, log: cfg.Logger, socket: socket}
 	if pid, ok := s.findRunning(ctx); ok {
 		s.pid, s.reused = pid, true
 		s.exited = make(chan struct{})
