@@ -20,6 +20,8 @@ const (
 	KindRevision    = "Revision"
 	KindInstance    = "Instance"
 	KindEvent       = "Event"
+	KindFunction    = "Function"
+	KindTopic       = "Topic"
 )
 
 // TypeMeta names the schema of an object.
@@ -224,6 +226,7 @@ const (
 	PhaseBackoff     = "Backoff"     // exited, waiting to restart
 	PhaseTerminating = "Terminating" // draining or stopping
 	PhaseFailed      = "Failed"      // cannot be started (e.g. bad image)
+	PhaseStandby     = "Standby"     // prepared, task created but not started
 )
 
 // Instance is one running copy of a revision: the unit the backend runs.
@@ -241,6 +244,11 @@ type InstanceSpec struct {
 	Owner     string `json:"owner"`
 	OwnerKind string `json:"ownerKind"`
 	Revision  int64  `json:"revision"`
+	// Standby asks the agent to prepare the instance (network attached,
+	// container and task created) without starting it; clearing it starts
+	// the task. Functions keep one standby so a cold start skips the slow
+	// parts.
+	Standby bool `json:"standby,omitempty"`
 	// Draining asks the agent to take the instance out of rotation, wait for
 	// in-flight requests, then stop it; the controller deletes it after.
 	Draining bool `json:"draining,omitempty"`
@@ -325,3 +333,133 @@ type ErrorBody struct {
 func RevisionName(owner string, n int64) string {
 	return owner + "-" + strconv.FormatInt(n, 10)
 }
+
+// Function is run by the platform only while there is work for it: it
+// scales from zero on a request, out on concurrency, and back to zero when
+// idle. The image contract is a Service's: HTTP on $PORT.
+type Function struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     FunctionSpec   `json:"spec"`
+	Status   FunctionStatus `json:"status,omitzero"`
+}
+
+func (f *Function) GetMetadata() *ObjectMeta { return &f.Metadata }
+
+type FunctionSpec struct {
+	// Template is everything that, when changed, makes a new revision.
+	// Functions are stateless: volumes are not allowed.
+	Template `json:",inline"`
+	// Concurrency is how many requests one instance serves at once
+	// (default 1, like Lambda).
+	Concurrency int32         `json:"concurrency,omitempty"`
+	Scale       FunctionScale `json:"scale,omitzero"`
+	// Timeout bounds one invocation, including a cold start's wait, as a
+	// Go duration ("30s", default).
+	Timeout  string    `json:"timeout,omitempty"`
+	Route    *Route    `json:"route,omitempty"`
+	Triggers []Trigger `json:"triggers,omitempty"`
+	Async    Async     `json:"async,omitzero"`
+}
+
+type FunctionScale struct {
+	// Min instances kept warm (default 0: scale to zero).
+	Min *int32 `json:"min,omitempty"`
+	// Max instances, never exceeded (default 10).
+	Max *int32 `json:"max,omitempty"`
+	// IdleTimeout is how long without requests before scaling to zero, a Go
+	// duration (default "60s").
+	IdleTimeout string `json:"idleTimeout,omitempty"`
+	// TargetUtilization is the share of Concurrency the autoscaler aims
+	// for per instance (default 0.7).
+	TargetUtilization *float64 `json:"targetUtilization,omitempty"`
+}
+
+// Trigger invokes the function asynchronously: on a cron schedule, or for
+// each message published to a topic of the same environment.
+type Trigger struct {
+	// Cron is a 5-field cron expression or "@every 1m" (UTC).
+	Cron string `json:"cron,omitempty"`
+	// Topic names a Topic of the function's environment.
+	Topic string `json:"topic,omitempty"`
+	// Data is the request body sent on a cron tick.
+	Data string `json:"data,omitempty"`
+}
+
+// Async configures asynchronous invocations (async requests, cron and
+// topic deliveries).
+type Async struct {
+	// MaxRetries after the first failed attempt (default 2).
+	MaxRetries *int32 `json:"maxRetries,omitempty"`
+	// Backoff is the first retry's delay, doubled each time (default "1s").
+	Backoff string `json:"backoff,omitempty"`
+	// DeadLetterTopic receives invocations that failed every attempt; it
+	// must name a Topic of the environment.
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+}
+
+type FunctionStatus struct {
+	ObservedGeneration int64  `json:"observedGeneration,omitempty"`
+	Revision           int64  `json:"revision,omitempty"`
+	ImageDigest        string `json:"imageDigest,omitempty"`
+
+	// Desired is the autoscaler's current decision.
+	Desired        int32 `json:"desired"`
+	ReadyInstances int32 `json:"readyInstances"`
+	// InFlight is the requests in flight at the gateway when last written.
+	InFlight   int32 `json:"inFlight"`
+	ColdStarts int64 `json:"coldStarts"`
+	// LastColdStart is how long the latest request waited for an instance.
+	LastColdStart *ColdStart `json:"lastColdStart,omitempty"`
+
+	Instances  []InstanceStatus `json:"instances,omitempty"`
+	Conditions []Condition      `json:"conditions,omitempty"`
+}
+
+type ColdStart struct {
+	At         time.Time `json:"at"`
+	DurationMS float64   `json:"durationMs"`
+}
+
+// Topic is a named stream of messages in an environment: functions
+// subscribe to it with a topic trigger, and dead letters go to one.
+type Topic struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     TopicSpec  `json:"spec,omitzero"`
+}
+
+func (t *Topic) GetMetadata() *ObjectMeta { return &t.Metadata }
+
+type TopicSpec struct {
+	// Retention is how long messages are kept, a Go duration (default
+	// "168h").
+	Retention string `json:"retention,omitempty"`
+}
+
+// Invocation is one asynchronous call of a function, as its id answers.
+type Invocation struct {
+	ID          string `json:"id"`
+	Environment string `json:"environment"`
+	Function    string `json:"function"`
+	// Source is "async", "cron" or "topic:NAME".
+	Source   string    `json:"source"`
+	Status   string    `json:"status"` // Pending, Running, Succeeded, Failed
+	Attempts int32     `json:"attempts"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Result of the last attempt: HTTP status and body (base64 in JSON
+	// when not UTF-8 text), or the error.
+	StatusCode  int    `json:"statusCode,omitempty"`
+	Body        string `json:"body,omitempty"`
+	Error       string `json:"error,omitempty"`
+	CallbackURL string `json:"callbackUrl,omitempty"`
+}
+
+// Invocation states.
+const (
+	InvocationPending   = "Pending"
+	InvocationRunning   = "Running"
+	InvocationSucceeded = "Succeeded"
+	InvocationFailed    = "Failed"
+)
