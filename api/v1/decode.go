@@ -23,12 +23,16 @@ import (
 var manifestKinds = map[string]reflect.Type{
 	KindEnvironment: reflect.TypeFor[Environment](),
 	KindService:     reflect.TypeFor[Service](),
+	KindFunction:    reflect.TypeFor[Function](),
+	KindTopic:       reflect.TypeFor[Topic](),
 }
 
 // objectKinds are the kinds that travel over the API.
 var objectKinds = map[string]reflect.Type{
 	KindEnvironment: reflect.TypeFor[Environment](),
 	KindService:     reflect.TypeFor[Service](),
+	KindFunction:    reflect.TypeFor[Function](),
+	KindTopic:       reflect.TypeFor[Topic](),
 	KindRevision:    reflect.TypeFor[Revision](),
 	KindInstance:    reflect.TypeFor[Instance](),
 	KindEvent:       reflect.TypeFor[Event](),
@@ -355,6 +359,9 @@ func (w *walker) object(n *yaml.Node, path string, kinds map[string]reflect.Type
 	if err != nil {
 		return nil, err
 	}
+	if err := w.refuseExplicitZeros(pairs, kn.Value, path); err != nil {
+		return nil, err
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, w.errorf(n, path, "%v", err)
@@ -368,6 +375,45 @@ func (w *walker) object(n *yaml.Node, path string, kinds map[string]reflect.Type
 		return nil, w.errorf(n, path, "%v", err)
 	}
 	return obj, nil
+}
+
+// explicitZeros are fields where leaving the field out means "the default"
+// but writing 0 is a mistake the user must hear about. Their Go type (a
+// plain integer with omitempty) cannot tell the two apart once decoded, so
+// the decoder, which still sees what was written, refuses them.
+var explicitZeros = map[string][]struct {
+	path []string
+	msg  string
+}{
+	KindFunction: {{[]string{"spec", "concurrency"}, "0 is out of range: must be at least 1 (leave it out for the default, %d)"}},
+}
+
+func (w *walker) refuseExplicitZeros(pairs []pair, kind, path string) error {
+	for _, z := range explicitZeros[kind] {
+		ps, field := pairs, path
+		for i, key := range z.path {
+			v := lookup(ps, key)
+			field = join(field, key)
+			if v == nil {
+				break
+			}
+			if i == len(z.path)-1 {
+				var n int64
+				if v.Kind == yaml.ScalarNode && v.Tag == "!!int" && v.Decode(&n) == nil && n == 0 {
+					return w.errorf(v, field, z.msg, DefaultConcurrency)
+				}
+				break
+			}
+			if v.Kind != yaml.MappingNode {
+				break
+			}
+			var err error
+			if ps, err = w.pairs(v, field); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // walker walks a YAML node tree against a Go type, producing the JSON value

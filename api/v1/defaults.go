@@ -15,6 +15,22 @@ const (
 	DefaultProbePath             = "/"
 )
 
+// Function and Topic defaults. A function's grace period is shorter than a
+// service's: its instances come and go with load, and one draining for 30s
+// after every scale-in would hold resources the idle timeout meant to free.
+const (
+	DefaultFunctionTerminationGracePeriodSeconds = 10
+	DefaultConcurrency                           = 1
+	DefaultScaleMin                              = 0
+	DefaultScaleMax                              = 10
+	DefaultIdleTimeout                           = "60s"
+	DefaultTargetUtilization                     = 0.7
+	DefaultFunctionTimeout                       = "30s"
+	DefaultAsyncMaxRetries                       = 2
+	DefaultAsyncBackoff                          = "1s"
+	DefaultTopicRetention                        = "168h"
+)
+
 // SetDefaults fills in what a manifest may leave out and sets apiVersion and
 // kind. It is idempotent, and runs before Validate: Validate expects the
 // defaults to be there.
@@ -30,8 +46,18 @@ func SetDefaults(obj Object) {
 		return
 	case *Service:
 		defaultService(&o.Spec)
+	case *Function:
+		defaultFunction(&o.Spec)
+	case *Topic:
+		if o.Spec.Retention == "" {
+			o.Spec.Retention = DefaultTopicRetention
+		}
 	case *Revision:
-		DefaultTemplate(&o.Spec.Template)
+		if o.Spec.OwnerKind == KindFunction {
+			DefaultFunctionTemplate(&o.Spec.Template)
+		} else {
+			DefaultTemplate(&o.Spec.Template)
+		}
 	}
 	if meta := obj.GetMetadata(); meta.Environment == "" {
 		meta.Environment = DefaultEnvironment
@@ -49,6 +75,45 @@ func defaultService(s *ServiceSpec) {
 		s.Strategy.MaxUnavailable = ptr[int32](DefaultMaxUnavailable)
 	}
 	DefaultTemplate(&s.Template)
+}
+
+func defaultFunction(s *FunctionSpec) {
+	if s.Concurrency == 0 {
+		s.Concurrency = DefaultConcurrency
+	}
+	sc := &s.Scale
+	if sc.Min == nil {
+		sc.Min = ptr[int32](DefaultScaleMin)
+	}
+	if sc.Max == nil {
+		sc.Max = ptr[int32](DefaultScaleMax)
+	}
+	if sc.IdleTimeout == "" {
+		sc.IdleTimeout = DefaultIdleTimeout
+	}
+	if sc.TargetUtilization == nil {
+		sc.TargetUtilization = ptr(DefaultTargetUtilization)
+	}
+	if s.Timeout == "" {
+		s.Timeout = DefaultFunctionTimeout
+	}
+	if s.Async.MaxRetries == nil {
+		s.Async.MaxRetries = ptr[int32](DefaultAsyncMaxRetries)
+	}
+	if s.Async.Backoff == "" {
+		s.Async.Backoff = DefaultAsyncBackoff
+	}
+	DefaultFunctionTemplate(&s.Template)
+}
+
+// DefaultFunctionTemplate is DefaultTemplate with a function's shorter
+// grace period. Hash a function's template only after it (SetDefaults does
+// it): TemplateHash alone would fill in a service's grace period.
+func DefaultFunctionTemplate(t *Template) {
+	if t.TerminationGracePeriodSeconds == nil {
+		t.TerminationGracePeriodSeconds = ptr[int64](DefaultFunctionTerminationGracePeriodSeconds)
+	}
+	DefaultTemplate(t)
 }
 
 // DefaultTemplate fills in a template's defaults: port, grace period and the

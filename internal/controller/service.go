@@ -44,6 +44,7 @@ type ServiceConfig struct {
 // revision and drains old ones within the update strategy's surge and
 // unavailability limits, and writes the service's status.
 type Services struct {
+	workloads
 	cfg ServiceConfig
 	log *slog.Logger
 	q   *queue
@@ -62,7 +63,10 @@ func NewServices(cfg ServiceConfig) *Services {
 	if cfg.Events == nil {
 		cfg.Events = func(context.Context, store.Store, string, string, string, string, string) {}
 	}
-	return &Services{cfg: cfg, log: cfg.Logger, q: newQueue()}
+	return &Services{
+		workloads: workloads{store: cfg.Store, images: cfg.Images, events: cfg.Events, historyLimit: cfg.RevisionHistoryLimit},
+		cfg:       cfg, log: cfg.Logger, q: newQueue(),
+	}
 }
 
 // Run syncs services until ctx ends.
@@ -138,20 +142,26 @@ func (c *Services) watch(ctx context.Context) {
 
 func (c *Services) sync(ctx context.Context, key string) error {
 	env, name, _ := strings.Cut(key, "/")
+	o := owner{Kind: v1.KindService, Env: env, Name: name}
 	var svc v1.Service
 	err := store.Get(ctx, c.cfg.Store, store.Key{Kind: v1.KindService, Environment: env, Name: name}, &svc)
 	if v1.IsNotFound(err) {
-		return c.cleanup(ctx, env, name)
+		return c.cleanup(ctx, o)
 	}
 	if err != nil {
 		return err
 	}
+	o.Labels = svc.Metadata.Labels
 
-	revs, err := c.revisions(ctx, env, name)
+	revs, err := c.revisions(ctx, o)
 	if err != nil {
 		return err
 	}
-	cur, err := c.ensureRevision(ctx, &svc, revs)
+	cur, err := c.ensureRevision(ctx, o, svc.Spec.Template, revs, func(msg string) {
+		if c.setCondition(ctx, &svc, v1.ConditionProgressing, false, "ImageNotFound", msg) {
+			c.event(ctx, o, "Warning", "ImageNotFound", msg)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -162,15 +172,15 @@ func (c *Services) sync(ctx context.Context, key string) error {
 		return nil
 	}
 
-	insts, err := c.instances(ctx, env, name)
+	insts, err := c.instances(ctx, o)
 	if err != nil {
 		return err
 	}
-	if err := c.rollout(ctx, &svc, cur, insts); err != nil {
+	if err := c.rollout(ctx, o, &svc, cur, insts); err != nil {
 		return err
 	}
 	// Re-read what rollout did, to report it.
-	if insts, err = c.instances(ctx, env, name); err != nil {
+	if insts, err = c.instances(ctx, o); err != nil {
 		return err
 	}
 	if err := c.updateStatus(ctx, &svc, cur, insts); err != nil {
@@ -179,117 +189,25 @@ func (c *Services) sync(ctx context.Context, key string) error {
 	return c.pruneRevisions(ctx, cur, revs, insts)
 }
 
-func (c *Services) revisions(ctx context.Context, env, name string) ([]*v1.Revision, error) {
-	all, _, err := store.List[v1.Revision](ctx, c.cfg.Store, v1.KindRevision, env)
-	if err != nil {
-		return nil, err
-	}
-	var out []*v1.Revision
-	for _, r := range all {
-		if r.Spec.OwnerKind == v1.KindService && r.Spec.Owner == name {
-			out = append(out, r)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Number < out[j].Spec.Number })
-	return out, nil
-}
-
-func (c *Services) instances(ctx context.Context, env, name string) ([]*v1.Instance, error) {
-	all, _, err := store.List[v1.Instance](ctx, c.cfg.Store, v1.KindInstance, env)
-	if err != nil {
-		return nil, err
-	}
-	var out []*v1.Instance
-	for _, i := range all {
-		if i.Spec.OwnerKind == v1.KindService && i.Spec.Owner == name {
-			out = append(out, i)
-		}
-	}
-	return out, nil
-}
-
-// ensureRevision returns the revision the service should converge to,
-// making it when the template changed. A template equal to an older
-// revision's (a rollback, or an apply of an earlier manifest) reuses that
-// revision's digest under a new number, as Kubernetes deployments do.
-func (c *Services) ensureRevision(ctx context.Context, svc *v1.Service, revs []*v1.Revision) (*v1.Revision, error) {
-	hash := v1.TemplateHash(svc.Spec.Template)
-	var latest *v1.Revision
-	if len(revs) > 0 {
-		latest = revs[len(revs)-1]
-	}
-	if latest != nil && latest.Spec.Hash == hash {
-		return latest, nil
-	}
-	var digest, cause string
-	for i := len(revs) - 1; i >= 0; i-- {
-		if revs[i].Spec.Hash == hash {
-			digest = revs[i].Spec.ImageDigest
-			cause = fmt.Sprintf("rollback to revision %d", revs[i].Spec.Number)
-			break
-		}
-	}
-	objRef := v1.KindService + "/" + svc.Metadata.Name
-	if digest == "" {
-		d, err := c.cfg.Images.ResolveImage(ctx, svc.Spec.Image)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			msg := fmt.Sprintf("image %q: %v", svc.Spec.Image, err)
-			if c.setCondition(ctx, svc, v1.ConditionProgressing, false, "ImageNotFound", msg) {
-				c.cfg.Events(ctx, c.cfg.Store, svc.Metadata.Environment, objRef, "Warning", "ImageNotFound", msg)
-			}
-			return nil, nil
-		}
-		digest = d
-		cause = "apply"
-		if latest == nil {
-			cause = "create"
-		}
-	}
-	n := int64(1)
-	if latest != nil {
-		n = latest.Spec.Number + 1
-	}
-	rev := &v1.Revision{
-		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindRevision},
-		Metadata: v1.ObjectMeta{Name: v1.RevisionName(svc.Metadata.Name, n), Environment: svc.Metadata.Environment, Labels: svc.Metadata.Labels},
-		Spec: v1.RevisionSpec{
-			Owner: svc.Metadata.Name, OwnerKind: v1.KindService, Number: n,
-			Image: svc.Spec.Image, ImageDigest: digest, Template: svc.Spec.Template,
-			Hash: hash, ChangeCause: cause,
-		},
-	}
-	if err := store.Create(ctx, c.cfg.Store, rev); err != nil {
-		return nil, err
-	}
-	c.cfg.Events(ctx, c.cfg.Store, svc.Metadata.Environment, objRef, "Normal", "RevisionCreated",
-		fmt.Sprintf("Revision %d: %s (%s), %s", n, svc.Spec.Image, shortDigest(digest), cause))
-	return rev, nil
-}
-
 // rollout creates and drains instances one step towards the desired state,
 // within the strategy's limits: planRollout decides, rollout acts.
-func (c *Services) rollout(ctx context.Context, svc *v1.Service, cur *v1.Revision, insts []*v1.Instance) error {
+func (c *Services) rollout(ctx context.Context, o owner, svc *v1.Service, cur *v1.Revision, insts []*v1.Instance) error {
 	plan := planRollout(rolloutLimits{
 		Desired:        int(ptrOr(svc.Spec.Replicas, 1)),
 		MaxSurge:       int(ptrOr(svc.Spec.Strategy.MaxSurge, 1)),
 		MaxUnavailable: int(ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)),
 	}, cur.Spec.Number, insts)
-	objRef := v1.KindService + "/" + svc.Metadata.Name
 	for _, i := range plan.Drain {
-		if err := c.drain(ctx, i); err != nil {
+		if err := c.drain(ctx, i, false); err != nil {
 			return err
 		}
 	}
 	for range plan.Create {
-		inst, err := c.createInstance(ctx, svc, cur)
+		inst, err := c.createInstance(ctx, o, cur, false)
 		if err != nil {
 			return err
 		}
-		c.cfg.Events(ctx, c.cfg.Store, svc.Metadata.Environment, objRef, "Normal", "Created",
-			fmt.Sprintf("Created instance %s (revision %d)", inst.Metadata.Name, cur.Spec.Number))
+		c.event(ctx, o, "Normal", "Created", fmt.Sprintf("Created instance %s (revision %d)", inst.Metadata.Name, cur.Spec.Number))
 	}
 	return nil
 }
@@ -374,72 +292,6 @@ func sortForRemoval(l []*v1.Instance) {
 	})
 }
 
-func (c *Services) createInstance(ctx context.Context, svc *v1.Service, rev *v1.Revision) (*v1.Instance, error) {
-	for {
-		inst := &v1.Instance{
-			TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
-			Metadata: v1.ObjectMeta{
-				Name:        svc.Metadata.Name + "-" + randSuffix(),
-				Environment: svc.Metadata.Environment,
-				Labels:      svc.Metadata.Labels,
-			},
-			Spec:   v1.InstanceSpec{Owner: svc.Metadata.Name, OwnerKind: v1.KindService, Revision: rev.Spec.Number},
-			Status: v1.InstanceStatus{Phase: v1.PhasePending, Revision: rev.Spec.Number},
-		}
-		inst.Status.Name = inst.Metadata.Name
-		err := store.Create(ctx, c.cfg.Store, inst)
-		if v1.IsConflict(err) {
-			continue // name clash: pick another suffix
-		}
-		return inst, err
-	}
-}
-
-// drain asks the agent to take the instance out of rotation and stop it;
-// the agent deletes the object when done.
-func (c *Services) drain(ctx context.Context, inst *v1.Instance) error {
-	if inst.Spec.Draining {
-		return nil
-	}
-	inst.Spec.Draining = true
-	if err := store.Update(ctx, c.cfg.Store, inst); err != nil {
-		if v1.IsNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	c.cfg.Events(ctx, c.cfg.Store, inst.Metadata.Environment, inst.Spec.OwnerKind+"/"+inst.Spec.Owner, "Normal", "Draining",
-		fmt.Sprintf("Draining instance %s (revision %d)", inst.Metadata.Name, inst.Spec.Revision))
-	return nil
-}
-
-// cleanup drains every instance of a deleted service and removes its
-// revisions once no instance remains.
-func (c *Services) cleanup(ctx context.Context, env, name string) error {
-	insts, err := c.instances(ctx, env, name)
-	if err != nil {
-		return err
-	}
-	for _, i := range insts {
-		if err := c.drain(ctx, i); err != nil {
-			return err
-		}
-	}
-	if len(insts) > 0 {
-		return nil // called again as they disappear
-	}
-	revs, err := c.revisions(ctx, env, name)
-	if err != nil {
-		return err
-	}
-	for _, r := range revs {
-		if err := store.Delete(ctx, c.cfg.Store, r); err != nil && !v1.IsNotFound(err) {
-			return err
-		}
-	}
-	return nil
-}
-
 func (c *Services) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Revision, insts []*v1.Instance) error {
 	desired := ptrOr(svc.Spec.Replicas, 1)
 	unavail := ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)
@@ -514,27 +366,6 @@ func (c *Services) setCondition(ctx context.Context, svc *v1.Service, typ string
 		c.log.Warn("record condition", "err", err)
 	}
 	return true
-}
-
-// pruneRevisions keeps the newest RevisionHistoryLimit revisions plus any
-// still running.
-func (c *Services) pruneRevisions(ctx context.Context, cur *v1.Revision, revs []*v1.Revision, insts []*v1.Instance) error {
-	if len(revs) <= c.cfg.RevisionHistoryLimit {
-		return nil
-	}
-	inUse := map[int64]bool{cur.Spec.Number: true}
-	for _, i := range insts {
-		inUse[i.Spec.Revision] = true
-	}
-	for _, r := range revs[:len(revs)-c.cfg.RevisionHistoryLimit] {
-		if inUse[r.Spec.Number] {
-			continue
-		}
-		if err := store.Delete(ctx, c.cfg.Store, r); err != nil && !v1.IsNotFound(err) {
-			return err
-		}
-	}
-	return nil
 }
 
 func putCondition(conds []v1.Condition, typ string, status bool, reason, msg string) []v1.Condition {

@@ -126,9 +126,13 @@ func (r *runner) readinessLoop(ctx context.Context, t *v1.Template, ip string, a
 }
 
 func (r *runner) setReady(ctx context.Context, ready bool) {
+	startedAt := r.startedAt
 	err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 		st.Ready = ready
 		st.Phase = v1.PhaseRunning
+		if startedAt.After(st.StartedAt) {
+			st.StartedAt = startedAt
+		}
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("record readiness", "err", err)

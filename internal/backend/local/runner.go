@@ -42,6 +42,9 @@ type runner struct {
 	deleted bool
 	notify  chan struct{}
 	exits   chan runtime.Exit
+	// startedAt is when the current task was started, if the store does
+	// not know it yet (a standby's start is recorded with readiness).
+	startedAt time.Time
 }
 
 func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
@@ -147,14 +150,16 @@ func (r *runner) run(ctx context.Context) {
 	}
 
 	// A container may already exist: this is a restarted server taking
-	// over, or a crash between create and start.
-	adopted := false
+	// over, or a crash between create and start, or a standby.
+	adopted, prepared := false, false
 	if st, err := r.a.cfg.Driver.Inspect(ctx, r.id); err == nil {
-		switch st.Status {
-		case runtime.StatusRunning:
+		switch {
+		case st.Status == runtime.StatusRunning:
 			adopted = true
 			r.log.Info("re-attached to running container", "pid", st.Pid)
-		case runtime.StatusStopped:
+		case st.Status == runtime.StatusCreated && r.object().Spec.Standby:
+			prepared = true
+		case st.Status == runtime.StatusStopped:
 			r.recordExit(ctx, runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}, "")
 			_ = r.a.cfg.Driver.Delete(ctx, r.id)
 		default:
@@ -169,8 +174,15 @@ func (r *runner) run(ctx context.Context) {
 			return
 		}
 		started := time.Now()
+		var startedAt time.Time
 		if !adopted {
-			if err := r.start(ctx, inst, rev, tmpl, att); err != nil {
+			var err error
+			startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, prepared)
+			prepared = false
+			if errors.Is(err, errStopping) {
+				continue
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -184,6 +196,7 @@ func (r *runner) run(ctx context.Context) {
 				continue
 			}
 		}
+		r.startedAt = startedAt
 		res, exit, reason := r.supervise(ctx, tmpl, att, adopted, grace)
 		adopted = false
 		switch res {
@@ -215,21 +228,58 @@ func (r *runner) loadRevision(ctx context.Context, inst *v1.Instance) (*v1.Revis
 	return &rev, &rev.Spec.Template, nil
 }
 
-// start creates and starts the container for one run of the instance.
-func (r *runner) start(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment) error {
-	spec, err := r.containerSpec(inst, rev, t, att)
-	if err != nil {
-		return err
+// errStopping means the instance was drained while it waited in standby.
+var errStopping = errors.New("stopping")
+
+// prepareAndStart creates the container and its task (unless a standby
+// one is already there), waits while the instance is a standby, then
+// starts the task. It returns when the task was started.
+func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared bool) (time.Time, error) {
+	if !prepared {
+		spec, err := r.containerSpec(inst, rev, t, att)
+		if err != nil {
+			return time.Time{}, err
+		}
+		_ = r.a.cfg.Driver.Delete(ctx, r.id)
+		if err := r.a.cfg.Driver.Create(ctx, spec); err != nil {
+			return time.Time{}, fmt.Errorf("create container: %w", err)
+		}
 	}
-	_ = r.a.cfg.Driver.Delete(ctx, r.id)
-	if err := r.a.cfg.Driver.Create(ctx, spec); err != nil {
-		return fmt.Errorf("create container: %w", err)
+	if r.object().Spec.Standby {
+		err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+			st.Phase = v1.PhaseStandby
+			st.Ready = false
+			st.IP = att.IP.String()
+			st.Port = t.Port
+			st.Message = ""
+		})
+		if err != nil {
+			return time.Time{}, err
+		}
+		// Wait, prepared, until the instance is needed or drained.
+		for r.object().Spec.Standby && !r.stopping() {
+			select {
+			case <-ctx.Done():
+				return time.Time{}, ctx.Err()
+			case <-r.notify:
+			}
+		}
+		if r.stopping() {
+			return time.Time{}, errStopping
+		}
+		// Out of standby: start at once; the readiness write records the
+		// start, so the cold path makes one store write, not two.
+		now := time.Now().UTC()
+		if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
+			return time.Time{}, fmt.Errorf("start container: %w", err)
+		}
+		return now, nil
 	}
 	if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
-		return fmt.Errorf("start container: %w", err)
+		return time.Time{}, fmt.Errorf("start container: %w", err)
 	}
 	now := time.Now().UTC()
-	return r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+	return now, r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 		st.Phase = v1.PhaseStarting
 		st.Ready = false
 		st.IP = att.IP.String()
