@@ -313,6 +313,11 @@ const (
 	ErrForbidden    = "Forbidden"
 	ErrTooLarge     = "TooLarge"
 	ErrInternal     = "Internal"
+	// ErrBadGateway: a workload failed to answer (crashed before it was
+	// ready); 502.
+	ErrBadGateway = "BadGateway"
+	// ErrTooManyRequests: a limit was reached (a full hold queue); 429.
+	ErrTooManyRequests = "TooManyRequests"
 )
 
 // Status is the body of every API error: {"error": {...}}.

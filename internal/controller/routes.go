@@ -71,7 +71,7 @@ func (r *Routes) Run(ctx context.Context) error {
 			if !ok {
 				break
 			}
-			if k := ev.Record.Key.Kind; k == v1.KindService || k == v1.KindInstance {
+			if k := ev.Record.Key.Kind; k == v1.KindService || k == v1.KindFunction || k == v1.KindInstance {
 				dirty = true
 			}
 		}
@@ -84,35 +84,52 @@ func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	fns, _, err := store.List[v1.Function](ctx, r.Store, v1.KindFunction, "")
+	if err != nil {
+		return 0, err
+	}
 	insts, _, err := store.List[v1.Instance](ctx, r.Store, v1.KindInstance, "")
 	if err != nil {
 		return 0, err
 	}
-	type owner struct{ env, name string }
+	type owner struct{ kind, env, name string }
 	eps := map[owner][]gateway.Endpoint{}
 	for _, i := range insts {
 		st := i.Status
 		if i.Spec.Draining || !st.Ready || st.IP == "" || st.Port == 0 {
 			continue
 		}
-		o := owner{i.Metadata.Environment, i.Spec.Owner}
+		o := owner{i.Spec.OwnerKind, i.Metadata.Environment, i.Spec.Owner}
 		eps[o] = append(eps[o], gateway.Endpoint{
 			ID:       r.EndpointID(i.Metadata.Environment, i.Metadata.Name),
 			Address:  net.JoinHostPort(st.IP, strconv.Itoa(int(st.Port))),
 			Revision: i.Spec.Revision,
 		})
 	}
-	targets := make([]gateway.Target, 0, len(svcs))
+	targets := make([]gateway.Target, 0, len(svcs)+len(fns))
 	for _, s := range svcs {
 		t := gateway.Target{
 			Environment: s.Metadata.Environment,
 			Name:        s.Metadata.Name,
 			Kind:        v1.KindService,
-			Endpoints:   eps[owner{s.Metadata.Environment, s.Metadata.Name}],
+			Endpoints:   eps[owner{v1.KindService, s.Metadata.Environment, s.Metadata.Name}],
 		}
 		if s.Spec.Route != nil {
 			t.RoutePath = s.Spec.Route.Path
 			t.StripPrefix = s.Spec.Route.StripPrefix
+		}
+		targets = append(targets, t)
+	}
+	for _, f := range fns {
+		t := gateway.Target{
+			Environment: f.Metadata.Environment,
+			Name:        f.Metadata.Name,
+			Kind:        v1.KindFunction,
+			Endpoints:   eps[owner{v1.KindFunction, f.Metadata.Environment, f.Metadata.Name}],
+		}
+		if f.Spec.Route != nil {
+			t.RoutePath = f.Spec.Route.Path
+			t.StripPrefix = f.Spec.Route.StripPrefix
 		}
 		targets = append(targets, t)
 	}

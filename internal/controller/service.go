@@ -71,9 +71,7 @@ func NewServices(cfg ServiceConfig) *Services {
 
 // Run syncs services until ctx ends.
 func (c *Services) Run(ctx context.Context) error {
-	go c.watch(ctx)
-	// A periodic resync catches anything a lost watch event would miss;
-	// syncs are idempotent so it costs only work.
+	go feed(ctx, c.cfg.Store, v1.KindService, c.q)
 	go func() {
 		t := time.NewTicker(30 * time.Second)
 		defer t.Stop()
@@ -82,7 +80,6 @@ func (c *Services) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				c.enqueueAll(ctx)
 				if err := pruneEvents(ctx, c.cfg.Store, time.Now()); err != nil && ctx.Err() == nil {
 					c.log.Warn("prune events", "err", err)
 				}
@@ -93,51 +90,6 @@ func (c *Services) Run(ctx context.Context) error {
 		c.log.Warn("sync failed; will retry", "service", key, "err", err)
 	})
 	return nil
-}
-
-func (c *Services) enqueueAll(ctx context.Context) uint64 {
-	recs, rev, err := c.cfg.Store.List(ctx, v1.KindService, "")
-	if err != nil {
-		return 0
-	}
-	for _, r := range recs {
-		c.q.Add(r.Key.Environment + "/" + r.Key.Name)
-	}
-	// Instances whose service is gone still need draining.
-	insts, _, err := store.List[v1.Instance](ctx, c.cfg.Store, v1.KindInstance, "")
-	if err == nil {
-		for _, i := range insts {
-			if i.Spec.OwnerKind == v1.KindService {
-				c.q.Add(i.Metadata.Environment + "/" + i.Spec.Owner)
-			}
-		}
-	}
-	return rev
-}
-
-// watch feeds the queue with the services touched by any change of a
-// service or an instance.
-func (c *Services) watch(ctx context.Context) {
-	for ctx.Err() == nil {
-		rev := c.enqueueAll(ctx)
-		events, err := c.cfg.Store.Watch(ctx, "", rev)
-		if err != nil {
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		for ev := range events {
-			k := ev.Record.Key
-			switch k.Kind {
-			case v1.KindService:
-				c.q.Add(k.Environment + "/" + k.Name)
-			case v1.KindInstance:
-				var inst v1.Instance
-				if store.Decode(ev.Record, &inst) == nil && inst.Spec.OwnerKind == v1.KindService {
-					c.q.Add(k.Environment + "/" + inst.Spec.Owner)
-				}
-			}
-		}
-	}
 }
 
 func (c *Services) sync(ctx context.Context, key string) error {
@@ -338,7 +290,7 @@ func (c *Services) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Re
 			fmt.Sprintf("revision %d: %d of %d updated instances ready", cur.Spec.Number, updatedReady, desired))
 	}
 	st.Conditions = conds
-	if statusJSONEqual(svc.Status, st) {
+	if jsonEqual(svc.Status, st) {
 		return nil
 	}
 	wasDone := condIs(svc.Status.Conditions, v1.ConditionProgressing, "RolloutComplete")
@@ -420,7 +372,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-func statusJSONEqual(a, b v1.ServiceStatus) bool {
+// jsonEqual compares two statuses as they would be stored.
+func jsonEqual(a, b any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)

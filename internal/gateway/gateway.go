@@ -287,13 +287,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, v1.ErrNotFound, miss)
 		return
 	}
+	rt.stats.arrivals.Add(1)
+	rt.stats.active.Add(1)
+	defer rt.stats.active.Add(-1)
 	if !rt.ready() && g.cfg.Activator != nil {
 		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)
-			rt.stats.record(http.StatusServiceUnavailable)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, v1.ErrUnavailable,
-				fmt.Sprintf("service %s in environment %s could not be started: %v", rt.name, rt.env, err))
+			// A workload that crashed before it was ready is a bad
+			// gateway; one that is not there yet is unavailable.
+			status, kind := http.StatusServiceUnavailable, v1.ErrUnavailable
+			if v1.KindOf(err) == v1.ErrBadGateway {
+				status, kind = http.StatusBadGateway, v1.ErrBadGateway
+			} else {
+				w.Header().Set("Retry-After", "1")
+			}
+			rt.stats.record(status)
+			writeError(w, status, kind, fmt.Sprintf("%s %s in environment %s could not be started: %v",
+				strings.ToLower(rt.kind), rt.name, rt.env, err))
 			return
 		}
 		// The activator pushed a new table; route again against it.
@@ -524,6 +534,23 @@ type TargetStats struct {
 type targetStats struct {
 	// One counter per status code: lock-free on the request path.
 	byStatus [600]atomic.Int64
+	// active counts requests in the gateway for the target, held for a
+	// cold start or proxied; arrivals counts every request routed to it.
+	active   atomic.Int64
+	arrivals atomic.Int64
+}
+
+// Load is what the autoscaler samples of a target: the requests in the
+// gateway for it now (held for a cold start or being proxied) and the
+// number that have arrived so far.
+func (g *Gateway) Load(env, name string) (inFlight int, arrivals int64) {
+	g.mu.Lock()
+	s := g.stats[env+"/"+name]
+	g.mu.Unlock()
+	if s == nil {
+		return 0, 0
+	}
+	return int(s.active.Load()), s.arrivals.Load()
 }
 
 func (s *targetStats) record(status int) {

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -58,8 +59,57 @@ func main() {
 		port = "8080"
 	}
 	var failing atomic.Bool
+	var flakyMu sync.Mutex
+	flaky := map[string]int{}
 	mux := http.NewServeMux()
+	// /flaky?key=K&fail=N fails (500) the first N calls with key K, then
+	// succeeds: a handler for retry tests.
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		fail, _ := strconv.Atoi(r.URL.Query().Get("fail"))
+		flakyMu.Lock()
+		flaky[key]++
+		n := flaky[key]
+		flakyMu.Unlock()
+		if n <= fail {
+			http.Error(w, fmt.Sprintf("failing call %d of %d", n, fail), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "ok after %d calls\n", n)
+	})
+	// /status?code=N answers with that status.
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		if code < 100 || code > 599 {
+			code = 200
+		}
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "status %d\n", code)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// Platform deliveries (async, cron, topics) are logged, so tests
+		// can see them arrive.
+		if id := r.Header.Get("X-Berth-Invocation-Id"); id != "" {
+			body, _ := io.ReadAll(r.Body)
+			fmt.Printf("invocation %s attempt %s path %s body %q\n", id, r.Header.Get("X-Berth-Attempt"), r.URL.Path, body)
+			// A body "flaky KEY N" fails the first N deliveries of KEY;
+			// "fail" always fails: handlers for retry tests.
+			var key string
+			var n int
+			if _, err := fmt.Sscanf(string(body), "flaky %s %d", &key, &n); err == nil {
+				flakyMu.Lock()
+				flaky[key]++
+				calls := flaky[key]
+				flakyMu.Unlock()
+				if calls <= n {
+					http.Error(w, fmt.Sprintf("failing call %d of %d", calls, n), http.StatusInternalServerError)
+					return
+				}
+			} else if string(body) == "fail" {
+				http.Error(w, "failing as asked", http.StatusInternalServerError)
+				return
+			}
+		}
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return

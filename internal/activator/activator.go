@@ -1,0 +1,205 @@
+// Package activator holds requests for a function at zero while an
+// instance starts, and lets them through the moment one is ready. It sits
+// between the routes controller and the gateway: it sees every routing
+// table on its way in, so it knows the instant a function gets its first
+// ready endpoint, without polling.
+//
+// It decides nothing about how many instances run (the autoscaler does) and
+// starts nothing itself: it signals demand and waits.
+package activator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/store"
+)
+
+// Config is what the activator needs.
+type Config struct {
+	// Table receives the routing table after the activator has looked at
+	// it: the gateway.
+	Table interface{ SetTargets([]gateway.Target) }
+	Store store.Store
+	// Demand tells the autoscaler a request is waiting for env/name.
+	Demand func(env, name string)
+	// MaxHeld bounds the requests held per function (default 1000); past
+	// it requests are refused with Retry-After.
+	MaxHeld int
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+type key struct{ env, name string }
+
+type target struct {
+	kind    string
+	ready   bool
+	waiters []chan struct{}
+	held    int
+
+	coldStarts int64
+	last       *v1.ColdStart
+}
+
+// Activator implements gateway.Activator.
+type Activator struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	targets map[key]*target
+}
+
+var _ gateway.Activator = (*Activator)(nil)
+
+func New(cfg Config) *Activator {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxHeld == 0 {
+		cfg.MaxHeld = 1000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Activator{cfg: cfg, log: cfg.Logger, targets: map[key]*target{}}
+}
+
+func (a *Activator) target(k key) *target {
+	t := a.targets[k]
+	if t == nil {
+		t = &target{}
+		a.targets[k] = t
+	}
+	return t
+}
+
+// SetTargets passes the table on to the gateway, then wakes the requests
+// held for every target that has a ready endpoint now.
+func (a *Activator) SetTargets(ts []gateway.Target) {
+	a.cfg.Table.SetTargets(ts)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := map[key]bool{}
+	for _, t := range ts {
+		k := key{t.Environment, t.Name}
+		seen[k] = true
+		st := a.target(k)
+		st.kind = t.Kind
+		st.ready = len(t.Endpoints) > 0
+		if st.ready {
+			for _, w := range st.waiters {
+				close(w)
+			}
+			st.waiters = nil
+		}
+	}
+	for k, st := range a.targets {
+		if !seen[k] && st.held == 0 {
+			delete(a.targets, k)
+		}
+	}
+}
+
+// Activate holds the caller until env/name has a ready endpoint, the
+// function's timeout passes, or its instance fails before it is ready.
+func (a *Activator) Activate(ctx context.Context, env, name string) error {
+	k := key{env, name}
+	a.mu.Lock()
+	st := a.target(k)
+	if st.kind != v1.KindFunction {
+		a.mu.Unlock()
+		// Services are not woken: their instances are kept running.
+		return v1.Unavailable("no ready instance")
+	}
+	if st.ready {
+		a.mu.Unlock()
+		return nil
+	}
+	if st.held >= a.cfg.MaxHeld {
+		a.mu.Unlock()
+		return v1.Errorf(v1.ErrTooManyRequests, "%d requests already waiting for a cold start", a.cfg.MaxHeld)
+	}
+	st.held++
+	wake := make(chan struct{})
+	st.waiters = append(st.waiters, wake)
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		st.held--
+		a.mu.Unlock()
+	}()
+
+	start := a.cfg.Now()
+	var fn v1.Function
+	timeout := 30 * time.Second
+	if err := store.Get(ctx, a.cfg.Store, store.Key{Kind: v1.KindFunction, Environment: env, Name: name}, &fn); err == nil {
+		if d, err := time.ParseDuration(fn.Spec.Timeout); err == nil && d > 0 {
+			timeout = d
+		}
+	}
+	a.cfg.Demand(env, name)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// Crash checks are the slow path: the fast path is the table update.
+	check := time.NewTicker(50 * time.Millisecond)
+	defer check.Stop()
+	for {
+		select {
+		case <-wake:
+			d := a.cfg.Now().Sub(start)
+			a.mu.Lock()
+			st.coldStarts++
+			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: float64(d.Microseconds()) / 1000}
+			a.mu.Unlock()
+			a.log.Debug("cold start", "environment", env, "function", name, "wait", d)
+			return nil
+		case <-ctx.Done():
+			return v1.Unavailable("no instance became ready within the function's timeout of %v", timeout)
+		case <-check.C:
+			if err := a.crashed(ctx, env, name, start); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// crashed reports an instance of the function that exited or failed after
+// start without having become ready: the held requests get its reason.
+func (a *Activator) crashed(ctx context.Context, env, name string, since time.Time) error {
+	insts, _, err := store.List[v1.Instance](ctx, a.cfg.Store, v1.KindInstance, env)
+	if err != nil {
+		return nil
+	}
+	for _, i := range insts {
+		if i.Spec.OwnerKind != v1.KindFunction || i.Spec.Owner != name || i.Spec.Standby || i.Spec.Draining {
+			continue
+		}
+		st := i.Status
+		switch {
+		case st.Phase == v1.PhaseFailed:
+			return &v1.Error{Kind: v1.ErrBadGateway, Message: fmt.Sprintf("instance %s cannot start: %s", i.Metadata.Name, st.Message)}
+		case st.LastExit != nil && !st.Ready && (st.Phase == v1.PhaseBackoff || !st.LastExit.At.Before(since.Add(-time.Second))):
+			return &v1.Error{Kind: v1.ErrBadGateway, Message: fmt.Sprintf("instance %s exited with code %d (%s) before it was ready; see berth logs %s",
+				i.Metadata.Name, st.LastExit.Code, st.LastExit.Reason, name)}
+		}
+	}
+	return nil
+}
+
+// Stats reports a function's held requests and cold starts.
+func (a *Activator) Stats(env, name string) (held int, coldStarts int64, last *v1.ColdStart) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.targets[key{env, name}]
+	if st == nil {
+		return 0, 0, nil
+	}
+	return st.held, st.coldStarts, st.last
+}
