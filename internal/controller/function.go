@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
@@ -47,8 +48,11 @@ type FunctionConfig struct {
 	// OnFunctions receives every function whenever one changes (for the
 	// queue's triggers).
 	OnFunctions func([]*v1.Function)
-	Logger      *slog.Logger
-	Workers     int
+	// RoutesSynced, if not nil, delays the first OnFunctions until the
+	// gateway knows the functions, so deliveries do not fail with 404.
+	RoutesSynced <-chan struct{}
+	Logger       *slog.Logger
+	Workers      int
 }
 
 // Functions turns each Function into revisions and instances: as many
@@ -60,6 +64,9 @@ type Functions struct {
 	cfg FunctionConfig
 	log *slog.Logger
 	q   *queue
+	// publishMu makes each OnFunctions call carry a list at least as new
+	// as the previous call's.
+	publishMu sync.Mutex
 }
 
 func NewFunctions(cfg FunctionConfig) *Functions {
@@ -85,6 +92,16 @@ func (c *Functions) Enqueue(env, name string) { c.q.Add(env + "/" + name) }
 // Run syncs functions until ctx ends.
 func (c *Functions) Run(ctx context.Context) error {
 	go feed(ctx, c.cfg.Store, v1.KindFunction, c.q)
+	go func() {
+		if c.cfg.RoutesSynced != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.cfg.RoutesSynced:
+			}
+		}
+		c.publish(ctx)
+	}()
 	runWorkers(ctx, c.q, c.cfg.Workers, c.sync, func(key string, err error) {
 		c.log.Warn("sync failed; will retry", "function", key, "err", err)
 	})
@@ -274,6 +291,8 @@ func (c *Functions) publish(ctx context.Context) {
 	if c.cfg.OnFunctions == nil {
 		return
 	}
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
 	fns, _, err := store.List[v1.Function](ctx, c.cfg.Store, v1.KindFunction, "")
 	if err != nil {
 		c.log.Warn("list functions", "err", err)

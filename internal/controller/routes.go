@@ -31,6 +31,8 @@ type Routes struct {
 	Table      RouteTable
 	EndpointID EndpointID
 	Logger     *slog.Logger
+	// Synced, if not nil, is closed after the first table is in place.
+	Synced chan struct{}
 }
 
 // Run rebuilds the table on every change of a service or an instance.
@@ -45,6 +47,10 @@ func (r *Routes) Run(ctx context.Context) error {
 			log.Warn("routes rebuild failed", "err", err)
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
+		}
+		if r.Synced != nil {
+			close(r.Synced)
+			r.Synced = nil
 		}
 		events, err := r.Store.Watch(ctx, "", rev)
 		if err != nil {

@@ -617,3 +617,8 @@ func (g *Gateway) Stats() []TargetStats {
 	}
 	return out
 }
+
+// SetActivator plugs in the activator after construction (it needs the
+// gateway as its table, the gateway needs it to wake functions). Call it
+// before serving.
+func (g *Gateway) SetActivator(a Activator) { g.cfg.Activator = a }

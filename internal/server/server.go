@@ -16,12 +16,15 @@ import (
 	"sync"
 	"time"
 
+	"berth.dev/berth/internal/activator"
 	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/network/cni"
+	"berth.dev/berth/internal/queue"
 	"berth.dev/berth/internal/runtime/containerd"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
@@ -38,6 +41,7 @@ type Server struct {
 	driver     *containerd.Driver
 	network    *cni.Manager
 	gateway    *gateway.Gateway
+	queue      *queue.Queue
 
 	apiLn, gwLn net.Listener
 	apiSrv      *http.Server
@@ -151,6 +155,14 @@ func (s *Server) start(ctx context.Context) error {
 
 	s.gateway = gateway.New(gateway.Config{Logger: s.log.With("part", "gateway"), Domain: cfg.Domain})
 	images := &imageService{driver: s.driver}
+	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
+	s.queue, err = queue.Open(ctx, queue.Config{
+		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
+		Logger: s.log.With("part", "queue"),
+	})
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -163,17 +175,46 @@ func (s *Server) start(ctx context.Context) error {
 		Store: s.store, Images: images, Events: local.RecordEvent,
 		Logger: s.log.With("part", "services"),
 	})
+
+	// Functions: the autoscaler samples the gateway and tells the function
+	// controller; the activator sits between the routes controller and the
+	// gateway, holding requests at zero until an endpoint is ready.
+	var functions *controller.Functions
+	routesSynced := make(chan struct{})
+	scaler := autoscaler.New(autoscaler.Config{
+		Source: s.gateway,
+		Logger: s.log.With("part", "autoscaler"),
+		OnChange: func(env, name string, _ int) {
+			if functions != nil {
+				functions.Enqueue(env, name)
+			}
+		},
+	})
+	act := activator.New(activator.Config{
+		Table: s.gateway, Store: s.store, Demand: scaler.Demand,
+		Logger: s.log.With("part", "activator"),
+	})
+	s.gateway.SetActivator(act)
+	functions = controller.NewFunctions(controller.FunctionConfig{
+		Store: s.store, Images: images, Events: local.RecordEvent,
+		Scaler: scalerAdapter{scaler}, Stats: &loadStats{gateway: s.gateway, activator: act},
+		OnFunctions: s.setQueueFunctions, RoutesSynced: routesSynced,
+		Logger: s.log.With("part", "functions"),
+	})
 	routes := &controller.Routes{
-		Store: s.store, Table: s.gateway, EndpointID: local.ContainerID,
+		Store: s.store, Table: act, EndpointID: local.ContainerID, Synced: routesSynced,
 		Logger: s.log.With("part", "routes"),
 	}
 	s.goRun(runCtx, "agent", agent.Run)
 	s.goRun(runCtx, "services", services.Run)
+	s.goRun(runCtx, "functions", functions.Run)
+	s.goRun(runCtx, "autoscaler", scaler.Run)
 	s.goRun(runCtx, "routes", routes.Run)
 
 	api := apiserver.New(apiserver.Config{
 		Store: s.store, Token: s.token, Images: images, LogDir: cfg.LogDir(),
-		Logger: s.log.With("part", "api"),
+		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
+		Logger:      s.log.With("part", "api"),
 	})
 	s.apiSrv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
@@ -226,6 +267,9 @@ func (s *Server) stop() {
 	case <-done:
 	case <-ctx.Done():
 		s.log.Warn("parts did not stop within the deadline")
+	}
+	if s.queue != nil {
+		s.queue.Close()
 	}
 	if s.driver != nil {
 		s.driver.Close()
