@@ -182,13 +182,16 @@ func (s *server) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if svcs, err := s.client.List(ctx, v1.KindService, ""); err == nil {
-		for _, raw := range svcs {
-			var svc v1.Service
-			if json.Unmarshal(raw, &svc) == nil {
-				_ = s.client.Delete(ctx, v1.KindService, svc.Metadata.Environment, svc.Metadata.Name)
+	for _, kind := range []string{v1.KindService, v1.KindFunction} {
+		objs, _ := s.client.List(ctx, kind, "")
+		for _, raw := range objs {
+			var o struct{ Metadata v1.ObjectMeta }
+			if json.Unmarshal(raw, &o) == nil {
+				_ = s.client.Delete(ctx, kind, o.Metadata.Environment, o.Metadata.Name)
 			}
 		}
+	}
+	{
 		for ctx.Err() == nil {
 			insts, err := s.client.List(ctx, v1.KindInstance, "")
 			if err != nil || len(insts) == 0 {
