@@ -46,6 +46,10 @@ func Plural(kind string) (string, error) {
 		return "environments", nil
 	case "service", "services":
 		return "services", nil
+	case "function", "functions":
+		return "functions", nil
+	case "topic", "topics":
+		return "topics", nil
 	case "revision", "revisions":
 		return "revisions", nil
 	case "instance", "instances":
@@ -87,8 +91,8 @@ type applyResponse struct {
 	Object json.RawMessage `json:"object"`
 }
 
-// Apply creates or updates obj (an Environment or a Service). The object's
-// metadata.environment says where a Service goes. Result is one of the
+// Apply creates or updates obj (an Environment, Service, Function or
+// Topic). The object's metadata.environment says where it goes. Result is one of the
 // Result* values; stored is the object as the server keeps it.
 func (c *Client) Apply(ctx context.Context, obj v1.Object, dryRun bool) (result string, stored json.RawMessage, err error) {
 	meta := obj.GetMetadata()
@@ -160,7 +164,13 @@ func (c *Client) Delete(ctx context.Context, kind, env, name string) error {
 
 // Revisions returns a service's revisions, oldest first.
 func (c *Client) Revisions(ctx context.Context, env, service string) ([]v1.Revision, error) {
-	path, err := objectPath(v1.KindService, env, service)
+	return c.RevisionsOf(ctx, v1.KindService, env, service)
+}
+
+// RevisionsOf returns the revisions of a workload of kind Service or
+// Function, oldest first.
+func (c *Client) RevisionsOf(ctx context.Context, kind, env, name string) ([]v1.Revision, error) {
+	path, err := workloadPath(kind, env, name)
 	if err != nil {
 		return nil, err
 	}
@@ -174,16 +184,33 @@ func (c *Client) Revisions(ctx context.Context, env, service string) ([]v1.Revis
 // Rollback points a service back at an earlier revision: toRevision, or the
 // previous one when toRevision is 0. It answers the updated Service.
 func (c *Client) Rollback(ctx context.Context, env, service string, toRevision int64) (*v1.Service, error) {
-	path, err := objectPath(v1.KindService, env, service)
-	if err != nil {
-		return nil, err
-	}
-	body, _ := json.Marshal(map[string]int64{"toRevision": toRevision})
 	var svc v1.Service
-	if err := c.do(ctx, http.MethodPost, path+"/rollback", nil, "application/json", bytes.NewReader(body), &svc); err != nil {
+	if err := c.RollbackOf(ctx, v1.KindService, env, service, toRevision, &svc); err != nil {
 		return nil, err
 	}
 	return &svc, nil
+}
+
+// RollbackOf is Rollback for a workload of kind Service or Function; the
+// updated object is decoded into into (nil: discarded).
+func (c *Client) RollbackOf(ctx context.Context, kind, env, name string, toRevision int64, into any) error {
+	path, err := workloadPath(kind, env, name)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]int64{"toRevision": toRevision})
+	return c.do(ctx, http.MethodPost, path+"/rollback", nil, "application/json", bytes.NewReader(body), into)
+}
+
+func workloadPath(kind, env, name string) (string, error) {
+	plural, err := Plural(kind)
+	if err != nil {
+		return "", err
+	}
+	if plural != "services" && plural != "functions" {
+		return "", v1.Invalid("%s have no revisions; only services and functions do", plural)
+	}
+	return objectPath(plural, env, name)
 }
 
 // Events returns env's events, oldest first; object ("Service/web")
@@ -348,6 +375,24 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, cont
 // send performs the request and turns transport failures and non-2xx
 // answers into *v1.Error. On success the caller owns resp.Body.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, contentType string, body io.Reader) (*http.Response, error) {
+	h := http.Header{"Accept": {"application/json"}}
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	resp, err := c.request(ctx, method, path, q, h, body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, c.decodeError(resp)
+}
+
+// request performs the request with header (and the token) and answers
+// whatever came back; only a transport failure is an error.
+func (c *Client) request(ctx context.Context, method, path string, q url.Values, header http.Header, body io.Reader) (*http.Response, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -356,13 +401,12 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, co
 	if err != nil {
 		return nil, v1.Invalid("build request: %v", err)
 	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// A cancelled or expired ctx is the caller's doing, not the
@@ -375,11 +419,7 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, co
 			Message: fmt.Sprintf("cannot reach the Berth API at %s (%v); is the server running? Start it with `berth server`, or point --addr/BERTH_ADDR at it", c.base, unwrapURLError(err)),
 		}
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	return nil, c.decodeError(resp)
+	return resp, nil
 }
 
 func unwrapURLError(err error) error {

@@ -191,6 +191,8 @@ spec:
 
 const svcHead = "apiVersion: berth.dev/v1\nkind: Service\nmetadata:\n  name: web\n"
 
+const fnHead = "apiVersion: berth.dev/v1\nkind: Function\nmetadata:\n  name: fn\n"
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -229,9 +231,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"missing apiVersion", "kind: Service\nmetadata: {name: a}\n", 1, "apiVersion", "missing apiVersion"},
 		{"wrong apiVersion", "apiVersion: apps/v1\nkind: Deployment\n", 1, "apiVersion", `unsupported apiVersion "apps/v1"`},
 		{"unknown kind", "apiVersion: berth.dev/v1\nkind: Deployment\n", 1, "kind",
-			`line 2: unknown kind "Deployment"; known kinds: Environment, Service`},
+			`line 2: unknown kind "Deployment"; known kinds: Environment, Function, Service, Topic`},
 		{"lowercase kind", "apiVersion: berth.dev/v1\nkind: service\n", 1, "kind", `did you mean "Service"?`},
-		{"missing kind", "apiVersion: berth.dev/v1\nmetadata: {name: a}\n", 1, "kind", "missing kind; known kinds: Environment, Service"},
+		{"missing kind", "apiVersion: berth.dev/v1\nmetadata: {name: a}\n", 1, "kind", "missing kind; known kinds: Environment, Function, Service, Topic"},
 		{"platform kind in a manifest", "apiVersion: berth.dev/v1\nkind: Instance\n", 1, "kind", `unknown kind "Instance"`},
 		{"scalar document", "hello\n", 1, "", `expected an object with apiVersion and kind, got "hello"`},
 		{"error in document 3", svcHead + "spec: {image: a}\n---\n" + svcHead + "spec: {image: b}\n---\n" + svcHead +
@@ -253,6 +255,14 @@ func TestDecodeErrors(t *testing.T) {
 			"metadata.resourceVersion", "expected a non-negative integer"},
 		{"non-string key", svcHead + "spec:\n  ? [a]\n  : b\n", 1, "spec", "expected a string key"},
 		{"merge of a scalar", svcHead + "spec:\n  <<: 3\n", 1, "spec", "merge key"},
+		{"function concurrency 0", fnHead + "spec:\n  image: a\n  concurrency: 0\n", 1, "spec.concurrency",
+			"line 7: 0 is out of range: must be at least 1"},
+		{"function unknown field", fnHead + "spec:\n  image: a\n  scale: {maxx: 3}\n", 1, "spec.scale.maxx", `did you mean "max"?`},
+		{"trigger with a typo", fnHead + "spec:\n  image: a\n  triggers: [{crom: '@hourly'}]\n", 1, "spec.triggers[0].crom", `did you mean "cron"?`},
+		{"utilization as a string", fnHead + "spec:\n  image: a\n  scale: {targetUtilization: high}\n", 1,
+			"spec.scale.targetUtilization", `expected a number, got "high"`},
+		{"topic unknown field", "apiVersion: berth.dev/v1\nkind: Topic\nmetadata: {name: t}\nspec: {retension: 1h}\n", 1,
+			"spec.retension", `did you mean "retention"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,7 +318,7 @@ func TestDecodeObject(t *testing.T) {
 	for _, tt := range []struct{ in, field, msg string }{
 		{`{"apiVersion": "berth.dev/v1", "kind": "Instance", "metadata": {"name": "a"}, "status": {"redy": true}}`,
 			"status.redy", `did you mean "ready"?`},
-		{`{"apiVersion": "berth.dev/v1", "kind": "Widget"}`, "kind", "Environment, Event, Instance, Revision, Service"},
+		{`{"apiVersion": "berth.dev/v1", "kind": "Widget"}`, "kind", "Environment, Event, Function, Instance, Revision, Service, Topic"},
 		{`[]`, "", "expected an object"},
 		{``, "", "empty body"},
 		{"{\"kind\": \"Service\"}\n---\n{}", "", "more than one"},
@@ -326,7 +336,7 @@ func TestDecodeObject(t *testing.T) {
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
-	for _, file := range []string{"orders-service.yaml", "shop.yaml", "list.json"} {
+	for _, file := range []string{"orders-service.yaml", "shop.yaml", "list.json", "functions.yaml"} {
 		objs, err := Decode(file, mustRead(t, file))
 		if err != nil {
 			t.Fatal(err)
@@ -413,5 +423,57 @@ func TestEncodeRoundTripAwkwardStrings(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestDecodeFunctionsExample(t *testing.T) {
+	objs, err := Decode("functions.yaml", mustRead(t, "functions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, o := range objs {
+		SetDefaults(o)
+		if err := Validate(o); err != nil {
+			t.Errorf("%s %s: %v", o.GetTypeMeta().Kind, o.GetMetadata().Name, err)
+		}
+		kinds = append(kinds, o.GetTypeMeta().Kind+"/"+o.GetMetadata().Name)
+	}
+	if got, want := strings.Join(kinds, " "), "Topic/orders Topic/orders-failed Function/checkout Function/fulfil Function/report"; got != want {
+		t.Fatalf("decoded %s, want %s", got, want)
+	}
+	if r := objs[0].(*Topic).Spec.Retention; r != "72h" {
+		t.Errorf("orders retention %q", r)
+	}
+	if r := objs[1].(*Topic).Spec.Retention; r != DefaultTopicRetention {
+		t.Errorf("default retention %q, want %q", r, DefaultTopicRetention)
+	}
+
+	checkout := objs[2].(*Function).Spec
+	if checkout.Concurrency != 20 || *checkout.Scale.Min != 0 || *checkout.Scale.Max != 50 || checkout.Scale.IdleTimeout != "5m" ||
+		*checkout.Scale.TargetUtilization != 0.8 || checkout.Timeout != "10s" || checkout.Route.Path != "/checkout" ||
+		!checkout.Route.StripPrefix {
+		t.Errorf("checkout spec = %+v scale %+v", checkout, checkout.Scale)
+	}
+
+	fulfil := objs[3].(*Function).Spec
+	if len(fulfil.Triggers) != 2 || fulfil.Triggers[0].Topic != "orders" || fulfil.Triggers[1].Cron != "*/15 * * * *" ||
+		fulfil.Triggers[1].Data != `{"sweep": true}` {
+		t.Errorf("fulfil triggers = %+v", fulfil.Triggers)
+	}
+	if *fulfil.Async.MaxRetries != 5 || fulfil.Async.Backoff != "500ms" || fulfil.Async.DeadLetterTopic != "orders-failed" {
+		t.Errorf("fulfil async = %+v", fulfil.Async)
+	}
+	if fulfil.ReadinessProbe.HTTPGet.Port != 9000 || *fulfil.Scale.Min != 1 {
+		t.Errorf("fulfil probe port %d, min %d", fulfil.ReadinessProbe.HTTPGet.Port, *fulfil.Scale.Min)
+	}
+
+	// Everything left out gets a function's defaults.
+	report := objs[4].(*Function).Spec
+	if report.Port != DefaultPort || *report.TerminationGracePeriodSeconds != 60 || report.Concurrency != 1 ||
+		*report.Scale.Min != 0 || *report.Scale.Max != 10 || report.Scale.IdleTimeout != "60s" ||
+		*report.Scale.TargetUtilization != 0.7 || report.Timeout != "30s" || *report.Async.MaxRetries != 2 ||
+		report.Async.Backoff != "1s" || report.Async.DeadLetterTopic != "" || report.Route != nil {
+		t.Errorf("report defaults = %+v scale %+v async %+v", report, report.Scale, report.Async)
 	}
 }

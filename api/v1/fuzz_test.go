@@ -22,6 +22,8 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(svcHead + "spec: {image: nginx, env: [{name: A, value: 1}], replicas: 0x10}\n"))
 	f.Add([]byte("apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {name: a, creationTimestamp: 2024-02-29T12:00:00.5+01:00}\n"))
+	f.Add([]byte(fnHead + "spec: {image: fn, concurrency: 3, scale: {min: 0, max: 2, targetUtilization: 0.5}, triggers: [{cron: '@every 1m'}, {topic: t}]}\n"))
+	f.Add([]byte("apiVersion: berth.dev/v1\nkind: Topic\nmetadata: {name: t}\nspec: {retention: 1h}\n"))
 	f.Add([]byte(`{"kind":"List","items":[{"apiVersion":"berth.dev/v1","kind":"Environment","metadata":{"name":"a"}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, err := Decode("fuzz", data)
@@ -54,8 +56,11 @@ func FuzzDecode(f *testing.F) {
 }
 
 func templateOf(o Object) Template {
-	if s, ok := o.(*Service); ok {
-		return s.Spec.Template
+	switch o := o.(type) {
+	case *Service:
+		return o.Spec.Template
+	case *Function:
+		return o.Spec.Template
 	}
 	return Template{}
 }

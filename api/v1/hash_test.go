@@ -49,3 +49,30 @@ func TestTemplateHash(t *testing.T) {
 		t.Error("scaling or routing changed the template hash")
 	}
 }
+
+// A function's scale, concurrency, timeout, triggers and async settings are
+// outside its template: changing them makes no new revision.
+func TestTemplateHashOfFunctions(t *testing.T) {
+	a := &Function{Spec: FunctionSpec{Template: Template{Image: "fn:1"}}}
+	b := &Function{Spec: FunctionSpec{Template: Template{Image: "fn:1", TerminationGracePeriodSeconds: ptr[int64](10)},
+		Concurrency: 50, Scale: FunctionScale{Min: ptr[int32](1), Max: ptr[int32](99)}, Timeout: "5m",
+		Triggers: []Trigger{{Cron: "@hourly"}}, Async: Async{DeadLetterTopic: "dlq"}, Route: &Route{Path: "/fn"}}}
+	SetDefaults(a)
+	SetDefaults(b)
+	ha := TemplateHash(a.Spec.Template)
+	if hb := TemplateHash(b.Spec.Template); ha != hb {
+		t.Errorf("non-template fields changed the hash: %s vs %s", ha, hb)
+	}
+	// The function's grace period (10s) is part of what it runs: the same
+	// template in a service, defaulted to 30s, is a different revision.
+	svc := &Service{Spec: ServiceSpec{Template: Template{Image: "fn:1"}}}
+	SetDefaults(svc)
+	if TemplateHash(svc.Spec.Template) == ha {
+		t.Error("a function's and a service's defaulted templates hash the same")
+	}
+	c := &Function{Spec: FunctionSpec{Template: Template{Image: "fn:2"}}}
+	SetDefaults(c)
+	if TemplateHash(c.Spec.Template) == ha {
+		t.Error("changing the image did not change the hash")
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
+	"github.com/robfig/cron/v3"
 )
 
 // Name limits. Service names are shorter than a DNS label allows so that the
@@ -42,6 +44,10 @@ func Validate(obj Object) error {
 		return validateEnvironment(o)
 	case *Service:
 		return validateService(o)
+	case *Function:
+		return validateFunction(o)
+	case *Topic:
+		return validateTopic(o)
 	case *Revision:
 		if err := validateMeta(&o.Metadata, MaxNameLength); err != nil {
 			return err
@@ -58,6 +64,10 @@ func kindOf(obj Object) string {
 		return KindEnvironment
 	case *Service:
 		return KindService
+	case *Function:
+		return KindFunction
+	case *Topic:
+		return KindTopic
 	case *Revision:
 		return KindRevision
 	case *Instance:
@@ -113,7 +123,11 @@ func validateService(s *Service) error {
 	case surge == 0 && unavailable == 0:
 		return FieldError("spec.strategy", "maxSurge and maxUnavailable are both 0, so a rollout could never make progress; set one of them above 0")
 	}
-	if r := spec.Route; r != nil {
+	return validateRoute(spec.Route)
+}
+
+func validateRoute(r *Route) error {
+	if r != nil {
 		if msg := routeProblem(r.Path); msg != "" {
 			return FieldError("spec.route.path", "%s", msg)
 		}
@@ -452,6 +466,182 @@ func routeProblem(p string) string {
 		return fmt.Sprintf("%q must not contain '..'", p)
 	case p == "/api" || strings.HasPrefix(p, "/api/"):
 		return fmt.Sprintf("%q is reserved: paths under /api/ belong to the platform", p)
+	}
+	return ""
+}
+
+// Function and Topic limits.
+const (
+	// MaxFunctionNameLength matches services': instance and host names
+	// are derived from it the same way.
+	MaxFunctionNameLength = 40
+	MaxConcurrency        = 1000
+	MaxScale              = 1000
+	MaxAsyncRetries       = 100
+
+	MinIdleTimeout     = time.Second
+	MinFunctionTimeout = time.Second
+	MaxFunctionTimeout = 15 * time.Minute
+	MinAsyncBackoff    = 10 * time.Millisecond
+	MinTopicRetention  = time.Minute
+	// MinCronInterval bounds "@every": the scheduler fires at most once a
+	// second.
+	MinCronInterval = time.Second
+)
+
+func validateFunction(f *Function) error {
+	if err := validateMeta(&f.Metadata, MaxFunctionNameLength); err != nil {
+		return err
+	}
+	spec := &f.Spec
+	// Checked before the template so that the message says why, rather
+	// than what is wrong with one volume.
+	if len(spec.Volumes) > 0 {
+		return FieldError("spec.volumes", "functions are stateless; use a Service for state")
+	}
+	if err := validateTemplate(&spec.Template, "spec"); err != nil {
+		return err
+	}
+	// Zero is "use the default" here; Decode refuses a written 0.
+	if c := spec.Concurrency; c < 0 || c > MaxConcurrency {
+		return FieldError("spec.concurrency", "%d is out of range: must be at least 1 and at most %d", c, MaxConcurrency)
+	}
+	if err := validateScale(&spec.Scale); err != nil {
+		return err
+	}
+	if err := checkDuration(spec.Timeout, "spec.timeout", MinFunctionTimeout, MaxFunctionTimeout); err != nil {
+		return err
+	}
+	if err := validateRoute(spec.Route); err != nil {
+		return err
+	}
+	topics := map[string]int{}
+	for i, tr := range spec.Triggers {
+		at := fmt.Sprintf("spec.triggers[%d]", i)
+		switch {
+		case tr.Cron == "" && tr.Topic == "":
+			return FieldError(at, "set one of cron or topic")
+		case tr.Cron != "" && tr.Topic != "":
+			return FieldError(at, "set only one of cron or topic, not both: make two triggers")
+		case tr.Cron != "":
+			if msg := cronProblem(tr.Cron); msg != "" {
+				return FieldError(at+".cron", "%s", msg)
+			}
+			if strings.IndexByte(tr.Data, 0) >= 0 {
+				return FieldError(at+".data", "contains a NUL byte")
+			}
+		default:
+			if msg := nameProblem(tr.Topic, MaxNameLength); msg != "" {
+				return FieldError(at+".topic", "topic %s", msg)
+			}
+			if tr.Data != "" {
+				return FieldError(at+".data", "data is the body of a cron trigger's calls; a topic trigger sends each message as the body")
+			}
+			if j, ok := topics[tr.Topic]; ok {
+				return FieldError(at+".topic", "topic %q is already a trigger (spec.triggers[%d])", tr.Topic, j)
+			}
+			topics[tr.Topic] = i
+		}
+	}
+	return validateAsync(&spec.Async, topics)
+}
+
+func validateScale(sc *FunctionScale) error {
+	lo, hi := int32(DefaultScaleMin), int32(DefaultScaleMax)
+	if sc.Min != nil {
+		lo = *sc.Min
+	}
+	if sc.Max != nil {
+		hi = *sc.Max
+	}
+	switch {
+	case lo < 0:
+		return FieldError("spec.scale.min", "%d is negative; use 0 to scale to zero", lo)
+	case hi < 1:
+		return FieldError("spec.scale.max", "%d is out of range: must be at least 1", hi)
+	case hi > MaxScale:
+		return FieldError("spec.scale.max", "%d is out of range: at most %d", hi, MaxScale)
+	case lo > hi:
+		return FieldError("spec.scale.min", "%d is greater than spec.scale.max %d", lo, hi)
+	}
+	if u := sc.TargetUtilization; u != nil && !(*u > 0 && *u <= 1) {
+		return FieldError("spec.scale.targetUtilization", "%g is out of range: use more than 0 and at most 1 (0.7 aims for 70%% of concurrency)", *u)
+	}
+	return checkDuration(sc.IdleTimeout, "spec.scale.idleTimeout", MinIdleTimeout, 0)
+}
+
+func validateAsync(a *Async, triggerTopics map[string]int) error {
+	if r := a.MaxRetries; r != nil && (*r < 0 || *r > MaxAsyncRetries) {
+		return FieldError("spec.async.maxRetries", "%d is out of range: use 0 to %d", *r, MaxAsyncRetries)
+	}
+	if err := checkDuration(a.Backoff, "spec.async.backoff", MinAsyncBackoff, 0); err != nil {
+		return err
+	}
+	if t := a.DeadLetterTopic; t != "" {
+		if msg := nameProblem(t, MaxNameLength); msg != "" {
+			return FieldError("spec.async.deadLetterTopic", "topic %s", msg)
+		}
+		if i, ok := triggerTopics[t]; ok {
+			return FieldError("spec.async.deadLetterTopic", "%q is also this function's trigger (spec.triggers[%d]): a failed message would be delivered to it again", t, i)
+		}
+	}
+	return nil
+}
+
+func validateTopic(t *Topic) error {
+	if err := validateMeta(&t.Metadata, MaxNameLength); err != nil {
+		return err
+	}
+	return checkDuration(t.Spec.Retention, "spec.retention", MinTopicRetention, 0)
+}
+
+// checkDuration accepts "" (the default) or a Go duration of at least lo
+// and, when hi > 0, at most hi.
+func checkDuration(s, field string, lo, hi time.Duration) error {
+	if s == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return FieldError(field, "%q is not a duration: write it like \"30s\", \"5m\" or \"1h30m\"", s)
+	}
+	switch {
+	case d <= 0:
+		return FieldError(field, "%s must be positive", s)
+	case d < lo:
+		return FieldError(field, "%s is too short: at least %s", s, lo)
+	case hi > 0 && d > hi:
+		return FieldError(field, "%s is too long: at most %s", s, hi)
+	}
+	return nil
+}
+
+// cronProblem says what is wrong with a schedule, or "". Schedules are in
+// UTC, so robfig/cron's TZ= prefix (which would also read the host's zone
+// files) is refused.
+func cronProblem(spec string) string {
+	const forms = `use 5 fields (minute hour day-of-month month day-of-week, e.g. "*/5 * * * *") or a descriptor such as "@hourly" or "@every 1m"`
+	trimmed := strings.TrimSpace(spec)
+	if strings.HasPrefix(trimmed, "TZ=") || strings.HasPrefix(trimmed, "CRON_TZ=") {
+		return fmt.Sprintf("%q: schedules are in UTC; remove the time zone prefix", spec)
+	}
+	if rest, ok := strings.CutPrefix(trimmed, "@every "); ok {
+		d, err := time.ParseDuration(strings.TrimSpace(rest))
+		if err != nil {
+			return fmt.Sprintf("%q: %q is not a duration; write it like \"@every 1m\"", spec, strings.TrimSpace(rest))
+		}
+		if d < MinCronInterval {
+			return fmt.Sprintf("%q: the interval must be at least %s", spec, MinCronInterval)
+		}
+		return ""
+	}
+	sched, err := cron.ParseStandard(trimmed)
+	if err != nil {
+		return fmt.Sprintf("%q is not a valid schedule (%v): %s", spec, err, forms)
+	}
+	// "0 0 30 2 *" parses but never comes: the user meant something else.
+	if sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+		return fmt.Sprintf("%q never fires", spec)
 	}
 	return ""
 }

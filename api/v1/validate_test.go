@@ -201,3 +201,186 @@ func TestDefaultsKeepExplicitValues(t *testing.T) {
 		t.Errorf("probe = %+v %+v", p, p.HTTPGet)
 	}
 }
+
+func validFunction() *Function {
+	return &Function{
+		Metadata: ObjectMeta{Name: "resize", Labels: map[string]string{"app": "media"}},
+		Spec: FunctionSpec{
+			Template: Template{Image: "registry.example.com/media/resize:v2"},
+			Route:    &Route{Path: "/resize"},
+			Triggers: []Trigger{{Cron: "*/5 * * * *", Data: `{"batch": true}`}, {Topic: "uploads"}},
+			Async:    Async{DeadLetterTopic: "uploads-failed"},
+		},
+	}
+}
+
+func TestFunctionDefaults(t *testing.T) {
+	f := &Function{Spec: FunctionSpec{Template: Template{Image: "fn"}}}
+	SetDefaults(f)
+	s := f.Spec
+	if f.Kind != KindFunction || f.APIVersion != APIVersion || f.Metadata.Environment != DefaultEnvironment {
+		t.Errorf("meta = %+v %+v", f.TypeMeta, f.Metadata)
+	}
+	if s.Port != 8080 || *s.TerminationGracePeriodSeconds != 10 || s.Concurrency != 1 || *s.Scale.Min != 0 ||
+		*s.Scale.Max != 10 || s.Scale.IdleTimeout != "60s" || *s.Scale.TargetUtilization != 0.7 || s.Timeout != "30s" ||
+		*s.Async.MaxRetries != 2 || s.Async.Backoff != "1s" {
+		t.Errorf("defaults = %+v scale %+v async %+v", s, s.Scale, s.Async)
+	}
+	// Explicit values stay, and defaulting twice changes nothing.
+	f = &Function{Spec: FunctionSpec{Template: Template{Image: "fn", TerminationGracePeriodSeconds: ptr[int64](0)},
+		Scale: FunctionScale{Min: ptr[int32](2), Max: ptr[int32](3)}, Async: Async{MaxRetries: ptr[int32](0)}}}
+	SetDefaults(f)
+	SetDefaults(f)
+	if *f.Spec.TerminationGracePeriodSeconds != 0 || *f.Spec.Scale.Min != 2 || *f.Spec.Scale.Max != 3 || *f.Spec.Async.MaxRetries != 0 {
+		t.Errorf("explicit values overwritten: %+v", f.Spec)
+	}
+
+	// A function's revision gets a function's grace period.
+	rev := &Revision{Spec: RevisionSpec{OwnerKind: KindFunction, Template: Template{Image: "fn"}}}
+	SetDefaults(rev)
+	if *rev.Spec.Template.TerminationGracePeriodSeconds != 10 {
+		t.Errorf("function revision grace = %d", *rev.Spec.Template.TerminationGracePeriodSeconds)
+	}
+}
+
+func TestValidateFunction(t *testing.T) {
+	f := validFunction()
+	if err := Validate(f); err != nil {
+		t.Fatalf("before defaults: %v", err)
+	}
+	SetDefaults(f)
+	if err := Validate(f); err != nil {
+		t.Fatalf("after defaults: %v", err)
+	}
+
+	tests := []struct {
+		name   string
+		mutate func(f *Function)
+		field  string
+		msg    string
+	}{
+		{"name too long", func(f *Function) { f.Metadata.Name = strings.Repeat("f", 41) }, "metadata.name", "at most 40"},
+		{"no image", func(f *Function) { f.Spec.Image = "" }, "spec.image", "image is required"},
+		{"volumes", func(f *Function) { f.Spec.Volumes = []VolumeMount{{Name: "data", MountPath: "/data"}} },
+			"spec.volumes", "functions are stateless; use a Service for state"},
+		{"negative concurrency", func(f *Function) { f.Spec.Concurrency = -1 }, "spec.concurrency", "must be at least 1"},
+		{"concurrency too high", func(f *Function) { f.Spec.Concurrency = 1001 }, "spec.concurrency", "at most 1000"},
+		{"negative min", func(f *Function) { f.Spec.Scale.Min = ptr[int32](-1) }, "spec.scale.min", "negative"},
+		{"max zero", func(f *Function) { f.Spec.Scale.Max = ptr[int32](0) }, "spec.scale.max", "must be at least 1"},
+		{"max too high", func(f *Function) { f.Spec.Scale.Max = ptr[int32](1001) }, "spec.scale.max", "at most 1000"},
+		{"min above max", func(f *Function) { f.Spec.Scale.Min, f.Spec.Scale.Max = ptr[int32](5), ptr[int32](3) },
+			"spec.scale.min", "5 is greater than spec.scale.max 3"},
+		{"min above default max", func(f *Function) { f.Spec.Scale = FunctionScale{Min: ptr[int32](11)} },
+			"spec.scale.min", "11 is greater than spec.scale.max 10"},
+		{"utilization zero", func(f *Function) { f.Spec.Scale.TargetUtilization = ptr(0.0) }, "spec.scale.targetUtilization", "more than 0"},
+		{"utilization above 1", func(f *Function) { f.Spec.Scale.TargetUtilization = ptr(1.5) }, "spec.scale.targetUtilization", "at most 1"},
+		{"idle timeout garbage", func(f *Function) { f.Spec.Scale.IdleTimeout = "a minute" }, "spec.scale.idleTimeout", "not a duration"},
+		{"idle timeout without unit", func(f *Function) { f.Spec.Scale.IdleTimeout = "60" }, "spec.scale.idleTimeout", "not a duration"},
+		{"idle timeout short", func(f *Function) { f.Spec.Scale.IdleTimeout = "500ms" }, "spec.scale.idleTimeout", "at least 1s"},
+		{"timeout zero", func(f *Function) { f.Spec.Timeout = "0s" }, "spec.timeout", "must be positive"},
+		{"timeout negative", func(f *Function) { f.Spec.Timeout = "-5s" }, "spec.timeout", "must be positive"},
+		{"timeout short", func(f *Function) { f.Spec.Timeout = "100ms" }, "spec.timeout", "at least 1s"},
+		{"timeout long", func(f *Function) { f.Spec.Timeout = "16m" }, "spec.timeout", "at most 15m0s"},
+		{"backoff short", func(f *Function) { f.Spec.Async.Backoff = "1ms" }, "spec.async.backoff", "at least 10ms"},
+		{"retries negative", func(f *Function) { f.Spec.Async.MaxRetries = ptr[int32](-1) }, "spec.async.maxRetries", "out of range"},
+		{"dead letter name", func(f *Function) { f.Spec.Async.DeadLetterTopic = "Failed" }, "spec.async.deadLetterTopic", "lowercase"},
+		{"dead letter is a trigger", func(f *Function) { f.Spec.Async.DeadLetterTopic = "uploads" },
+			"spec.async.deadLetterTopic", "also this function's trigger (spec.triggers[1])"},
+		{"empty trigger", func(f *Function) { f.Spec.Triggers[0] = Trigger{} }, "spec.triggers[0]", "set one of cron or topic"},
+		{"trigger with both", func(f *Function) { f.Spec.Triggers[1].Cron = "@hourly" }, "spec.triggers[1]", "not both"},
+		{"cron with 4 fields", func(f *Function) { f.Spec.Triggers[0].Cron = "* * * *" }, "spec.triggers[0].cron", "not a valid schedule"},
+		{"cron with seconds", func(f *Function) { f.Spec.Triggers[0].Cron = "0 * * * * *" }, "spec.triggers[0].cron", "5 fields"},
+		{"cron out of range", func(f *Function) { f.Spec.Triggers[0].Cron = "61 * * * *" }, "spec.triggers[0].cron", "above maximum"},
+		{"cron garbage", func(f *Function) { f.Spec.Triggers[0].Cron = "every monday" }, "spec.triggers[0].cron", "not a valid schedule"},
+		{"cron unknown descriptor", func(f *Function) { f.Spec.Triggers[0].Cron = "@fortnightly" }, "spec.triggers[0].cron", "not a valid schedule"},
+		{"cron every garbage", func(f *Function) { f.Spec.Triggers[0].Cron = "@every soon" }, "spec.triggers[0].cron", "not a duration"},
+		{"cron every too fast", func(f *Function) { f.Spec.Triggers[0].Cron = "@every 100ms" }, "spec.triggers[0].cron", "at least 1s"},
+		{"cron with a zone", func(f *Function) { f.Spec.Triggers[0].Cron = "TZ=Europe/Paris 0 9 * * *" }, "spec.triggers[0].cron", "UTC"},
+		{"cron zone without a space", func(f *Function) { f.Spec.Triggers[0].Cron = "CRON_TZ=x" }, "spec.triggers[0].cron", "UTC"},
+		{"cron never fires", func(f *Function) { f.Spec.Triggers[0].Cron = "0 0 30 2 *" }, "spec.triggers[0].cron", "never fires"},
+		{"topic name", func(f *Function) { f.Spec.Triggers[1].Topic = "Uploads" }, "spec.triggers[1].topic", "lowercase"},
+		{"topic with a dot", func(f *Function) { f.Spec.Triggers[1].Topic = "uploads.v2" }, "spec.triggers[1].topic", `contains '.'`},
+		{"data on a topic trigger", func(f *Function) { f.Spec.Triggers[1].Data = "x" }, "spec.triggers[1].data", "cron"},
+		{"same topic twice", func(f *Function) { f.Spec.Triggers = append(f.Spec.Triggers, Trigger{Topic: "uploads"}) },
+			"spec.triggers[2].topic", "already a trigger (spec.triggers[1])"},
+		{"route api", func(f *Function) { f.Spec.Route.Path = "/api/resize" }, "spec.route.path", "reserved"},
+		{"route relative", func(f *Function) { f.Spec.Route.Path = "resize" }, "spec.route.path", "must start with '/'"},
+		{"env PORT", func(f *Function) { f.Spec.Env = []EnvVar{{Name: "PORT", Value: "1"}} }, "spec.env[0].name", "set by the platform"},
+		{"kind mismatch", func(f *Function) { f.Kind = KindService }, "kind", "does not match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := validFunction()
+			SetDefaults(f)
+			tt.mutate(f)
+			err := Validate(f)
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			e := asError(t, err)
+			if e.Kind != ErrInvalid || e.Field != tt.field || !strings.Contains(e.Message, tt.msg) {
+				t.Errorf("got %#v\nwant field %q, message containing %q", e, tt.field, tt.msg)
+			}
+		})
+	}
+}
+
+func TestValidateFunctionAccepts(t *testing.T) {
+	for name, mutate := range map[string]func(f *Function){
+		"cron hourly":        func(f *Function) { f.Spec.Triggers[0].Cron = "@hourly" },
+		"cron every":         func(f *Function) { f.Spec.Triggers[0].Cron = "@every 1m30s" },
+		"cron names":         func(f *Function) { f.Spec.Triggers[0].Cron = "0 9 * JAN-MAR MON-FRI" },
+		"cron lists":         func(f *Function) { f.Spec.Triggers[0].Cron = "0,30 8-18/2 1,15 * *" },
+		"cron leap day":      func(f *Function) { f.Spec.Triggers[0].Cron = "0 0 29 2 *" },
+		"min equals max":     func(f *Function) { f.Spec.Scale.Min, f.Spec.Scale.Max = ptr[int32](3), ptr[int32](3) },
+		"utilization 1":      func(f *Function) { f.Spec.Scale.TargetUtilization = ptr(1.0) },
+		"concurrency 1000":   func(f *Function) { f.Spec.Concurrency = 1000 },
+		"timeout 15m":        func(f *Function) { f.Spec.Timeout = "15m" },
+		"no retries":         func(f *Function) { f.Spec.Async.MaxRetries = ptr[int32](0) },
+		"backoff 10ms":       func(f *Function) { f.Spec.Async.Backoff = "10ms" },
+		"no triggers":        func(f *Function) { f.Spec.Triggers = nil },
+		"no route":           func(f *Function) { f.Spec.Route = nil },
+		"cron with no data":  func(f *Function) { f.Spec.Triggers[0].Data = "" },
+		"probe on the port":  func(f *Function) { f.Spec.ReadinessProbe = &Probe{TCPSocket: &TCPSocketAction{}} },
+		"name of 40":         func(f *Function) { f.Metadata.Name = "f" + strings.Repeat("0", 39) },
+		"idle timeout hours": func(f *Function) { f.Spec.Scale.IdleTimeout = "2h" },
+	} {
+		f := validFunction()
+		SetDefaults(f)
+		mutate(f)
+		if err := Validate(f); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestValidateTopic(t *testing.T) {
+	tp := &Topic{Metadata: ObjectMeta{Name: "orders"}}
+	SetDefaults(tp)
+	if tp.Spec.Retention != "168h" || tp.Kind != KindTopic || tp.Metadata.Environment != DefaultEnvironment {
+		t.Fatalf("topic after defaults = %+v", tp)
+	}
+	if err := Validate(tp); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		tp    Topic
+		field string
+		msg   string
+	}{
+		{Topic{Metadata: ObjectMeta{Name: "Orders"}}, "metadata.name", "lowercase"},
+		{Topic{Metadata: ObjectMeta{Name: ""}}, "metadata.name", "required"},
+		{Topic{Metadata: ObjectMeta{Name: "orders"}, Spec: TopicSpec{Retention: "30s"}}, "spec.retention", "at least 1m"},
+		{Topic{Metadata: ObjectMeta{Name: "orders"}, Spec: TopicSpec{Retention: "7d"}}, "spec.retention", "not a duration"},
+		{Topic{Metadata: ObjectMeta{Name: "orders"}, Spec: TopicSpec{Retention: "-1h"}}, "spec.retention", "positive"},
+	} {
+		err := Validate(&tt.tp)
+		if err == nil {
+			t.Errorf("%+v: accepted", tt.tp)
+			continue
+		}
+		if e := asError(t, err); e.Field != tt.field || !strings.Contains(e.Message, tt.msg) {
+			t.Errorf("%+v: got %#v, want field %q and %q", tt.tp, e, tt.field, tt.msg)
+		}
+	}
+}

@@ -37,6 +37,8 @@ type env struct {
 type options struct {
 	noDefaultEnv bool
 	images       *memImages
+	invocations  apiserver.Invocations
+	maxPayload   int64
 }
 
 func newEnv(t *testing.T, opts options) *env {
@@ -61,7 +63,10 @@ func newEnv(t *testing.T, opts options) *env {
 		Token:  token,
 		Images: opts.images,
 		LogDir: logDir,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+
+		Invocations:     opts.invocations,
+		MaxPayloadBytes: opts.maxPayload,
+		Logger:          slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

@@ -157,6 +157,11 @@ func (s *Server) admit(ctx context.Context, obj v1.Object, res resource, env, na
 			return 0, err
 		}
 	}
+	if fn, ok := obj.(*v1.Function); ok {
+		if err := s.requireTopics(ctx, fn); err != nil {
+			return 0, err
+		}
+	}
 	return expectRev, nil
 }
 
@@ -182,6 +187,36 @@ func (s *Server) requireEnvironment(ctx context.Context, env string, dryRun bool
 		Message: fmt.Sprintf("environment %q not found; create it first with `berth apply -f` "+
 			"of a manifest with apiVersion: %s, kind: Environment, metadata.name: %s", env, v1.APIVersion, env),
 	}
+}
+
+// requireTopics fails unless every topic fn names (its triggers' and its
+// dead-letter topic) is a Topic of its environment: a trigger on a topic
+// nobody can publish to would never fire, and dead letters with nowhere to
+// go would be lost. Topics are applied before functions (the CLI orders
+// them so), and a Topic in use cannot be deleted (checkTopicUnused).
+func (s *Server) requireTopics(ctx context.Context, fn *v1.Function) error {
+	env := fn.Metadata.Environment
+	recs, _, err := s.store.List(ctx, v1.KindTopic, env)
+	if err != nil {
+		return err
+	}
+	exists := make(map[string]bool, len(recs))
+	for _, rec := range recs {
+		exists[rec.Key.Name] = true
+	}
+	missing := func(field, topic string) error {
+		return v1.FieldError(field, "topic %q not found in environment %q; create it with a Topic manifest "+
+			"(apiVersion: %s, kind: Topic, metadata.name: %s)", topic, env, v1.APIVersion, topic)
+	}
+	for i, tr := range fn.Spec.Triggers {
+		if tr.Topic != "" && !exists[tr.Topic] {
+			return missing(fmt.Sprintf("spec.triggers[%d].topic", i), tr.Topic)
+		}
+	}
+	if dl := fn.Spec.Async.DeadLetterTopic; dl != "" && !exists[dl] {
+		return missing("spec.async.deadLetterTopic", dl)
+	}
+	return nil
 }
 
 // specDiffers compares the specs as JSON: both are defaulted, so a field
@@ -217,8 +252,12 @@ func clearStatus(obj v1.Object) error {
 	switch o := obj.(type) {
 	case *v1.Service:
 		o.Status = v1.ServiceStatus{}
+	case *v1.Function:
+		o.Status = v1.FunctionStatus{}
 	case *v1.Environment:
 		o.Status = v1.EnvironmentStatus{}
+	case *v1.Topic:
+		// A Topic has no status.
 	default:
 		return fmt.Errorf("apply of %T is not supported", obj)
 	}
@@ -229,8 +268,11 @@ func copyStatus(dst, src v1.Object) error {
 	switch d := dst.(type) {
 	case *v1.Service:
 		d.Status = src.(*v1.Service).Status
+	case *v1.Function:
+		d.Status = src.(*v1.Function).Status
 	case *v1.Environment:
 		d.Status = src.(*v1.Environment).Status
+	case *v1.Topic:
 	default:
 		return fmt.Errorf("apply of %T is not supported", dst)
 	}

@@ -26,6 +26,8 @@ func FuzzPUT(f *testing.F) {
 		`[{"kind":"Service"}]`,
 		`{"kind":"List","items":[]}`,
 		`{"apiVersion":"berth.dev/v1","kind":"Service","metadata":{"name":"web","labels":{"a":"b"}},"spec":{"image":"nginx","port":99999}}`,
+		`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":"web"},"spec":{"image":"fn","triggers":[{"topic":"t"}],"async":{"deadLetterTopic":"d"}}}`,
+		`{"apiVersion":"berth.dev/v1","kind":"Topic","metadata":{"name":"web"},"spec":{"retention":"1h"}}`,
 		"a: &a [*a, *a]\n",
 		`null`, ``, `{`, "\x00\xff",
 	} {

@@ -23,6 +23,8 @@ type resource struct {
 var resources = []resource{
 	{kind: v1.KindEnvironment, plural: "environments", appliable: true, new: func() v1.Object { return new(v1.Environment) }},
 	{kind: v1.KindService, plural: "services", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Service) }},
+	{kind: v1.KindFunction, plural: "functions", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Function) }},
+	{kind: v1.KindTopic, plural: "topics", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Topic) }},
 	{kind: v1.KindRevision, plural: "revisions", scoped: true, new: func() v1.Object { return new(v1.Revision) }},
 	{kind: v1.KindInstance, plural: "instances", scoped: true, new: func() v1.Object { return new(v1.Instance) }},
 	{kind: v1.KindEvent, plural: "events", scoped: true, new: func() v1.Object { return new(v1.Event) }},
@@ -61,7 +63,10 @@ func appliablePlurals() string {
 			out = append(out, r.plural)
 		}
 	}
-	return strings.Join(out, " and ")
+	if len(out) > 1 {
+		return strings.Join(out[:len(out)-1], ", ") + " and " + out[len(out)-1]
+	}
+	return strings.Join(out, "")
 }
 
 // sortObjects puts objects in the order a reader expects: revisions by

@@ -187,14 +187,19 @@ func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, env, name string) error {
 	ctx := r.Context()
 	if !res.appliable {
-		return notAllowed([]string{http.MethodGet}, "%s are written by the platform and cannot be deleted; delete their service instead", res.plural)
+		return notAllowed([]string{http.MethodGet}, "%s are written by the platform and cannot be deleted; delete their service or function instead", res.plural)
 	}
 	obj, err := s.load(ctx, res, env, name)
 	if err != nil {
 		return err
 	}
-	if res.kind == v1.KindEnvironment {
+	switch res.kind {
+	case v1.KindEnvironment:
 		if err := s.checkEnvironmentEmpty(ctx, name); err != nil {
+			return err
+		}
+	case v1.KindTopic:
+		if err := s.checkTopicUnused(ctx, env, name); err != nil {
 			return err
 		}
 	}
@@ -209,16 +214,59 @@ func (s *Server) checkEnvironmentEmpty(ctx context.Context, name string) error {
 	if name == v1.DefaultEnvironment {
 		return v1.Conflict("the %q environment cannot be deleted", v1.DefaultEnvironment)
 	}
-	svcs, _, err := s.store.List(ctx, v1.KindService, name)
+	// Topics count too: left behind, they would come back with their
+	// messages when an environment of the same name is made again.
+	var held []string
+	for _, kind := range []string{v1.KindService, v1.KindFunction, v1.KindTopic} {
+		recs, _, err := s.store.List(ctx, kind, name)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		names := make([]string, len(recs))
+		for i, rec := range recs {
+			names[i] = rec.Key.Name
+		}
+		res, _ := byKind(kind)
+		held = append(held, res.plural+": "+strings.Join(names, ", "))
+	}
+	if len(held) > 0 {
+		return v1.Conflict("environment %q still has %s; delete them first", name, strings.Join(held, "; "))
+	}
+	return nil
+}
+
+// checkTopicUnused refuses to delete a topic a function still triggers on
+// or sends dead letters to: apply would not have let that function in
+// without it, and the queue would have nowhere to put its messages.
+func (s *Server) checkTopicUnused(ctx context.Context, env, name string) error {
+	fns, _, err := store.List[v1.Function](ctx, s.store, v1.KindFunction, env)
 	if err != nil {
 		return err
 	}
-	if len(svcs) > 0 {
-		names := make([]string, len(svcs))
-		for i, rec := range svcs {
-			names[i] = rec.Key.Name
+	var users []string
+	for _, fn := range fns {
+		if usesTopic(fn, name) {
+			users = append(users, fn.Metadata.Name)
 		}
-		return v1.Conflict("environment %q still has services: %s; delete them first", name, strings.Join(names, ", "))
+	}
+	if len(users) > 0 {
+		return v1.Conflict("topic %q in environment %q is still used by functions: %s; remove it from their triggers "+
+			"and deadLetterTopic, or delete them first", name, env, strings.Join(users, ", "))
 	}
 	return nil
+}
+
+func usesTopic(fn *v1.Function, topic string) bool {
+	if fn.Spec.Async.DeadLetterTopic == topic {
+		return true
+	}
+	for _, tr := range fn.Spec.Triggers {
+		if tr.Topic == topic {
+			return true
+		}
+	}
+	return false
 }

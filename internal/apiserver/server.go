@@ -35,6 +35,12 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies (default 4 MiB); image imports
 	// are bounded by MaxImportBytes instead.
 	MaxBodyBytes int64
+	// Invocations runs function invocations and topic publishes; nil
+	// answers those endpoints Unavailable.
+	Invocations Invocations
+	// MaxPayloadBytes bounds invocation and publish bodies (default
+	// DefaultMaxPayloadBytes).
+	MaxPayloadBytes int64
 }
 
 // Server answers the HTTP API.
@@ -46,6 +52,9 @@ type Server struct {
 	log     *slog.Logger
 	maxBody int64
 	handler http.Handler
+
+	invocations Invocations
+	maxPayload  int64
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -57,6 +66,9 @@ func New(cfg Config) *Server {
 		logDir:  cfg.LogDir,
 		log:     cfg.Logger,
 		maxBody: cfg.MaxBodyBytes,
+
+		invocations: cfg.Invocations,
+		maxPayload:  cfg.MaxPayloadBytes,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)
@@ -66,6 +78,9 @@ func New(cfg Config) *Server {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.maxPayload <= 0 {
+		s.maxPayload = DefaultMaxPayloadBytes
 	}
 	s.handler = s.accessLog(s.recoverPanics(s.routes()))
 	return s
@@ -103,8 +118,14 @@ func (s *Server) routes() http.Handler {
 		http.MethodPut:    s.applyObject,
 		http.MethodDelete: s.deleteObject,
 	})
-	api("/api/v1/environments/{env}/services/{name}/revisions", methods{http.MethodGet: s.listRevisions})
-	api("/api/v1/environments/{env}/services/{name}/rollback", methods{http.MethodPost: s.rollback})
+	api("/api/v1/environments/{env}/services/{name}/revisions", methods{http.MethodGet: s.listRevisions(v1.KindService)})
+	api("/api/v1/environments/{env}/services/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindService)})
+	api("/api/v1/environments/{env}/functions/{name}/revisions", methods{http.MethodGet: s.listRevisions(v1.KindFunction)})
+	api("/api/v1/environments/{env}/functions/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindFunction)})
+	api("/api/v1/environments/{env}/functions/{name}/invoke", methods{http.MethodPost: s.invoke})
+	api("/api/v1/environments/{env}/functions/{name}/invocations", methods{http.MethodPost: s.enqueue})
+	api("/api/v1/environments/{env}/invocations/{id}", methods{http.MethodGet: s.getInvocation})
+	api("/api/v1/environments/{env}/topics/{name}/messages", methods{http.MethodPost: s.publish})
 	api("/api/v1/environments/{env}/services/{name}/logs", methods{http.MethodGet: s.logs})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})

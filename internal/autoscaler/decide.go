@@ -195,7 +195,7 @@ func Decide(p Params, samples []Sample, cur State, ready int, now time.Time) (in
 	if nStable == 0 {
 		// No data: keep what was decided, within the bounds.
 		next.Desired = clamp(cur.Desired, p.Min, p.Max)
-		return next, next
+		return next.Desired, next
 	}
 
 	unit := float64(p.Concurrency) * p.TargetUtilization

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,33 +45,39 @@ func newApplyCommand(o *options) *cobra.Command {
 	f := cmd.Flags()
 	f.StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin (repeatable)")
 	f.BoolVar(&dryRun, "dry-run", false, "have the server validate without storing anything")
-	f.BoolVar(&wait, "wait", false, "wait until every applied service has rolled out")
+	f.BoolVar(&wait, "wait", false, "wait until every applied service has rolled out and every function is ready")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits (0: forever)")
 	return cmd
 }
 
+// applyRank orders kinds for apply: environments before what lives in
+// them, topics before the functions that name them.
+func applyRank(kind string) int {
+	switch kind {
+	case v1.KindEnvironment:
+		return 0
+	case v1.KindTopic:
+		return 1
+	}
+	return 2
+}
+
 // apply sends environments first, so that the services that live in them
-// find them, then everything else in input order. Like kubectl it carries
+// find them, then topics, so that functions find theirs, then everything
+// else in input order. Like kubectl it carries
 // on past an object the server refuses and reports every failure at the end.
 func (o *options) apply(ctx context.Context, ms []manifest, dryRun, wait bool, timeout time.Duration) error {
 	c, err := o.client()
 	if err != nil {
 		return err
 	}
-	ordered := make([]manifest, 0, len(ms))
-	for _, m := range ms {
-		if m.obj.GetTypeMeta().Kind == v1.KindEnvironment {
-			ordered = append(ordered, m)
-		}
-	}
-	for _, m := range ms {
-		if m.obj.GetTypeMeta().Kind != v1.KindEnvironment {
-			ordered = append(ordered, m)
-		}
-	}
+	ordered := slices.Clone(ms)
+	slices.SortStableFunc(ordered, func(a, b manifest) int {
+		return cmp.Compare(applyRank(a.obj.GetTypeMeta().Kind), applyRank(b.obj.GetTypeMeta().Kind))
+	})
 
 	var errs manifestErrors
-	var services []manifest
+	var workloads []manifest
 	var stored []json.RawMessage
 	for _, m := range ordered {
 		result, obj, err := c.Apply(ctx, m.obj, dryRun)
@@ -91,8 +100,8 @@ func (o *options) apply(ctx context.Context, ms []manifest, dryRun, wait bool, t
 		default:
 			fmt.Fprintf(o.out, "%s %s%s\n", m.ref(), result, suffix)
 		}
-		if m.obj.GetTypeMeta().Kind == v1.KindService {
-			services = append(services, m)
+		if k := m.obj.GetTypeMeta().Kind; k == v1.KindService || k == v1.KindFunction {
+			workloads = append(workloads, m)
 		}
 	}
 	if err := o.printApplied(stored); err != nil {
@@ -105,8 +114,8 @@ func (o *options) apply(ctx context.Context, ms []manifest, dryRun, wait bool, t
 		return nil
 	}
 	w := o.newWaiter(c, timeout)
-	for _, m := range services {
-		if err := w.wait(ctx, m.obj.GetMetadata().Environment, m.obj.GetMetadata().Name); err != nil {
+	for _, m := range workloads {
+		if err := w.waitFor(ctx, m.obj.GetTypeMeta().Kind, m.obj.GetMetadata().Environment, m.obj.GetMetadata().Name); err != nil {
 			return err
 		}
 	}
@@ -146,12 +155,19 @@ func (o *options) newWaiter(c *client.Client, timeout time.Duration) *waiter {
 	return w
 }
 
-// wait returns nil once the service's controller has seen its latest spec
-// and every desired replica runs the current revision and is ready. It
-// prints progress on stderr when progress changes, and fails with a
-// timeoutError that says what is missing when time runs out.
+// wait waits for a service; see waitFor.
 func (w *waiter) wait(ctx context.Context, env, name string) error {
-	what := "service/" + name
+	return w.waitFor(ctx, v1.KindService, env, name)
+}
+
+// waitFor returns nil once the workload has rolled out: for a service,
+// once its controller has seen its latest spec and every desired replica
+// runs the current revision and is ready; for a function, once its
+// controller has seen its latest spec and its minimum instances (if any)
+// are ready. It prints progress on stderr when progress changes, and fails
+// with a timeoutError that says what is missing when time runs out.
+func (w *waiter) waitFor(ctx context.Context, kind, env, name string) error {
+	what := strings.ToLower(kind) + "/" + name
 	pctx := ctx
 	if !w.deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -160,18 +176,16 @@ func (w *waiter) wait(ctx context.Context, env, name string) error {
 	}
 	ticker := time.NewTicker(w.o.pollInterval)
 	defer ticker.Stop()
-	last := "the service's status"
+	last := "the " + strings.ToLower(kind) + "'s status"
 	printed := ""
 	for {
-		var svc v1.Service
-		err := w.c.Get(ctx, v1.KindService, env, name, &svc)
+		done, msg, trouble, err := w.progress(ctx, kind, env, name)
 		switch {
 		case err == nil:
-			done, msg := rolloutProgress(&svc)
 			if done {
 				return nil
 			}
-			last = msg + instanceTrouble(&svc)
+			last = msg + trouble
 			if msg != printed {
 				fmt.Fprintf(w.o.errOut, "Waiting for %s: %s…\n", what, msg)
 				printed = msg
@@ -190,6 +204,43 @@ func (w *waiter) wait(ctx context.Context, env, name string) error {
 		case <-ticker.C:
 		}
 	}
+}
+
+// progress reads the workload and says whether it is done, and if not,
+// what it waits for and what is going wrong.
+func (w *waiter) progress(ctx context.Context, kind, env, name string) (done bool, msg, trouble string, err error) {
+	if kind == v1.KindFunction {
+		var fn v1.Function
+		if err := w.c.Get(ctx, v1.KindFunction, env, name, &fn); err != nil {
+			return false, "", "", err
+		}
+		done, msg = functionProgress(&fn)
+		return done, msg, instanceTrouble(fn.Status.Conditions, fn.Status.Instances), nil
+	}
+	var svc v1.Service
+	if err := w.c.Get(ctx, v1.KindService, env, name, &svc); err != nil {
+		return false, "", "", err
+	}
+	done, msg = rolloutProgress(&svc)
+	return done, msg, instanceTrouble(svc.Status.Conditions, svc.Status.Instances), nil
+}
+
+// functionProgress says whether fn is ready: its controller has seen its
+// latest spec and, when it keeps instances warm, they are ready. A
+// function at zero is ready: the first request wakes it.
+func functionProgress(fn *v1.Function) (bool, string) {
+	st := fn.Status
+	var min int32
+	if fn.Spec.Scale.Min != nil {
+		min = *fn.Spec.Scale.Min
+	}
+	switch {
+	case st.ObservedGeneration < fn.Metadata.Generation:
+		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", fn.Metadata.Generation, st.ObservedGeneration)
+	case st.ReadyInstances < min:
+		return false, fmt.Sprintf("%d of %d minimum instances ready", st.ReadyInstances, min)
+	}
+	return true, ""
 }
 
 // rolloutProgress says whether svc has rolled out, and if not, the first
@@ -218,14 +269,14 @@ func rolloutProgress(svc *v1.Service) (bool, string) {
 
 // instanceTrouble names a stalled rollout's reason and the instances that
 // are failing, so a timeout says why and not only what.
-func instanceTrouble(svc *v1.Service) string {
+func instanceTrouble(conditions []v1.Condition, instances []v1.InstanceStatus) string {
 	s := ""
-	for _, c := range svc.Status.Conditions {
+	for _, c := range conditions {
 		if c.Type == v1.ConditionProgressing && !c.Status && c.Message != "" {
 			s += "; " + c.Reason + ": " + c.Message
 		}
 	}
-	for _, in := range svc.Status.Instances {
+	for _, in := range instances {
 		if in.Ready {
 			continue
 		}

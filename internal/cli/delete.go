@@ -1,12 +1,11 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
 	"github.com/spf13/cobra"
-
-	v1 "berth.dev/berth/api/v1"
 )
 
 func newDeleteCommand(o *options) *cobra.Command {
@@ -52,7 +51,8 @@ func newDeleteCommand(o *options) *cobra.Command {
 }
 
 // deleteManifests deletes in the reverse of apply's order: workloads
-// before the environments they live in.
+// before the topics they name, and those before the environments they
+// live in.
 func (o *options) deleteManifests(cmd *cobra.Command, ms []manifest) error {
 	c, err := o.client()
 	if err != nil {
@@ -60,14 +60,7 @@ func (o *options) deleteManifests(cmd *cobra.Command, ms []manifest) error {
 	}
 	ordered := slices.Clone(ms)
 	slices.SortStableFunc(ordered, func(a, b manifest) int {
-		ae, be := a.obj.GetTypeMeta().Kind == v1.KindEnvironment, b.obj.GetTypeMeta().Kind == v1.KindEnvironment
-		switch {
-		case ae == be:
-			return 0
-		case be:
-			return -1
-		}
-		return 1
+		return cmp.Compare(applyRank(b.obj.GetTypeMeta().Kind), applyRank(a.obj.GetTypeMeta().Kind))
 	})
 	var errs manifestErrors
 	for _, m := range ordered {

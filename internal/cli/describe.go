@@ -16,20 +16,23 @@ import (
 
 func newDescribeCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "describe service NAME",
-		Short:   "Show a service in detail: spec, status, instances and events",
-		Example: "  berth describe service web\n  berth describe svc/web -e staging",
+		Use:     "describe service|function NAME",
+		Short:   "Show a service or function in detail: spec, status, instances and events",
+		Example: "  berth describe service web\n  berth describe svc/web -e staging\n  berth describe fn/resize",
 		Args:    rangeArgs(1, 2, "the kind", "the name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, name, err := kindAndName(cmd, args)
 			if err != nil {
 				return err
 			}
-			if k.Kind != v1.KindService {
-				return usageErrorf(cmd, "describe supports services only; use `berth get %s NAME -o yaml`", k.Plural)
+			if k.Kind != v1.KindService && k.Kind != v1.KindFunction {
+				return usageErrorf(cmd, "describe supports services and functions only; use `berth get %s NAME -o yaml`", k.Plural)
 			}
 			if name == "" {
 				return usageErrorf(cmd, "missing the name")
+			}
+			if k.Kind == v1.KindFunction {
+				return o.describeFunction(cmd, name)
 			}
 			return o.describeService(cmd, name)
 		},
@@ -93,25 +96,33 @@ func (o *options) describeService(cmd *cobra.Command, name string) error {
 		vols = append(vols, fmt.Sprintf("%s -> %s (%s)", v.Name, v.MountPath, mode))
 	}
 	d.kv("Volumes", orNoneList(vols)...)
-	route := "<none>"
-	if s.Route != nil && s.Route.Path != "" {
-		route = s.Route.Path
-		if s.Route.StripPrefix {
-			route += " (prefix stripped)"
-		}
-	}
-	d.kv("Route", route)
+	d.kv("Route", routeString(s.Route))
 	d.kv("URL", serviceURL(svc.Metadata.Name, svc.Metadata.Environment, c.Gateway()))
 	if err := d.flush(o.out); err != nil {
 		return err
 	}
+	return o.describeStatus(now, st.Conditions, st.Instances, events)
+}
 
-	if len(st.Conditions) == 0 {
+func routeString(r *v1.Route) string {
+	if r == nil || r.Path == "" {
+		return "<none>"
+	}
+	if r.StripPrefix {
+		return r.Path + " (prefix stripped)"
+	}
+	return r.Path
+}
+
+// describeStatus prints the conditions, instances and events sections that
+// services and functions share.
+func (o *options) describeStatus(now time.Time, conditions []v1.Condition, instances []v1.InstanceStatus, events []v1.Event) error {
+	if len(conditions) == 0 {
 		fmt.Fprintln(o.out, "Conditions:  <none>")
 	} else {
 		fmt.Fprintln(o.out, "Conditions:")
 		var rows [][]string
-		for _, cond := range st.Conditions {
+		for _, cond := range conditions {
 			rows = append(rows, []string{"  " + cond.Type, titleBool(cond.Status), orNone(cond.Reason), cond.Message})
 		}
 		if err := printTable(o.out, []string{"  TYPE", "STATUS", "REASON", "MESSAGE"}, rows); err != nil {
@@ -119,11 +130,11 @@ func (o *options) describeService(cmd *cobra.Command, name string) error {
 		}
 	}
 
-	if len(st.Instances) == 0 {
+	if len(instances) == 0 {
 		fmt.Fprintln(o.out, "Instances:  <none>")
 	} else {
 		fmt.Fprintln(o.out, "Instances:")
-		insts := append([]v1.InstanceStatus(nil), st.Instances...)
+		insts := append([]v1.InstanceStatus(nil), instances...)
 		sort.SliceStable(insts, func(i, j int) bool { return insts[i].Name < insts[j].Name })
 		var rows [][]string
 		for _, in := range insts {
@@ -275,4 +286,114 @@ func serviceURL(name, env, gateway string) string {
 		}
 	}
 	return "http://" + host + "/"
+}
+
+func (o *options) describeFunction(cmd *cobra.Command, name string) error {
+	ctx := cmd.Context()
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	var fn v1.Function
+	if err := c.Get(ctx, v1.KindFunction, o.env, name, &fn); err != nil {
+		return err
+	}
+	events, err := c.Events(ctx, o.env, v1.KindFunction+"/"+name)
+	if err != nil {
+		return err
+	}
+	now := o.now()
+	s, st := &fn.Spec, &fn.Status
+
+	var d describer
+	d.kv("Name", fn.Metadata.Name)
+	d.kv("Environment", fn.Metadata.Environment)
+	d.kv("Labels", labels(fn.Metadata.Labels)...)
+	d.kv("Created", timestamp(fn.Metadata.CreationTimestamp))
+	d.kv("Generation", fmt.Sprintf("%d (observed %d)", fn.Metadata.Generation, st.ObservedGeneration))
+	d.kv("Image", s.Image)
+	d.kv("Image Digest", orNone(st.ImageDigest))
+	if len(s.Command) > 0 {
+		d.kv("Command", strings.Join(s.Command, " "))
+	}
+	if len(s.Args) > 0 {
+		d.kv("Args", strings.Join(s.Args, " "))
+	}
+	d.kv("Port", portString(s.Port))
+	var env []string
+	for _, e := range s.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	d.kv("Env", orNoneList(env)...)
+	d.kv("Instances", fmt.Sprintf("%d ready | %d desired | %d requests in flight", st.ReadyInstances, st.Desired, st.InFlight))
+	d.kv("Revision", revisionString(st.Revision))
+	d.kv("Concurrency", fmt.Sprintf("%d per instance", concurrency(&fn)))
+	d.kv("Scale", scaleString(&s.Scale))
+	d.kv("Timeout", orDefault(s.Timeout, v1.DefaultFunctionTimeout))
+	d.kv("Resources", resources(s.Resources))
+	d.kv("Readiness", probe(s.ReadinessProbe, s.Port))
+	d.kv("Liveness", probe(s.LivenessProbe, s.Port))
+	if s.TerminationGracePeriodSeconds != nil {
+		d.kv("Grace Period", fmt.Sprintf("%ds", *s.TerminationGracePeriodSeconds))
+	}
+	var triggers []string
+	for _, tr := range s.Triggers {
+		switch {
+		case tr.Cron != "" && tr.Data != "":
+			triggers = append(triggers, fmt.Sprintf("cron %q (UTC) with data %s", tr.Cron, tr.Data))
+		case tr.Cron != "":
+			triggers = append(triggers, fmt.Sprintf("cron %q (UTC)", tr.Cron))
+		default:
+			triggers = append(triggers, "topic "+tr.Topic)
+		}
+	}
+	d.kv("Triggers", orNoneList(triggers)...)
+	d.kv("Async", asyncString(&s.Async))
+	cold := fmt.Sprint(st.ColdStarts)
+	if lc := st.LastColdStart; lc != nil {
+		cold += fmt.Sprintf(" (last took %s, %s ago)", coldStartDuration(lc.DurationMS), age(now, lc.At))
+	}
+	d.kv("Cold Starts", cold)
+	d.kv("Route", routeString(s.Route))
+	d.kv("URL", serviceURL(fn.Metadata.Name, fn.Metadata.Environment, c.Gateway()))
+	if err := d.flush(o.out); err != nil {
+		return err
+	}
+	return o.describeStatus(now, st.Conditions, st.Instances, events)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func scaleString(sc *v1.FunctionScale) string {
+	util := v1.DefaultTargetUtilization
+	if sc.TargetUtilization != nil {
+		util = *sc.TargetUtilization
+	}
+	return fmt.Sprintf("min %s, max %s, to zero after %s idle, target utilization %.4g%%",
+		int32OrDefault(sc.Min, fmt.Sprint(v1.DefaultScaleMin)), int32OrDefault(sc.Max, fmt.Sprint(v1.DefaultScaleMax)),
+		orDefault(sc.IdleTimeout, v1.DefaultIdleTimeout), util*100)
+}
+
+func asyncString(a *v1.Async) string {
+	s := fmt.Sprintf("%s retries, backoff %s doubling", int32OrDefault(a.MaxRetries, fmt.Sprint(v1.DefaultAsyncMaxRetries)),
+		orDefault(a.Backoff, v1.DefaultAsyncBackoff))
+	if a.DeadLetterTopic != "" {
+		return s + ", dead letters to topic " + a.DeadLetterTopic
+	}
+	return s + ", no dead-letter topic"
+}
+
+// coldStartDuration shows milliseconds as a duration a person reads:
+// "850ms", "1.24s".
+func coldStartDuration(ms float64) string {
+	d := time.Duration(ms * float64(time.Millisecond))
+	if d >= time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }

@@ -34,11 +34,24 @@ type fakeAPI struct {
 	// onGetService, when set, may change a stored service each time it is
 	// read: a stand-in for the controller making progress.
 	onGetService func(svc *v1.Service)
+	// onGetFunction is onGetService for functions.
+	onGetFunction func(fn *v1.Function)
 	// failWith makes the next request to "METHOD path" fail with the error.
 	failWith  map[string]*v1.Error
 	logText   string
 	logFollow chan string
 	images    []v1.Image
+	// invocations are the asynchronous invocations the fake knows, by id;
+	// invoked and published record what reached it.
+	invocations map[string]v1.Invocation
+	invoked     []invokeCall
+	published   []string
+}
+
+type invokeCall struct {
+	fn, body, contentType, callback string
+	header                          http.Header
+	async                           bool
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
@@ -59,8 +72,14 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	mux.HandleFunc("GET /api/v1/environments/{env}/{plural}/{name}", f.auth(f.getObject))
 	mux.HandleFunc("PUT /api/v1/environments/{env}/{plural}/{name}", f.auth(f.putObject))
 	mux.HandleFunc("DELETE /api/v1/environments/{env}/{plural}/{name}", f.auth(f.deleteObject))
-	mux.HandleFunc("GET /api/v1/environments/{env}/services/{name}/revisions", f.auth(f.revisions))
-	mux.HandleFunc("POST /api/v1/environments/{env}/services/{name}/rollback", f.auth(f.rollback))
+	mux.HandleFunc("GET /api/v1/environments/{env}/services/{name}/revisions", f.auth(f.revisions("services")))
+	mux.HandleFunc("POST /api/v1/environments/{env}/services/{name}/rollback", f.auth(f.rollback("services")))
+	mux.HandleFunc("GET /api/v1/environments/{env}/functions/{name}/revisions", f.auth(f.revisions("functions")))
+	mux.HandleFunc("POST /api/v1/environments/{env}/functions/{name}/rollback", f.auth(f.rollback("functions")))
+	mux.HandleFunc("POST /api/v1/environments/{env}/functions/{name}/invoke", f.auth(f.invoke))
+	mux.HandleFunc("POST /api/v1/environments/{env}/functions/{name}/invocations", f.auth(f.invoke))
+	mux.HandleFunc("GET /api/v1/environments/{env}/invocations/{id}", f.auth(f.getInvocation))
+	mux.HandleFunc("POST /api/v1/environments/{env}/topics/{name}/messages", f.auth(f.publish))
 	mux.HandleFunc("GET /api/v1/environments/{env}/services/{name}/logs", f.auth(f.logs))
 	mux.HandleFunc("GET /api/v1/images", f.auth(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -210,6 +229,13 @@ func (f *fakeAPI) getObject(w http.ResponseWriter, r *http.Request) {
 		raw, _ = json.Marshal(&svc)
 		f.objects[key(plural, env, name)] = raw
 	}
+	if plural == "functions" && f.onGetFunction != nil {
+		var fn v1.Function
+		json.Unmarshal(raw, &fn)
+		f.onGetFunction(&fn)
+		raw, _ = json.Marshal(&fn)
+		f.objects[key(plural, env, name)] = raw
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(raw)
 }
@@ -275,6 +301,10 @@ func (f *fakeAPI) putObject(w http.ResponseWriter, r *http.Request) {
 		obj = &v1.Environment{}
 	case "services":
 		obj = &v1.Service{}
+	case "functions":
+		obj = &v1.Function{}
+	case "topics":
+		obj = &v1.Topic{}
 	default:
 		writeError(w, v1.Invalid("%s cannot be applied", plural))
 		return
@@ -304,6 +334,15 @@ func (f *fakeAPI) putObject(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if fn, ok := obj.(*v1.Function); ok {
+		for i, tr := range fn.Spec.Triggers {
+			if _, ok := f.objects[key("topics", env, tr.Topic)]; tr.Topic != "" && !ok {
+				writeError(w, v1.FieldError(fmt.Sprintf("spec.triggers[%d].topic", i),
+					"topic %q not found in environment %q; create it with a Topic manifest", tr.Topic, env))
+				return
+			}
+		}
+	}
 	if plural != "environments" {
 		if _, ok := f.objects[key("environments", "", env)]; !ok {
 			writeError(w, &v1.Error{Kind: v1.ErrNotFound, Field: "metadata.environment", Message: fmt.Sprintf("environment %q not found", env)})
@@ -333,6 +372,9 @@ func (f *fakeAPI) putObject(w http.ResponseWriter, r *http.Request) {
 		if svc, ok := obj.(*v1.Service); ok && len(prev.Status) > 0 {
 			json.Unmarshal(prev.Status, &svc.Status)
 		}
+		if fn, ok := obj.(*v1.Function); ok && len(prev.Status) > 0 {
+			json.Unmarshal(prev.Status, &fn.Status)
+		}
 	} else {
 		f.uid++
 		meta.UID = fmt.Sprintf("uid-%d", f.uid)
@@ -354,6 +396,10 @@ func specOf(obj v1.Object) any {
 		return o.Spec
 	case *v1.Service:
 		return o.Spec
+	case *v1.Function:
+		return o.Spec
+	case *v1.Topic:
+		return o.Spec
 	}
 	return nil
 }
@@ -371,64 +417,143 @@ func (f *fakeAPI) deleteObject(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (f *fakeAPI) revisions(w http.ResponseWriter, r *http.Request) {
-	env, name := r.PathValue("env"), r.PathValue("name")
-	f.mu.Lock()
-	_, ok := f.objects[key("services", env, name)]
-	f.mu.Unlock()
-	if !ok {
-		writeError(w, v1.NotFound("service %q not found", name))
-		return
+func (f *fakeAPI) revisions(plural string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		env, name := r.PathValue("env"), r.PathValue("name")
+		f.mu.Lock()
+		_, ok := f.objects[key(plural, env, name)]
+		f.mu.Unlock()
+		if !ok {
+			writeError(w, v1.NotFound("%s %q not found", plural, name))
+			return
+		}
+		kind := v1.KindService
+		if plural == "functions" {
+			kind = v1.KindFunction
+		}
+		items := f.list("revisions", env, func(raw json.RawMessage) bool {
+			var rev v1.Revision
+			json.Unmarshal(raw, &rev)
+			return rev.Spec.Owner == name && rev.Spec.OwnerKind == kind
+		})
+		sort.SliceStable(items, func(i, j int) bool {
+			var a, b v1.Revision
+			json.Unmarshal(items[i], &a)
+			json.Unmarshal(items[j], &b)
+			return a.Spec.Number < b.Spec.Number
+		})
+		writeJSON(w, 200, v1.List{APIVersion: v1.APIVersion, Kind: "List", Items: items})
 	}
-	items := f.list("revisions", env, func(raw json.RawMessage) bool {
-		var rev v1.Revision
-		json.Unmarshal(raw, &rev)
-		return rev.Spec.Owner == name
-	})
-	sort.SliceStable(items, func(i, j int) bool {
-		var a, b v1.Revision
-		json.Unmarshal(items[i], &a)
-		json.Unmarshal(items[j], &b)
-		return a.Spec.Number < b.Spec.Number
-	})
-	writeJSON(w, 200, v1.List{APIVersion: v1.APIVersion, Kind: "List", Items: items})
 }
 
-func (f *fakeAPI) rollback(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAPI) rollback(plural string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		env, name := r.PathValue("env"), r.PathValue("name")
+		var body struct {
+			ToRevision int64 `json:"toRevision"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			writeError(w, v1.Invalid("%v", err))
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		raw, ok := f.objects[key(plural, env, name)]
+		if !ok {
+			writeError(w, v1.NotFound("%s %q not found", plural, name))
+			return
+		}
+		var obj v1.Object = &v1.Service{}
+		if plural == "functions" {
+			obj = &v1.Function{}
+		}
+		json.Unmarshal(raw, obj)
+		var tmpl *v1.Template
+		var current int64
+		switch o := obj.(type) {
+		case *v1.Service:
+			tmpl, current = &o.Spec.Template, o.Status.Revision
+		case *v1.Function:
+			tmpl, current = &o.Spec.Template, o.Status.Revision
+		}
+		to := body.ToRevision
+		if to == 0 {
+			to = current - 1
+		}
+		revRaw, ok := f.objects[key("revisions", env, v1.RevisionName(name, to))]
+		if !ok {
+			writeError(w, &v1.Error{Kind: v1.ErrNotFound, Field: "toRevision", Message: fmt.Sprintf("revision %d of %q not found", to, name)})
+			return
+		}
+		var rev v1.Revision
+		json.Unmarshal(revRaw, &rev)
+		*tmpl = rev.Spec.Template
+		obj.GetMetadata().Generation++
+		b, _ := json.Marshal(obj)
+		f.objects[key(plural, env, name)] = b
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}
+}
+
+// invoke plays a function that answers its body upper-cased, or, when the
+// body is "fail", a 500 with a message; asynchronously it queues an
+// invocation and answers its id.
+func (f *fakeAPI) invoke(w http.ResponseWriter, r *http.Request) {
 	env, name := r.PathValue("env"), r.PathValue("name")
-	var body struct {
-		ToRevision int64 `json:"toRevision"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		writeError(w, v1.Invalid("%v", err))
-		return
-	}
+	body, _ := io.ReadAll(r.Body)
+	async := strings.HasSuffix(r.URL.Path, "/invocations")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	raw, ok := f.objects[key("services", env, name)]
-	if !ok {
-		writeError(w, v1.NotFound("service %q not found", name))
+	if _, ok := f.objects[key("functions", env, name)]; !ok {
+		writeError(w, v1.NotFound("function %q not found in environment %q", name, env))
 		return
 	}
-	var svc v1.Service
-	json.Unmarshal(raw, &svc)
-	to := body.ToRevision
-	if to == 0 {
-		to = svc.Status.Revision - 1
-	}
-	revRaw, ok := f.objects[key("revisions", env, v1.RevisionName(name, to))]
-	if !ok {
-		writeError(w, &v1.Error{Kind: v1.ErrNotFound, Field: "toRevision", Message: fmt.Sprintf("revision %d of service %q not found", to, name)})
+	f.invoked = append(f.invoked, invokeCall{fn: name, body: string(body), contentType: r.Header.Get("Content-Type"),
+		callback: r.Header.Get("X-Callback-Url"), header: r.Header.Clone(), async: async})
+	if async {
+		id := fmt.Sprintf("inv-%d", len(f.invoked))
+		if f.invocations == nil {
+			f.invocations = map[string]v1.Invocation{}
+		}
+		f.invocations[id] = v1.Invocation{ID: id, Environment: env, Function: name, Source: "async", Status: v1.InvocationPending, Created: f.now}
+		w.Header().Set("Location", "/api/v1/environments/"+env+"/invocations/"+id)
+		writeJSON(w, http.StatusAccepted, map[string]string{"id": id})
 		return
 	}
-	var rev v1.Revision
-	json.Unmarshal(revRaw, &rev)
-	svc.Spec.Template = rev.Spec.Template
-	svc.Metadata.Generation++
-	b, _ := json.Marshal(&svc)
-	f.objects[key("services", env, name)] = b
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	w.Header().Set("X-Berth-Origin", "function")
+	if string(body) == "fail" {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, "something broke")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write(bytes.ToUpper(body))
+}
+
+func (f *fakeAPI) getInvocation(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	inv, ok := f.invocations[r.PathValue("id")]
+	if !ok || inv.Environment != r.PathValue("env") {
+		writeError(w, v1.NotFound("invocation %q not found", r.PathValue("id")))
+		return
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+func (f *fakeAPI) publish(w http.ResponseWriter, r *http.Request) {
+	env, name := r.PathValue("env"), r.PathValue("name")
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.objects[key("topics", env, name)]; !ok {
+		writeError(w, v1.NotFound("topic %q not found in environment %q", name, env))
+		return
+	}
+	f.published = append(f.published, name+":"+string(body))
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": fmt.Sprintf("msg-%d", len(f.published))})
 }
 
 // logs writes logText at once, then, with follow, every line sent on

@@ -21,9 +21,21 @@ func newGetCommand(o *options) *cobra.Command {
 		Short: "List objects of a kind, or show one",
 		Long: "List objects of a kind in the environment, or show one by name.\n\nKinds: " + knownKinds() +
 			".\n\n-o json|yaml prints the objects as stored, status included.",
-		Example: "  berth get services\n  berth get svc web -o yaml\n  berth get instances -A",
-		Args:    rangeArgs(1, 2, "the kind", "the name"),
+		Example: "  berth get services\n  berth get svc web -o yaml\n  berth get instances -A\n  berth get functions -o wide\n" +
+			"  berth get invocation ID",
+		Args: rangeArgs(1, 2, "the kind", "the name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Invocations are not stored objects with a kind, but
+			// `get invocation ID` is where a kubectl user looks.
+			if first, id, _ := strings.Cut(args[0], "/"); first == "invocation" || first == "invocations" {
+				if id == "" && len(args) == 2 {
+					id = args[1]
+				}
+				if id == "" {
+					return usageErrorf(cmd, "missing the invocation id")
+				}
+				return o.showInvocation(cmd, id)
+			}
 			k, name, err := kindAndName(cmd, args)
 			if err != nil {
 				return err
@@ -190,6 +202,55 @@ func (o *options) tableFor(k kindInfo, items []json.RawMessage) (table, error) {
 		}
 		return t, nil
 
+	case v1.KindFunction:
+		fns, err := decodeAll[v1.Function](items)
+		if err != nil {
+			return table{}, err
+		}
+		t := table{
+			header:     []string{"NAME", "READY", "DESIRED", "IN-FLIGHT", "COLD-STARTS", "REVISION", "IMAGE", "AGE"},
+			wideHeader: []string{"MIN", "MAX", "CONCURRENCY"},
+		}
+		for _, f := range fns {
+			t.rows = append(t.rows, tableRow{
+				env: f.Metadata.Environment,
+				cells: []string{
+					f.Metadata.Name,
+					strconv.Itoa(int(f.Status.ReadyInstances)),
+					strconv.Itoa(int(f.Status.Desired)),
+					strconv.Itoa(int(f.Status.InFlight)),
+					strconv.FormatInt(f.Status.ColdStarts, 10),
+					revisionString(f.Status.Revision),
+					f.Spec.Image,
+					age(now, f.Metadata.CreationTimestamp),
+				},
+				wide: []string{
+					int32OrDefault(f.Spec.Scale.Min, strconv.Itoa(v1.DefaultScaleMin)),
+					int32OrDefault(f.Spec.Scale.Max, strconv.Itoa(v1.DefaultScaleMax)),
+					strconv.Itoa(int(concurrency(&f))),
+				},
+			})
+		}
+		return t, nil
+
+	case v1.KindTopic:
+		tps, err := decodeAll[v1.Topic](items)
+		if err != nil {
+			return table{}, err
+		}
+		t := table{header: []string{"NAME", "RETENTION", "AGE"}}
+		for _, tp := range tps {
+			retention := tp.Spec.Retention
+			if retention == "" {
+				retention = v1.DefaultTopicRetention
+			}
+			t.rows = append(t.rows, tableRow{
+				env:   tp.Metadata.Environment,
+				cells: []string{tp.Metadata.Name, retention, age(now, tp.Metadata.CreationTimestamp)},
+			})
+		}
+		return t, nil
+
 	case v1.KindInstance:
 		insts, err := decodeAll[v1.Instance](items)
 		if err != nil {
@@ -281,6 +342,14 @@ func desiredReplicas(s *v1.Service) int32 {
 		return *s.Spec.Replicas
 	}
 	return 1
+}
+
+// concurrency is spec.concurrency, which the server defaults.
+func concurrency(f *v1.Function) int32 {
+	if f.Spec.Concurrency > 0 {
+		return f.Spec.Concurrency
+	}
+	return v1.DefaultConcurrency
 }
 
 func revisionString(n int64) string {

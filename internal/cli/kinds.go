@@ -20,6 +20,8 @@ type kindInfo struct {
 var kinds = []kindInfo{
 	{v1.KindEnvironment, "environments", "env", false},
 	{v1.KindService, "services", "svc", true},
+	{v1.KindFunction, "functions", "fn", true},
+	{v1.KindTopic, "topics", "", true},
 	{v1.KindRevision, "revisions", "rev", true},
 	{v1.KindInstance, "instances", "inst", true},
 	{v1.KindEvent, "events", "ev", true},
@@ -32,7 +34,7 @@ func (k kindInfo) lower() string { return strings.ToLower(k.Kind) }
 func resolveKind(cmd *cobra.Command, s string) (kindInfo, error) {
 	ls := strings.ToLower(s)
 	for _, k := range kinds {
-		if ls == k.lower() || ls == k.Plural || ls == k.Short {
+		if ls == k.lower() || ls == k.Plural || (k.Short != "" && ls == k.Short) {
 			return k, nil
 		}
 	}
@@ -42,6 +44,10 @@ func resolveKind(cmd *cobra.Command, s string) (kindInfo, error) {
 func knownKinds() string {
 	var parts []string
 	for _, k := range kinds {
+		if k.Short == "" {
+			parts = append(parts, k.Plural)
+			continue
+		}
 		parts = append(parts, k.Plural+" ("+k.Short+")")
 	}
 	return strings.Join(parts, ", ")

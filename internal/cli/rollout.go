@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,32 +13,61 @@ import (
 
 func newRolloutCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rollout status|history|undo SERVICE",
-		Short: "Watch, list and undo a service's rollouts",
-		Args:  noArgs,
-		RunE:  showHelp,
+		Use:   "rollout status|history|undo [service/|function/]NAME",
+		Short: "Watch, list and undo the rollouts of a service or function",
+		Long: "Watch, list and undo rollouts. NAME alone is a service; name a function as\n" +
+			"function/NAME (or fn/NAME), as kubectl names a deployment.",
+		Args: noArgs,
+		RunE: showHelp,
 	}
 	cmd.AddCommand(newRolloutStatusCommand(o), newRolloutHistoryCommand(o), newRolloutUndoCommand(o))
 	return cmd
 }
 
+// workloadArg reads a rollout's target: "NAME" (a service), or
+// "KIND/NAME" with KIND a service or function in any of its spellings.
+func workloadArg(cmd *cobra.Command, arg string) (kindInfo, string, error) {
+	svc, _ := resolveKind(nil, v1.KindService)
+	kindName, name, ok := strings.Cut(arg, "/")
+	if !ok {
+		return svc, arg, nil
+	}
+	k, err := resolveKind(cmd, kindName)
+	if err != nil {
+		return kindInfo{}, "", err
+	}
+	if k.Kind != v1.KindService && k.Kind != v1.KindFunction {
+		return kindInfo{}, "", usageErrorf(cmd, "%s have no rollouts; only services and functions do", k.Plural)
+	}
+	if name == "" {
+		return kindInfo{}, "", usageErrorf(cmd, "missing the name after %q", kindName+"/")
+	}
+	return k, name, nil
+}
+
 func newRolloutStatusCommand(o *options) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "status SERVICE",
-		Short: "Wait until a service's latest rollout is done",
+		Use:   "status [service/|function/]NAME",
+		Short: "Wait until a service's latest rollout is done, or a function is ready",
 		Long: "Wait until the service's controller has seen its latest spec and every desired replica\n" +
-			"runs the current revision and is ready. Exits 8 if --timeout passes first.",
+			"runs the current revision and is ready; for function/NAME, until its controller has seen\n" +
+			"its latest spec and its minimum instances (scale.min) are ready. Exits 8 if --timeout\n" +
+			"passes first.",
 		Args: exactArgs(1, "the service name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := workloadArg(cmd, args[0])
+			if err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			if err := o.newWaiter(c, timeout).wait(cmd.Context(), o.env, args[0]); err != nil {
+			if err := o.newWaiter(c, timeout).waitFor(cmd.Context(), k.Kind, o.env, name); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.out, "service %q successfully rolled out\n", args[0])
+			fmt.Fprintf(o.out, "%s %q successfully rolled out\n", k.lower(), name)
 			return nil
 		},
 	}
@@ -47,20 +77,28 @@ func newRolloutStatusCommand(o *options) *cobra.Command {
 
 func newRolloutHistoryCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "history SERVICE",
-		Short: "List a service's revisions, oldest first",
+		Use:   "history [service/|function/]NAME",
+		Short: "List the revisions of a service or function, oldest first",
 		Args:  exactArgs(1, "the service name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			k, name, err := workloadArg(cmd, args[0])
+			if err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			var svc v1.Service
-			if err := c.Get(ctx, v1.KindService, o.env, args[0], &svc); err != nil {
+			var current struct {
+				Status struct {
+					Revision int64 `json:"revision"`
+				} `json:"status"`
+			}
+			if err := c.Get(ctx, k.Kind, o.env, name, &current); err != nil {
 				return err
 			}
-			revs, err := c.Revisions(ctx, o.env, args[0])
+			revs, err := c.RevisionsOf(ctx, k.Kind, o.env, name)
 			if err != nil {
 				return err
 			}
@@ -68,7 +106,7 @@ func newRolloutHistoryCommand(o *options) *cobra.Command {
 			var rows [][]string
 			for _, r := range revs {
 				num := strconv.FormatInt(r.Spec.Number, 10)
-				if r.Spec.Number == svc.Status.Revision {
+				if r.Spec.Number == current.Status.Revision {
 					num += " (current)"
 				}
 				digest := shortDigest(r.Spec.ImageDigest)
@@ -77,7 +115,7 @@ func newRolloutHistoryCommand(o *options) *cobra.Command {
 				}
 				rows = append(rows, []string{num, orNone(r.Spec.ChangeCause), r.Spec.Image, orNone(digest), age(now, r.Metadata.CreationTimestamp)})
 			}
-			fmt.Fprintf(o.out, "service/%s\n", args[0])
+			fmt.Fprintf(o.out, "%s/%s\n", k.lower(), name)
 			return printTable(o.out, []string{"REVISION", "CHANGE-CAUSE", "IMAGE", "DIGEST", "AGE"}, rows)
 		},
 	}
@@ -86,24 +124,28 @@ func newRolloutHistoryCommand(o *options) *cobra.Command {
 func newRolloutUndoCommand(o *options) *cobra.Command {
 	var to int64
 	cmd := &cobra.Command{
-		Use:   "undo SERVICE [--to-revision N]",
-		Short: "Roll a service back to its previous revision, or to revision N",
+		Use:   "undo [service/|function/]NAME [--to-revision N]",
+		Short: "Roll a service or function back to its previous revision, or to revision N",
 		Args:  exactArgs(1, "the service name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to < 0 {
 				return usageErrorf(cmd, "--to-revision must be a revision number")
 			}
+			k, name, err := workloadArg(cmd, args[0])
+			if err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			if _, err := c.Rollback(cmd.Context(), o.env, args[0], to); err != nil {
+			if err := c.RollbackOf(cmd.Context(), k.Kind, o.env, name, to, nil); err != nil {
 				return err
 			}
 			if to > 0 {
-				fmt.Fprintf(o.out, "service/%s rolled back to revision %d\n", args[0], to)
+				fmt.Fprintf(o.out, "%s/%s rolled back to revision %d\n", k.lower(), name, to)
 			} else {
-				fmt.Fprintf(o.out, "service/%s rolled back\n", args[0])
+				fmt.Fprintf(o.out, "%s/%s rolled back\n", k.lower(), name)
 			}
 			return nil
 		},

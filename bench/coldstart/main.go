@@ -1,0 +1,340 @@
+// Command coldstart measures a function's cold start, request to response,
+// beside the floors measured in the same run on the same image:
+//
+//	runc run            the OCI runtime alone (host network, no CNI)
+//	containerd          CNI attach + containerd create + start + first ready probe
+//	containerd standby  start + first ready probe of a prepared container
+//	berth               a request to a function at zero through the gateway
+//
+// and where the containerd path spends its time. Run as root:
+//
+//	go run ./bench/coldstart [-n 30]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/client"
+	"berth.dev/berth/internal/network/cni"
+	"berth.dev/berth/internal/runtime"
+	"berth.dev/berth/internal/runtime/containerd"
+	"berth.dev/berth/internal/testutil"
+	"berth.dev/berth/internal/testutil/testimage"
+)
+
+const image = "berth.bench/echo:cold"
+
+func main() {
+	n := flag.Int("n", 30, "cold starts per path")
+	flag.Parse()
+	if err := run(*n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
+		os.Exit(1)
+	}
+}
+
+type series struct {
+	name string
+	d    []time.Duration
+}
+
+func (s series) pct(p float64) time.Duration {
+	if len(s.d) == 0 {
+		return 0
+	}
+	d := append([]time.Duration(nil), s.d...)
+	sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
+	i := int(p*float64(len(d)-1) + 0.5)
+	return d[i]
+}
+
+func run(n int) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "bcold-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sock, stop, err := testutil.StartContainerd(filepath.Join(dir, "c"))
+	if err != nil {
+		return err
+	}
+	defer stop()
+	tar, err := testimage.Build(ctx, dir, image, testimage.Options{Version: "cold"})
+	if err != nil {
+		return err
+	}
+	drv, err := containerd.New(ctx, containerd.Config{Socket: sock, Namespace: "coldbench", StateDir: filepath.Join(dir, "state")})
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	f, err := os.Open(tar)
+	if err != nil {
+		return err
+	}
+	if _, err := drv.ImportImage(ctx, f); err != nil {
+		return err
+	}
+	f.Close()
+	net, err := cni.New(ctx, cni.Config{DataDir: filepath.Join(dir, "net"), SubnetPool: "10.227.0.0/16", BridgePrefix: "bcold"})
+	if err != nil {
+		return err
+	}
+	defer exec.Command("ip", "link", "del", "bcold0").Run()
+
+	runcS, err := runcFloor(ctx, dir, n)
+	if err != nil {
+		return fmt.Errorf("runc floor: %w", err)
+	}
+	parts := map[string]*series{}
+	for _, p := range []string{"cni attach", "create", "start", "first ready"} {
+		parts[p] = &series{name: "  " + p}
+	}
+	plain, standby := series{name: "containerd create+start"}, series{name: "containerd standby start"}
+	for i := range n {
+		id := fmt.Sprintf("cold-%d", i)
+		t0 := time.Now()
+		att, err := net.Attach(ctx, id, "default")
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		spec := runtime.ContainerSpec{ID: id, Image: image, NetNSPath: att.NetNSPath, Env: []string{"PORT=8080"}, LogPath: filepath.Join(dir, "logs", id+".log")}
+		if err := drv.Create(ctx, spec); err != nil {
+			return err
+		}
+		t2 := time.Now()
+		if err := drv.Start(ctx, id); err != nil {
+			return err
+		}
+		t3 := time.Now()
+		if err := waitReady(ctx, "http://"+att.IP.String()+":8080/ready"); err != nil {
+			return err
+		}
+		t4 := time.Now()
+		parts["cni attach"].d = append(parts["cni attach"].d, t1.Sub(t0))
+		parts["create"].d = append(parts["create"].d, t2.Sub(t1))
+		parts["start"].d = append(parts["start"].d, t3.Sub(t2))
+		parts["first ready"].d = append(parts["first ready"].d, t4.Sub(t3))
+		plain.d = append(plain.d, t4.Sub(t0))
+		// The same container again, prepared ahead: only start + ready.
+		drv.Stop(ctx, id, 0)
+		drv.Delete(ctx, id)
+		if err := drv.Create(ctx, spec); err != nil {
+			return err
+		}
+		s0 := time.Now()
+		if err := drv.Start(ctx, id); err != nil {
+			return err
+		}
+		if err := waitReady(ctx, "http://"+att.IP.String()+":8080/ready"); err != nil {
+			return err
+		}
+		standby.d = append(standby.d, time.Since(s0))
+		drv.Stop(ctx, id, 0)
+		drv.Delete(ctx, id)
+		net.Detach(ctx, id, "default")
+	}
+
+	berth, err := berthColdStarts(ctx, dir, sock, tar, n)
+	if err != nil {
+		return fmt.Errorf("berth: %w", err)
+	}
+
+	fmt.Printf("cold start, request to first response, %d starts each, static Go HTTP server image\n", n)
+	fmt.Printf("%-30s %10s %10s %10s\n", "path", "p50", "p90", "p99")
+	for _, s := range []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth} {
+		fmt.Printf("%-30s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
+
+var fast = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// waitReady polls url until it answers 200, in sub-millisecond steps.
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := fast.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	return fmt.Errorf("%s not ready in 30s", url)
+}
+
+// runcFloor times `runc run -d` of the echo binary in a plain bundle on the
+// host network until it answers.
+func runcFloor(ctx context.Context, dir string, n int) (series, error) {
+	s := series{name: "runc run (host network)"}
+	bundle := filepath.Join(dir, "bundle")
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(filepath.Join(rootfs, "tmp"), 0o1777); err != nil {
+		return s, err
+	}
+	bin, err := buildEcho(ctx, dir)
+	if err != nil {
+		return s, err
+	}
+	if err := os.Rename(bin, filepath.Join(rootfs, "echo")); err != nil {
+		return s, err
+	}
+	if out, err := exec.Command("runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		return s, fmt.Errorf("runc spec: %v %s", err, out)
+	}
+	cfgPath := filepath.Join(bundle, "config.json")
+	raw, _ := os.ReadFile(cfgPath)
+	var spec map[string]any
+	json.Unmarshal(raw, &spec)
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"/echo"}
+	proc["terminal"] = false
+	proc["env"] = []string{"PATH=/", "PORT=18999"}
+	linux := spec["linux"].(map[string]any)
+	var nss []any
+	for _, ns := range linux["namespaces"].([]any) {
+		if ns.(map[string]any)["type"] != "network" {
+			nss = append(nss, ns)
+		}
+	}
+	linux["namespaces"] = nss
+	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	raw, _ = json.Marshal(spec)
+	os.WriteFile(cfgPath, raw, 0o644)
+	for i := range n {
+		id := fmt.Sprintf("bcold-runc-%d-%d", os.Getpid(), i)
+		t0 := time.Now()
+		cmd := exec.Command("runc", "run", "-d", "--bundle", bundle, id)
+		cmd.Stdout, cmd.Stderr = nil, nil
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return s, fmt.Errorf("runc run: %v %s", err, out)
+		}
+		if err := waitReady(ctx, "http://127.0.0.1:18999/ready"); err != nil {
+			return s, err
+		}
+		s.d = append(s.d, time.Since(t0))
+		exec.Command("runc", "kill", id, "KILL").Run()
+		exec.Command("runc", "delete", "-f", id).Run()
+	}
+	return s, nil
+}
+
+func buildEcho(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "echo-bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./internal/testutil/testimage/echo")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%v %s", err, b)
+	}
+	return out, nil
+}
+
+// berthColdStarts runs a real server and times requests to a function at
+// zero through the gateway.
+func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series, error) {
+	s := series{name: "berth function (gateway)"}
+	bin := filepath.Join(dir, "berth")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
+		return s, fmt.Errorf("%v %s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	logf, _ := os.Create(filepath.Join(dir, "server.log"))
+	srv := exec.Command(bin, "server", "--data-dir", data, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
+		"--containerd-socket", sock, "--containerd-namespace", "coldberth", "--subnet-pool", "10.228.0.0/16", "--bridge-prefix", "bcoldb")
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		return s, err
+	}
+	defer func() {
+		srv.Process.Signal(syscall.SIGTERM)
+		srv.Wait()
+		exec.Command("ip", "link", "del", "bcoldb0").Run()
+	}()
+	var c *client.Client
+	var gw string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		raw, err := os.ReadFile(filepath.Join(data, "client.json"))
+		if err == nil {
+			var cc struct{ Addr, Token, Gateway string }
+			json.Unmarshal(raw, &cc)
+			c, gw = client.New(client.Config{Addr: cc.Addr, Token: cc.Token}), cc.Gateway
+			if c.Health(ctx) == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("server did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f, _ := os.Open(tar)
+	_, err := c.ImportImage(ctx, f)
+	f.Close()
+	if err != nil {
+		return s, err
+	}
+	manifest := fmt.Sprintf(`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":"cold","environment":"default"},
+"spec":{"image":%q,"scale":{"max":1,"idleTimeout":"1s"},"readinessProbe":{"httpGet":{"path":"/ready"}}}}`, image)
+	obj, err := v1.DecodeObject([]byte(manifest))
+	if err != nil {
+		return s, err
+	}
+	v1.SetDefaults(obj)
+	if _, _, err := c.Apply(ctx, obj, false); err != nil {
+		return s, err
+	}
+	for range n {
+		// Wait until it is at zero with a prepared standby.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var fn v1.Function
+			if err := c.Get(ctx, v1.KindFunction, "default", "cold", &fn); err != nil {
+				return s, err
+			}
+			prepared := false
+			for _, i := range fn.Status.Instances {
+				prepared = prepared || i.Phase == v1.PhaseStandby
+			}
+			if prepared && fn.Status.ReadyInstances == 0 && len(fn.Status.Instances) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return s, fmt.Errorf("function did not go back to zero: %+v", fn.Status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/", nil)
+		req.Host = "cold.default.berth.localhost"
+		t0 := time.Now()
+		resp, err := fast.Do(req)
+		if err != nil {
+			return s, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return s, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		s.d = append(s.d, time.Since(t0))
+	}
+	return s, nil
+}
+

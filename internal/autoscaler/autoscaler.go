@@ -1,0 +1,296 @@
+package autoscaler
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+)
+
+// DefaultTick is the sample period.
+const DefaultTick = 200 * time.Millisecond
+
+// Source is what the autoscaler samples; the gateway provides it
+// (*gateway.Gateway has this method).
+type Source interface {
+	// Load is the function's requests in the gateway now (in flight, and
+	// held while it scales from zero), and the cumulative count of requests
+	// that arrived for it. Both in one call so that they are read together.
+	Load(env, name string) (inFlight int, requests int64)
+}
+
+// ReadySource is optional on a Source: the function's ready instances.
+// Without it the autoscaler takes its own last decision as the ready
+// count, which makes panic mode react later to a burst during a cold start.
+type ReadySource interface {
+	Ready(env, name string) int
+}
+
+// Config builds an Autoscaler.
+type Config struct {
+	Source Source
+	// Clock is time.Now unless a test injects one.
+	Clock func() time.Time
+	// Tick is the sample period (DefaultTick).
+	Tick time.Duration
+	// Ticks, when set, replaces the Tick timer: Run samples once per value
+	// received, at Clock's time. Tests drive the loop with it.
+	Ticks  <-chan time.Time
+	Logger *slog.Logger
+	// OnChange is called when a function's desired count changes, one call
+	// at a time, never after Remove returned. It must not call Set, Remove
+	// or Demand (Desired and Status are fine): enqueue and return.
+	OnChange func(env, name string, desired int)
+}
+
+type key struct{ env, name string }
+
+type function struct {
+	p Params // normalized
+	// registered is false for a function known only from Demand (a
+	// request that arrived before the controller's Set): it is decided with
+	// default parameters and forgotten once back at zero.
+	registered bool
+	samples    []Sample
+	state      State
+	ready      int // last ready count used, for Status
+	reported   int // the last desired count OnChange was given (or the caller's initial)
+}
+
+// Autoscaler samples every registered function each tick and decides its
+// desired instance count with Decide.
+type Autoscaler struct {
+	cfg Config
+	log *slog.Logger
+
+	// notify serializes OnChange so that calls for one function arrive in
+	// the order of the decisions, and the last call carries the last one.
+	notify sync.Mutex
+	mu     sync.Mutex
+	fns    map[key]*function
+}
+
+// New returns an Autoscaler; Run starts its sampling.
+func New(cfg Config) *Autoscaler {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Autoscaler{cfg: cfg, log: log, fns: map[key]*function{}}
+}
+
+// Set registers a function or updates its parameters; calling it again
+// with the same values changes nothing (the function controller calls it on
+// every sync). initial is the function's ready instances, used only when
+// the function is not yet known, as after a restart: those are kept for a
+// stable window and not taken to zero before an idle timeout.
+func (a *Autoscaler) Set(env, name string, p Params, initial int) {
+	p = p.normalized()
+	k := key{env, name}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fns[k]; f != nil {
+		f.p, f.registered = p, true
+		return
+	}
+	a.fns[k] = &function{
+		p:          p,
+		registered: true,
+		state:      Resume(p, initial, a.cfg.Clock()),
+		ready:      initial,
+		reported:   initial,
+	}
+}
+
+// Remove forgets a function; no OnChange for it follows.
+func (a *Autoscaler) Remove(env, name string) {
+	a.notify.Lock()
+	defer a.notify.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.fns, key{env, name})
+}
+
+// Demand says a request is waiting for a function at zero: its desired
+// count becomes at least 1 and OnChange is called before Demand returns.
+// A function not registered yet (a request racing the controller's first
+// Set) is woken with default parameters, which Set then replaces, so the
+// demand is not lost.
+func (a *Autoscaler) Demand(env, name string) {
+	k := key{env, name}
+	a.mu.Lock()
+	f := a.fns[k]
+	if f == nil {
+		f = &function{p: Params{}.normalized()}
+		a.fns[k] = f
+	}
+	f.state = Wake(f.p, f.state, a.cfg.Clock())
+	changed := f.state.Desired != f.reported
+	a.mu.Unlock()
+	if changed {
+		a.deliver(k, "demand")
+	}
+}
+
+// Desired is the function's current decision (0 when not registered).
+func (a *Autoscaler) Desired(env, name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fns[key{env, name}]; f != nil {
+		return f.state.Desired
+	}
+	return 0
+}
+
+// Status is a function's autoscaling figures, for describe.
+type Status struct {
+	Desired int
+	Ready   int
+	// InFlight is the latest sample; StableAverage and PanicAverage are
+	// the mean in-flight over the stable and panic windows.
+	InFlight                    float64
+	StableAverage, PanicAverage float64
+	Panicking                   bool
+	LastActive                  time.Time
+	Params                      Params // with defaults filled in
+}
+
+// Status reports a function's figures; false when it is not registered.
+func (a *Autoscaler) Status(env, name string) (Status, bool) {
+	now := a.cfg.Clock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fns[key{env, name}]
+	if f == nil {
+		return Status{}, false
+	}
+	st := Status{
+		Desired:    f.state.Desired,
+		Ready:      f.ready,
+		Panicking:  f.state.Panicking(),
+		LastActive: f.state.LastActive,
+		Params:     f.p,
+	}
+	if n := len(f.samples); n > 0 {
+		st.InFlight = f.samples[n-1].InFlight
+	}
+	st.StableAverage, _ = average(f.samples, now.Add(-f.p.StableWindow), now)
+	st.PanicAverage, _ = average(f.samples, now.Add(-f.p.PanicWindow), now)
+	return st, true
+}
+
+// Run samples every function each tick until ctx ends.
+func (a *Autoscaler) Run(ctx context.Context) error {
+	if a.cfg.Source == nil {
+		return v1.Invalid("autoscaler: no Source")
+	}
+	ticks := a.cfg.Ticks
+	if ticks == nil {
+		t := time.NewTicker(a.cfg.Tick)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+			a.tick()
+		}
+	}
+}
+
+func (a *Autoscaler) tick() {
+	a.mu.Lock()
+	keys := make([]key, 0, len(a.fns))
+	for k := range a.fns {
+		keys = append(keys, k)
+	}
+	a.mu.Unlock()
+	// A stable order keeps OnChange calls and logs reproducible.
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].env != keys[j].env {
+			return keys[i].env < keys[j].env
+		}
+		return keys[i].name < keys[j].name
+	})
+
+	readySource, hasReady := a.cfg.Source.(ReadySource)
+	for _, k := range keys {
+		// Sample outside the lock: the source takes its own locks.
+		inFlight, requests := a.cfg.Source.Load(k.env, k.name)
+		ready := -1
+		if hasReady {
+			ready = readySource.Ready(k.env, k.name)
+		}
+		now := a.cfg.Clock()
+
+		a.mu.Lock()
+		f := a.fns[k]
+		if f == nil { // removed meanwhile
+			a.mu.Unlock()
+			continue
+		}
+		f.samples = append(trim(f.samples, now.Add(-f.p.StableWindow)), Sample{At: now, InFlight: float64(inFlight), Requests: requests})
+		if ready < 0 {
+			ready = f.state.Desired
+		}
+		f.ready = ready
+		_, f.state = Decide(f.p, f.samples, f.state, ready, now)
+		changed := f.state.Desired != f.reported
+		if !f.registered && f.state.Desired == 0 && f.reported == 0 {
+			delete(a.fns, k)
+		}
+		a.mu.Unlock()
+		if changed {
+			a.deliver(k, "tick")
+		}
+	}
+}
+
+// trim drops the samples at or before from, reusing the backing array once
+// the dropped prefix is as large as what is kept so it does not grow.
+func trim(s []Sample, from time.Time) []Sample {
+	i := 0
+	for i < len(s) && !s[i].At.After(from) {
+		i++
+	}
+	if i == 0 {
+		return s
+	}
+	if i >= len(s)-i {
+		return append(s[:0], s[i:]...)
+	}
+	return s[i:]
+}
+
+// deliver calls OnChange with the function's current decision if it
+// differs from the last one delivered. Reading the decision under notify
+// means a slow, stale delivery can never overwrite a newer one.
+func (a *Autoscaler) deliver(k key, why string) {
+	a.notify.Lock()
+	defer a.notify.Unlock()
+	a.mu.Lock()
+	f := a.fns[k]
+	if f == nil || f.state.Desired == f.reported {
+		a.mu.Unlock()
+		return
+	}
+	from, to := f.reported, f.state.Desired
+	f.reported = to
+	panicking := f.state.Panicking()
+	a.mu.Unlock()
+	a.log.Info("scale", "env", k.env, "name", k.name, "from", from, "to", to, "panic", panicking, "by", why)
+	if a.cfg.OnChange != nil {
+		a.cfg.OnChange(k.env, k.name, to)
+	}
+}
