@@ -295,4 +295,3 @@ spec:
 	before := count()
 	waitFor(t, 60*time.Second, "ticks after the restart", func() (bool, string) { n := count(); return n >= before+2, fmt.Sprint(n) })
 }
-

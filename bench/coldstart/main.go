@@ -337,4 +337,3 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 	}
 	return s, nil
 }
-
