@@ -127,6 +127,8 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/invocations/{id}", methods{http.MethodGet: s.getInvocation})
 	api("/api/v1/environments/{env}/topics/{name}/messages", methods{http.MethodPost: s.publish})
 	api("/api/v1/environments/{env}/services/{name}/logs", methods{http.MethodGet: s.logs})
+	// A function's logs live where a service's do (DATA/logs/ENV/NAME).
+	api("/api/v1/environments/{env}/functions/{name}/logs", methods{http.MethodGet: s.logs})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})
 	api("/api/v1/images/pull", methods{http.MethodPost: s.pullImage})
