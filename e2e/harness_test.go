@@ -209,7 +209,11 @@ func (s *server) shutdown() {
 		s.cmd.Process.Kill()
 	}
 	if s.t.Failed() {
-		s.t.Logf("server log:\n%s", s.logs())
+		keep := filepath.Join(os.TempDir(), "berth-e2e-"+strings.ReplaceAll(s.t.Name(), "/", "_")+".log")
+		if b, err := os.ReadFile(s.logFile); err == nil && os.WriteFile(keep, b, 0o644) == nil {
+			s.t.Logf("whole server log kept at %s", keep)
+		}
+		s.t.Logf("server log (tail):\n%s", s.logs())
 	}
 	// The bridges this server made (a real server's stay, as they should).
 	for i := range 4 {

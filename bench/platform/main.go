@@ -129,6 +129,12 @@ func run(duration time.Duration, conc int, keep bool) error {
 	fmt.Printf("    %-28s %8d KiB\n", "idle, 3 replicas running", rssKiB(b.cmd.Process.Pid))
 	fmt.Printf("    %-28s %8d KiB\n", "its containerd", rssKiB(containerdPid(dir)))
 	_, _ = b.berth("delete", "service", "echo")
+	// Let the agent stop the containers before the server goes.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if l, err := b.c.List(ctx, v1.KindInstance, ""); err == nil && len(l) == 0 {
+			break
+		}
+	}
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package cni
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -192,6 +194,16 @@ func ensureBridge(n *envNet) error {
 	if _, ok := link.(*netlink.Bridge); !ok {
 		return v1.Conflict("%s exists and is not a bridge (%s)", n.bridge, link.Type())
 	}
+	// A bridge without an address of its own takes the lowest MAC of its
+	// ports and changes it when that port goes: every instance's ARP entry
+	// for the gateway then points nowhere, and its traffic to the host
+	// stalls for seconds each time a neighbour is removed. A fixed MAC,
+	// set explicitly, stops the kernel from ever changing it.
+	if mac := bridgeMAC(n.bridge); !bytes.Equal(link.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("set MAC of bridge %s: %w", n.bridge, err)
+		}
+	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: n.gateway, Mask: n.subnet.Mask}}
 	if err := netlink.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("set %s on bridge %s: %w", addr.IPNet, n.bridge, err)
@@ -247,4 +259,12 @@ func (m *Manager) RemoveEnvironment(ctx context.Context, env string) error {
 	}
 	m.log.Info("removed environment network", "environment", env, "bridge", a.Bridge)
 	return nil
+}
+
+// bridgeMAC is a stable, locally administered unicast MAC for a bridge.
+func bridgeMAC(name string) net.HardwareAddr {
+	h := sha256.Sum256([]byte("berth-bridge/" + name))
+	mac := net.HardwareAddr(h[:6])
+	mac[0] = (mac[0] | 0x02) &^ 0x01
+	return mac
 }
