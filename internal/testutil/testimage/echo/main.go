@@ -105,6 +105,13 @@ func main() {
 					http.Error(w, fmt.Sprintf("failing call %d of %d", calls, n), http.StatusInternalServerError)
 					return
 				}
+			} else if _, err := fmt.Sscanf(string(body), "sleep %d", &n); err == nil {
+				// "sleep MS": a slow handler, to catch invocations in flight.
+				select {
+				case <-time.After(time.Duration(n) * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
 			} else if string(body) == "fail" {
 				http.Error(w, "failing as asked", http.StatusInternalServerError)
 				return
