@@ -47,9 +47,14 @@ cat <<MSG
 Berth is running. The example service answers at:
   curl http://hello.default.berth.localhost:8080/
   curl http://127.0.0.1:8080/hello/
+The example function is at zero until called (watch: berth get functions):
+  curl http://greet.default.berth.localhost:8080/
+  berth invoke greet --async -d hi      # then: berth invocation ID
+  berth publish greetings -d hello
 Look around:
   berth get services
   berth describe service hello
   berth logs hello -f
 MSG
 curl -fsS -H 'Host: hello.default.berth.localhost' http://127.0.0.1:8080/ && echo
+curl -fsS -H 'Host: greet.default.berth.localhost' http://127.0.0.1:8080/ && echo

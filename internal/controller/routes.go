@@ -131,6 +131,7 @@ func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
 			Environment: f.Metadata.Environment,
 			Name:        f.Metadata.Name,
 			Kind:        v1.KindFunction,
+			Concurrency: int(max(f.Spec.Concurrency, 1)),
 			Endpoints:   eps[owner{v1.KindFunction, f.Metadata.Environment, f.Metadata.Name}],
 		}
 		if f.Spec.Route != nil {

@@ -161,9 +161,10 @@ func (g *Gateway) SetTargets(ts []Target) {
 		}
 		r := &route{
 			env: env, name: name, kind: tg.Kind,
-			path:  normalisePath(tg.RoutePath),
-			strip: tg.StripPrefix,
-			stats: g.statsFor(env + "/" + name),
+			path:        normalisePath(tg.RoutePath),
+			strip:       tg.StripPrefix,
+			concurrency: int64(max(tg.Concurrency, 0)),
+			stats:       g.statsFor(env + "/" + name),
 		}
 		for _, ep := range tg.Endpoints {
 			if ep.ID == "" || ep.Address == "" {
@@ -174,7 +175,10 @@ func (g *Gateway) SetTargets(ts []Target) {
 				continue
 			}
 			listed[ep.ID] = true
-			r.endpoints = append(r.endpoints, g.endpointFor(ep))
+			e := g.endpointFor(ep)
+			e.limit.Store(r.concurrency)
+			e.freed.Store(r.stats)
+			r.endpoints = append(r.endpoints, e)
 		}
 		t.byHost[key] = r
 		if r.path != "" {
@@ -198,6 +202,10 @@ func (g *Gateway) SetTargets(ts []Target) {
 		}
 	}
 	g.table.Store(t)
+	// Requests waiting for capacity look again at the new table.
+	for _, st := range g.stats {
+		st.signal()
+	}
 }
 
 // endpointFor returns the live state for ep, reusing it while the ID and
@@ -538,6 +546,35 @@ type targetStats struct {
 	// cold start or proxied; arrivals counts every request routed to it.
 	active   atomic.Int64
 	arrivals atomic.Int64
+
+	// freeMu guards free, a channel closed (and replaced) whenever an
+	// endpoint of the target frees a slot or the table changes.
+	freeMu sync.Mutex
+	free   chan struct{}
+}
+
+// waitFree returns a channel closed at the next signal.
+func (s *targetStats) waitFree() <-chan struct{} {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if s.free == nil {
+		s.free = make(chan struct{})
+	}
+	return s.free
+}
+
+func (s *targetStats) signal() {
+	s.freeMu.Lock()
+	if s.free != nil {
+		close(s.free)
+		s.free = nil
+	}
+	s.freeMu.Unlock()
+}
+
+// currentRoute is the live route of a target, after table swaps.
+func (g *Gateway) currentRoute(env, name string) *route {
+	return g.table.Load().byHost[name+"."+env]
 }
 
 // Load is what the autoscaler samples of a target: the requests in the

@@ -25,6 +25,10 @@ type Target struct {
 	// any host that is not NAME.ENV under the gateway's domain.
 	RoutePath   string
 	StripPrefix bool
+	// Concurrency caps the requests one endpoint serves at once (a
+	// Function's per-instance concurrency); 0 means no cap. Requests over
+	// the cap wait in the gateway for a free endpoint.
+	Concurrency int
 	Endpoints   []Endpoint
 }
 
@@ -39,6 +43,7 @@ type route struct {
 	env, name, kind string
 	path            string // normalised RoutePath, "" when none
 	strip           bool
+	concurrency     int64
 	endpoints       []*endpoint
 	stats           *targetStats
 }
@@ -52,7 +57,11 @@ type endpoint struct {
 	revision int64
 
 	inflight atomic.Int64
-	drained  atomic.Bool
+	// limit is the target's per-endpoint concurrency (0: none) and freed
+	// is told when a request ends below it.
+	limit   atomic.Int64
+	freed   atomic.Pointer[targetStats]
+	drained atomic.Bool
 	// removed is set once the endpoint is no longer listed; the gateway
 	// forgets it when its last in-flight request ends.
 	removed atomic.Bool
@@ -65,7 +74,19 @@ type endpoint struct {
 // comes before the drained check so that Drain, which sets drained before
 // reading the count, either sees this request or this request sees drained.
 func (e *endpoint) tryAcquire(g *Gateway) bool {
-	e.inflight.Add(1)
+	if limit := e.limit.Load(); limit > 0 {
+		for {
+			n := e.inflight.Load()
+			if n >= limit {
+				return false
+			}
+			if e.inflight.CompareAndSwap(n, n+1) {
+				break
+			}
+		}
+	} else {
+		e.inflight.Add(1)
+	}
 	if e.drained.Load() {
 		e.release(g)
 		return false
@@ -73,8 +94,18 @@ func (e *endpoint) tryAcquire(g *Gateway) bool {
 	return true
 }
 
+// full reports an endpoint serving as many requests as it may.
+func (e *endpoint) full() bool {
+	limit := e.limit.Load()
+	return limit > 0 && e.inflight.Load() >= limit
+}
+
 func (e *endpoint) release(g *Gateway) {
-	if e.inflight.Add(-1) != 0 {
+	n := e.inflight.Add(-1)
+	if f := e.freed.Load(); f != nil && e.limit.Load() > 0 {
+		f.signal()
+	}
+	if n != 0 {
 		return
 	}
 	if e.drained.Load() {
@@ -112,7 +143,7 @@ func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 	for {
 		cands := buf[:0]
 		for _, e := range r.endpoints {
-			if !e.drained.Load() && !contains(exclude, e) {
+			if !e.drained.Load() && !contains(exclude, e) && !e.full() {
 				cands = append(cands, e)
 			}
 		}
@@ -136,7 +167,7 @@ func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 		if e.tryAcquire(g) {
 			return e
 		}
-		// Drained between the scan and the acquire: scan again.
+		// Drained or filled between the scan and the acquire: scan again.
 	}
 }
 
@@ -206,4 +237,23 @@ func sortByPath(rs []*route) {
 		}
 		return rs[i].name < rs[j].name
 	})
+}
+
+// saturated reports that every usable endpoint is at its concurrency cap:
+// the request should wait for one to free up rather than fail.
+func (r *route) saturated(exclude []*endpoint) bool {
+	if r.concurrency <= 0 {
+		return false
+	}
+	any := false
+	for _, e := range r.endpoints {
+		if e.drained.Load() || contains(exclude, e) {
+			continue
+		}
+		any = true
+		if !e.full() {
+			return false
+		}
+	}
+	return any
 }

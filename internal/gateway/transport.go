@@ -51,6 +51,25 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error
 	for {
 		e := c.route.pick(t.g, tried)
+		for e == nil && c.route.saturated(tried) {
+			// Every endpoint is at its concurrency cap: wait for a slot
+			// (or a new endpoint) instead of overloading one.
+			free := c.route.stats.waitFree()
+			if e = c.route.pick(t.g, tried); e != nil {
+				break
+			}
+			select {
+			case <-free:
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			case <-time.After(time.Until(deadline)):
+				return nil, &upstreamError{attempts: append(failed, fmt.Sprintf("no endpoint had a free slot within %s", t.g.cfg.Timeout)), timeout: true, last: errUpstreamTimeout}
+			}
+			if r := t.g.currentRoute(c.route.env, c.route.name); r != nil {
+				c.route = r
+			}
+			e = c.route.pick(t.g, tried)
+		}
 		if e == nil {
 			if len(tried) == 0 {
 				return nil, errNoEndpoints
