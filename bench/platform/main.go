@@ -128,13 +128,85 @@ func run(duration time.Duration, conc int, keep bool) error {
 	fmt.Printf("    %-28s %8d KiB\n", "idle, no workloads", rssEmpty)
 	fmt.Printf("    %-28s %8d KiB\n", "idle, 3 replicas running", rssKiB(b.cmd.Process.Pid))
 	fmt.Printf("    %-28s %8d KiB\n", "its containerd", rssKiB(containerdPid(dir)))
+	// (d) A function at zero hit by a step from 0 to 50 concurrent clients.
+	if err := b.stepLoad(ctx); err != nil {
+		return err
+	}
+
 	_, _ = b.berth("delete", "service", "echo")
+	_, _ = b.berth("delete", "function", "step")
 	// Let the agent stop the containers before the server goes.
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if l, err := b.c.List(ctx, v1.KindInstance, ""); err == nil && len(l) == 0 {
 			break
 		}
 	}
+	return nil
+}
+
+// stepLoad applies a function at zero (max 10, concurrency 1) and measures
+// how long a step to 50 concurrent clients takes to get it all the
+// instances it may have, and how many requests fail meanwhile.
+func (b *bench) stepLoad(ctx context.Context) error {
+	cmd := exec.Command(b.bin, "apply", "-f", "-")
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(b.dir, "data", "client.json"))
+	cmd.Stdin = strings.NewReader(`apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: step}
+spec:
+  image: berth.bench/echo:v1
+  scale: {max: 10, idleTimeout: 30s}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apply step function: %v %s", err, out)
+	}
+	fnState := func() (ready int32, standby bool) {
+		var fn v1.Function
+		if b.c.Get(ctx, v1.KindFunction, "default", "step", &fn) != nil {
+			return 0, false
+		}
+		for _, i := range fn.Status.Instances {
+			standby = standby || i.Phase == v1.PhaseStandby
+		}
+		return fn.Status.ReadyInstances, standby
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if ready, standby := fnState(); ready == 0 && standby {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("step function never reached zero with a standby")
+		}
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t0 := time.Now()
+	load, err := loadgen.Start(lctx, loadgen.Options{URL: "http://" + b.gateway + "/sleep?ms=100", Host: "step.default.berth.localhost", Concurrency: 50, Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	var first, full time.Duration
+	for time.Since(t0) < 20*time.Second {
+		ready, _ := fnState()
+		if ready >= 1 && first == 0 {
+			first = time.Since(t0)
+		}
+		if ready >= 10 {
+			full = time.Since(t0)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // keep the load on a little at full scale
+	res := load.Stop()
+	fmt.Printf("\n(d) function at zero (max 10, concurrency 1), step to 50 concurrent clients of a 100 ms handler\n")
+	fmt.Printf("    %-28s %8.2fs\n", "first instance ready after", first.Seconds())
+	if full > 0 {
+		fmt.Printf("    %-28s %8.2fs\n", "all 10 instances ready after", full.Seconds())
+	} else {
+		fmt.Printf("    %-28s %8s\n", "all 10 instances ready after", "not within 20s")
+	}
+	fmt.Printf("    %-28s %8d of %d (%s)\n", "failed requests", res.Failures, res.Requests, res)
 	return nil
 }
 
