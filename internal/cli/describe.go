@@ -57,25 +57,7 @@ func (o *options) describeService(cmd *cobra.Command, name string) error {
 	s, st := &svc.Spec, &svc.Status
 
 	var d describer
-	d.kv("Name", svc.Metadata.Name)
-	d.kv("Environment", svc.Metadata.Environment)
-	d.kv("Labels", labels(svc.Metadata.Labels)...)
-	d.kv("Created", timestamp(svc.Metadata.CreationTimestamp))
-	d.kv("Generation", fmt.Sprintf("%d (observed %d)", svc.Metadata.Generation, st.ObservedGeneration))
-	d.kv("Image", s.Image)
-	d.kv("Image Digest", orNone(st.ImageDigest))
-	if len(s.Command) > 0 {
-		d.kv("Command", strings.Join(s.Command, " "))
-	}
-	if len(s.Args) > 0 {
-		d.kv("Args", strings.Join(s.Args, " "))
-	}
-	d.kv("Port", portString(s.Port))
-	var env []string
-	for _, e := range s.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	d.kv("Env", orNoneList(env)...)
+	d.header(&svc.Metadata, st.ObservedGeneration, &s.Template, st.ImageDigest)
 	d.kv("Replicas", fmt.Sprintf("%d desired | %d updated | %d ready | %d total",
 		desiredReplicas(&svc), st.UpdatedReplicas, st.ReadyReplicas, st.Replicas))
 	d.kv("Revision", revisionString(st.Revision))
@@ -306,25 +288,7 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 	s, st := &fn.Spec, &fn.Status
 
 	var d describer
-	d.kv("Name", fn.Metadata.Name)
-	d.kv("Environment", fn.Metadata.Environment)
-	d.kv("Labels", labels(fn.Metadata.Labels)...)
-	d.kv("Created", timestamp(fn.Metadata.CreationTimestamp))
-	d.kv("Generation", fmt.Sprintf("%d (observed %d)", fn.Metadata.Generation, st.ObservedGeneration))
-	d.kv("Image", s.Image)
-	d.kv("Image Digest", orNone(st.ImageDigest))
-	if len(s.Command) > 0 {
-		d.kv("Command", strings.Join(s.Command, " "))
-	}
-	if len(s.Args) > 0 {
-		d.kv("Args", strings.Join(s.Args, " "))
-	}
-	d.kv("Port", portString(s.Port))
-	var env []string
-	for _, e := range s.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	d.kv("Env", orNoneList(env)...)
+	d.header(&fn.Metadata, st.ObservedGeneration, &s.Template, st.ImageDigest)
 	d.kv("Instances", fmt.Sprintf("%d ready | %d desired | %d requests in flight", st.ReadyInstances, st.Desired, st.InFlight))
 	d.kv("Revision", revisionString(st.Revision))
 	d.kv("Concurrency", fmt.Sprintf("%d per instance", concurrency(&fn)))
@@ -396,4 +360,28 @@ func coldStartDuration(ms float64) string {
 		return d.Round(10 * time.Millisecond).String()
 	}
 	return d.Round(time.Millisecond).String()
+}
+
+// header writes what every workload's description starts with: who it is
+// and what it runs.
+func (d *describer) header(m *v1.ObjectMeta, observed int64, t *v1.Template, digest string) {
+	d.kv("Name", m.Name)
+	d.kv("Environment", m.Environment)
+	d.kv("Labels", labels(m.Labels)...)
+	d.kv("Created", timestamp(m.CreationTimestamp))
+	d.kv("Generation", fmt.Sprintf("%d (observed %d)", m.Generation, observed))
+	d.kv("Image", t.Image)
+	d.kv("Image Digest", orNone(digest))
+	if len(t.Command) > 0 {
+		d.kv("Command", strings.Join(t.Command, " "))
+	}
+	if len(t.Args) > 0 {
+		d.kv("Args", strings.Join(t.Args, " "))
+	}
+	d.kv("Port", portString(t.Port))
+	var env []string
+	for _, e := range t.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	d.kv("Env", orNoneList(env)...)
 }

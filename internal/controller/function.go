@@ -126,15 +126,7 @@ func (c *Functions) sync(ctx context.Context, key string) error {
 		c.publish(ctx)
 	}
 
-	revs, err := c.revisions(ctx, o)
-	if err != nil {
-		return err
-	}
-	cur, err := c.ensureRevision(ctx, o, fn.Spec.Template, revs, func(msg string) {
-		if c.setCondition(ctx, &fn, v1.ConditionProgressing, false, "ImageNotFound", msg) {
-			c.event(ctx, o, "Warning", "ImageNotFound", msg)
-		}
-	})
+	cur, revs, err := c.currentRevision(ctx, o, fn.Spec.Template, progress{&fn, &fn.Status.Conditions, &fn.Status.ObservedGeneration})
 	if err != nil {
 		return err
 	}
@@ -272,18 +264,6 @@ func (c *Functions) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.R
 	}
 	fn.Status = st
 	return store.Update(ctx, c.cfg.Store, fn)
-}
-
-func (c *Functions) setCondition(ctx context.Context, fn *v1.Function, typ string, status bool, reason, msg string) bool {
-	if condIs(fn.Status.Conditions, typ, reason) {
-		return false
-	}
-	fn.Status.Conditions = putCondition(slices.Clone(fn.Status.Conditions), typ, status, reason, msg)
-	fn.Status.ObservedGeneration = fn.Metadata.Generation
-	if err := store.Update(ctx, c.cfg.Store, fn); err != nil {
-		c.log.Warn("record condition", "err", err)
-	}
-	return true
 }
 
 // publish hands every function to OnFunctions (level-triggered).

@@ -105,15 +105,7 @@ func (c *Services) sync(ctx context.Context, key string) error {
 	}
 	o.Labels = svc.Metadata.Labels
 
-	revs, err := c.revisions(ctx, o)
-	if err != nil {
-		return err
-	}
-	cur, err := c.ensureRevision(ctx, o, svc.Spec.Template, revs, func(msg string) {
-		if c.setCondition(ctx, &svc, v1.ConditionProgressing, false, "ImageNotFound", msg) {
-			c.event(ctx, o, "Warning", "ImageNotFound", msg)
-		}
-	})
+	cur, revs, err := c.currentRevision(ctx, o, svc.Spec.Template, progress{&svc, &svc.Status.Conditions, &svc.Status.ObservedGeneration})
 	if err != nil {
 		return err
 	}
@@ -303,21 +295,6 @@ func (c *Services) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Re
 			fmt.Sprintf("Revision %d rolled out: %d of %d ready", cur.Spec.Number, updatedReady, desired))
 	}
 	return nil
-}
-
-// setCondition records a condition right away (used when the sync cannot
-// go further); it reports whether anything changed.
-func (c *Services) setCondition(ctx context.Context, svc *v1.Service, typ string, status bool, reason, msg string) bool {
-	conds := putCondition(slices.Clone(svc.Status.Conditions), typ, status, reason, msg)
-	if condIs(svc.Status.Conditions, typ, reason) {
-		return false
-	}
-	svc.Status.Conditions = conds
-	svc.Status.ObservedGeneration = svc.Metadata.Generation
-	if err := store.Update(ctx, c.cfg.Store, svc); err != nil {
-		c.log.Warn("record condition", "err", err)
-	}
-	return true
 }
 
 func putCondition(conds []v1.Condition, typ string, status bool, reason, msg string) []v1.Condition {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	v1 "berth.dev/berth/api/v1"
@@ -204,4 +205,41 @@ func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs [
 		}
 	}
 	return nil
+}
+
+// progress is where a workload's status keeps its conditions and observed
+// generation, whatever its kind.
+type progress struct {
+	obj        v1.Object
+	conditions *[]v1.Condition
+	observed   *int64
+}
+
+// currentRevision returns o's revisions and the one it converges to. When
+// none can be made (the image cannot be had) it returns nil after saying
+// why in the object's Progressing condition and, once, in an event.
+func (w *workloads) currentRevision(ctx context.Context, o owner, t v1.Template, p progress) (*v1.Revision, []*v1.Revision, error) {
+	revs, err := w.revisions(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur, err := w.ensureRevision(ctx, o, t, revs, func(msg string) {
+		if w.setCondition(ctx, p, v1.ConditionProgressing, false, "ImageNotFound", msg) {
+			w.event(ctx, o, "Warning", "ImageNotFound", msg)
+		}
+	})
+	return cur, revs, err
+}
+
+// setCondition records a condition right away (used when a sync cannot go
+// further); it reports whether anything changed.
+func (w *workloads) setCondition(ctx context.Context, p progress, typ string, status bool, reason, msg string) bool {
+	if condIs(*p.conditions, typ, reason) {
+		return false
+	}
+	*p.conditions = putCondition(slices.Clone(*p.conditions), typ, status, reason, msg)
+	*p.observed = p.obj.GetMetadata().Generation
+	// A conflict is fine: the next sync recomputes it.
+	_ = store.Update(ctx, w.store, p.obj)
+	return true
 }
