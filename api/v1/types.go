@@ -468,3 +468,66 @@ const (
 	InvocationSucceeded = "Succeeded"
 	InvocationFailed    = "Failed"
 )
+
+// KindWorkflow is a state machine in the Amazon States Language.
+const KindWorkflow = "Workflow"
+
+// Workflow runs an Amazon States Language state machine durably. Task
+// states name what runs in the same environment: "function:NAME",
+// "service:NAME/PATH", or an "http://…"/"https://…" URL.
+type Workflow struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     WorkflowSpec   `json:"spec"`
+	Status   WorkflowStatus `json:"status,omitzero"`
+}
+
+func (w *Workflow) GetMetadata() *ObjectMeta { return &w.Metadata }
+
+type WorkflowSpec struct {
+	// Definition is the state machine: a States Language object, written
+	// in JSON or YAML.
+	Definition json.RawMessage `json:"definition"`
+}
+
+type WorkflowStatus struct {
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Running is the number of executions not yet finished.
+	Running int64 `json:"running"`
+}
+
+// Execution states, as Step Functions names them.
+const (
+	ExecutionRunning   = "RUNNING"
+	ExecutionSucceeded = "SUCCEEDED"
+	ExecutionFailed    = "FAILED"
+	ExecutionTimedOut  = "TIMED_OUT"
+	ExecutionAborted   = "ABORTED"
+)
+
+// Execution is one run of a workflow.
+type Execution struct {
+	ID          string `json:"id"`
+	Environment string `json:"environment"`
+	Workflow    string `json:"workflow"`
+	// Generation is the workflow's generation the execution runs.
+	Generation int64           `json:"generation"`
+	Status     string          `json:"status"`
+	Input      json.RawMessage `json:"input,omitempty"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Cause      string          `json:"cause,omitempty"`
+	StartDate  time.Time       `json:"startDate"`
+	StopDate   time.Time       `json:"stopDate,omitzero"`
+}
+
+// HistoryEvent is one entry of an execution's append-only history, shaped
+// like Step Functions' GetExecutionHistory events.
+type HistoryEvent struct {
+	ID              int64           `json:"id"`
+	PreviousEventID int64           `json:"previousEventId,omitempty"`
+	Timestamp       time.Time       `json:"timestamp"`
+	Type            string          `json:"type"` // ExecutionStarted, TaskStateEntered, TaskScheduled, TaskSucceeded, …
+	StateName       string          `json:"stateName,omitempty"`
+	Details         json.RawMessage `json:"details,omitempty"`
+}
