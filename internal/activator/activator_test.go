@@ -1,0 +1,109 @@
+package activator
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/store"
+	"berth.dev/berth/internal/store/bolt"
+)
+
+type nullTable struct{}
+
+func (nullTable) SetTargets([]gateway.Target) {}
+
+func setup(t *testing.T, maxHeld int) (*Activator, store.Store, *atomic.Int64) {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var demands atomic.Int64
+	a := New(Config{Table: nullTable{}, Store: s, MaxHeld: maxHeld, Demand: func(env, name string) { demands.Add(1) }})
+	a.SetTargets([]gateway.Target{
+		{Environment: "default", Name: "fn", Kind: v1.KindFunction},
+		{Environment: "default", Name: "svc", Kind: v1.KindService},
+	})
+	return a, s, &demands
+}
+
+func TestServicesAreNotWoken(t *testing.T) {
+	a, _, demands := setup(t, 0)
+	if err := a.Activate(context.Background(), "default", "svc"); v1.KindOf(err) != v1.ErrUnavailable {
+		t.Fatalf("want Unavailable for a service without instances, got %v", err)
+	}
+	if demands.Load() != 0 {
+		t.Fatal("a service should not signal demand")
+	}
+}
+
+func TestHeldRequestIsReleasedWhenAnEndpointIsReady(t *testing.T) {
+	a, _, demands := setup(t, 0)
+	done := make(chan error, 1)
+	go func() { done <- a.Activate(context.Background(), "default", "fn") }()
+	for deadline := time.Now().Add(5 * time.Second); demands.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no demand signalled")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("released before any endpoint was ready: %v", err)
+	default:
+	}
+	a.SetTargets([]gateway.Target{{Environment: "default", Name: "fn", Kind: v1.KindFunction,
+		Endpoints: []gateway.Endpoint{{ID: "default.fn-1", Address: "10.0.0.1:8080"}}}})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not released after the endpoint became ready")
+	}
+	if _, cold, last := a.Stats("default", "fn"); cold != 1 || last == nil {
+		t.Fatalf("cold starts %d, last %v", cold, last)
+	}
+}
+
+func TestFullHoldQueueIsRefused(t *testing.T) {
+	a, _, _ := setup(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Activate(ctx, "default", "fn")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if held, _, _ := a.Stats("default", "fn"); held == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first request not held")
+		}
+	}
+	if err := a.Activate(ctx, "default", "fn"); v1.KindOf(err) != v1.ErrTooManyRequests {
+		t.Fatalf("want TooManyRequests past the hold limit, got %v", err)
+	}
+}
+
+func TestCrashBeforeReadyIsABadGateway(t *testing.T) {
+	a, s, _ := setup(t, 0)
+	inst := &v1.Instance{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
+		Metadata: v1.ObjectMeta{Name: "fn-abcde", Environment: "default"},
+		Spec:     v1.InstanceSpec{Owner: "fn", OwnerKind: v1.KindFunction, Revision: 1},
+		Status: v1.InstanceStatus{Phase: v1.PhaseBackoff, Restarts: 1,
+			LastExit: &v1.ExitInfo{Code: 3, Reason: "Error", At: time.Now()}},
+	}
+	if err := store.Create(context.Background(), s, inst); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Activate(context.Background(), "default", "fn")
+	if v1.KindOf(err) != v1.ErrBadGateway {
+		t.Fatalf("want BadGateway, got %v", err)
+	}
+}
