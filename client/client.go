@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	v1 "berth.dev/berth/api/v1"
@@ -50,6 +49,8 @@ func Plural(kind string) (string, error) {
 		return "functions", nil
 	case "topic", "topics":
 		return "topics", nil
+	case "workflow", "workflows":
+		return "workflows", nil
 	case "revision", "revisions":
 		return "revisions", nil
 	case "instance", "instances":
@@ -243,37 +244,21 @@ type LogOptions struct {
 	// prefixed with the instance name.
 	Instance   string
 	Timestamps bool
+	// Until is an RFC 3339 time or a duration ago; lines after it are
+	// left out. It cannot be combined with Follow.
+	Until string
+	// Revision > 0 narrows the logs to the instances of that revision,
+	// gone ones included.
+	Revision int64
+	// Grep is a regular expression (Go syntax) the server keeps lines by.
+	Grep string
 }
 
 // Logs streams a service's logs as text, one line per log line. With Follow
 // the stream stays open until ctx ends or the server closes it; the caller
 // closes the reader.
 func (c *Client) Logs(ctx context.Context, env, service string, opts LogOptions) (io.ReadCloser, error) {
-	path, err := objectPath(v1.KindService, env, service)
-	if err != nil {
-		return nil, err
-	}
-	q := url.Values{}
-	if opts.Follow {
-		q.Set("follow", "1")
-	}
-	if opts.Since != "" {
-		q.Set("since", opts.Since)
-	}
-	if opts.Tail > 0 {
-		q.Set("tail", strconv.Itoa(opts.Tail))
-	}
-	if opts.Instance != "" {
-		q.Set("instance", opts.Instance)
-	}
-	if opts.Timestamps {
-		q.Set("timestamps", "1")
-	}
-	resp, err := c.send(ctx, http.MethodGet, path+"/logs", q, "", nil)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.WorkloadLogs(ctx, env, v1.KindService, service, opts)
 }
 
 // ImportImage loads an OCI image layout tar or docker-save tar into the

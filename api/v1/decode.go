@@ -25,6 +25,7 @@ var manifestKinds = map[string]reflect.Type{
 	KindService:     reflect.TypeFor[Service](),
 	KindFunction:    reflect.TypeFor[Function](),
 	KindTopic:       reflect.TypeFor[Topic](),
+	KindWorkflow:    reflect.TypeFor[Workflow](),
 }
 
 // objectKinds are the kinds that travel over the API.
@@ -33,6 +34,7 @@ var objectKinds = map[string]reflect.Type{
 	KindService:     reflect.TypeFor[Service](),
 	KindFunction:    reflect.TypeFor[Function](),
 	KindTopic:       reflect.TypeFor[Topic](),
+	KindWorkflow:    reflect.TypeFor[Workflow](),
 	KindRevision:    reflect.TypeFor[Revision](),
 	KindInstance:    reflect.TypeFor[Instance](),
 	KindEvent:       reflect.TypeFor[Event](),
@@ -445,7 +447,10 @@ func (w *walker) unknownField(p pair, path string, known []string) *Error {
 	return w.errorf(p.kn, join(path, p.key), "%s", msg)
 }
 
-var timeType = reflect.TypeFor[time.Time]()
+var (
+	timeType = reflect.TypeFor[time.Time]()
+	rawType  = reflect.TypeFor[json.RawMessage]()
+)
 
 func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) (any, error) {
 	w.budget--
@@ -463,6 +468,9 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) (an
 	}
 	if isNull(n) {
 		return nil, nil
+	}
+	if t == rawType {
+		return w.rawValue(n, path, depth)
 	}
 	if t == timeType {
 		if n.Kind != yaml.ScalarNode {
@@ -568,6 +576,92 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) (an
 		return f, nil
 	}
 	return nil, w.errorf(n, path, "cannot decode into %s", t)
+}
+
+// rawValue is free-form JSON written as YAML or JSON (a workflow's
+// definition): any mapping, list or scalar, with YAML's scalar types mapped
+// to JSON's. A string holding a JSON object or array is taken as that JSON,
+// since Step Functions' own tooling writes definitions as a JSON string.
+func (w *walker) rawValue(n *yaml.Node, path string, depth int) (any, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		if s := strings.TrimSpace(n.Value); strings.HasPrefix(s, "{") || strings.HasPrefix(s, "[") {
+			if !json.Valid([]byte(s)) {
+				return nil, w.errorf(n, path, "the string is not valid JSON; write the definition as a YAML mapping or a JSON object")
+			}
+			return json.RawMessage(s), nil
+		}
+	}
+	return w.anyValue(n, path, depth)
+}
+
+func (w *walker) anyValue(n *yaml.Node, path string, depth int) (any, error) {
+	w.budget--
+	if w.budget < 0 {
+		return nil, w.errorf(n, path, "document too large (more than %d values, counting aliases)", maxNodes)
+	}
+	if depth > maxDepth {
+		return nil, w.errorf(n, path, "nested too deeply")
+	}
+	n = resolve(n)
+	switch n.Kind {
+	case yaml.AliasNode:
+		return nil, w.errorf(n, path, "unknown alias %q", n.Value)
+	case yaml.MappingNode:
+		pairs, err := w.pairs(n, path)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, len(pairs))
+		for _, p := range pairs {
+			v, err := w.anyValue(p.val, join(path, p.key), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[p.key] = v
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for i, item := range n.Content {
+			v, err := w.anyValue(item, fmt.Sprintf("%s[%d]", path, i), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil, nil
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				return nil, w.errorf(n, path, "expected true or false, got %s", describe(n))
+			}
+			return b, nil
+		case "!!int":
+			var i int64
+			if err := n.Decode(&i); err == nil {
+				return json.Number(strconv.FormatInt(i, 10)), nil
+			}
+			var u uint64
+			if err := n.Decode(&u); err == nil {
+				return json.Number(strconv.FormatUint(u, 10)), nil
+			}
+			return nil, w.errorf(n, path, "%s is out of range for an integer", n.Value)
+		case "!!float":
+			var f float64
+			if err := n.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, w.errorf(n, path, "expected a number, got %s", describe(n))
+			}
+			return f, nil
+		}
+		// Strings, and anything else YAML has a tag for (timestamps,
+		// binary): their text, as JSON has no such types.
+		return n.Value, nil
+	}
+	return nil, nil
 }
 
 // structValue checks pairs against t's JSON fields.

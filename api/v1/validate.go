@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -48,6 +50,8 @@ func Validate(obj Object) error {
 		return validateFunction(o)
 	case *Topic:
 		return validateTopic(o)
+	case *Workflow:
+		return validateWorkflow(o)
 	case *Revision:
 		if err := validateMeta(&o.Metadata, MaxNameLength); err != nil {
 			return err
@@ -68,6 +72,8 @@ func kindOf(obj Object) string {
 		return KindFunction
 	case *Topic:
 		return KindTopic
+	case *Workflow:
+		return KindWorkflow
 	case *Revision:
 		return KindRevision
 	case *Instance:
@@ -644,4 +650,45 @@ func cronProblem(spec string) string {
 		return fmt.Sprintf("%q never fires", spec)
 	}
 	return ""
+}
+
+// MaxDefinitionBytes bounds a workflow's definition as stored JSON.
+const MaxDefinitionBytes = 256 << 10
+
+// validateWorkflow checks the envelope of the definition only: that it is
+// a States Language object with StartAt and States. The full check (state
+// types, transitions, paths) needs the interpreter, which the API server
+// runs on apply; api/v1 imports nothing internal.
+func validateWorkflow(w *Workflow) error {
+	if err := validateMeta(&w.Metadata, MaxNameLength); err != nil {
+		return err
+	}
+	const field = "spec.definition"
+	def := bytes.TrimSpace(w.Spec.Definition)
+	if len(def) == 0 || string(def) == "null" {
+		return FieldError(field, "a workflow needs a definition: a States Language object with StartAt and States")
+	}
+	if len(def) > MaxDefinitionBytes {
+		return FieldError(field, "the definition is %d bytes; at most %d", len(def), MaxDefinitionBytes)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(def, &top); err != nil {
+		return FieldError(field, "expected an object with StartAt and States: %v", err)
+	}
+	var start string
+	if raw, ok := top["StartAt"]; !ok {
+		return FieldError(field+".StartAt", "missing: name the first state")
+	} else if err := json.Unmarshal(raw, &start); err != nil || start == "" {
+		return FieldError(field+".StartAt", "expected the name of a state")
+	}
+	var states map[string]json.RawMessage
+	if raw, ok := top["States"]; !ok {
+		return FieldError(field+".States", "missing: the states, an object of state name to state")
+	} else if err := json.Unmarshal(raw, &states); err != nil || states == nil {
+		return FieldError(field+".States", "expected an object of state name to state")
+	}
+	if len(states) == 0 {
+		return FieldError(field+".States", "a workflow needs at least one state")
+	}
+	return nil
 }

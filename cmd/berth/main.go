@@ -89,6 +89,12 @@ func newServerCommand(errOut io.Writer) *cobra.Command {
 	f.StringVar(&cfg.BridgePrefix, "bridge-prefix", cfg.BridgePrefix, "prefix of the environments' bridge names")
 	f.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", cfg.ContainerdNamespace, "containerd namespace of Berth's containers and images")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "gateway host suffix: NAME.ENV.DOMAIN")
+	f.BoolVar(&cfg.MetricsPublic, "metrics-public", cfg.MetricsPublic, "serve /metrics without the API token")
+	f.DurationVar(&cfg.LogMaxAge, "log-max-age", cfg.LogMaxAge, "keep the logs of gone instances this long")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "keep at most this many bytes of logs per workload")
+	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "export traces by OTLP/HTTP to this collector (host:port or URL)")
+	f.Float64Var(&cfg.TraceSampleRatio, "trace-sample-ratio", cfg.TraceSampleRatio, "share of new traces sampled, 0 to 1")
+	f.IntVar(&cfg.TraceStoreSize, "trace-store-size", cfg.TraceStoreSize, "traces kept in memory for berth traces")
 	f.StringVar(&logLevel, "log-level", cfg.LogLevel.String(), "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	return cmd

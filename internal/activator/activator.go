@@ -10,14 +10,20 @@ package activator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/store"
+	"berth.dev/berth/internal/telemetry/tracing"
 )
 
 // Config is what the activator needs.
@@ -33,6 +39,9 @@ type Config struct {
 	MaxHeld int
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// TracerProvider, when set, records each held request's wait as a
+	// "cold start" span under the request's own span.
+	TracerProvider trace.TracerProvider
 }
 
 type key struct{ env, name string }
@@ -49,8 +58,9 @@ type target struct {
 
 // Activator implements gateway.Activator.
 type Activator struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer // nil: not tracing
 
 	mu      sync.Mutex
 	targets map[key]*target
@@ -68,7 +78,11 @@ func New(cfg Config) *Activator {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Activator{cfg: cfg, log: cfg.Logger, targets: map[key]*target{}}
+	a := &Activator{cfg: cfg, log: cfg.Logger, targets: map[key]*target{}}
+	if cfg.TracerProvider != nil {
+		a.tracer = cfg.TracerProvider.Tracer("berth.dev/berth/internal/activator")
+	}
+	return a
 }
 
 func (a *Activator) target(k key) *target {
@@ -109,7 +123,7 @@ func (a *Activator) SetTargets(ts []gateway.Target) {
 
 // Activate holds the caller until env/name has a ready endpoint, the
 // function's timeout passes, or its instance fails before it is ready.
-func (a *Activator) Activate(ctx context.Context, env, name string) error {
+func (a *Activator) Activate(ctx context.Context, env, name string) (err error) {
 	k := key{env, name}
 	a.mu.Lock()
 	st := a.target(k)
@@ -137,6 +151,15 @@ func (a *Activator) Activate(ctx context.Context, env, name string) error {
 	}()
 
 	start := a.cfg.Now()
+	if a.tracer != nil {
+		var span trace.Span
+		ctx, span = a.tracer.Start(ctx, "cold start", trace.WithAttributes(
+			attribute.String(tracing.AttrWorkload, name),
+			attribute.String(tracing.AttrEnvironment, env),
+			attribute.String(tracing.AttrKind, v1.KindFunction),
+		))
+		defer func() { endColdStart(ctx, span, a.cfg.Now().Sub(start), err) }()
+	}
 	var fn v1.Function
 	timeout := 30 * time.Second
 	if err := store.Get(ctx, a.cfg.Store, store.Key{Kind: v1.KindFunction, Environment: env, Name: name}, &fn); err == nil {
@@ -168,6 +191,30 @@ func (a *Activator) Activate(ctx context.Context, env, name string) error {
 			}
 		}
 	}
+}
+
+// endColdStart records how the wait ended: ready, timeout (no instance in
+// the function's timeout), crashed (an instance failed first), or
+// cancelled (the caller went away).
+func endColdStart(ctx context.Context, span trace.Span, wait time.Duration, err error) {
+	outcome := "ready"
+	switch {
+	case err == nil:
+	case v1.KindOf(err) == v1.ErrBadGateway:
+		outcome = "crashed"
+	case ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		outcome = "cancelled"
+	default:
+		outcome = "timeout"
+	}
+	span.SetAttributes(
+		attribute.Float64(tracing.AttrWaitMS, float64(wait.Microseconds())/1000),
+		attribute.String(tracing.AttrOutcome, outcome),
+	)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // crashed reports an instance of the function that exited or failed after

@@ -39,6 +39,8 @@ type options struct {
 	images       *memImages
 	invocations  apiserver.Invocations
 	maxPayload   int64
+	// executions builds what runs workflow executions, on the test's store.
+	executions func(store.Store) apiserver.Executions
 }
 
 func newEnv(t *testing.T, opts options) *env {
@@ -58,6 +60,10 @@ func newEnv(t *testing.T, opts options) *env {
 		opts.images = &memImages{}
 	}
 	logDir := filepath.Join(dir, "logs")
+	var executions apiserver.Executions
+	if opts.executions != nil {
+		executions = opts.executions(st)
+	}
 	srv := apiserver.New(apiserver.Config{
 		Store:  st,
 		Token:  token,
@@ -66,6 +72,7 @@ func newEnv(t *testing.T, opts options) *env {
 
 		Invocations:     opts.invocations,
 		MaxPayloadBytes: opts.maxPayload,
+		Executions:      executions,
 		Logger:          slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ts := httptest.NewServer(srv.Handler())

@@ -162,6 +162,11 @@ func (s *Server) admit(ctx context.Context, obj v1.Object, res resource, env, na
 			return 0, err
 		}
 	}
+	if wf, ok := obj.(*v1.Workflow); ok {
+		if err := ValidateDefinition(wf.Spec.Definition); err != nil {
+			return 0, err
+		}
+	}
 	return expectRev, nil
 }
 
@@ -258,6 +263,8 @@ func clearStatus(obj v1.Object) error {
 		o.Status = v1.EnvironmentStatus{}
 	case *v1.Topic:
 		// A Topic has no status.
+	case *v1.Workflow:
+		o.Status = v1.WorkflowStatus{}
 	default:
 		return fmt.Errorf("apply of %T is not supported", obj)
 	}
@@ -273,6 +280,8 @@ func copyStatus(dst, src v1.Object) error {
 	case *v1.Environment:
 		d.Status = src.(*v1.Environment).Status
 	case *v1.Topic:
+	case *v1.Workflow:
+		d.Status = src.(*v1.Workflow).Status
 	default:
 		return fmt.Errorf("apply of %T is not supported", dst)
 	}

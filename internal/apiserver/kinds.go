@@ -25,6 +25,7 @@ var resources = []resource{
 	{kind: v1.KindService, plural: "services", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Service) }},
 	{kind: v1.KindFunction, plural: "functions", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Function) }},
 	{kind: v1.KindTopic, plural: "topics", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Topic) }},
+	{kind: v1.KindWorkflow, plural: "workflows", scoped: true, appliable: true, new: func() v1.Object { return new(v1.Workflow) }},
 	{kind: v1.KindRevision, plural: "revisions", scoped: true, new: func() v1.Object { return new(v1.Revision) }},
 	{kind: v1.KindInstance, plural: "instances", scoped: true, new: func() v1.Object { return new(v1.Instance) }},
 	{kind: v1.KindEvent, plural: "events", scoped: true, new: func() v1.Object { return new(v1.Event) }},

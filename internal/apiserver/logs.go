@@ -5,17 +5,29 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/telemetry/logs"
 )
 
-// logs streams a service's log lines as text/plain (docs/api.md, Logs).
+// maxGrepLen bounds a --grep pattern; Go's regexp runs in linear time, so
+// only the compiled size needs a bound.
+const maxGrepLen = 1024
+
+// logs streams a service's or function's log lines as text/plain
+// (docs/api.md, Logs); the route says which kind.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	env, name := r.PathValue("env"), r.PathValue("name")
+	kind := v1.KindService
+	if strings.Contains(r.Pattern, "/functions/") {
+		kind = v1.KindFunction
+	}
 	q, err := logQuery(r, time.Now())
 	if err != nil {
 		return err
@@ -25,12 +37,27 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	// Logs outlive their service, so a deleted service's logs still read;
-	// but neither a service nor logs means a typo, which must not hang a
+	// Logs outlive their workload, so a deleted one's logs still read;
+	// but neither a workload nor logs means a typo, which must not hang a
 	// follow forever.
-	_, svcErr := s.loadService(ctx, env, name)
+	res, _ := byKind(kind)
+	_, svcErr := s.load(ctx, res, env, name)
 	if svcErr != nil && !v1.IsNotFound(svcErr) {
 		return svcErr
+	}
+	if q.Revision > 0 {
+		// Live instances are known by the store; gone ones by the
+		// sidecar their logs keep.
+		insts, _, err := store.List[v1.Instance](ctx, s.store, v1.KindInstance, env)
+		if err != nil {
+			return err
+		}
+		q.Revisions = map[string]int64{}
+		for _, i := range insts {
+			if i.Spec.Owner == name {
+				q.Revisions[i.Metadata.Name] = i.Spec.Revision
+			}
+		}
 	}
 	if svcErr != nil {
 		if _, err := os.Stat(logs.Dir(s.logDir, env, name)); errors.Is(err, fs.ErrNotExist) {
@@ -51,20 +78,22 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 	case !lw.started && v1.IsNotFound(err) && svcErr == nil && q.Instance == "":
-		// The service exists but has written nothing yet: no lines. A
-		// named instance without logs stays NotFound: likely a typo.
+		// The workload exists but has written nothing yet (or nothing
+		// of that revision): no lines. A named instance without logs
+		// stays NotFound: likely a typo.
 	case !lw.started:
 		return err
 	default:
 		// Headers are gone; all that is left is to stop the stream.
-		s.log.Debug("log stream ended", "env", env, "service", name, "err", err)
+		s.log.Debug("log stream ended", "env", env, "kind", kind, "name", name, "err", err)
 		return nil
 	}
 	lw.start()
 	return nil
 }
 
-// logQuery reads follow, since, tail, instance and timestamps.
+// logQuery reads follow, since, until, tail, instance, revision, grep and
+// timestamps.
 func logQuery(r *http.Request, now time.Time) (logs.Query, error) {
 	v := r.URL.Query()
 	q := logs.Query{
@@ -75,14 +104,29 @@ func logQuery(r *http.Request, now time.Time) (logs.Query, error) {
 	// Lines are prefixed unless one instance is asked for, even when only
 	// one instance exists: the output's shape must not change with scale.
 	q.Prefix = q.Instance == ""
-	if since := v.Get("since"); since != "" {
-		if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
-			q.Since = t
-		} else if d, err := time.ParseDuration(since); err == nil && d >= 0 {
-			q.Since = now.Add(-d)
-		} else {
-			return q, v1.FieldError("since", "%q is neither an RFC 3339 time nor a duration like 5m", since)
+	var err error
+	if q.Since, err = logTime(v.Get("since"), "since", now); err != nil {
+		return q, err
+	}
+	if q.Until, err = logTime(v.Get("until"), "until", now); err != nil {
+		return q, err
+	}
+	if rev := v.Get("revision"); rev != "" {
+		n, err := strconv.ParseInt(rev, 10, 64)
+		if err != nil || n < 1 {
+			return q, v1.FieldError("revision", "%q is not a revision number", rev)
 		}
+		q.Revision = n
+	}
+	if g := v.Get("grep"); g != "" {
+		if len(g) > maxGrepLen {
+			return q, v1.FieldError("grep", "pattern longer than %d bytes", maxGrepLen)
+		}
+		re, err := regexp.Compile(g)
+		if err != nil {
+			return q, v1.FieldError("grep", "%q is not a regular expression: %v", g, err)
+		}
+		q.Grep = re
 	}
 	if tail := v.Get("tail"); tail != "" {
 		n, err := strconv.Atoi(tail)
@@ -95,6 +139,20 @@ func logQuery(r *http.Request, now time.Time) (logs.Query, error) {
 		}
 	}
 	return q, nil
+}
+
+// logTime reads an RFC 3339 time or a duration before now ("5m").
+func logTime(s, field string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, v1.FieldError(field, "%q is neither an RFC 3339 time nor a duration like 5m", s)
 }
 
 // lazyWriter sends the 200 and text/plain headers with the first line, so

@@ -217,7 +217,7 @@ func (s *Server) checkEnvironmentEmpty(ctx context.Context, name string) error {
 	// Topics count too: left behind, they would come back with their
 	// messages when an environment of the same name is made again.
 	var held []string
-	for _, kind := range []string{v1.KindService, v1.KindFunction, v1.KindTopic} {
+	for _, kind := range []string{v1.KindService, v1.KindFunction, v1.KindTopic, v1.KindWorkflow} {
 		recs, _, err := s.store.List(ctx, kind, name)
 		if err != nil {
 			return err

@@ -41,6 +41,12 @@ type Config struct {
 	// MaxPayloadBytes bounds invocation and publish bodies (default
 	// DefaultMaxPayloadBytes).
 	MaxPayloadBytes int64
+	// Traces is the built-in trace store; nil answers /api/v1/traces
+	// Unavailable.
+	Traces TraceSource
+	// Executions runs workflow executions; nil answers those endpoints
+	// Unavailable.
+	Executions Executions
 }
 
 // Server answers the HTTP API.
@@ -55,6 +61,8 @@ type Server struct {
 
 	invocations Invocations
 	maxPayload  int64
+	traces      TraceSource
+	executions  Executions
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -69,6 +77,8 @@ func New(cfg Config) *Server {
 
 		invocations: cfg.Invocations,
 		maxPayload:  cfg.MaxPayloadBytes,
+		traces:      cfg.Traces,
+		executions:  cfg.Executions,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)
@@ -126,9 +136,16 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/functions/{name}/invocations", methods{http.MethodPost: s.enqueue})
 	api("/api/v1/environments/{env}/invocations/{id}", methods{http.MethodGet: s.getInvocation})
 	api("/api/v1/environments/{env}/topics/{name}/messages", methods{http.MethodPost: s.publish})
+	api("/api/v1/environments/{env}/workflows/{name}/executions", methods{http.MethodPost: s.startExecution})
+	api("/api/v1/environments/{env}/executions", methods{http.MethodGet: s.listExecutions})
+	api("/api/v1/environments/{env}/executions/{id}", methods{http.MethodGet: s.getExecution})
+	api("/api/v1/environments/{env}/executions/{id}/history", methods{http.MethodGet: s.executionHistory})
+	api("/api/v1/environments/{env}/executions/{id}/stop", methods{http.MethodPost: s.stopExecution})
 	api("/api/v1/environments/{env}/services/{name}/logs", methods{http.MethodGet: s.logs})
 	// A function's logs live where a service's do (DATA/logs/ENV/NAME).
 	api("/api/v1/environments/{env}/functions/{name}/logs", methods{http.MethodGet: s.logs})
+	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
+	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})
 	api("/api/v1/images/pull", methods{http.MethodPost: s.pullImage})

@@ -502,7 +502,6 @@ func TestExitCodes(t *testing.T) {
 		{"frobnicate"},
 		{"get", "svc", "--no-such-flag"},
 		{"get", "svc", "-o", "xml"},
-		{"logs", "web", "--since", "yesterday"},
 		{"rollout", "status"},
 	} {
 		if r := run(t, f, args...); r.code != 2 {

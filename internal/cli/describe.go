@@ -16,20 +16,23 @@ import (
 
 func newDescribeCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "describe service|function NAME",
-		Short:   "Show a service or function in detail: spec, status, instances and events",
-		Example: "  berth describe service web\n  berth describe svc/web -e staging\n  berth describe fn/resize",
+		Use:     "describe service|function|workflow NAME",
+		Short:   "Show a service, function or workflow in detail",
+		Example: "  berth describe service web\n  berth describe svc/web -e staging\n  berth describe fn/resize\n  berth describe workflow checkout",
 		Args:    rangeArgs(1, 2, "the kind", "the name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, name, err := kindAndName(cmd, args)
 			if err != nil {
 				return err
 			}
-			if k.Kind != v1.KindService && k.Kind != v1.KindFunction {
-				return usageErrorf(cmd, "describe supports services and functions only; use `berth get %s NAME -o yaml`", k.Plural)
+			if k.Kind != v1.KindService && k.Kind != v1.KindFunction && k.Kind != v1.KindWorkflow {
+				return usageErrorf(cmd, "describe supports services, functions and workflows only; use `berth get %s NAME -o yaml`", k.Plural)
 			}
 			if name == "" {
 				return usageErrorf(cmd, "missing the name")
+			}
+			if k.Kind == v1.KindWorkflow {
+				return o.describeWorkflow(cmd, name)
 			}
 			if k.Kind == v1.KindFunction {
 				return o.describeFunction(cmd, name)

@@ -233,6 +233,22 @@ func (o *options) tableFor(k kindInfo, items []json.RawMessage) (table, error) {
 		}
 		return t, nil
 
+	case v1.KindWorkflow:
+		wfs, err := decodeAll[v1.Workflow](items)
+		if err != nil {
+			return table{}, err
+		}
+		t := table{header: []string{"NAME", "START-AT", "STATES", "GENERATION", "AGE"}}
+		for _, wf := range wfs {
+			sum := summarize(wf.Spec.Definition)
+			t.rows = append(t.rows, tableRow{
+				env: wf.Metadata.Environment,
+				cells: []string{wf.Metadata.Name, orNone(sum.StartAt), strconv.Itoa(len(sum.States)),
+					strconv.FormatInt(wf.Metadata.Generation, 10), age(now, wf.Metadata.CreationTimestamp)},
+			})
+		}
+		return t, nil
+
 	case v1.KindTopic:
 		tps, err := decodeAll[v1.Topic](items)
 		if err != nil {

@@ -22,6 +22,7 @@ var kinds = []kindInfo{
 	{v1.KindService, "services", "svc", true},
 	{v1.KindFunction, "functions", "fn", true},
 	{v1.KindTopic, "topics", "", true},
+	{v1.KindWorkflow, "workflows", "wf", true},
 	{v1.KindRevision, "revisions", "rev", true},
 	{v1.KindInstance, "instances", "inst", true},
 	{v1.KindEvent, "events", "ev", true},

@@ -69,12 +69,15 @@ func newRootCommand(o *options) *cobra.Command {
 		newDescribeCommand(o),
 		newDeleteCommand(o),
 		newLogsCommand(o),
+		newTopCommand(o),
 		newRolloutCommand(o),
 		newInvokeCommand(o),
 		newInvocationCommand(o),
 		newPublishCommand(o),
+		newWorkflowCommand(o),
 		newImageCommand(o),
 		newBuildCommand(o),
+		newTracesCommand(o), newTraceCommand(o),
 		newVersionCommand(o),
 	)
 	return root

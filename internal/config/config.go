@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 )
 
 // Config is everything `berth server` can be told.
@@ -35,6 +36,18 @@ type Config struct {
 	// LogShim is the argv prefix of the binary containerd's shim runs to
 	// write container logs; by default this binary's own `log-shim`.
 	LogShim []string
+	// MetricsPublic serves /metrics without the API token.
+	MetricsPublic bool
+	// LogMaxAge and LogMaxBytes bound the instance logs kept per workload
+	// after their instances are gone.
+	LogMaxAge   time.Duration
+	LogMaxBytes int64
+	// OTLPEndpoint receives traces over OTLP/HTTP when set; traces are also
+	// kept in a bounded store of TraceStoreSize traces, sampled at
+	// TraceSampleRatio.
+	OTLPEndpoint     string
+	TraceSampleRatio float64
+	TraceStoreSize   int
 	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
 	LogLevel  slog.Level
 	LogFormat string
@@ -51,6 +64,10 @@ func Default() Config {
 		SubnetPool:          "10.89.0.0/16",
 		BridgePrefix:        "berth",
 		Domain:              "berth.localhost",
+		LogMaxAge:           7 * 24 * time.Hour,
+		LogMaxBytes:         100 << 20,
+		TraceSampleRatio:    1,
+		TraceStoreSize:      1000,
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
 	}
@@ -71,6 +88,15 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.ParseCIDR(c.SubnetPool); err != nil {
 		return fmt.Errorf("--subnet-pool: %v", err)
+	}
+	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		return fmt.Errorf("--trace-sample-ratio: %v is not between 0 and 1", c.TraceSampleRatio)
+	}
+	if c.TraceStoreSize < 1 {
+		return fmt.Errorf("--trace-store-size: must be at least 1")
+	}
+	if c.LogMaxAge <= 0 || c.LogMaxBytes <= 0 {
+		return fmt.Errorf("--log-max-age and --log-max-bytes must be positive")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is neither text nor json", c.LogFormat)

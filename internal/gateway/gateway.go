@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	v1 "berth.dev/berth/api/v1"
 )
 
@@ -57,8 +59,24 @@ type Config struct {
 	MaxRetries int
 	// MaxIdleConnsPerHost is the keep-alive pool size per endpoint.
 	MaxIdleConnsPerHost int
+	// TracerProvider, when set, traces every request (a server span, a
+	// client span per upstream attempt) and passes traceparent on; nil
+	// traces nothing and costs nothing.
+	TracerProvider trace.TracerProvider
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
+	// Observer, when set, is told about every routed request once it
+	// has been answered (metrics).
+	Observer Observer
+}
+
+// Observer sees every request that was routed to a target, once, after it
+// was answered: the status sent (499 when the client went away) and the
+// time from routing to the end of the answer. revision is that of the
+// endpoint that answered, 0 when none did (a cold start that failed, 503).
+// It is called on the request path: it must be quick and must not block.
+type Observer interface {
+	Observe(env, name, kind string, revision int64, status int, d time.Duration)
 }
 
 // Gateway is an http.Handler proxying to the targets of its routing table.
@@ -73,6 +91,7 @@ type Gateway struct {
 	mu        sync.Mutex // serialises SetTargets and guards endpoints, stats
 	endpoints map[string]*endpoint
 	stats     map[string]*targetStats // by "env/name"
+	tracer    trace.Tracer            // nil: tracing off
 }
 
 // New returns a Gateway with an empty routing table.
@@ -130,6 +149,9 @@ func New(cfg Config) *Gateway {
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		BufferPool:     bufferPool{},
+	}
+	if cfg.TracerProvider != nil {
+		g.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	g.table.Store(&table{byHost: map[string]*route{}})
 	return g
@@ -283,12 +305,18 @@ type call struct {
 	body       []byte
 	replayable bool
 	status     int
+	revision   int64 // of the endpoint that answered, for the Observer
 }
 
 type callKey struct{}
 
 // ServeHTTP routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.tracer != nil {
+		var end func()
+		w, r, end = g.startServerSpan(w, r)
+		defer end()
+	}
 	rt, miss := g.route(g.table.Load(), r)
 	if rt == nil {
 		g.unrouted.record(http.StatusNotFound)
@@ -298,6 +326,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.stats.arrivals.Add(1)
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
+	var c *call
+	status := 0
+	record := func(code int) { status = code; rt.stats.record(code) }
+	if obs := g.cfg.Observer; obs != nil {
+		start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
+		defer func() {
+			var rev int64
+			if c != nil && c.status != 0 {
+				status, rev = c.status, c.revision
+			}
+			obs.Observe(env, name, kind, rev, status, time.Since(start))
+		}()
+	}
 	if !rt.ready() && g.cfg.Activator != nil {
 		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)
@@ -309,7 +350,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			} else {
 				w.Header().Set("Retry-After", "1")
 			}
-			rt.stats.record(status)
+			record(status)
 			writeError(w, status, kind, fmt.Sprintf("%s %s in environment %s could not be started: %v",
 				strings.ToLower(rt.kind), rt.name, rt.env, err))
 			return
@@ -322,14 +363,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !rt.ready() {
-		rt.stats.record(http.StatusServiceUnavailable)
+		record(http.StatusServiceUnavailable)
 		writeNoEndpoints(w, rt)
 		return
 	}
 
-	c := &call{route: rt}
+	c = &call{route: rt}
 	if r.ContentLength > g.cfg.MaxBodyBytes {
-		rt.stats.record(http.StatusRequestEntityTooLarge)
+		record(http.StatusRequestEntityTooLarge)
 		writeTooLarge(w, g.cfg.MaxBodyBytes)
 		return
 	}
@@ -341,7 +382,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			writeError(w, status, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err))
 		}
-		rt.stats.record(status)
+		record(status)
 		return
 	}
 	// Deferred: ReverseProxy aborts a response that breaks mid-body by
@@ -443,6 +484,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 func (g *Gateway) modifyResponse(res *http.Response) error {
 	if c, ok := res.Request.Context().Value(callKey{}).(*call); ok {
 		c.status = res.StatusCode
+		// The transport points the outgoing URL at the endpoint it chose.
+		for _, e := range c.route.endpoints {
+			if e.address == res.Request.URL.Host {
+				c.revision = e.revision
+				break
+			}
+		}
 	}
 	res.Header.Add("Via", via(res.ProtoMajor, res.ProtoMinor))
 	return nil

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -77,7 +79,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &upstreamError{attempts: failed, last: lastErr}
 		}
 		tried = append(tried, e)
-		res, retryable, err := t.try(req, c, e, deadline)
+		res, retryable, err := t.try(req, c, e, deadline, len(tried))
 		if err == nil {
 			return res, nil
 		}
@@ -99,7 +101,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // try sends req to e, which the caller has acquired; e is released when the
 // response body is closed, or at once on error. retryable reports that the
 // request certainly never reached the endpoint.
-func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.Time) (res *http.Response, retryable bool, err error) {
+func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.Time, attempt int) (res *http.Response, retryable bool, err error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -125,6 +127,11 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		}
 	}
 
+	var span trace.Span
+	if t.g.tracer != nil {
+		span = t.g.startUpstreamSpan(req.Context(), out, c, e, attempt)
+	}
+
 	res, err = t.g.upstream.RoundTrip(out)
 	fired := !timer.Stop()
 	if err == nil && fired {
@@ -137,11 +144,18 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		}
 		cancel(nil)
 		e.release(t.g)
+		if span != nil {
+			endUpstreamSpan(span, 0, err)
+		}
 		return nil, isDialError(err) || (!wrote.Load() && req.Context().Err() == nil && err != errUpstreamTimeout), err
 	}
+	status := res.StatusCode
 	res.Body = wrapBody(res.Body, func() {
 		cancel(nil)
 		e.release(t.g)
+		if span != nil {
+			endUpstreamSpan(span, status, nil)
+		}
 	})
 	return res, false, nil
 }

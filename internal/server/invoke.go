@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 )
 
 // gatewayInvoker calls a function through the gateway in-process, so an
@@ -15,8 +16,26 @@ type gatewayInvoker struct {
 }
 
 func (g *gatewayInvoker) Invoke(ctx context.Context, env, fn string, body []byte, header http.Header) (int, http.Header, []byte, error) {
-	host := fn + "." + env + "." + g.domain
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+"/", bytes.NewReader(body))
+	return post(ctx, g.gateway, fn+"."+env+"."+g.domain, "/", body, header)
+}
+
+// serviceCaller POSTs to a service's path through the gateway (workflow
+// tasks "service:NAME/PATH").
+type serviceCaller struct {
+	gateway http.Handler
+	domain  string
+}
+
+func (s *serviceCaller) CallService(ctx context.Context, env, name, path string, body []byte, header http.Header) (int, http.Header, []byte, error) {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return post(ctx, s.gateway, name+"."+env+"."+s.domain, path, body, header)
+}
+
+// post sends one request through the gateway in-process.
+func post(ctx context.Context, gateway http.Handler, host, path string, body []byte, header http.Header) (int, http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -31,7 +50,7 @@ func (g *gatewayInvoker) Invoke(ctx context.Context, env, fn string, body []byte
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
 	rec := &recorder{header: http.Header{}}
-	g.gateway.ServeHTTP(rec, req)
+	gateway.ServeHTTP(rec, req)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

@@ -25,9 +25,15 @@ import (
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/queue"
+	"berth.dev/berth/internal/registry"
+	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/runtime/containerd"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
+	"berth.dev/berth/internal/telemetry/logs"
+	"berth.dev/berth/internal/telemetry/metrics"
+	"berth.dev/berth/internal/telemetry/tracing"
+	"berth.dev/berth/internal/workflow/engine"
 )
 
 // Server is every part of Berth in one process.
@@ -42,6 +48,8 @@ type Server struct {
 	network    *cni.Manager
 	gateway    *gateway.Gateway
 	queue      *queue.Queue
+	tracing    *tracing.Tracing
+	metrics    *metrics.Metrics
 
 	apiLn, gwLn net.Listener
 	apiSrv      *http.Server
@@ -153,7 +161,23 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("network: %w", err)
 	}
 
-	s.gateway = gateway.New(gateway.Config{Logger: s.log.With("part", "gateway"), Domain: cfg.Domain})
+	s.tracing, err = tracing.New(tracing.Config{
+		OTLPEndpoint: cfg.OTLPEndpoint, SampleRatio: cfg.TraceSampleRatio, StoreSize: cfg.TraceStoreSize,
+		Logger: s.log.With("part", "tracing"),
+	})
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	var stats runtime.StatsReader
+	if sr, ok := runtime.Driver(s.driver).(runtime.StatsReader); ok {
+		stats = sr
+	}
+	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: stats, Logger: s.log.With("part", "metrics")})
+	s.gateway = gateway.New(gateway.Config{
+		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
+		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
+	})
+	s.metrics.SetGateway(s.gateway)
 	images := &imageService{driver: s.driver}
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
@@ -163,6 +187,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
+	s.metrics.SetQueue(s.queue)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -192,8 +217,10 @@ func (s *Server) start(ctx context.Context) error {
 	})
 	act := activator.New(activator.Config{
 		Table: s.gateway, Store: s.store, Demand: scaler.Demand,
-		Logger: s.log.With("part", "activator"),
+		TracerProvider: s.tracing.TracerProvider(),
+		Logger:         s.log.With("part", "activator"),
 	})
+	s.metrics.SetColdStarts(act)
 	s.gateway.SetActivator(act)
 	functions = controller.NewFunctions(controller.FunctionConfig{
 		Store: s.store, Images: images, Events: local.RecordEvent,
@@ -211,12 +238,58 @@ func (s *Server) start(ctx context.Context) error {
 	s.goRun(runCtx, "autoscaler", scaler.Run)
 	s.goRun(runCtx, "routes", routes.Run)
 
+	// Workflows call functions and services through the gateway, like any
+	// other caller, so they wake functions and are traced and counted.
+	workflows := engine.New(engine.Config{
+		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
+		HTTPClient: &http.Client{}, Logger: s.log.With("part", "workflow"),
+	})
+	s.goRun(runCtx, "workflow", workflows.Run)
+	janitor := logs.NewJanitor(logs.JanitorConfig{
+		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
+		Logger: s.log.With("part", "logs"),
+	})
+	s.goRun(runCtx, "logs-janitor", janitor.Run)
+
 	api := apiserver.New(apiserver.Config{
 		Store: s.store, Token: s.token, Images: images, LogDir: cfg.LogDir(),
 		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
+		Executions:  workflows,
+		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 	})
-	s.apiSrv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The OCI registry shares the API address at /v2/, with its own auth
+	// challenge and error bodies; pulls from loopback (the platform's own
+	// containerd) need no token.
+	reg, err := registry.New(registry.Config{
+		Dir:           filepath.Join(cfg.DataDir, "registry"),
+		Authorizer:    registry.TokenAuthorizer(s.token),
+		AnonymousPull: true,
+		Logger:        s.log.With("part", "registry"),
+	})
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	s.goRun(runCtx, "registry-gc", func(ctx context.Context) error {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if n, freed, err := reg.GC(ctx); err != nil {
+					s.log.Warn("registry garbage collection", "err", err)
+				} else if n > 0 {
+					s.log.Info("registry garbage collected", "blobs", n, "bytes", freed)
+				}
+			}
+		}
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", reg.Handler())
+	mux.Handle("/", api.WithMetrics(s.metrics.Handler(), cfg.MetricsPublic))
+	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
 	s.serve("api", s.apiSrv, s.apiLn)
 	s.serve("gateway", s.gwSrv, s.gwLn)
@@ -270,6 +343,10 @@ func (s *Server) stop() {
 	}
 	if s.queue != nil {
 		s.queue.Close()
+	}
+	if s.tracing != nil {
+		// Flushes what is queued for the OTLP collector.
+		_ = s.tracing.Shutdown(ctx)
 	}
 	if s.driver != nil {
 		s.driver.Close()

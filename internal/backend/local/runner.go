@@ -16,6 +16,7 @@ import (
 	"berth.dev/berth/internal/network"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/store"
+	"berth.dev/berth/internal/telemetry/logs"
 )
 
 // Labels the agent puts on containers, so a restarted agent knows what is
@@ -239,6 +240,12 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		spec, err := r.containerSpec(inst, rev, t, att)
 		if err != nil {
 			return time.Time{}, err
+		}
+		// The revision beside the log, so `logs --revision` finds the
+		// lines of instances long gone.
+		if err := logs.WriteMeta(r.a.cfg.LogDir, inst.Metadata.Environment, inst.Spec.Owner, inst.Metadata.Name,
+			logs.Meta{Revision: inst.Spec.Revision, OwnerKind: inst.Spec.OwnerKind}); err != nil {
+			r.log.Warn("write log metadata", "err", err)
 		}
 		_ = r.a.cfg.Driver.Delete(ctx, r.id)
 		if err := r.a.cfg.Driver.Create(ctx, spec); err != nil {

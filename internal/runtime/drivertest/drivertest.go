@@ -330,10 +330,7 @@ func (s *suite) stopKills(t *testing.T) {
 		// On SIGTERM the echo server waits for in-flight requests; one
 		// that lasts a minute outlives the grace period.
 		go get(c, "http://127.0.0.1:"+echoPort+"/sleep?ms=60000")
-		waitFor(t, "the server to answer", func() bool {
-			_, _, err := get(c, "http://127.0.0.1:"+echoPort+"/ready")
-			return err == nil
-		})
+		waitLog(t, spec.LogPath, "sleeping 60000 ms")
 		grace = time.Second
 	}
 	t0 := time.Now()

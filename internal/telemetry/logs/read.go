@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -31,6 +32,18 @@ type Query struct {
 	Instance string
 	// Since drops lines older than it.
 	Since time.Time
+	// Until drops lines newer than it; it cannot be combined with Follow.
+	Until time.Time
+	// Grep keeps only the lines it matches (after joining partial
+	// records, before Tail).
+	Grep *regexp.Regexp
+	// Revision > 0 keeps only the instances of that revision of the
+	// owner: those Revisions names, or else those whose sidecar
+	// (INSTANCE.meta) says so. An instance known by neither is left out.
+	Revision int64
+	// Revisions maps instance names to their revision, for instances
+	// the caller knows (the store's live instances).
+	Revisions map[string]int64
 	// Tail > 0 keeps only the last Tail lines (after Since) of what is
 	// there now; 0 keeps all; < 0 keeps none, so Follow shows only new
 	// lines (kubectl's --tail=0).
@@ -61,6 +74,7 @@ func Read(ctx context.Context, dir string, q Query, w io.Writer) error {
 		dir:     Dir(dir, q.Environment, q.Owner),
 		q:       q,
 		sources: map[string]*source{},
+		other:   map[string]bool{},
 		out:     bufio.NewWriterSize(w, 32<<10),
 		w:       w,
 	}
@@ -71,6 +85,9 @@ func Read(ctx context.Context, dir string, q Query, w io.Writer) error {
 	if len(r.sources) == 0 && !q.Follow {
 		if q.Instance != "" {
 			return v1.NotFound("no logs for instance %q of %q in environment %q", q.Instance, q.Owner, q.Environment)
+		}
+		if q.Revision > 0 {
+			return v1.NotFound("no logs for revision %d of %q in environment %q", q.Revision, q.Owner, q.Environment)
 		}
 		return v1.NotFound("no logs for %q in environment %q", q.Owner, q.Environment)
 	}
@@ -95,6 +112,15 @@ func (q Query) Validate() error {
 	if q.Instance != "" && !safeName(q.Instance) {
 		return v1.FieldError("instance", "%q is not a valid name", q.Instance)
 	}
+	if !q.Until.IsZero() && q.Follow {
+		return v1.FieldError("until", "cannot be combined with follow: a followed log has no end")
+	}
+	if !q.Until.IsZero() && !q.Since.IsZero() && q.Until.Before(q.Since) {
+		return v1.FieldError("until", "%s is before since (%s)", q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+	}
+	if q.Revision < 0 {
+		return v1.FieldError("revision", "%d is not a revision number", q.Revision)
+	}
 	return nil
 }
 
@@ -102,9 +128,11 @@ type reader struct {
 	dir     string
 	q       Query
 	sources map[string]*source
-	prefix  bool
-	out     *bufio.Writer
-	w       io.Writer
+	// other holds instances seen and known to be of another revision.
+	other  map[string]bool
+	prefix bool
+	out    *bufio.Writer
+	w      io.Writer
 }
 
 func (r *reader) close() {
@@ -142,7 +170,7 @@ func (r *reader) discover() error {
 			continue
 		}
 		inst, n, ok := parseFileName(e.Name())
-		if !ok || (r.q.Instance != "" && inst != r.q.Instance) {
+		if !ok || (r.q.Instance != "" && inst != r.q.Instance) || !r.ofRevision(inst) {
 			continue
 		}
 		found[inst] = true
@@ -164,6 +192,31 @@ func (r *reader) discover() error {
 		r.sources[inst] = s
 	}
 	return nil
+}
+
+// ofRevision reports whether inst is of the revision asked for. An
+// instance whose revision is not known yet is asked again at the next
+// discovery: its sidecar may be written after its first line.
+func (r *reader) ofRevision(inst string) bool {
+	if r.q.Revision <= 0 {
+		return true
+	}
+	if r.other[inst] {
+		return false
+	}
+	rev, ok := r.q.Revisions[inst]
+	if !ok {
+		m, err := ReadMeta(r.dir, inst)
+		if err != nil {
+			return false
+		}
+		rev = m.Revision
+	}
+	if rev != r.q.Revision {
+		r.other[inst] = true
+		return false
+	}
+	return true
 }
 
 // parseFileName splits "INSTANCE.log" and "INSTANCE.log.N".
@@ -202,6 +255,10 @@ func (r *reader) initial(ctx context.Context) error {
 			}
 		}
 		if best == nil {
+			break
+		}
+		if !r.q.Until.IsZero() && bestLine.time.After(r.q.Until) {
+			// Lines come out in time order: the rest are later still.
 			break
 		}
 		best.ready = best.ready[1:]
@@ -276,7 +333,13 @@ func (r *reader) follow(ctx context.Context) error {
 }
 
 func (r *reader) wanted(l line) bool {
-	return r.q.Since.IsZero() || !l.time.Before(r.q.Since)
+	if !r.q.Since.IsZero() && l.time.Before(r.q.Since) {
+		return false
+	}
+	if !r.q.Until.IsZero() && l.time.After(r.q.Until) {
+		return false
+	}
+	return r.q.Grep == nil || r.q.Grep.MatchString(l.text)
 }
 
 func (r *reader) write(l line) error {

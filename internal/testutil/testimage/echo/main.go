@@ -152,6 +152,10 @@ func main() {
 	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		// Long sleeps say so, so a test can tell the request is in flight.
+		if ms >= 1000 {
+			fmt.Printf("sleeping %d ms\n", ms)
+		}
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
 		case <-r.Context().Done():
@@ -190,6 +194,29 @@ func main() {
 		default:
 			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
 		}
+	})
+	// /call?url=U GETs U and answers its status and body, with the incoming
+	// traceparent copied onto the outgoing call the way an instrumented
+	// workload would: a call through the gateway then joins the trace.
+	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, r.URL.Query().Get("url"), nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, h := range []string{"Traceparent", "Tracestate"} {
+			if v := r.Header.Get(h); v != "" {
+				req.Header.Set(h, v)
+			}
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		w.WriteHeader(res.StatusCode)
+		io.Copy(w, res.Body)
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		for _, kv := range os.Environ() {

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/client"
+)
+
+const cannedTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+// cannedTrace is a call to orders that calls a function at zero, whose
+// upstream call fails: two hops, a cold start, an error.
+func cannedTrace() client.Trace {
+	t0 := testNow.Add(-2 * time.Minute)
+	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+	span := func(id, parent, name, kind string, from, to float64, attrs map[string]string) client.Span {
+		return client.Span{SpanID: id, ParentID: parent, Name: name, Kind: kind, Start: at(from), End: at(to), Attributes: attrs, Status: "unset"}
+	}
+	failed := span("e5", "e4", "upstream resize.shop", "client", 220, 239.5, map[string]string{"berth.endpoint.id": "resize-1-x7k2p"})
+	failed.Status, failed.Error = "error", "upstream answered 502"
+	return client.Trace{TraceID: cannedTraceID, Spans: []client.Span{
+		span("e1", "", "gateway orders.shop", "server", 0, 250, nil),
+		span("e2", "e1", "upstream orders.shop", "client", 0.4, 249.2, map[string]string{"berth.endpoint.id": "orders-3-abcde"}),
+		span("e3", "e2", "gateway resize.shop", "server", 10, 240, nil),
+		span("e4", "e3", "cold start", "internal", 10.2, 219.8, map[string]string{"berth.cold_start.outcome": "ready"}),
+		failed,
+	}}
+}
+
+// tracesAPI serves the trace endpoints from canned data and records the
+// queries it was asked.
+func tracesAPI(t *testing.T) (string, *[]string) {
+	var mu sync.Mutex
+	var queries []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		sums := []client.TraceSummary{
+			{TraceID: cannedTraceID, Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
+				Start: testNow.Add(-2 * time.Minute), Duration: 250 * time.Millisecond, Spans: 5, Error: true},
+			{TraceID: "0af7651916cd43dd8448eb211c80319c", Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
+				Start: testNow.Add(-3 * time.Minute), Duration: 1234567 * time.Nanosecond, Spans: 2},
+			{TraceID: "b7ad6b7169203331b7ad6b7169203331", Root: "gateway", Start: testNow.Add(-90 * time.Minute),
+				Duration: 850 * time.Microsecond, Spans: 1},
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"apiVersion": v1.APIVersion, "kind": "TraceList", "items": sums})
+	})
+	mux.HandleFunc("GET /api/v1/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") != cannedTraceID {
+			writeError(w, v1.NotFound("trace %s not found", r.PathValue("id")))
+			return
+		}
+		json.NewEncoder(w).Encode(cannedTrace())
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, &queries
+}
+
+func runTraces(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	return runCtx(context.Background(), t, addr, "", newSyncBuffer(), args...)
+}
+
+func TestTracesGolden(t *testing.T) {
+	isolateConfig(t)
+	addr, queries := tracesAPI(t)
+	r := runTraces(t, addr, "traces", "orders", "-e", "shop", "--min-duration", "1ms", "--errors", "--limit", "5")
+	mustSucceed(t, r)
+	checkGolden(t, "traces", r.stdout)
+	if got := (*queries)[0]; got != "environment=shop&errors=1&limit=5&minDuration=1ms&workload=orders" {
+		t.Errorf("query %q", got)
+	}
+	r = runTraces(t, addr, "traces", "-A")
+	mustSucceed(t, r)
+	if got := (*queries)[1]; got != "" {
+		t.Errorf("-A sent query %q, want none", got)
+	}
+
+	r = runTraces(t, addr, "trace", strings.ToUpper(cannedTraceID))
+	mustSucceed(t, r)
+	checkGolden(t, "trace_waterfall", r.stdout)
+
+	r = runTraces(t, addr, "trace", cannedTraceID, "-o", "json")
+	mustSucceed(t, r)
+	var back client.Trace
+	if err := json.Unmarshal([]byte(r.stdout), &back); err != nil || len(back.Spans) != 5 {
+		t.Errorf("-o json: %v\n%s", err, r.stdout)
+	}
+}
+
+func TestTracesBadInput(t *testing.T) {
+	isolateConfig(t)
+	addr, _ := tracesAPI(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"trace", "not-a-trace"}, 3, `"not-a-trace" is not a trace id`},
+		{[]string{"trace", "00000000000000000000000000000000"}, 3, "is not a trace id"},
+		{[]string{"trace", "0af7651916cd43dd8448eb211c80319d"}, 5, "not found"},
+		{[]string{"traces", "--min-duration", "fast"}, 3, "--min-duration"},
+		{[]string{"traces", "--limit", "-2"}, 3, "--limit"},
+		{[]string{"trace"}, 2, "missing the trace id"},
+	} {
+		r := runTraces(t, addr, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.says) {
+			t.Errorf("berth %s: exit %d, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.code, tc.says)
+		}
+	}
+}
+
+func TestSpanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		500:                        "500ns",
+		850 * time.Microsecond:     "850µs",
+		1234567:                    "1.23ms",
+		12345678:                   "12.3ms",
+		250 * time.Millisecond:     "250ms",
+		1250 * time.Millisecond:    "1.25s",
+		90*time.Second + 400000000: "1m30s",
+		999999 * time.Nanosecond:   "1.00ms",
+	} {
+		if got := spanDuration(d); got != want {
+			t.Errorf("spanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/internal/telemetry/tracing"
+)
+
+func newTracing(t testing.TB) *tracing.Tracing {
+	t.Helper()
+	tr, err := tracing.New(tracing.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Shutdown(context.Background()) })
+	return tr
+}
+
+// waitTrace polls the store until the trace has n spans.
+func waitTrace(t *testing.T, tr *tracing.Tracing, id string, n int) tracing.Trace {
+	t.Helper()
+	var got tracing.Trace
+	waitFor(t, fmt.Sprintf("trace %s with %d spans", id, n), func() bool {
+		var err error
+		got, err = tr.Trace(id)
+		return err == nil && len(got.Spans) >= n
+	})
+	if len(got.Spans) != n {
+		t.Fatalf("trace has %d spans, want %d: %+v", len(got.Spans), n, got.Spans)
+	}
+	return got
+}
+
+func spanNamed(t *testing.T, tc tracing.Trace, name string) tracing.Span {
+	t.Helper()
+	var found []tracing.Span
+	for _, sp := range tc.Spans {
+		if sp.Name == name {
+			found = append(found, sp)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d spans named %q in %+v", len(found), name, tc.Spans)
+	}
+	return found[0]
+}
+
+// traceparent splits a W3C traceparent into trace id and parent span id.
+func traceparent(t *testing.T, h string) (traceID, spanID string) {
+	t.Helper()
+	parts := strings.Split(h, "-")
+	if len(parts) != 4 || parts[0] != "00" || len(parts[1]) != 32 || len(parts[2]) != 16 {
+		t.Fatalf("traceparent %q is not W3C version 00", h)
+	}
+	return parts[1], parts[2]
+}
+
+// A calls B through the gateway, copying traceparent as an instrumented
+// workload does: one trace holds both hops, linked parent to child.
+func TestTraceAcrossTwoHops(t *testing.T) {
+	tr := newTracing(t)
+	var gwURL string
+	bSaw := make(chan string, 1)
+	b := startUpstream(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		bSaw <- r.Header.Get("Traceparent")
+		io.WriteString(w, "b here")
+	})
+	a := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, gwURL+"/", nil)
+		req.Host = "b.shop.berth.localhost"
+		req.Header.Set("Traceparent", r.Header.Get("Traceparent"))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		fmt.Fprintf(w, "a got %q", body)
+	})
+	tgA := target("shop", "a", a)
+	tgA.RoutePath = "/a"
+	_, url, c := startGateway(t, Config{TracerProvider: tr.TracerProvider()}, tgA, target("shop", "b", b))
+	gwURL = url
+
+	// The caller is itself traced: the gateway continues its trace.
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req := mustRequest(t, http.MethodGet, url+"/a/x", nil)
+	req.Header.Set("Traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	res, body := do(t, c, req)
+	if res.StatusCode != 200 || string(body) != `a got "b here"` {
+		t.Fatalf("status %d body %q", res.StatusCode, body)
+	}
+	bTrace, bParent := traceparent(t, <-bSaw)
+	if bTrace != callerTrace {
+		t.Fatalf("B saw trace %s, want the caller's %s", bTrace, callerTrace)
+	}
+
+	tc := waitTrace(t, tr, callerTrace, 4)
+	srvA := spanNamed(t, tc, "gateway a.shop")
+	cliA := spanNamed(t, tc, "upstream a.shop")
+	srvB := spanNamed(t, tc, "gateway b.shop")
+	cliB := spanNamed(t, tc, "upstream b.shop")
+	for _, link := range []struct {
+		child  tracing.Span
+		parent string
+	}{{srvA, callerSpan}, {cliA, srvA.SpanID}, {srvB, cliA.SpanID}, {cliB, srvB.SpanID}} {
+		if link.child.ParentID != link.parent {
+			t.Errorf("span %q has parent %s, want %s", link.child.Name, link.child.ParentID, link.parent)
+		}
+	}
+	if bParent != cliB.SpanID {
+		t.Errorf("B's traceparent names parent %s, want the upstream span %s", bParent, cliB.SpanID)
+	}
+	if srvA.Kind != "server" || cliA.Kind != "client" {
+		t.Errorf("kinds %s, %s; want server, client", srvA.Kind, cliA.Kind)
+	}
+	for k, want := range map[string]string{
+		"http.request.method": "GET", "http.route": "/a", "http.response.status_code": "200",
+		tracing.AttrWorkload: "a", tracing.AttrEnvironment: "shop", tracing.AttrKind: "Service",
+	} {
+		if got := srvA.Attributes[k]; got != want {
+			t.Errorf("server span %s = %q, want %q", k, got, want)
+		}
+	}
+	for k, want := range map[string]string{
+		tracing.AttrEndpoint: "a", "network.peer.address": a.srv.Listener.Addr().String(),
+		tracing.AttrRevision: "1", "http.response.status_code": "200",
+	} {
+		if got := cliA.Attributes[k]; got != want {
+			t.Errorf("upstream span %s = %q, want %q", k, got, want)
+		}
+	}
+	if !(srvA.Start.Compare(cliA.Start) <= 0 && cliA.End.Compare(srvA.End) <= 0) {
+		t.Errorf("upstream span [%v, %v] not within server span [%v, %v]", cliA.Start, cliA.End, srvA.Start, srvA.End)
+	}
+
+	sums := tr.Traces(tracing.Filter{Name: "b"})
+	if len(sums) != 1 || sums[0].TraceID != callerTrace || sums[0].Workload != "a" || sums[0].Spans != 4 || sums[0].Error {
+		t.Errorf("traces of b = %+v; want the one trace, rooted at a, 4 spans, no error", sums)
+	}
+}
+
+// Without an incoming traceparent the gateway starts a trace, and a failed
+// upstream marks it as an error.
+func TestTraceStartsAndMarksErrors(t *testing.T) {
+	tr := newTracing(t)
+	saw := make(chan string, 1)
+	up := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
+		saw <- r.Header.Get("Traceparent")
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	_, url, c := startGateway(t, Config{TracerProvider: tr.TracerProvider()}, target("dev", "web", up))
+	res, _ := get(t, c, url+"/", "web.dev.berth.localhost")
+	if res.StatusCode != 500 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	id, _ := traceparent(t, <-saw)
+	tc := waitTrace(t, tr, id, 2)
+	srv := spanNamed(t, tc, "gateway web.dev")
+	if srv.ParentID != "" || srv.Status != "error" || srv.Attributes["http.response.status_code"] != "500" {
+		t.Errorf("server span %+v: want a root span with status error and code 500", srv)
+	}
+	if got := tr.Traces(tracing.Filter{ErrorsOnly: true}); len(got) != 1 || got[0].TraceID != id {
+		t.Errorf("errors-only traces = %+v, want %s", got, id)
+	}
+
+	// A request that matched no target is traced too, as plain "gateway".
+	res, _ = get(t, c, url+"/", "nothing.dev.berth.localhost")
+	if res.StatusCode != 404 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	waitFor(t, "the 404's trace", func() bool {
+		for _, s := range tr.Traces(tracing.Filter{}) {
+			if s.Root == "gateway" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// Tracing off: the gateway passes the caller's traceparent through as it
+// is, and adds none.
+func TestNoTracingPassesTraceparentThrough(t *testing.T) {
+	up := startUpstream(t, "u", nil)
+	_, url, c := startGateway(t, Config{}, target("dev", "web", up))
+	res, body := get(t, c, url+"/", "web.dev.berth.localhost")
+	if e := decodeEcho(t, res, body); e.Header.Get("Traceparent") != "" {
+		t.Errorf("traceparent %q added with tracing off", e.Header.Get("Traceparent"))
+	}
+	req := mustRequest(t, http.MethodGet, url+"/", nil)
+	req.Host = "web.dev.berth.localhost"
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req.Header.Set("Traceparent", tp)
+	res, body = do(t, c, req)
+	if e := decodeEcho(t, res, body); e.Header.Get("Traceparent") != tp {
+		t.Errorf("traceparent %q, want the caller's %q", e.Header.Get("Traceparent"), tp)
+	}
+}
+
+// BenchmarkTracing is the gateway's throughput with tracing off and on
+// (every request sampled into the store), side by side:
+//
+//	go test ./internal/gateway -run '^$' -bench Tracing -benchtime 20000x -count 3
+func BenchmarkTracing(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+			defer up.Close()
+			cfg := Config{}
+			if mode == "on" {
+				cfg.TracerProvider = newTracing(b).TracerProvider()
+			}
+			g := New(cfg)
+			defer g.CloseIdleConnections()
+			g.SetTargets([]Target{{Environment: "bench", Name: "echo", Endpoints: []Endpoint{{ID: "e", Address: up.Listener.Addr().String()}}}})
+			srv := httptest.NewServer(g)
+			defer srv.Close()
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			defer tr.CloseIdleConnections()
+			c := hostClient(&http.Client{Transport: tr}, "echo.bench.berth.localhost")
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					res, err := c.Get(srv.URL + "/")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+		})
+	}
+}
