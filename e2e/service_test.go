@@ -177,14 +177,19 @@ func TestServiceLifecycle(t *testing.T) {
 			t.Fatalf("%d of %d requests failed during the rollout: %v", res.Failures, res.Requests, res.Errors)
 		}
 		svc := s.service("default", "echo")
-		if svc.Status.Revision != 2 || svc.Status.UpdatedReplicas != 3 || len(svc.Status.Instances) != 3 {
+		if svc.Status.Revision != 2 || svc.Status.UpdatedReplicas != 3 || svc.Status.ReadyReplicas != 3 {
 			t.Fatalf("after rollout: %s", instancesOf(svc))
 		}
+		// Old instances may still be draining; none may serve.
 		for _, i := range svc.Status.Instances {
-			if i.Revision != 2 {
-				t.Fatalf("instance of an old revision left: %s", instancesOf(svc))
+			if i.Revision != 2 && i.Phase != v1.PhaseTerminating {
+				t.Fatalf("instance of an old revision left serving: %s", instancesOf(svc))
 			}
 		}
+		waitFor(t, 30*time.Second, "the old instances to be gone", func() (bool, string) {
+			svc := s.service("default", "echo")
+			return len(svc.Status.Instances) == 3, instancesOf(svc)
+		})
 		_, body, _ := s.gatewayGet("echo.default.berth.localhost", "/")
 		if !strings.Contains(body, `"version":"v2"`) {
 			t.Fatalf("after rollout the gateway serves %s", body)

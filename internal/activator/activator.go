@@ -37,8 +37,10 @@ type Config struct {
 	// MaxHeld bounds the requests held per function (default 1000); past
 	// it requests are refused with Retry-After.
 	MaxHeld int
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// OnColdStart, if set, is told each cold start's wait (metrics).
+	OnColdStart func(env, name string, wait time.Duration)
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// TracerProvider, when set, records each held request's wait as a
 	// "cold start" span under the request's own span.
 	TracerProvider trace.TracerProvider
@@ -182,6 +184,9 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: float64(d.Microseconds()) / 1000}
 			a.mu.Unlock()
 			a.log.Debug("cold start", "environment", env, "function", name, "wait", d)
+			if a.cfg.OnColdStart != nil {
+				a.cfg.OnColdStart(env, name, d)
+			}
 			return nil
 		case <-ctx.Done():
 			return v1.Unavailable("no instance became ready within the function's timeout of %v", timeout)

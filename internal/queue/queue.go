@@ -33,6 +33,8 @@ type Config struct {
 	MaxPayload int
 	// HTTPClient posts callbacks (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
+	// OnFinish, if set, is told each invocation's final status (metrics).
+	OnFinish func(env, fn, status string)
 }
 
 const (

@@ -182,7 +182,8 @@ func (s *Server) start(ctx context.Context) error {
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
-		Logger: s.log.With("part", "queue"),
+		OnFinish: func(env, fn, status string) { s.metrics.AsyncOutcome(env, fn, strings.ToLower(status)) },
+		Logger:   s.log.With("part", "queue"),
 	})
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
@@ -218,6 +219,7 @@ func (s *Server) start(ctx context.Context) error {
 	act := activator.New(activator.Config{
 		Table: s.gateway, Store: s.store, Demand: scaler.Demand,
 		TracerProvider: s.tracing.TracerProvider(),
+		OnColdStart:    s.metrics.ObserveColdStart,
 		Logger:         s.log.With("part", "activator"),
 	})
 	s.metrics.SetColdStarts(act)
@@ -242,8 +244,10 @@ func (s *Server) start(ctx context.Context) error {
 	// other caller, so they wake functions and are traced and counted.
 	workflows := engine.New(engine.Config{
 		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, Logger: s.log.With("part", "workflow"),
+		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(),
+		Logger: s.log.With("part", "workflow"),
 	})
+	s.metrics.SetWorkflows(workflows)
 	s.goRun(runCtx, "workflow", workflows.Run)
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,

@@ -205,6 +205,9 @@ func (m *Metrics) SetGateway(g Gateway) { m.cfg.Gateway = g }
 // Call it before serving.
 func (m *Metrics) SetColdStarts(c ColdStarts) { m.cfg.ColdStarts = c }
 
+// SetWorkflows plugs in the workflow engine; call it before serving.
+func (m *Metrics) SetWorkflows(w Workflows) { m.cfg.Workflows = w }
+
 // SetQueue plugs in the queue (built after the gateway it delivers
 // through); call it before serving.
 func (m *Metrics) SetQueue(q Queue) { m.cfg.Queue = q }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/workflow/asl"
@@ -60,7 +62,10 @@ type Config struct {
 	// RetryBackoff is the first wait before re-running an execution whose
 	// journal could not be written (default 1s, doubled up to 30s).
 	RetryBackoff time.Duration
-	Logger       *slog.Logger
+	// TracerProvider, when set, traces each execution and its tasks and
+	// passes traceparent to the functions and services tasks call.
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
 }
 
 // Engine starts, resumes, stops and answers about executions.
@@ -73,6 +78,8 @@ type Engine struct {
 	after    func(time.Duration) <-chan time.Time
 	backoff  time.Duration
 	log      *slog.Logger
+	tp       trace.TracerProvider
+	counts   counts
 
 	mu   sync.Mutex
 	base context.Context // Run's; nil until Run
@@ -91,6 +98,7 @@ func New(cfg Config) *Engine {
 		after:    cfg.After,
 		backoff:  cfg.RetryBackoff,
 		log:      cfg.Logger,
+		tp:       cfg.TracerProvider,
 		runs:     map[string]*execution{},
 	}
 	if e.http == nil {

@@ -39,6 +39,10 @@ type execution struct {
 	stopReq *stopRequest
 	cancel  context.CancelCauseFunc // the current attempt's; nil between attempts
 	done    bool
+	// workflow is known once the record is loaded; counted says the
+	// execution is among the engine's running counts.
+	workflow string
+	counted  bool
 }
 
 // stop asks the running attempt to abort; false when the loop has ended.
@@ -59,6 +63,11 @@ func (x *execution) loop(base context.Context) {
 	defer func() {
 		x.mu.Lock()
 		x.done = true
+		if x.counted {
+			// Left RUNNING (shutting down): no longer running here.
+			x.e.counts.finished(x.env, x.workflow, "")
+			x.counted = false
+		}
 		x.mu.Unlock()
 	}()
 	log := x.e.log.With("environment", x.env, "execution", x.id)
@@ -94,12 +103,21 @@ func (x *execution) attempt(base context.Context) error {
 	if req != nil {
 		return a.finish(v1.ExecutionAborted, nil, req.errName, req.cause)
 	}
+	x.mu.Lock()
+	if !x.counted {
+		x.workflow, x.counted = a.rec.Workflow, true
+		x.e.counts.started(x.env, x.workflow)
+	}
+	x.mu.Unlock()
 	m, err := asl.Parse(a.rec.Definition)
 	if err != nil {
 		return a.finish(v1.ExecutionFailed, nil, "States.Runtime", fmt.Sprintf("the definition does not parse: %v", err))
 	}
 
-	runCtx, cancel := context.WithCancelCause(base)
+	spanCtx, span := x.e.startExecutionSpan(base, a.rec)
+	var runErr error
+	defer func() { endSpan(span, runErr) }()
+	runCtx, cancel := context.WithCancelCause(spanCtx)
 	defer cancel(nil)
 	a.cancel = cancel
 	x.mu.Lock()
@@ -232,6 +250,7 @@ func signature(typ, state string, details json.RawMessage) string {
 
 // Record implements asl.Runtime.
 func (a *attempt) Record(ev asl.Event) {
+	a.x.e.counts.entered(a.rec.Environment, a.rec.Workflow, ev)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recordLocked(ev)
@@ -442,6 +461,12 @@ func (a *attempt) finish(status string, output json.RawMessage, errName, cause s
 			continue
 		}
 		if err == nil {
+			a.x.mu.Lock()
+			if a.x.counted {
+				a.x.e.counts.finished(rec.Environment, rec.Workflow, status)
+				a.x.counted = false
+			}
+			a.x.mu.Unlock()
 			a.x.e.log.Info("execution finished", "environment", rec.Environment, "execution", rec.ID, "status", status, "error", errName)
 		}
 		return err

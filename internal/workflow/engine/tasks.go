@@ -34,6 +34,9 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 	if len(body) == 0 {
 		body = []byte("null")
 	}
+	ctx, span := e.startTaskSpan(ctx, rec, tc, header)
+	var callErr error
+	defer func() { endSpan(span, callErr) }()
 	cctx := ctx
 	if tc.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -64,6 +67,7 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 	default:
 		return nil, taskFailed("unknown resource %q: use function:NAME, service:NAME/PATH or an http(s):// URL", res)
 	}
+	callErr = err
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -77,7 +81,9 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 		return nil, &asl.Error{Name: "States.DataLimitExceeded", Cause: fmt.Sprintf("%s answered %d bytes; at most %d", res, len(resp), MaxResultBytes)}
 	}
 	if status < 200 || status > 299 {
-		return nil, responseError(status, resp)
+		aerr := responseError(status, resp)
+		callErr = aerr
+		return nil, aerr
 	}
 	return result(resp), nil
 }
