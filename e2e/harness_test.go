@@ -96,14 +96,22 @@ type server struct {
 	pool    string
 	ns      string
 	bridges string
+	gwAddr  string
 	cmd     *exec.Cmd
 	client  *client.Client
 	gateway string
 	logFile string
 }
 
-// startServer starts `berth server` on a fresh data dir.
+// startServer starts `berth server` on a fresh data dir, its gateway on
+// loopback.
 func startServer(t *testing.T) *server {
+	t.Helper()
+	return startServerOn(t, "127.0.0.1:0")
+}
+
+// startServerOn starts a server whose gateway listens on gatewayAddr.
+func startServerOn(t *testing.T, gatewayAddr string) *server {
 	t.Helper()
 	requireSystem(t)
 	nextPool++
@@ -113,6 +121,7 @@ func startServer(t *testing.T) *server {
 		pool:    fmt.Sprintf("10.%d.0.0/16", 230+nextPool),
 		ns:      fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
 		bridges: fmt.Sprintf("b%dx%d", os.Getpid()%10000, nextPool),
+		gwAddr:  gatewayAddr,
 	}
 	s.start()
 	t.Cleanup(func() { s.shutdown() })
@@ -132,7 +141,7 @@ func (s *server) start() {
 	s.cmd = exec.Command(berthBin, "server",
 		"--data-dir", s.dataDir,
 		"--api", "127.0.0.1:0",
-		"--gateway", "127.0.0.1:0",
+		"--gateway", s.gwAddr,
 		"--containerd-socket", socket,
 		"--containerd-namespace", s.ns,
 		"--subnet-pool", s.pool,

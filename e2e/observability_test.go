@@ -126,3 +126,61 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// TestTraceAcrossTwoHops: service A calls service B through the gateway,
+// passing on the traceparent it was given; the two hops are one trace with
+// the right parent links.
+func TestTraceAcrossTwoHops(t *testing.T) {
+	// The instances reach the gateway at their bridge's address.
+	s := startServerOn(t, "0.0.0.0:0")
+	ctx := context.Background()
+	s.mustBerth("", "image", "import", imageV1)
+	s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: a}
+spec: {image: %[1]s}
+---
+apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: b}
+spec: {image: %[1]s}
+`, echoV1), "apply", "-f", "-", "--wait", "--timeout", "2m")
+	ip := s.service("default", "a").Status.Instances[0].IP
+	bridge := ip[:strings.LastIndexByte(ip, '.')] + ".1"
+	_, port, _ := strings.Cut(s.gateway[strings.LastIndexByte(s.gateway, ']')+1:], ":")
+	url := fmt.Sprintf("http://%s:%s/", bridge, port)
+	code, body, err := s.gatewayGet("a.default.berth.localhost", "/call?host=b.default.berth.localhost&url="+url)
+	if err != nil || code != 200 || !strings.Contains(body, `"hostname":"b-`) {
+		t.Fatalf("a → b: %d %v %s", code, err, body)
+	}
+	var trace *client.Trace
+	waitFor(t, 10*time.Second, "a trace through a and b", func() (bool, string) {
+		sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "a", Environment: "default"})
+		if err != nil || len(sums) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		trace, err = s.client.Trace(ctx, sums[len(sums)-1].TraceID)
+		return err == nil && len(trace.Spans) >= 4, fmt.Sprint(err)
+	})
+	byID := map[string]client.Span{}
+	for _, sp := range trace.Spans {
+		byID[sp.SpanID] = sp
+	}
+	// gateway a.default → upstream a.default → gateway b.default → upstream b.default
+	var gwB client.Span
+	for _, sp := range trace.Spans {
+		if sp.Name == "gateway b.default" {
+			gwB = sp
+		}
+	}
+	if gwB.SpanID == "" {
+		t.Fatalf("no span for the second hop: %+v", trace.Spans)
+	}
+	parent := byID[gwB.ParentID]
+	if parent.Name != "upstream a.default" {
+		t.Fatalf("the second hop's parent is %q, want the first hop's upstream call", parent.Name)
+	}
+	if root := byID[parent.ParentID]; root.Name != "gateway a.default" {
+		t.Fatalf("the first upstream's parent is %q, want the first hop's gateway span", root.Name)
+	}
+}

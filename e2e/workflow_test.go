@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/client"
 )
 
 const orderWorkflow = `apiVersion: berth.dev/v1
@@ -65,6 +66,34 @@ spec: {image: %s}
 	if code != 1 || !strings.Contains(errOut, "Rejected") {
 		t.Fatalf("a rejected order: exit %d, %s", code, errOut)
 	}
+
+	t.Run("an execution is one trace with its tasks' calls", func(t *testing.T) {
+		ctx := context.Background()
+		var names []string
+		waitFor(t, 10*time.Second, "the execution's trace", func() (bool, string) {
+			sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "order", Environment: "default"})
+			if err != nil {
+				return false, err.Error()
+			}
+			var seen []string
+			for _, sum := range sums {
+				tr, err := s.client.Trace(ctx, sum.TraceID)
+				if err != nil {
+					continue
+				}
+				names = names[:0]
+				for _, sp := range tr.Spans {
+					names = append(names, sp.Name)
+				}
+				j := strings.Join(names, ",")
+				if strings.Contains(j, "execution order") && strings.Contains(j, "task Charge") && strings.Contains(j, "gateway worker.default") {
+					return true, ""
+				}
+				seen = append(seen, j)
+			}
+			return false, strings.Join(seen, " | ")
+		})
+	})
 
 	t.Run("an execution in a Wait survives kill -9", func(t *testing.T) {
 		ctx := context.Background()

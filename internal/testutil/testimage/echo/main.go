@@ -204,6 +204,9 @@ func main() {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if host := r.URL.Query().Get("host"); host != "" {
+			req.Host = host
+		}
 		for _, h := range []string{"Traceparent", "Tracestate"} {
 			if v := r.Header.Get(h); v != "" {
 				req.Header.Set(h, v)
