@@ -51,6 +51,8 @@ The example function is at zero until called (watch: berth get functions):
   curl http://greet.default.berth.localhost:8080/
   berth invoke greet --async -d hi      # then: berth invocation ID
   berth publish greetings -d hello
+The example workflow calls both:
+  berth workflow start welcome --input '{"name": "Ada"}' --wait
 Look around:
   berth get services
   berth describe service hello
