@@ -120,7 +120,8 @@ func startServerOn(t *testing.T, gatewayAddr string) *server {
 		dataDir: t.TempDir(),
 		pool:    fmt.Sprintf("10.%d.0.0/16", 230+nextPool),
 		ns:      fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
-		bridges: fmt.Sprintf("b%dx%d", os.Getpid()%10000, nextPool),
+		// Fixed width: no server's prefix may be a prefix of another's.
+		bridges: fmt.Sprintf("b%dx%02d", os.Getpid()%10000, nextPool),
 		gwAddr:  gatewayAddr,
 	}
 	s.start()
@@ -224,10 +225,12 @@ func (s *server) shutdown() {
 		}
 		s.t.Logf("server log (tail):\n%s", s.logs())
 	}
-	// The bridges this server made (a real server's stay, as they should).
+	// The bridges and host rules this server made (a real server's stay,
+	// as they should).
 	for i := range 4 {
 		exec.Command("ip", "link", "del", fmt.Sprintf("%s%d", s.bridges, i)).Run()
 	}
+	removeHostChain(s)
 }
 
 func (s *server) logs() string {

@@ -65,11 +65,17 @@ func (e *Environment) GetMetadata() *ObjectMeta { return &e.Metadata }
 type EnvironmentSpec struct {
 	// AllowFrom lists the environments whose workloads may call into this one.
 	AllowFrom []string `json:"allowFrom,omitempty"`
+	// Quota bounds the CPU and memory of the environment's workloads at
+	// their max scale; nil is no quota.
+	Quota *Quota `json:"quota,omitempty"`
 }
 
 type EnvironmentStatus struct {
 	Subnet string `json:"subnet,omitempty"`
 	Bridge string `json:"bridge,omitempty"`
+	// Gateway is the environment's address on its bridge: its DNS and
+	// gateway answer there.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // Service keeps Replicas instances of a container template running.
@@ -105,11 +111,17 @@ type Template struct {
 	// TerminationGracePeriodSeconds is how long an instance has between
 	// SIGTERM and SIGKILL.
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// SecretFiles and ConfigFiles mount every key of a Secret or Config of
+	// the environment as a file under MountPath, read-only.
+	SecretFiles []SecretFile `json:"secretFiles,omitempty"`
+	ConfigFiles []ConfigFile `json:"configFiles,omitempty"`
 }
 
 type EnvVar struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
+	// ValueFrom takes the value from a Secret or Config key instead.
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 // Resources are limits enforced by the kernel (cgroups).

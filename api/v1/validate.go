@@ -100,7 +100,7 @@ func validateEnvironment(e *Environment) error {
 			return FieldError(fmt.Sprintf("spec.allowFrom[%d]", i), "environment %s", msg)
 		}
 	}
-	return nil
+	return validateQuota(e.Spec.Quota)
 }
 
 func validateService(s *Service) error {
@@ -268,6 +268,9 @@ func validateTemplate(t *Template, p string) error {
 		return FieldError(field("port"), "%s", msg)
 	}
 	if err := validateEnv(t.Env, field("env")); err != nil {
+		return err
+	}
+	if err := validateValueRefs(t, p); err != nil {
 		return err
 	}
 	if err := validateResources(&t.Resources, field("resources")); err != nil {

@@ -60,41 +60,55 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env
 	if err != nil {
 		return err
 	}
-	meta := obj.GetMetadata()
+	result, out, err := s.store1(ctx, obj, res, expectRev, dryRun)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if result == ResultCreated {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, ApplyResponse{Result: result, Object: out})
+	return nil
+}
 
+// store1 writes one admitted object: create, update, or nothing when
+// neither spec nor labels changed. It answers the result and the object
+// as stored (or as it would be, when only validating).
+func (s *Server) store1(ctx context.Context, obj v1.Object, res resource, expectRev uint64, dryRun bool) (string, v1.Object, error) {
+	meta := obj.GetMetadata()
+	env, name := meta.Environment, meta.Name
 	rec, err := s.store.Get(ctx, store.KeyOf(obj))
 	if v1.IsNotFound(err) {
 		if expectRev != 0 {
-			return v1.Conflict("%s does not exist, so metadata.resourceVersion %d cannot match; remove resourceVersion to create it",
+			return "", nil, v1.Conflict("%s does not exist, so metadata.resourceVersion %d cannot match; remove resourceVersion to create it",
 				describe(res, env, name), expectRev)
 		}
 		if dryRun {
 			meta.Generation = 1
 		} else if err := store.Create(ctx, s.store, obj); err != nil {
-			return err
+			return "", nil, err
 		}
-		writeJSON(w, http.StatusCreated, ApplyResponse{Result: ResultCreated, Object: obj})
-		return nil
+		return ResultCreated, obj, nil
 	}
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	cur := res.new()
 	if err := store.Decode(rec, cur); err != nil {
-		return err
+		return "", nil, err
 	}
 	if expectRev != 0 && expectRev != rec.Revision {
-		return v1.Conflict("%s was modified: metadata.resourceVersion is %d, the stored one is %d; get it again and reapply",
+		return "", nil, v1.Conflict("%s was modified: metadata.resourceVersion is %d, the stored one is %d; get it again and reapply",
 			describe(res, env, name), expectRev, rec.Revision)
 	}
 	v1.SetDefaults(cur) // a record written by an older release compares fairly
 	specChanged, err := specDiffers(cur, obj)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if !specChanged && maps.Equal(cur.GetMetadata().Labels, meta.Labels) {
-		writeJSON(w, http.StatusOK, ApplyResponse{Result: ResultUnchanged, Object: cur})
-		return nil
+		return ResultUnchanged, cur, nil
 	}
 	// The platform's part of the object stays as it was.
 	old := cur.GetMetadata()
@@ -104,21 +118,29 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env
 		meta.Generation++
 	}
 	if err := copyStatus(obj, cur); err != nil {
-		return err
+		return "", nil, err
 	}
 	if !dryRun {
 		if err := store.Update(ctx, s.store, obj); err != nil {
-			return err
+			return "", nil, err
 		}
 	}
-	writeJSON(w, http.StatusOK, ApplyResponse{Result: ResultConfigured, Object: obj})
-	return nil
+	return ResultConfigured, obj, nil
 }
 
 // admit checks a decoded object against the path it was sent to, clears
 // what only the platform writes, defaults and validates it. It returns the
 // resourceVersion the client asked to compare against (0: none).
 func (s *Server) admit(ctx context.Context, obj v1.Object, res resource, env, name string, dryRun bool) (uint64, error) {
+	expectRev, err := admitStatic(obj, res, env, name)
+	if err != nil {
+		return 0, err
+	}
+	return expectRev, s.admitStored(ctx, obj, res, env, dryRun)
+}
+
+// admitStatic is the part of admit that needs nothing but obj.
+func admitStatic(obj v1.Object, res resource, env, name string) (uint64, error) {
 	if kind := obj.GetTypeMeta().Kind; kind != res.kind {
 		hint := ""
 		if other, ok := byKind(kind); ok {
@@ -152,22 +174,28 @@ func (s *Server) admit(ctx context.Context, obj v1.Object, res resource, env, na
 	if err := v1.Validate(obj); err != nil {
 		return 0, err
 	}
-	if res.scoped {
-		if err := s.requireEnvironment(ctx, env, dryRun); err != nil {
-			return 0, err
-		}
-	}
-	if fn, ok := obj.(*v1.Function); ok {
-		if err := s.requireTopics(ctx, fn); err != nil {
-			return 0, err
-		}
-	}
 	if wf, ok := obj.(*v1.Workflow); ok {
 		if err := ValidateDefinition(wf.Spec.Definition); err != nil {
 			return 0, err
 		}
 	}
 	return expectRev, nil
+}
+
+// admitStored checks obj against what is stored: its environment, the
+// topics it names and its environment's quota.
+func (s *Server) admitStored(ctx context.Context, obj v1.Object, res resource, env string, dryRun bool) error {
+	if res.scoped {
+		if err := s.requireEnvironment(ctx, env, dryRun); err != nil {
+			return err
+		}
+	}
+	if fn, ok := obj.(*v1.Function); ok {
+		if err := s.requireTopics(ctx, fn); err != nil {
+			return err
+		}
+	}
+	return s.checkQuota(ctx, obj)
 }
 
 // requireEnvironment fails unless env exists. The default environment is

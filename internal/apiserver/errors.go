@@ -57,7 +57,7 @@ func errorResponse(err error) (status int, body v1.ErrorBody, internal bool) {
 	var e *v1.Error
 	if errors.As(err, &e) {
 		if status, ok := statusByKind[e.Kind]; ok {
-			return status, v1.ErrorBody{Kind: e.Kind, Message: message(err, e), Field: e.Field}, e.Kind == v1.ErrInternal
+			return status, v1.ErrorBody{Kind: e.Kind, Message: message(err, e), Field: e.Field, File: e.File, Document: e.Document}, e.Kind == v1.ErrInternal
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

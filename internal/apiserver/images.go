@@ -20,6 +20,38 @@ type ImageService interface {
 	Remove(ctx context.Context, ref string) error
 }
 
+// ImageRegistry is the optional ability of an ImageService backed by the
+// built-in registry: where each image is, registry-only pushes, tags.
+type ImageRegistry interface {
+	Catalog(ctx context.Context) ([]ImageEntry, error)
+	// Push stores an archive's images in the registry without unpacking
+	// them on the node.
+	Push(ctx context.Context, r io.Reader) ([]v1.Image, error)
+	// Tag makes target name the registry image source names.
+	Tag(ctx context.Context, source, target string) (v1.Image, error)
+}
+
+// ImageEntry is one image of GET /api/v1/images: a v1.Image (name,
+// digest, size) plus where it is. Registry images are named
+// REPOSITORY:TAG; images only on the node keep containerd's name.
+type ImageEntry struct {
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	Size       int64  `json:"size"`
+	Repository string `json:"repository,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	// Registry: stored in the built-in registry; Node: unpacked in the
+	// node's containerd (same digest).
+	Registry bool `json:"registry"`
+	Node     bool `json:"node"`
+}
+
+// TagRequest is the body of POST /api/v1/images/tag.
+type TagRequest struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+}
+
 // PullRequest is the body of POST /api/v1/images/pull.
 type PullRequest struct {
 	Ref string `json:"ref"`
@@ -36,6 +68,17 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 	images, err := s.imageService()
 	if err != nil {
 		return err
+	}
+	if reg, ok := images.(ImageRegistry); ok {
+		entries, err := reg.Catalog(r.Context())
+		if err != nil {
+			return err
+		}
+		if entries == nil {
+			entries = []ImageEntry{}
+		}
+		writeJSON(w, http.StatusOK, entries)
+		return nil
 	}
 	list, err := images.List(r.Context())
 	if err != nil {
@@ -60,7 +103,17 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) error {
 	// limit is still a 413, which the MaxBytesReader's error says only if
 	// it is looked for here.
 	body := &limitedBody{r: http.MaxBytesReader(w, r.Body, MaxImportBytes)}
-	imported, err := images.Import(r.Context(), body)
+	load := images.Import
+	// ?node=false stores the images in the registry only (berth image
+	// push); the default also unpacks them on the node.
+	if r.URL.Query().Get("node") == "false" {
+		reg, ok := images.(ImageRegistry)
+		if !ok {
+			return v1.Unavailable("this server has no registry")
+		}
+		load = reg.Push
+	}
+	imported, err := load(r.Context(), body)
 	if body.tooLarge != nil {
 		return body.tooLarge
 	}
@@ -106,6 +159,39 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 		return v1.FieldError("ref", "required: the image to pull, e.g. docker.io/library/nginx:latest")
 	}
 	img, err := images.Pull(r.Context(), req.Ref)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, img)
+	return nil
+}
+
+func (s *Server) tagImage(w http.ResponseWriter, r *http.Request) error {
+	images, err := s.imageService()
+	if err != nil {
+		return err
+	}
+	reg, ok := images.(ImageRegistry)
+	if !ok {
+		return v1.Unavailable("this server has no registry")
+	}
+	body, err := s.readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	var req TagRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return v1.Invalid("tag body: %v; expected {\"source\": \"IMAGE\", \"target\": \"IMAGE\"}", err)
+	}
+	if req.Source == "" {
+		return v1.FieldError("source", "required: the image to tag")
+	}
+	if req.Target == "" {
+		return v1.FieldError("target", "required: the new name, e.g. team/api:v2")
+	}
+	img, err := reg.Tag(r.Context(), req.Source, req.Target)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,9 @@ func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if objs, err = s.visible(r, objs); err != nil {
+		return err
+	}
 	return writeList(w, objs)
 }
 
@@ -116,6 +119,9 @@ func (s *Server) listAll(w http.ResponseWriter, r *http.Request) error {
 	}
 	objs, err := s.list(r.Context(), res, "")
 	if err != nil {
+		return err
+	}
+	if objs, err = s.visible(r, objs); err != nil {
 		return err
 	}
 	return writeList(w, objs)
@@ -195,6 +201,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, en
 	}
 	switch res.kind {
 	case v1.KindEnvironment:
+		if queryFlag(r, "cascade") && name != v1.DefaultEnvironment {
+			if err := s.emptyEnvironment(ctx, name); err != nil {
+				return err
+			}
+		}
 		if err := s.checkEnvironmentEmpty(ctx, name); err != nil {
 			return err
 		}
@@ -217,7 +228,7 @@ func (s *Server) checkEnvironmentEmpty(ctx context.Context, name string) error {
 	// Topics count too: left behind, they would come back with their
 	// messages when an environment of the same name is made again.
 	var held []string
-	for _, kind := range []string{v1.KindService, v1.KindFunction, v1.KindTopic, v1.KindWorkflow} {
+	for _, kind := range environmentContents {
 		recs, _, err := s.store.List(ctx, kind, name)
 		if err != nil {
 			return err
@@ -229,11 +240,10 @@ func (s *Server) checkEnvironmentEmpty(ctx context.Context, name string) error {
 		for i, rec := range recs {
 			names[i] = rec.Key.Name
 		}
-		res, _ := byKind(kind)
-		held = append(held, res.plural+": "+strings.Join(names, ", "))
+		held = append(held, strings.ToLower(kind)+"s: "+strings.Join(names, ", "))
 	}
 	if len(held) > 0 {
-		return v1.Conflict("environment %q still has %s; delete them first", name, strings.Join(held, "; "))
+		return v1.Conflict("environment %q still has %s; delete them first, or delete the environment with --cascade", name, strings.Join(held, "; "))
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// Executions runs workflow executions; nil answers those endpoints
 	// Unavailable.
 	Executions Executions
+	// Values keeps secrets and config values; nil answers those endpoints
+	// Unavailable.
+	Values Values
 }
 
 // Server answers the HTTP API.
@@ -63,6 +66,7 @@ type Server struct {
 	maxPayload  int64
 	traces      TraceSource
 	executions  Executions
+	values      Values
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -79,6 +83,7 @@ func New(cfg Config) *Server {
 		maxPayload:  cfg.MaxPayloadBytes,
 		traces:      cfg.Traces,
 		executions:  cfg.Executions,
+		values:      cfg.Values,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)
@@ -144,11 +149,13 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/services/{name}/logs", methods{http.MethodGet: s.logs})
 	// A function's logs live where a service's do (DATA/logs/ENV/NAME).
 	api("/api/v1/environments/{env}/functions/{name}/logs", methods{http.MethodGet: s.logs})
+	s.valueRoutes(api)
 	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
 	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})
 	api("/api/v1/images/pull", methods{http.MethodPost: s.pullImage})
+	api("/api/v1/images/tag", methods{http.MethodPost: s.tagImage})
 	api("/api/v1/images/{ref...}", methods{http.MethodDelete: s.removeImage})
 	api("/api/v1/{plural}", methods{http.MethodGet: s.listAll})
 	api("/api/v1/", methods{"": func(w http.ResponseWriter, r *http.Request) error {

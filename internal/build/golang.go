@@ -15,8 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "berth.dev/berth/api/v1"
@@ -48,11 +46,7 @@ func Go(ctx context.Context, opts GoOptions, out io.Writer) error {
 	if err != nil {
 		return v1.FieldError("tag", "%q is not an image name: %v", opts.Ref, err)
 	}
-	bin, err := compileGo(ctx, opts.Dir)
-	if err != nil {
-		return err
-	}
-	img, err := imageOf(bin, opts)
+	img, err := goImage(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -61,22 +55,18 @@ func Go(ctx context.Context, opts GoOptions, out io.Writer) error {
 
 // GoToFile is Go writing to path (temp file then rename).
 func GoToFile(ctx context.Context, opts GoOptions, path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".build-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := Go(ctx, opts, tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeFileVia(path, func(w io.Writer) error { return Go(ctx, opts, w) })
 }
 
-func compileGo(ctx context.Context, dir string) ([]byte, error) {
+func goImage(ctx context.Context, opts GoOptions) (ggcr.Image, error) {
+	bin, err := compileGo(ctx, opts.Dir, opts.Output)
+	if err != nil {
+		return nil, err
+	}
+	return imageOf(bin, opts)
+}
+
+func compileGo(ctx context.Context, dir string, progress io.Writer) ([]byte, error) {
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
 		return nil, v1.FieldError("path", "%s is not a directory", dir)
@@ -92,7 +82,11 @@ func compileGo(ctx context.Context, dir string) ([]byte, error) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goruntime.GOARCH)
 	var msg bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &msg, &msg
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	if progress != nil && msg.Len() > 0 && err == nil {
+		progress.Write(msg.Bytes())
+	}
+	if err != nil {
 		if _, lookErr := exec.LookPath("go"); lookErr != nil {
 			return nil, v1.Unavailable("building Go needs the go toolchain on PATH")
 		}
@@ -109,33 +103,13 @@ func imageOf(bin []byte, opts GoOptions) (ggcr.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	layer, err := layerOf(layerTar)
 	if err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	port := opts.Port
-	if port == "" {
-		port = "8080"
-	}
-	cf.OS = "linux"
-	cf.Architecture = goruntime.GOARCH
-	cf.Created = ggcr.Time{Time: epoch}
-	cf.Config.Entrypoint = []string{opts.Binary}
-	cf.Config.Env = append([]string{"PATH=/", "PORT=" + port}, opts.Env...)
-	cf.Config.WorkingDir = "/"
-	cf.Config.ExposedPorts = map[string]struct{}{port + "/tcp": {}}
-	return mutate.ConfigFile(img, cf)
+	return assemble([]ggcr.Layer{layer}, opts.Port, imageConfig{
+		entrypoint: []string{opts.Binary}, env: []string{"PATH=/"}, workdir: "/",
+	}, opts.Env)
 }
 
 // rootfs is the image's one layer: the binary, a sticky /tmp, and /etc for

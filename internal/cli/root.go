@@ -76,8 +76,9 @@ func newRootCommand(o *options) *cobra.Command {
 		newPublishCommand(o),
 		newWorkflowCommand(o),
 		newImageCommand(o),
-		newBuildCommand(o),
+		newBuildCommand(o), newInitCommand(o), newDeployCommand(o),
 		newTracesCommand(o), newTraceCommand(o),
+		newEnvCommand(o), newValuesCommand(o, v1.KindSecret), newValuesCommand(o, v1.KindConfig), newTokenCommand(o), newStackCommand(o),
 		newVersionCommand(o),
 	)
 	return root

@@ -2,7 +2,10 @@
 // Service or Function by host (NAME.ENV.berth.localhost) or by route path,
 // balances across the target's ready endpoints by least outstanding
 // requests, retries connection failures on another endpoint, drains
-// endpoints for zero-downtime rollouts and counts what it served.
+// endpoints for zero-downtime rollouts and counts what it served. Besides the
+// user's listener it serves each environment on its bridge address
+// (Listeners, ForEnvironment), where a request is routed only within that
+// environment, or into another one whose allowFrom lists it (403 otherwise).
 //
 // It owns the routing table and per-endpoint in-flight counts. It does not
 // watch the store or decide which endpoints are ready: the platform pushes

@@ -92,6 +92,7 @@ type Gateway struct {
 	endpoints map[string]*endpoint
 	stats     map[string]*targetStats // by "env/name"
 	tracer    trace.Tracer            // nil: tracing off
+	envs      environments            // allowFrom per environment
 }
 
 // New returns a Gateway with an empty routing table.
@@ -319,8 +320,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, miss := g.route(g.table.Load(), r)
 	if rt == nil {
-		g.unrouted.record(http.StatusNotFound)
-		writeError(w, http.StatusNotFound, v1.ErrNotFound, miss)
+		g.unrouted.record(miss.status)
+		writeError(w, miss.status, miss.kind, miss.msg)
 		return
 	}
 	rt.stats.arrivals.Add(1)
@@ -357,8 +358,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// The activator pushed a new table; route again against it.
 		if rt, miss = g.route(g.table.Load(), r); rt == nil {
-			g.unrouted.record(http.StatusNotFound)
-			writeError(w, http.StatusNotFound, v1.ErrNotFound, miss)
+			g.unrouted.record(miss.status)
+			writeError(w, miss.status, miss.kind, miss.msg)
 			return
 		}
 	}
@@ -392,8 +393,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // route finds the target of r: by host when the host is NAME.ENV under the
-// domain, else by the longest route path. On a miss it says why.
-func (g *Gateway) route(t *table, r *http.Request) (*route, string) {
+// domain, else by the longest route path. On a miss it says why. A request
+// from inside an environment (its bridge listener) is routed by routeFrom.
+func (g *Gateway) route(t *table, r *http.Request) (*route, miss) {
+	if caller, ok := callerOf(r); ok {
+		return g.routeFrom(t, r, caller)
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -402,15 +407,15 @@ func (g *Gateway) route(t *table, r *http.Request) (*route, string) {
 	if sub, ok := strings.CutSuffix(host, g.suffix); ok {
 		if name, env, ok := strings.Cut(sub, "."); ok && name != "" && env != "" && !strings.Contains(env, ".") {
 			if rt := t.byHost[sub]; rt != nil {
-				return rt, ""
+				return rt, miss{}
 			}
-			return nil, fmt.Sprintf("no service %s in environment %s", name, env)
+			return nil, notFound(fmt.Sprintf("no service %s in environment %s", name, env))
 		}
 	}
 	if rt := t.lookupPath(r.URL.Path); rt != nil {
-		return rt, ""
+		return rt, miss{}
 	}
-	return nil, fmt.Sprintf("no route for host %s and path %s", r.Host, r.URL.Path)
+	return nil, notFound(fmt.Sprintf("no route for host %s and path %s", r.Host, r.URL.Path))
 }
 
 // prepareBody caps the body and buffers it when small enough to replay.

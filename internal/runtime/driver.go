@@ -50,7 +50,11 @@ type ContainerSpec struct {
 	// NetNSPath is the network namespace to join; empty means a new
 	// unconnected one.
 	NetNSPath string
-	Mounts    []Mount
+	// DNSServers and DNSSearch make the container's resolv.conf: the
+	// environment's name server on its bridge, and its search domain.
+	DNSServers []string
+	DNSSearch  []string
+	Mounts     []Mount
 	// MemoryLimit in bytes; 0 means none.
 	MemoryLimit int64
 	// CPUMillis in thousandths of a core; 0 means none.

@@ -24,10 +24,12 @@ import (
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/network/cni"
+	"berth.dev/berth/internal/network/dns"
 	"berth.dev/berth/internal/queue"
 	"berth.dev/berth/internal/registry"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/runtime/containerd"
+	"berth.dev/berth/internal/secrets"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/telemetry/logs"
@@ -47,6 +49,8 @@ type Server struct {
 	driver     *containerd.Driver
 	network    *cni.Manager
 	gateway    *gateway.Gateway
+	bridges    *gateway.Listeners // the gateway on each environment's bridge
+	dns        *dns.Server        // each environment's DNS on its bridge
 	queue      *queue.Queue
 	tracing    *tracing.Tracing
 	metrics    *metrics.Metrics
@@ -128,6 +132,18 @@ func (s *Server) start(ctx context.Context) error {
 	if err := apiserver.EnsureDefaultEnvironment(ctx, s.store); err != nil {
 		return err
 	}
+	// Secrets are sealed with a key of this data dir (0600) before they
+	// reach the store; the agent opens them when it creates a container.
+	key, err := secrets.LoadOrCreateKey(filepath.Join(cfg.DataDir, "secrets.key"))
+	if err != nil {
+		return fmt.Errorf("secrets key: %w", err)
+	}
+	box, err := secrets.NewBox(key)
+	if err != nil {
+		return fmt.Errorf("secrets key: %w", err)
+	}
+	values := secrets.New(s.store, box)
+	auth := apiserver.NewRoleAuthorizer(s.token, s.store)
 
 	socket := cfg.ContainerdSocket
 	if socket == "" {
@@ -155,6 +171,7 @@ func (s *Server) start(ctx context.Context) error {
 		PluginDirs:   cfg.CNIPluginDirs,
 		SubnetPool:   cfg.SubnetPool,
 		BridgePrefix: cfg.BridgePrefix,
+		Domain:       cfg.Domain,
 		Logger:       s.log.With("part", "network"),
 	})
 	if err != nil {
@@ -178,6 +195,8 @@ func (s *Server) start(ctx context.Context) error {
 		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
 	})
 	s.metrics.SetGateway(s.gateway)
+	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
+	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	images := &imageService{driver: s.driver}
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
@@ -195,7 +214,8 @@ func (s *Server) start(ctx context.Context) error {
 	agent := local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
-		Logger: s.log.With("part", "agent"),
+		Secrets: values,
+		Logger:  s.log.With("part", "agent"),
 	})
 	services := controller.NewServices(controller.ServiceConfig{
 		Store: s.store, Images: images, Events: local.RecordEvent,
@@ -234,6 +254,12 @@ func (s *Server) start(ctx context.Context) error {
 		Store: s.store, Table: act, EndpointID: local.ContainerID, Synced: routesSynced,
 		Logger: s.log.With("part", "routes"),
 	}
+	environments := controller.NewEnvironments(controller.EnvironmentConfig{
+		Store: s.store, Network: s.network, Policy: s.gateway,
+		Listeners: []controller.EnvironmentListener{s.bridges, s.dns},
+		Logger:    s.log.With("part", "environments"),
+	})
+	s.goRun(runCtx, "environments", environments.Run)
 	s.goRun(runCtx, "agent", agent.Run)
 	s.goRun(runCtx, "services", services.Run)
 	s.goRun(runCtx, "functions", functions.Run)
@@ -256,7 +282,7 @@ func (s *Server) start(ctx context.Context) error {
 	s.goRun(runCtx, "logs-janitor", janitor.Run)
 
 	api := apiserver.New(apiserver.Config{
-		Store: s.store, Token: s.token, Images: images, LogDir: cfg.LogDir(),
+		Store: s.store, Token: s.token, Authorizer: auth, Values: values, Images: images, LogDir: cfg.LogDir(),
 		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
 		Executions:  workflows,
 		Traces:      s.tracing,
@@ -267,13 +293,14 @@ func (s *Server) start(ctx context.Context) error {
 	// containerd) need no token.
 	reg, err := registry.New(registry.Config{
 		Dir:           filepath.Join(cfg.DataDir, "registry"),
-		Authorizer:    registry.TokenAuthorizer(s.token),
+		Authorizer:    auth.RegistryAuthorizer(),
 		AnonymousPull: true,
 		Logger:        s.log.With("part", "registry"),
 	})
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	images.setRegistry(reg, s.APIAddr(), s.token)
 	s.goRun(runCtx, "registry-gc", func(ctx context.Context) error {
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
@@ -344,6 +371,13 @@ func (s *Server) stop() {
 	case <-done:
 	case <-ctx.Done():
 		s.log.Warn("parts did not stop within the deadline")
+	}
+	// After the environments controller stopped: it opens these.
+	if s.bridges != nil {
+		_ = s.bridges.Shutdown(ctx)
+	}
+	if s.dns != nil {
+		s.dns.Close()
 	}
 	if s.queue != nil {
 		s.queue.Close()

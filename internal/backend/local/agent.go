@@ -31,7 +31,10 @@ type Config struct {
 	// StateDir holds per-instance files the agent generates (hosts,
 	// resolv.conf) that are bind-mounted into containers.
 	StateDir string
-	Logger   *slog.Logger
+	// Secrets reads the secret and config values templates reference;
+	// nil fails instances that reference any.
+	Secrets Secrets
+	Logger  *slog.Logger
 	// Backoff bounds for restarts after an exit; zero means 500ms and 30s.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration

@@ -17,6 +17,7 @@ import (
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/telemetry/logs"
+	"golang.org/x/sys/unix"
 )
 
 // Labels the agent puts on containers, so a restarted agent knows what is
@@ -237,7 +238,7 @@ var errStopping = errors.New("stopping")
 // starts the task. It returns when the task was started.
 func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared bool) (time.Time, error) {
 	if !prepared {
-		spec, err := r.containerSpec(inst, rev, t, att)
+		spec, err := r.containerSpec(ctx, inst, rev, t, att)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -296,7 +297,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 	})
 }
 
-func (r *runner) containerSpec(inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment) (runtime.ContainerSpec, error) {
+func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment) (runtime.ContainerSpec, error) {
 	env := []string{
 		"PORT=" + strconv.Itoa(int(t.Port)),
 		"BERTH_ENVIRONMENT=" + inst.Metadata.Environment,
@@ -304,10 +305,24 @@ func (r *runner) containerSpec(inst *v1.Instance, rev *v1.Revision, t *v1.Templa
 		"BERTH_REVISION=" + strconv.FormatInt(inst.Spec.Revision, 10),
 		"BERTH_INSTANCE=" + inst.Metadata.Name,
 	}
-	for _, e := range t.Env {
-		env = append(env, e.Name+"="+e.Value)
+	// Secret and config values are read (secrets decrypted) here, at
+	// creation, so a restart picks up a changed value; a missing one fails
+	// the start with a message naming it, and the restart loop retries.
+	values, err := r.resolveValues(ctx, inst.Metadata.Environment, t)
+	if err != nil {
+		return runtime.ContainerSpec{}, err
 	}
-	var mounts []runtime.Mount
+	for _, e := range t.Env {
+		val := e.Value
+		if ref, ok := envValueRef(e); ok {
+			val = values[ref]
+		}
+		env = append(env, e.Name+"="+val)
+	}
+	mounts, err := r.valueFiles(t, values)
+	if err != nil {
+		return runtime.ContainerSpec{}, err
+	}
 	for _, v := range t.Volumes {
 		dir := filepath.Join(r.a.cfg.VolumeDir, inst.Metadata.Environment, inst.Spec.Owner, v.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -316,7 +331,6 @@ func (r *runner) containerSpec(inst *v1.Instance, rev *v1.Revision, t *v1.Templa
 		mounts = append(mounts, runtime.Mount{Source: dir, Destination: v.MountPath, ReadOnly: v.ReadOnly})
 	}
 	var mem, cpu int64
-	var err error
 	if t.Resources.Memory != "" {
 		if mem, err = v1.ParseMemory(t.Resources.Memory); err != nil {
 			return runtime.ContainerSpec{}, err
@@ -339,6 +353,8 @@ func (r *runner) containerSpec(inst *v1.Instance, rev *v1.Revision, t *v1.Templa
 		Env:         env,
 		Hostname:    inst.Metadata.Name,
 		NetNSPath:   att.NetNSPath,
+		DNSServers:  att.DNS.Nameservers,
+		DNSSearch:   att.DNS.Search,
 		Mounts:      mounts,
 		MemoryLimit: mem,
 		CPUMillis:   cpu,
@@ -475,6 +491,7 @@ func (r *runner) terminate(ctx context.Context, att *network.Attachment, grace t
 	if err := r.a.cfg.Driver.Delete(ctx, r.id); err != nil {
 		r.log.Warn("delete container", "err", err)
 	}
+	r.releaseValueFiles()
 	if err := r.a.cfg.Network.Detach(ctx, r.id, r.env); err != nil {
 		r.log.Warn("detach network", "err", err)
 	}
@@ -584,5 +601,108 @@ func RecordEvent(ctx context.Context, s store.Store, env, object, typ, reason, m
 	if err := store.Create(ctx, s, ev); err != nil && !errors.Is(err, context.Canceled) {
 		// A name clash within a nanosecond is harmless to drop.
 		return
+	}
+}
+
+// Secrets resolves the secret and config values a template reads. The
+// composition root passes one (internal/secrets.Values); its answer holds
+// one entry per key, file-mount refs (empty Key) expanded to every key.
+type Secrets interface {
+	Resolve(ctx context.Context, env string, refs []v1.ValueRef) (map[v1.ValueRef]string, error)
+}
+
+func (r *runner) resolveValues(ctx context.Context, env string, t *v1.Template) (map[v1.ValueRef]string, error) {
+	refs := t.ValueRefs()
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	if r.a.cfg.Secrets == nil {
+		return nil, v1.Unavailable("this node cannot read secrets or config values")
+	}
+	return r.a.cfg.Secrets.Resolve(ctx, env, refs)
+}
+
+func envValueRef(e v1.EnvVar) (v1.ValueRef, bool) {
+	switch {
+	case e.ValueFrom == nil:
+		return v1.ValueRef{}, false
+	case e.ValueFrom.Secret != nil:
+		return v1.ValueRef{Kind: v1.KindSecret, Name: e.ValueFrom.Secret.Name, Key: e.ValueFrom.Secret.Key}, true
+	case e.ValueFrom.Config != nil:
+		return v1.ValueRef{Kind: v1.KindConfig, Name: e.ValueFrom.Config.Name, Key: e.ValueFrom.Config.Key}, true
+	}
+	return v1.ValueRef{}, false
+}
+
+// valueFilesDir is the instance's tmpfs for secret and config files.
+func (r *runner) valueFilesDir() string {
+	return filepath.Join(r.a.cfg.StateDir, "values", r.id)
+}
+
+// valueFiles writes each mounted Secret and Config as a directory of files
+// on a per-instance tmpfs (so secret values never reach a disk) and
+// returns read-only bind mounts of those directories. The files are
+// written again on every container creation, with the values of now.
+func (r *runner) valueFiles(t *v1.Template, values map[v1.ValueRef]string) ([]runtime.Mount, error) {
+	if len(t.SecretFiles) == 0 && len(t.ConfigFiles) == 0 {
+		return nil, nil
+	}
+	dir := r.valueFilesDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("secret files: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil, fmt.Errorf("secret files: %w", err)
+	}
+	if fs.Type != unix.TMPFS_MAGIC {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=4m"); err != nil {
+			return nil, fmt.Errorf("secret files: mount a tmpfs at %s: %w", dir, err)
+		}
+	}
+	var mounts []runtime.Mount
+	write := func(kind, name, mountPath string) error {
+		sub := filepath.Join(dir, strings.ToLower(kind)+"-"+name)
+		if err := os.RemoveAll(sub); err != nil {
+			return err
+		}
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			return err
+		}
+		for ref, val := range values {
+			if ref.Kind == kind && ref.Name == name {
+				// Keys are plain file names (api/v1 validates them).
+				if err := os.WriteFile(filepath.Join(sub, ref.Key), []byte(val), 0o444); err != nil {
+					return err
+				}
+			}
+		}
+		mounts = append(mounts, runtime.Mount{Source: sub, Destination: mountPath, ReadOnly: true})
+		return nil
+	}
+	for _, f := range t.SecretFiles {
+		if err := write(v1.KindSecret, f.Secret, f.MountPath); err != nil {
+			return nil, fmt.Errorf("secret %q files: %w", f.Secret, err)
+		}
+	}
+	for _, f := range t.ConfigFiles {
+		if err := write(v1.KindConfig, f.Config, f.MountPath); err != nil {
+			return nil, fmt.Errorf("config %q files: %w", f.Config, err)
+		}
+	}
+	return mounts, nil
+}
+
+// releaseValueFiles unmounts and removes the instance's tmpfs, if any.
+func (r *runner) releaseValueFiles() {
+	dir := r.valueFilesDir()
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		r.log.Warn("unmount secret files", "err", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		r.log.Warn("remove secret files", "err", err)
 	}
 }

@@ -21,10 +21,17 @@
 // prefix (BERTH-ISOLATION by default) RETURNs traffic that stays on one
 // bridge and DROPs anything forwarded from one berth bridge to another. It is
 // jumped to from FORWARD and is the firewall plugin's admin chain, so it runs
-// before the plugin's per-instance ACCEPT rules. Host-to-instance traffic
-// (OUTPUT/INPUT) and instance-to-outside traffic are untouched. Allowing an
-// environment in through Environment.spec.allowFrom will mean inserting
-// "-i <caller bridge> -o <target bridge> -j RETURN" ahead of the DROP; since
-// the design routes service-to-service calls through the gateway on the
-// host, that is only needed for direct instance-to-instance traffic.
+// before the plugin's per-instance ACCEPT rules. Calls between environments
+// go through the gateway on the host, never instance to instance, so no
+// allowFrom ever opens this chain.
+//
+// Isolation of the host: a second chain (BERTH-INPUT), jumped to from INPUT
+// for packets arriving on any berth bridge, accepts answers to connections
+// the host opened and, per environment, its own bridge address on port 80
+// (the gateway) and 53 (its DNS); it drops everything else, so instances
+// reach neither another environment's gateway address nor the API,
+// containerd or any other host port. Host-to-instance traffic and
+// instance-to-outside traffic are untouched. Both chains are checked at the
+// first use of each environment in a process (idempotently) and an
+// environment's rules go with RemoveEnvironment.
 package cni

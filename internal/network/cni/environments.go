@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 
 	"github.com/containernetworking/cni/libcni"
@@ -87,6 +88,9 @@ func (m *Manager) ensureEnv(ctx context.Context, env string) (*envNet, error) {
 	}
 	if err := m.ensureIsolation(ctx, n.bridge); err != nil {
 		return nil, fmt.Errorf("environment %q isolation: %w", env, err)
+	}
+	if err := m.ensureHostRules(ctx, n.bridge, n.gateway); err != nil {
+		return nil, fmt.Errorf("environment %q host rules: %w", env, err)
 	}
 	m.ready[env] = n
 	return n, nil
@@ -214,7 +218,7 @@ func ensureBridge(n *envNet) error {
 	return nil
 }
 
-// RemoveEnvironment deletes env's bridge, isolation rule and allocation, so
+// RemoveEnvironment deletes env's bridge, isolation and host rules and allocation, so
 // its subnet can be given to another environment. It refuses while instances
 // are still attached; a missing environment is not an error. The caller must
 // not attach to env while this runs (the environment controller owns both).
@@ -246,6 +250,9 @@ func (m *Manager) RemoveEnvironment(ctx context.Context, env string) error {
 	if err := m.removeIsolation(ctx, a.Bridge); err != nil {
 		return err
 	}
+	if err := m.removeHostRules(ctx, a.Bridge, net.ParseIP(a.Gateway)); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(filepath.Join(m.ipamDir(), m.cfg.BridgePrefix+"-"+env)); err != nil {
 		return fmt.Errorf("remove IPAM state: %w", err)
 	}
@@ -267,4 +274,18 @@ func bridgeMAC(name string) net.HardwareAddr {
 	mac := net.HardwareAddr(h[:6])
 	mac[0] = (mac[0] | 0x02) &^ 0x01
 	return mac
+}
+
+// Environments lists the environments that hold a subnet, so that the
+// environment controller can remove those whose Environment object went
+// away while no server was running.
+func (m *Manager) Environments() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.alloc.Environments))
+	for env := range m.alloc.Environments {
+		out = append(out, env)
+	}
+	sort.Strings(out)
+	return out
 }

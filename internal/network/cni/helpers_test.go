@@ -85,6 +85,10 @@ func cleanupHost(t *testing.T, cfg Config) {
 	deleteJumps(t, "CNI-FORWARD", chain)
 	exec.Command("iptables", "-w", "-t", "filter", "-F", chain).Run()
 	exec.Command("iptables", "-w", "-t", "filter", "-X", chain).Run()
+	hostChain := strings.ToUpper(cfg.BridgePrefix) + "-INPUT"
+	deleteJumps(t, "INPUT", hostChain)
+	exec.Command("iptables", "-w", "-t", "filter", "-F", hostChain).Run()
+	exec.Command("iptables", "-w", "-t", "filter", "-X", hostChain).Run()
 
 	// The firewall plugin made CNI-FORWARD if no CNI user had; take it away
 	// again only when nothing else has rules in it.

@@ -39,12 +39,16 @@ type Config struct {
 	// the isolation chain. Two managers on one host need prefixes where
 	// neither is a prefix of the other, and disjoint pools.
 	BridgePrefix string
-	Logger       *slog.Logger
+	// Domain is the gateway's host suffix (NAME.ENV.Domain); instances get
+	// ENV.Domain as their DNS search domain.
+	Domain string
+	Logger *slog.Logger
 }
 
 const (
 	defaultSubnetPool   = "10.89.0.0/16"
 	defaultBridgePrefix = "berth"
+	defaultDomain       = "berth.localhost"
 )
 
 var defaultPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
@@ -105,6 +109,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Domain = strings.ToLower(strings.Trim(cfg.Domain, ".")); cfg.Domain == "" {
+		cfg.Domain = defaultDomain
 	}
 	if !prefixRE.MatchString(cfg.BridgePrefix) {
 		return nil, v1.FieldError("bridgePrefix", "%q must be 1-10 lowercase letters and digits, starting with a letter", cfg.BridgePrefix)
@@ -198,11 +205,16 @@ func validateID(id string) error {
 	return nil
 }
 
-func (r *record) attachment() network.Attachment {
+func (m *Manager) attachment(r *record) network.Attachment {
 	return network.Attachment{
 		NetNSPath: r.NetNSPath,
 		IP:        net.ParseIP(r.IP).To4(),
 		Gateway:   net.ParseIP(r.Gateway).To4(),
+		// The environment's DNS listens on the bridge's own address.
+		DNS: network.DNSConfig{
+			Nameservers: []string{r.Gateway},
+			Search:      []string{r.Environment + "." + m.cfg.Domain},
+		},
 	}
 }
 
@@ -258,7 +270,7 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 			return network.Attachment{}, v1.Conflict("instance %q is attached to environment %q, not %q", id, r.Environment, environment)
 		}
 		if isNetNS(r.NetNSPath) {
-			return r.attachment(), nil
+			return m.attachment(r), nil
 		}
 		// The record outlived its namespace (a reboot): redo the attachment
 		// so the instance gets a working network, releasing the old IP first.
@@ -299,7 +311,7 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 		return network.Attachment{}, fmt.Errorf("attach %q to environment %q: %w", id, environment, err)
 	}
 	m.log.Debug("attached", "id", id, "environment", environment, "ip", rec.IP)
-	return rec.attachment(), nil
+	return m.attachment(rec), nil
 }
 
 func (m *Manager) runtimeConf(id, nsPath, ifName string) *libcni.RuntimeConf {
@@ -433,7 +445,7 @@ func (m *Manager) Lookup(ctx context.Context, id, environment string) (network.A
 	if r == nil || (environment != "" && r.Environment != environment) {
 		return network.Attachment{}, v1.NotFound("instance %q has no network in environment %q", id, environment)
 	}
-	return r.attachment(), nil
+	return m.attachment(r), nil
 }
 
 // GC detaches every attachment whose id keep rejects, and removes namespace

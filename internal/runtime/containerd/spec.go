@@ -48,8 +48,9 @@ func (d *Driver) etcFiles(id string) etcFiles {
 }
 
 // writeEtcFiles writes the container's /etc/hosts and /etc/resolv.conf.
-// They live outside the snapshot so the platform can rewrite them (DNS of
-// the environment, later) without touching the image's files.
+// They live outside the snapshot so the platform can rewrite them without
+// touching the image's files. resolv.conf names only the environment's own
+// DNS (which never recurses), or nothing when the spec gives none.
 func (d *Driver) writeEtcFiles(spec runtime.ContainerSpec, f etcFiles) error {
 	if err := os.MkdirAll(filepath.Dir(f.hosts), 0o755); err != nil {
 		return fmt.Errorf("container state dir: %w", err)
@@ -59,10 +60,26 @@ func (d *Driver) writeEtcFiles(spec runtime.ContainerSpec, f etcFiles) error {
 	if err := os.WriteFile(f.hosts, []byte(hosts), 0o644); err != nil {
 		return fmt.Errorf("write hosts: %w", err)
 	}
-	if err := os.WriteFile(f.resolvConf, nil, 0o644); err != nil {
+	if err := os.WriteFile(f.resolvConf, []byte(resolvConf(spec)), 0o644); err != nil {
 		return fmt.Errorf("write resolv.conf: %w", err)
 	}
 	return nil
+}
+
+func resolvConf(spec runtime.ContainerSpec) string {
+	var b strings.Builder
+	for _, ns := range spec.DNSServers {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	if len(spec.DNSSearch) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(spec.DNSSearch, " "))
+	}
+	if b.Len() > 0 {
+		// One server, answering at once from memory: fail fast rather than
+		// wait the default 5s on a lost datagram, twice.
+		b.WriteString("options timeout:1 attempts:2\n")
+	}
+	return b.String()
 }
 
 func hostname(spec runtime.ContainerSpec) string {

@@ -197,9 +197,22 @@ func main() {
 	})
 	// /call?url=U GETs U and answers its status and body, with the incoming
 	// traceparent copied onto the outgoing call the way an instrumented
-	// workload would: a call through the gateway then joins the trace.
+	// workload would: a call through the gateway then joins the trace. It
+	// answers 502 with the error when the call fails, within timeout (a Go
+	// duration, default 5s).
 	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, r.URL.Query().Get("url"), nil)
+		timeout := 5 * time.Second
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			timeout = d
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL.Query().Get("url"), nil)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/build"
+)
+
+// newInitCommand writes a function that serves the platform's contract
+// ($PORT, SIGTERM, logs on stdout) and its manifest, so that init, build
+// and apply (or deploy) are the whole loop.
+func newInitCommand(o *options) *cobra.Command {
+	var runtime string
+	cmd := &cobra.Command{
+		Use:   "init --runtime go|python|node NAME",
+		Short: "Write a function template and its berth.yaml in ./NAME",
+		Long: "Write a function in ./NAME that serves HTTP on $PORT (8080 by default), stops cleanly on\n" +
+			"SIGTERM and logs to stdout, with a berth.yaml Function manifest naming the image NAME:v1.\n" +
+			"Then: berth deploy NAME (or berth build NAME -t NAME:v1 && berth apply -f NAME/berth.yaml).",
+		Example: "  berth init --runtime python hello && berth deploy hello --wait\n  curl -H 'Host: hello.default.berth.localhost' http://127.0.0.1:8080/",
+		Args:    exactArgs(1, "the function's name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if !dnsLabel.MatchString(name) {
+				return UsageError(fmt.Errorf("%q is not a valid name: lower-case letters, digits and '-', starting with a letter, at most 63 characters", name))
+			}
+			if runtime == "" {
+				return UsageError(fmt.Errorf("--runtime is required: go, python or node"))
+			}
+			rt, err := build.ParseRuntime(runtime)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(name); err == nil {
+				return v1.Conflict("%s already exists; init writes a new directory", name)
+			}
+			files := templateFiles(rt, name)
+			if err := os.Mkdir(name, 0o755); err != nil {
+				return &v1.Error{Kind: v1.ErrInvalid, File: name, Message: pathMessage(err)}
+			}
+			paths := make([]string, 0, len(files))
+			for p := range files {
+				paths = append(paths, p)
+			}
+			sort.Strings(paths)
+			for _, p := range paths {
+				if err := os.WriteFile(filepath.Join(name, p), []byte(files[p]), 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(o.out, "wrote %s\n", filepath.Join(name, p))
+			}
+			fmt.Fprintf(o.errOut, "Next: berth deploy %s --wait   (or berth build %s -t %s:v1 && berth apply -f %s/berth.yaml)\n", name, name, name, name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python or node")
+	return cmd
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func templateFiles(rt build.Runtime, name string) map[string]string {
+	r := strings.NewReplacer("NAME", name)
+	files := map[string]string{"berth.yaml": r.Replace(manifestTemplate)}
+	switch rt {
+	case build.RuntimeGo:
+		files["go.mod"] = r.Replace("module NAME\n\ngo 1.22\n")
+		files["main.go"] = r.Replace(goTemplate)
+	case build.RuntimePython:
+		files["main.py"] = r.Replace(pythonTemplate)
+		files["requirements.txt"] = "# One requirement per line; berth build installs them with pip into the image.\n"
+	case build.RuntimeNode:
+		files["package.json"] = r.Replace(packageTemplate)
+		files["index.js"] = r.Replace(nodeTemplate)
+	}
+	return files
+}
+
+const manifestTemplate = `# berth deploy . builds the image and applies this manifest with its digest.
+apiVersion: berth.dev/v1
+kind: Function
+metadata:
+  name: NAME
+spec:
+  image: NAME:v1
+  concurrency: 10
+  scale: {max: 5, idleTimeout: 60s}
+  timeout: 30s
+`
+
+const goTemplate = `// NAME serves HTTP on $PORT, logs to stdout and stops cleanly on SIGTERM,
+// as Berth expects of a function.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	log.SetOutput(os.Stdout)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("%s %s", r.Method, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{
+			"message":  "Hello from NAME",
+			"runtime":  "go",
+			"revision": os.Getenv("BERTH_REVISION"),
+		})
+	})
+	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// Finish the requests in flight, then exit.
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	log.Printf("NAME listening on :%s", port)
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+	log.Print("NAME stopped")
+}
+`
+
+const pythonTemplate = `"""NAME serves HTTP on $PORT, logs to stdout and stops cleanly on SIGTERM,
+as Berth expects of a function."""
+import json
+import os
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({
+            "message": "Hello from NAME",
+            "runtime": "python",
+            "revision": os.environ.get("BERTH_REVISION", ""),
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, fmt, *args):
+        print("%s %s" % (self.command, self.path), flush=True)
+
+
+def main():
+    port = int(os.environ.get("PORT", "8080"))
+    server = ThreadingHTTPServer(("", port), Handler)
+    # Finish the requests in flight, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print("NAME listening on :%d" % port, flush=True)
+    server.serve_forever()
+    server.server_close()
+    print("NAME stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+`
+
+const packageTemplate = `{
+  "name": "NAME",
+  "version": "1.0.0",
+  "private": true,
+  "main": "index.js",
+  "dependencies": {}
+}
+`
+
+const nodeTemplate = `// NAME serves HTTP on $PORT, logs to stdout and stops cleanly on SIGTERM,
+// as Berth expects of a function.
+const http = require("http");
+
+const port = Number(process.env.PORT || 8080);
+
+const server = http.createServer((req, res) => {
+  console.log(req.method + " " + req.url);
+  const body = JSON.stringify({
+    message: "Hello from NAME",
+    runtime: "node",
+    revision: process.env.BERTH_REVISION || "",
+  });
+  res.writeHead(200, { "Content-Type": "application/json" });
+  res.end(body);
+});
+
+process.on("SIGTERM", () => {
+  // Finish the requests in flight, then exit.
+  server.close(() => {
+    console.log("NAME stopped");
+    process.exit(0);
+  });
+  server.closeIdleConnections();
+});
+
+server.listen(port, () => console.log("NAME listening on :" + port));
+`

@@ -1,0 +1,117 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"testing"
+	"time"
+)
+
+// names: dev has orders and client; prod has orders and lets dev in.
+type names map[string][]string
+
+func (n names) Reachable(from, env, name string) bool {
+	if env != from && !(env == "prod" && from == "dev") {
+		return false
+	}
+	return slices.Contains(n[env], name)
+}
+
+// resolver asks only addr, over UDP or TCP, the way a container's libc or
+// Go runtime would with the resolv.conf the platform writes.
+func resolver(addr string, tcp bool) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		if tcp {
+			network = "tcp"
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+}
+
+func TestEnvironmentNamesResolveToTheBridgeAddress(t *testing.T) {
+	s := New(Config{
+		Names:  names{"dev": {"orders", "client"}, "prod": {"orders", "billing"}, "test": {"orders"}},
+		Port:   -1,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	defer s.Close()
+	// Two loopback addresses stand in for two bridges' gateway addresses.
+	devIP, prodIP := net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2)
+	if err := s.Listen(t.Context(), "dev", devIP); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(t.Context(), "prod", prodIP); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(t.Context(), "dev", devIP); err != nil {
+		t.Fatalf("Listen again: %v", err)
+	}
+
+	for _, tcp := range []bool{false, true} {
+		dev, prod := resolver(s.Addr("dev"), tcp), resolver(s.Addr("prod"), tcp)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		for _, c := range []struct {
+			r    *net.Resolver
+			from string
+			name string
+			want net.IP // nil: NXDOMAIN
+		}{
+			{dev, "dev", "orders.", devIP},
+			{dev, "dev", "client.", devIP},
+			{dev, "dev", "ORDERS.dev.berth.localhost.", devIP},
+			{dev, "dev", "orders.dev.", devIP},
+			{prod, "prod", "orders.", prodIP},
+			{prod, "prod", "billing.prod.berth.localhost.", prodIP},
+			// prod allows dev: the name answers dev's own bridge address,
+			// where dev's gateway listener applies the policy again.
+			{dev, "dev", "orders.prod.berth.localhost.", devIP},
+			{dev, "dev", "billing.", nil},      // prod's, not dev's
+			{prod, "prod", "client.", nil},     // dev's
+			{prod, "prod", "client.dev.", nil}, // dev does not allow prod
+			{prod, "prod", "orders.test.berth.localhost.", nil},
+			{dev, "dev", "nothing.", nil},
+			{dev, "dev", "example.com.", nil}, // no recursion to the outside
+			{dev, "dev", "a.b.c.berth.localhost.", nil},
+		} {
+			addrs, err := c.r.LookupIP(ctx, "ip4", c.name)
+			if c.want == nil {
+				var de *net.DNSError
+				if !errors.As(err, &de) || !de.IsNotFound {
+					t.Errorf("tcp=%v %s: %s = %v, %v; want NXDOMAIN", tcp, c.from, c.name, addrs, err)
+				}
+				continue
+			}
+			if err != nil || len(addrs) != 1 || !addrs[0].Equal(c.want) {
+				t.Errorf("tcp=%v %s: %s = %v, %v; want %s", tcp, c.from, c.name, addrs, err, c.want)
+			}
+		}
+		// A and AAAA together, as a plain lookup does: the known name must
+		// not fail because it has no IPv6 address.
+		if addrs, err := dev.LookupHost(ctx, "orders."); err != nil || !slices.Equal(addrs, []string{"127.0.0.1"}) {
+			t.Errorf("tcp=%v LookupHost orders = %v, %v; want [127.0.0.1]", tcp, addrs, err)
+		}
+		cancel()
+	}
+
+	prodAddr := s.Addr("prod")
+	s.Unlisten("prod")
+	if s.Addr("prod") != "" {
+		t.Errorf("prod still listening after Unlisten")
+	}
+	if c, err := net.ListenPacket("udp4", prodAddr); err != nil {
+		t.Errorf("prod's address is still taken after Unlisten: %v", err)
+	} else {
+		c.Close()
+	}
+}
+
+func TestGarbageIsDropped(t *testing.T) {
+	s := New(Config{Names: names{}, Port: -1})
+	if out := s.answer("dev", net.IPv4(127, 0, 0, 1), []byte{1, 2, 3}); out != nil {
+		t.Errorf("answer to 3 bytes of garbage = %x; want none", out)
+	}
+}
