@@ -14,6 +14,7 @@ have make || need+=(make)
 have nginx || need+=(nginx-light)
 have wrk || need+=(wrk)
 have skopeo || need+=(skopeo)
+have debootstrap || need+=(debootstrap)
 have git || need+=(git)
 have curl || need+=(curl ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then

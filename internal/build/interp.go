@@ -270,6 +270,11 @@ func runChroot(ctx context.Context, spec chrootSpec) error {
 	}
 	script += fmt.Sprintf("mount -t proc proc %[1]s/proc\nmount --rbind /dev %[1]s/dev\n", t)
 	script += fmt.Sprintf("rm -f %[1]s/etc/resolv.conf; cat /etc/resolv.conf > %[1]s/etc/resolv.conf 2>/dev/null || true\n", t)
+	if spec.overlay {
+		// pip and npm trust what the host trusts (a proxy's CA, say); the
+		// copy lands in the throw-away upper dir, never in an image.
+		script += fmt.Sprintf("if [ -f %[2]s ]; then mkdir -p %[1]s/etc/ssl/certs; cat %[2]s > %[1]s%[2]s; fi\n", t, hostCABundle)
+	}
 	script += fmt.Sprintf("exec chroot %s /bin/sh -c %s\n", t, arg(spec.cmd))
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -278,12 +283,19 @@ func runChroot(ctx context.Context, spec chrootSpec) error {
 	return cmd.Run()
 }
 
+// hostCABundle is Debian's bundle of trusted certificates, on the host and
+// in the bases alike.
+const hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
 // chrootEnv is the environment of pip and npm in the chroot: a fixed
 // base, plus the host's proxy and package-index settings so they reach
 // the same indexes the host does.
 func chrootEnv() []string {
 	env := append([]string{}, debianEnv...)
 	env = append(env, "HOME=/tmp", "SOURCE_DATE_EPOCH=0", "PYTHONDONTWRITEBYTECODE=1", "DEBIAN_FRONTEND=noninteractive")
+	if _, err := os.Stat(hostCABundle); err == nil {
+		env = append(env, "NODE_EXTRA_CA_CERTS="+hostCABundle, "PIP_CERT="+hostCABundle)
+	}
 	var pass []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

@@ -429,23 +429,56 @@ func (a archiveImage) digestSize() (string, int64, error) {
 }
 
 // readArchive spools a docker-save tar or an OCI image layout tar into
-// work and returns its named images.
+// work and returns its named images. A docker-save tar is read in place;
+// an OCI layout is unpacked first.
 func readArchive(r io.Reader, work string) ([]archiveImage, error) {
-	dir := filepath.Join(work, "archive")
-	if err := untar(r, dir); err != nil {
+	spool := filepath.Join(work, "archive.tar")
+	names, err := spoolTar(r, spool)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
-		return readDockerSave(dir)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
+	switch {
+	case names["manifest.json"]:
+		return readDockerSave(spool)
+	case names["index.json"]:
+		dir := filepath.Join(work, "archive")
+		if err := untar(spool, dir); err != nil {
+			return nil, err
+		}
 		return readOCILayout(dir)
 	}
 	return nil, v1.Invalid("not an image archive: neither a docker-save tar (manifest.json) nor an OCI image layout tar (index.json)")
 }
 
-func readDockerSave(dir string) ([]archiveImage, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(filepath.Join(dir, "..", "archive.tar")) }
+// spoolTar copies r to path and returns the names of the files in it.
+func spoolTar(r io.Reader, path string) (map[string]bool, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, r); err != nil {
+		return nil, fmt.Errorf("%w: %v", v1.Invalid("read image archive"), err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return names, nil
+		}
+		if err != nil {
+			return nil, v1.Invalid("image archive is not a valid tar: %v", err)
+		}
+		names[strings.TrimPrefix(filepath.Clean("/"+hdr.Name), "/")] = true
+	}
+}
+
+func readDockerSave(path string) ([]archiveImage, error) {
+	opener := func() (io.ReadCloser, error) { return os.Open(path) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, v1.Invalid("docker-save archive: %v", err)
@@ -510,21 +543,14 @@ func readOCILayout(dir string) ([]archiveImage, error) {
 	return out, nil
 }
 
-// untar spools r to dir/../archive.tar (docker-save images are read from
-// the tar itself) and unpacks it into dir.
-func untar(r io.Reader, dir string) error {
-	spool := filepath.Join(filepath.Dir(dir), "archive.tar")
-	f, err := os.Create(spool)
+// untar unpacks the tar at path into dir (regular files and directories;
+// names cannot escape dir).
+func untar(path, dir string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := io.Copy(f, r); err != nil {
-		return fmt.Errorf("%w: %v", v1.Invalid("read image archive"), err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
@@ -534,8 +560,7 @@ func untar(r io.Reader, dir string) error {
 		if err != nil {
 			return v1.Invalid("image archive is not a valid tar: %v", err)
 		}
-		clean := filepath.Clean("/" + hdr.Name)
-		target := filepath.Join(dir, clean)
+		target := filepath.Join(dir, filepath.Clean("/"+hdr.Name))
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(target, 0o755); err != nil {

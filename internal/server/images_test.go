@@ -1,6 +1,19 @@
 package server
 
-import "testing"
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	v1 "berth.dev/berth/api/v1"
+)
 
 // The registry names users rely on: a name without host is a repository
 // of the built-in registry, this registry's own address is stripped, and
@@ -35,5 +48,54 @@ func TestImageNameMapping(t *testing.T) {
 	}
 	if _, _, err := s.mapName("Bad Name"); err == nil {
 		t.Error("a bad reference was mapped")
+	}
+}
+
+// Both archive formats users have (docker save, skopeo's OCI layouts)
+// yield their named images with the digests the registry will store.
+func TestReadArchive(t *testing.T) {
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+
+	work := t.TempDir()
+	tag, _ := name.NewTag("team/api:v1")
+	var save bytes.Buffer
+	if err := tarball.Write(tag, img, &save); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readArchive(&save, work)
+	if err != nil || len(got) != 1 || got[0].name != "team/api:v1" {
+		t.Fatalf("docker-save: %+v %v", got, err)
+	}
+	if d, _, _ := got[0].digestSize(); d == "" {
+		t.Fatal("docker-save image has no digest")
+	}
+
+	dir := filepath.Join(t.TempDir(), "layout")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "team/api:v2"}))
+	p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v3"}))
+	var oci bytes.Buffer
+	if err := tarDir(dir, &oci); err != nil {
+		t.Fatal(err)
+	}
+	got, err = readArchive(&oci, t.TempDir())
+	if err != nil || len(got) != 1 || got[0].name != "team/api:v2" {
+		t.Fatalf("OCI layout: %+v %v", got, err)
+	}
+	// The layout's manifest is kept byte for byte.
+	if d, _, _ := got[0].digestSize(); d != want.String() {
+		t.Fatalf("OCI layout digest %s, want %s", d, want)
+	}
+
+	_, err = readArchive(strings.NewReader("not a tar at all, not even close............"), t.TempDir())
+	if !v1.IsInvalid(err) {
+		t.Fatalf("garbage: %v", err)
 	}
 }
