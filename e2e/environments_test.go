@@ -211,13 +211,21 @@ func apiPortOf(t *testing.T, s *server) string {
 // does its bridges (a real server's stay, as they should). It harms nothing
 // while the server still runs: its bridges are going too.
 func removeHostChain(s *server) {
-	chain := strings.ToUpper(s.bridges) + "-INPUT"
-	out, _ := exec.Command("iptables", "-w", "-S", "INPUT").Output()
+	// Every rule jumping to one of this server's chains (INPUT, FORWARD,
+	// CNI-FORWARD), then the chains. -S prints rules shell-quoted.
+	prefix := strings.ToUpper(s.bridges) + "-"
+	out, _ := exec.Command("iptables", "-w", "-S").Output()
+	var chains []string
 	for _, rule := range strings.Split(string(out), "\n") {
-		if args, ok := strings.CutPrefix(rule, "-A INPUT "); ok && strings.HasSuffix(args, " -j "+chain) {
-			exec.Command("iptables", append([]string{"-w", "-D", "INPUT"}, strings.Fields(args)...)...).Run()
+		switch {
+		case strings.HasPrefix(rule, "-N "+prefix):
+			chains = append(chains, strings.TrimPrefix(rule, "-N "))
+		case strings.HasPrefix(rule, "-A ") && strings.Contains(rule, "-j "+prefix):
+			exec.Command("sh", "-c", "iptables -w -D "+strings.TrimPrefix(rule, "-A ")).Run()
 		}
 	}
-	exec.Command("iptables", "-w", "-F", chain).Run()
-	exec.Command("iptables", "-w", "-X", chain).Run()
+	for _, c := range chains {
+		exec.Command("iptables", "-w", "-F", c).Run()
+		exec.Command("iptables", "-w", "-X", c).Run()
+	}
 }

@@ -227,8 +227,12 @@ func (s *server) shutdown() {
 	}
 	// The bridges and host rules this server made (a real server's stay,
 	// as they should).
-	for i := range 4 {
-		exec.Command("ip", "link", "del", fmt.Sprintf("%s%d", s.bridges, i)).Run()
+	if links, err := net.Interfaces(); err == nil {
+		for _, l := range links {
+			if strings.HasPrefix(l.Name, s.bridges) {
+				exec.Command("ip", "link", "del", l.Name).Run()
+			}
+		}
 	}
 	removeHostChain(s)
 }
