@@ -249,67 +249,72 @@ func (v *Values) DeleteConfig(ctx context.Context, env, name string) (*v1.Config
 // is a NotFound naming it, which the agent shows in the instance's status.
 func (v *Values) Resolve(ctx context.Context, env string, refs []v1.ValueRef) (map[v1.ValueRef]string, error) {
 	out := map[v1.ValueRef]string{}
-	secrets := map[string]*sealed{}
-	configs := map[string]*v1.Config{}
+	opened := map[v1.ValueRef]map[string]string{} // by kind and name
 	for _, ref := range refs {
-		switch ref.Kind {
-		case v1.KindSecret:
-			s, ok := secrets[ref.Name]
+		src := v1.ValueRef{Kind: ref.Kind, Name: ref.Name}
+		vals, ok := opened[src]
+		if !ok {
+			var err error
+			if vals, err = v.open(ctx, env, ref); err != nil {
+				return nil, err
+			}
+			opened[src] = vals
+		}
+		keys := []string{ref.Key}
+		if ref.Key == "" {
+			keys = slices.Sorted(maps.Keys(vals))
+		}
+		for _, k := range keys {
+			val, ok := vals[k]
 			if !ok {
-				s = new(sealed)
-				err := store.Get(ctx, v.store, store.Key{Kind: v1.KindSecret, Environment: env, Name: ref.Name}, s)
-				if v1.IsNotFound(err) {
-					return nil, missing("secret", ref, env)
-				}
-				if err != nil {
-					return nil, err
-				}
-				secrets[ref.Name] = s
+				return nil, v1.NotFound("%s %q key %q not found in environment %q", kindWord(ref.Kind), ref.Name, k, env)
 			}
-			keys := []string{ref.Key}
-			if ref.Key == "" {
-				keys = slices.Sorted(maps.Keys(s.Sealed))
-			}
-			for _, k := range keys {
-				box, ok := s.Sealed[k]
-				if !ok {
-					return nil, v1.NotFound("secret %q key %q not found in environment %q", ref.Name, k, env)
-				}
-				val, err := v.box.Open(env, ref.Name, k, box)
-				if err != nil {
-					return nil, fmt.Errorf("secret %q key %q in environment %q: %w", ref.Name, k, env, err)
-				}
-				out[v1.ValueRef{Kind: v1.KindSecret, Name: ref.Name, Key: k}] = string(val)
-			}
-		case v1.KindConfig:
-			c, ok := configs[ref.Name]
-			if !ok {
-				c = new(v1.Config)
-				err := store.Get(ctx, v.store, store.Key{Kind: v1.KindConfig, Environment: env, Name: ref.Name}, c)
-				if v1.IsNotFound(err) {
-					return nil, missing("config", ref, env)
-				}
-				if err != nil {
-					return nil, err
-				}
-				configs[ref.Name] = c
-			}
-			keys := []string{ref.Key}
-			if ref.Key == "" {
-				keys = slices.Sorted(maps.Keys(c.Data))
-			}
-			for _, k := range keys {
-				val, ok := c.Data[k]
-				if !ok {
-					return nil, v1.NotFound("config %q key %q not found in environment %q", ref.Name, k, env)
-				}
-				out[v1.ValueRef{Kind: v1.KindConfig, Name: ref.Name, Key: k}] = val
-			}
-		default:
-			return nil, fmt.Errorf("unknown value kind %q", ref.Kind)
+			out[v1.ValueRef{Kind: ref.Kind, Name: ref.Name, Key: k}] = val
 		}
 	}
 	return out, nil
+}
+
+// open returns every value of the secret (decrypted) or config ref names.
+func (v *Values) open(ctx context.Context, env string, ref v1.ValueRef) (map[string]string, error) {
+	key := store.Key{Kind: ref.Kind, Environment: env, Name: ref.Name}
+	switch ref.Kind {
+	case v1.KindSecret:
+		var s sealed
+		if err := store.Get(ctx, v.store, key, &s); err != nil {
+			if v1.IsNotFound(err) {
+				return nil, missing("secret", ref, env)
+			}
+			return nil, err
+		}
+		vals := make(map[string]string, len(s.Sealed))
+		for k, box := range s.Sealed {
+			val, err := v.box.Open(env, ref.Name, k, box)
+			if err != nil {
+				return nil, fmt.Errorf("secret %q key %q in environment %q: %w", ref.Name, k, env, err)
+			}
+			vals[k] = string(val)
+		}
+		return vals, nil
+	case v1.KindConfig:
+		var c v1.Config
+		if err := store.Get(ctx, v.store, key, &c); err != nil {
+			if v1.IsNotFound(err) {
+				return nil, missing("config", ref, env)
+			}
+			return nil, err
+		}
+		return c.Data, nil
+	default:
+		return nil, fmt.Errorf("unknown value kind %q", ref.Kind)
+	}
+}
+
+func kindWord(kind string) string {
+	if kind == v1.KindSecret {
+		return "secret"
+	}
+	return "config"
 }
 
 // missing names what a workload needs and its environment lacks: the key
