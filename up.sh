@@ -47,6 +47,7 @@ cat <<MSG
 Berth is running. The example service answers at:
   curl http://hello.default.berth.localhost:8080/
   curl http://127.0.0.1:8080/hello/
+  curl http://hello.staging.berth.localhost:8080/   # the same name in environment staging
 The example function is at zero until called (watch: berth get functions):
   curl http://greet.default.berth.localhost:8080/
   berth invoke greet --async -d hi      # then: berth invocation ID
