@@ -108,6 +108,9 @@ func TestSecretsReachWorkloadsOnly(t *testing.T) {
 			t.Errorf("berth %s shows the secret:\n%s", strings.Join(args, " "), out)
 		}
 	}
+	if out := s.mustBerth("", "describe", "service", "web", "-e", "dev"); !strings.Contains(out, "<secret db/password>") {
+		t.Errorf("describe does not say where the value comes from:\n%s", out)
+	}
 	if out := s.mustBerth("", "secret", "ls", "-e", "dev"); !strings.Contains(out, "password (17B)") {
 		t.Errorf("secret ls:\n%s", out)
 	}

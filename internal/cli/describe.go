@@ -384,7 +384,19 @@ func (d *describer) header(m *v1.ObjectMeta, observed int64, t *v1.Template, dig
 	d.kv("Port", portString(t.Port))
 	var env []string
 	for _, e := range t.Env {
-		env = append(env, e.Name+"="+e.Value)
+		env = append(env, e.Name+"="+envValue(e))
 	}
 	d.kv("Env", orNoneList(env)...)
+}
+
+// envValue shows a literal value, or where a value comes from: a secret's
+// value is never printed.
+func envValue(e v1.EnvVar) string {
+	switch {
+	case e.ValueFrom != nil && e.ValueFrom.Secret != nil:
+		return fmt.Sprintf("<secret %s/%s>", e.ValueFrom.Secret.Name, e.ValueFrom.Secret.Key)
+	case e.ValueFrom != nil && e.ValueFrom.Config != nil:
+		return fmt.Sprintf("<config %s/%s>", e.ValueFrom.Config.Name, e.ValueFrom.Config.Key)
+	}
+	return e.Value
 }
