@@ -7,13 +7,13 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 // TestEnvironmentsAreSealed: two environments with the same service names
@@ -210,22 +210,4 @@ func apiPortOf(t *testing.T, s *server) string {
 // removeHostChain takes the test server's INPUT chain away, as the harness
 // does its bridges (a real server's stay, as they should). It harms nothing
 // while the server still runs: its bridges are going too.
-func removeHostChain(s *server) {
-	// Every rule jumping to one of this server's chains (INPUT, FORWARD,
-	// CNI-FORWARD), then the chains. -S prints rules shell-quoted.
-	prefix := strings.ToUpper(s.bridges) + "-"
-	out, _ := exec.Command("iptables", "-w", "-S").Output()
-	var chains []string
-	for _, rule := range strings.Split(string(out), "\n") {
-		switch {
-		case strings.HasPrefix(rule, "-N "+prefix):
-			chains = append(chains, strings.TrimPrefix(rule, "-N "))
-		case strings.HasPrefix(rule, "-A ") && strings.Contains(rule, "-j "+prefix):
-			exec.Command("sh", "-c", "iptables -w -D "+strings.TrimPrefix(rule, "-A ")).Run()
-		}
-	}
-	for _, c := range chains {
-		exec.Command("iptables", "-w", "-F", c).Run()
-		exec.Command("iptables", "-w", "-X", c).Run()
-	}
-}
+func removeHostChain(s *server) { testutil.RemoveHostNetwork(s.bridges) }

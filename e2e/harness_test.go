@@ -227,14 +227,7 @@ func (s *server) shutdown() {
 	}
 	// The bridges and host rules this server made (a real server's stay,
 	// as they should).
-	if links, err := net.Interfaces(); err == nil {
-		for _, l := range links {
-			if strings.HasPrefix(l.Name, s.bridges) {
-				exec.Command("ip", "link", "del", l.Name).Run()
-			}
-		}
-	}
-	removeHostChain(s)
+	testutil.RemoveHostNetwork(s.bridges)
 }
 
 func (s *server) logs() string {

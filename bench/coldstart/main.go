@@ -92,7 +92,7 @@ func run(n int) error {
 	if err != nil {
 		return err
 	}
-	defer exec.Command("ip", "link", "del", "bcold0").Run()
+	defer testutil.RemoveHostNetwork("bcold")
 
 	runcS, err := runcFloor(ctx, dir, n)
 	if err != nil {
@@ -266,7 +266,7 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 	defer func() {
 		srv.Process.Signal(syscall.SIGTERM)
 		srv.Wait()
-		exec.Command("ip", "link", "del", "bcoldb0").Run()
+		testutil.RemoveHostNetwork("bcoldb")
 	}()
 	var c *client.Client
 	var gw string

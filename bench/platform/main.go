@@ -30,6 +30,7 @@ import (
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/bench/loadgen"
 	"berth.dev/berth/client"
+	"berth.dev/berth/internal/testutil"
 	"berth.dev/berth/internal/testutil/testimage"
 )
 
@@ -250,9 +251,7 @@ func (b *bench) stop() {
 	if pid > 0 {
 		syscall.Kill(pid, syscall.SIGTERM)
 	}
-	for i := range 4 {
-		exec.Command("ip", "link", "del", fmt.Sprintf("bbench%d", i)).Run()
-	}
+	testutil.RemoveHostNetwork("bbench")
 }
 
 func (b *bench) berth(args ...string) (string, error) {
