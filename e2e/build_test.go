@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,28 +15,12 @@ import (
 // berthIn runs the CLI in dir (init writes ./NAME).
 func (s *server) berthIn(dir string, args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(berthBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(s.dataDir, "client.json"), "BERTH_ADDR=", "BERTH_TOKEN=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("berth %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return s.run(dir, "", args...)
 }
 
 func (s *server) mustBerthIn(dir string, args ...string) string {
 	s.t.Helper()
-	out, errOut, code := s.berthIn(dir, args...)
-	if code != 0 {
-		s.t.Fatalf("berth %s: exit %d\nstdout: %s\nstderr: %s\nserver log:\n%s", strings.Join(args, " "), code, out, errOut, s.logs())
-	}
-	return out
+	return s.mustRun(dir, "", args...)
 }
 
 // TestInitBuildApply is the whole loop for each runtime: berth init writes

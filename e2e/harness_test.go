@@ -242,7 +242,20 @@ func (s *server) logs() string {
 // exit code.
 func (s *server) berth(stdin string, args ...string) (string, string, int) {
 	s.t.Helper()
+	return s.run("", stdin, args...)
+}
+
+// mustBerth runs the CLI and fails the test on a non-zero exit.
+func (s *server) mustBerth(stdin string, args ...string) string {
+	s.t.Helper()
+	return s.mustRun("", stdin, args...)
+}
+
+// run runs the CLI in dir ("" for the test's own) with stdin.
+func (s *server) run(dir, stdin string, args ...string) (string, string, int) {
+	s.t.Helper()
 	cmd := exec.Command(berthBin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(s.dataDir, "client.json"), "BERTH_ADDR=", "BERTH_TOKEN=")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -259,10 +272,9 @@ func (s *server) berth(stdin string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// mustBerth runs the CLI and fails the test on a non-zero exit.
-func (s *server) mustBerth(stdin string, args ...string) string {
+func (s *server) mustRun(dir, stdin string, args ...string) string {
 	s.t.Helper()
-	out, errOut, code := s.berth(stdin, args...)
+	out, errOut, code := s.run(dir, stdin, args...)
 	if code != 0 {
 		s.t.Fatalf("berth %s: exit %d\nstdout: %s\nstderr: %s\nserver log:\n%s", strings.Join(args, " "), code, out, errOut, s.logs())
 	}
