@@ -11,8 +11,8 @@ package activator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -128,8 +128,10 @@ func (a *Activator) SetTargets(ts []gateway.Target) {
 func (a *Activator) Activate(ctx context.Context, env, name string) (err error) {
 	k := key{env, name}
 	a.mu.Lock()
-	st := a.target(k)
-	if st.kind != v1.KindFunction {
+	// Only SetTargets adds targets: a request for a name the table does
+	// not hold leaves nothing behind.
+	st := a.targets[k]
+	if st == nil || st.kind != v1.KindFunction {
 		a.mu.Unlock()
 		// Services are not woken: their instances are kept running.
 		return v1.Unavailable("no ready instance")
@@ -149,6 +151,11 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 	defer func() {
 		a.mu.Lock()
 		st.held--
+		// A request that gave up takes its channel with it, so a function
+		// that never becomes ready does not collect them.
+		if i := slices.Index(st.waiters, wake); i >= 0 {
+			st.waiters = slices.Delete(st.waiters, i, i+1)
+		}
 		a.mu.Unlock()
 	}()
 
@@ -236,10 +243,10 @@ func (a *Activator) crashed(ctx context.Context, env, name string, since time.Ti
 		st := i.Status
 		switch {
 		case st.Phase == v1.PhaseFailed:
-			return &v1.Error{Kind: v1.ErrBadGateway, Message: fmt.Sprintf("instance %s cannot start: %s", i.Metadata.Name, st.Message)}
+			return v1.Errorf(v1.ErrBadGateway, "instance %s cannot start: %s", i.Metadata.Name, st.Message)
 		case st.LastExit != nil && !st.Ready && (st.Phase == v1.PhaseBackoff || !st.LastExit.At.Before(since.Add(-time.Second))):
-			return &v1.Error{Kind: v1.ErrBadGateway, Message: fmt.Sprintf("instance %s exited with code %d (%s) before it was ready; see berth logs %s",
-				i.Metadata.Name, st.LastExit.Code, st.LastExit.Reason, name)}
+			return v1.Errorf(v1.ErrBadGateway, "instance %s exited with code %d (%s) before it was ready; see berth logs %s",
+				i.Metadata.Name, st.LastExit.Code, st.LastExit.Reason, name)
 		}
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"strings"
 
 	v1 "berth.dev/berth/api/v1"
 )
@@ -35,11 +34,11 @@ func NewTokenAuthorizer(token string) *TokenAuthorizer {
 }
 
 func (a *TokenAuthorizer) Authorize(r *http.Request) error {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return v1.Errorf(v1.ErrUnauthorized, "missing bearer token: send Authorization: Bearer TOKEN")
+	token, err := bearer(r)
+	if err != nil {
+		return err
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	sum := sha256.Sum256([]byte(token))
 	if !a.set || subtle.ConstantTimeCompare(sum[:], a.sum[:]) != 1 {
 		return v1.Errorf(v1.ErrUnauthorized, "invalid bearer token")
 	}

@@ -230,7 +230,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	rand.Read(raw[:])
 	secret := "berth_" + hex.EncodeToString(raw[:])
 	if req.Name == "" {
-		req.Name = "token-" + hex.EncodeToString(raw[:3])
+		// Not from raw: the name is shown to every lister, the secret never.
+		var id [3]byte
+		rand.Read(id[:])
+		req.Name = "token-" + hex.EncodeToString(id[:])
 	}
 	t := &v1.Token{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindToken},

@@ -42,20 +42,20 @@ func decodeJSON(body []byte, into any) error {
 }
 
 func (s *Server) valueRoutes(api func(string, methods)) {
-	api("/api/v1/environments/{env}/secrets", methods{http.MethodGet: s.listValues(v1.KindSecret)})
+	api("/api/v1/environments/{env}/secrets", methods{http.MethodGet: listValues(s, Values.ListSecrets)})
 	api("/api/v1/environments/{env}/secrets/{name}", methods{
-		http.MethodGet:    s.getValues(v1.KindSecret),
-		http.MethodPut:    s.setValues(v1.KindSecret),
-		http.MethodDelete: s.deleteValues(v1.KindSecret),
+		http.MethodGet:    oneValue(s, Values.GetSecret),
+		http.MethodPut:    setValues(s, Values.SetSecret),
+		http.MethodDelete: oneValue(s, Values.DeleteSecret),
 	})
-	api("/api/v1/environments/{env}/configs", methods{http.MethodGet: s.listValues(v1.KindConfig)})
+	api("/api/v1/environments/{env}/configs", methods{http.MethodGet: listValues(s, Values.ListConfigs)})
 	api("/api/v1/environments/{env}/configs/{name}", methods{
-		http.MethodGet:    s.getValues(v1.KindConfig),
-		http.MethodPut:    s.setValues(v1.KindConfig),
-		http.MethodDelete: s.deleteValues(v1.KindConfig),
+		http.MethodGet:    oneValue(s, Values.GetConfig),
+		http.MethodPut:    setValues(s, Values.SetConfig),
+		http.MethodDelete: oneValue(s, Values.DeleteConfig),
 	})
-	api("/api/v1/secrets", methods{http.MethodGet: s.listValues(v1.KindSecret)})
-	api("/api/v1/configs", methods{http.MethodGet: s.listValues(v1.KindConfig)})
+	api("/api/v1/secrets", methods{http.MethodGet: listValues(s, Values.ListSecrets)})
+	api("/api/v1/configs", methods{http.MethodGet: listValues(s, Values.ListConfigs)})
 	api("/api/v1/tokens", methods{http.MethodGet: s.listTokens, http.MethodPost: s.createToken})
 	api("/api/v1/tokens/{name}", methods{http.MethodDelete: s.revokeToken})
 	api("/api/v1/environments/{env}/stacks", methods{http.MethodGet: s.listStacks})
@@ -67,7 +67,10 @@ func (s *Server) valueRoutes(api func(string, methods)) {
 	api("/api/v1/environments/{env}/stacks/{name}/rollback", methods{http.MethodPost: s.rollbackStack})
 }
 
-func (s *Server) setValues(kind string) handlerFunc {
+// The handlers below take the Values method to call (Values.GetSecret,
+// Values.DeleteConfig, ...), so Secrets and Configs share one of each.
+
+func setValues[T v1.Object](s *Server, set func(Values, context.Context, string, string, v1.SetValuesRequest) (T, bool, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
 		vs, err := s.valueStore()
@@ -86,13 +89,7 @@ func (s *Server) setValues(kind string) handlerFunc {
 		if err := decodeJSON(body, &req); err != nil {
 			return err
 		}
-		var out v1.Object
-		var created bool
-		if kind == v1.KindSecret {
-			out, created, err = vs.SetSecret(ctx, env, name, req)
-		} else {
-			out, created, err = vs.SetConfig(ctx, env, name, req)
-		}
+		out, created, err := set(vs, ctx, env, name, req)
 		if err != nil {
 			return err
 		}
@@ -105,18 +102,14 @@ func (s *Server) setValues(kind string) handlerFunc {
 	}
 }
 
-func (s *Server) getValues(kind string) handlerFunc {
+// oneValue answers a get or a delete of one Secret or Config.
+func oneValue[T v1.Object](s *Server, op func(Values, context.Context, string, string) (T, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		vs, err := s.valueStore()
 		if err != nil {
 			return err
 		}
-		var out v1.Object
-		if kind == v1.KindSecret {
-			out, err = vs.GetSecret(r.Context(), r.PathValue("env"), r.PathValue("name"))
-		} else {
-			out, err = vs.GetConfig(r.Context(), r.PathValue("env"), r.PathValue("name"))
-		}
+		out, err := op(vs, r.Context(), r.PathValue("env"), r.PathValue("name"))
 		if err != nil {
 			return err
 		}
@@ -125,54 +118,23 @@ func (s *Server) getValues(kind string) handlerFunc {
 	}
 }
 
-func (s *Server) listValues(kind string) handlerFunc {
+func listValues[T v1.Object](s *Server, list func(Values, context.Context, string) ([]T, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		vs, err := s.valueStore()
 		if err != nil {
 			return err
 		}
-		env := r.PathValue("env")
-		var objs []v1.Object
-		if kind == v1.KindSecret {
-			l, err := vs.ListSecrets(r.Context(), env)
-			if err != nil {
-				return err
-			}
-			for _, o := range l {
-				objs = append(objs, o)
-			}
-		} else {
-			l, err := vs.ListConfigs(r.Context(), env)
-			if err != nil {
-				return err
-			}
-			for _, o := range l {
-				objs = append(objs, o)
-			}
+		l, err := list(vs, r.Context(), r.PathValue("env"))
+		if err != nil {
+			return err
+		}
+		objs := make([]v1.Object, len(l))
+		for i, o := range l {
+			objs[i] = o
 		}
 		if objs, err = s.visible(r, objs); err != nil {
 			return err
 		}
 		return writeList(w, objs)
-	}
-}
-
-func (s *Server) deleteValues(kind string) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		vs, err := s.valueStore()
-		if err != nil {
-			return err
-		}
-		var out v1.Object
-		if kind == v1.KindSecret {
-			out, err = vs.DeleteSecret(r.Context(), r.PathValue("env"), r.PathValue("name"))
-		} else {
-			out, err = vs.DeleteConfig(r.Context(), r.PathValue("env"), r.PathValue("name"))
-		}
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, out)
-		return nil
 	}
 }

@@ -92,7 +92,7 @@ func (q *Queue) publishTopic(ctx context.Context, env, topic, id string, body []
 	msg.Header.Set(internalID, id)
 	msg.Data = body
 	if _, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(topicStream)); err != nil {
-		return v1Unavailable("queue: publish to topic %s: %v", topic, err)
+		return v1.Unavailable("queue: publish to topic %s: %v", topic, err)
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func (q *Queue) cronLoop() {
 func (q *Queue) cronStart(ctx context.Context, e cronEntry, base time.Time) error {
 	_, err := q.cronKV.Create(ctx, e.key, []byte(base.Format(time.RFC3339Nano)))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return v1Unavailable("queue: cron %q of %s/%s: record start: %v", e.spec, e.env, e.fn, err)
+		return v1.Unavailable("queue: cron %q of %s/%s: record start: %v", e.spec, e.env, e.fn, err)
 	}
 	return nil
 }

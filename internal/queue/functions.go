@@ -102,7 +102,7 @@ func (q *Queue) SetFunctions(fns []Function) error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return v1Unavailable("queue: closed")
+		return v1.Unavailable("queue: closed")
 	}
 	var removed []*fnState
 	for k, st := range q.fns {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	v1 "berth.dev/berth/api/v1"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,10 +94,10 @@ type Queue struct {
 // starts the cron loop. Workers start with SetFunctions.
 func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.Dir == "" {
-		return nil, v1Invalid("queue: Dir is required")
+		return nil, v1.Invalid("queue: Dir is required")
 	}
 	if cfg.Invoker == nil {
-		return nil, v1Invalid("queue: Invoker is required")
+		return nil, v1.Invalid("queue: Invoker is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -150,7 +151,7 @@ func (q *Queue) start(ctx context.Context) error {
 	q.srv = srv
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
-		return v1Unavailable("queue: embedded JetStream did not start within 30s")
+		return v1.Unavailable("queue: embedded JetStream did not start within 30s")
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("berth-queue"),
 		nats.MaxReconnects(-1))

@@ -156,7 +156,7 @@ func (q *Queue) loadRecord(ctx context.Context, env, id string) (*record, uint64
 		return nil, 0, v1.NotFound("invocation %q not found in environment %q", id, env)
 	}
 	if err != nil {
-		return nil, 0, v1Unavailable("queue: read invocation %s: %v", id, err)
+		return nil, 0, v1.Unavailable("queue: read invocation %s: %v", id, err)
 	}
 	var r record
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
@@ -171,7 +171,7 @@ func (q *Queue) putRecord(ctx context.Context, r *record) error {
 		return err
 	}
 	if _, err := q.invKV.Put(ctx, invKey(r.Environment, r.ID), data); err != nil {
-		return v1Unavailable("queue: write invocation %s: %v", r.ID, err)
+		return v1.Unavailable("queue: write invocation %s: %v", r.ID, err)
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (q *Queue) submit(ctx context.Context, r *record, body []byte, header http.
 			return nil
 		}
 	} else if err != nil {
-		return v1Unavailable("queue: store invocation: %v", err)
+		return v1.Unavailable("queue: store invocation: %v", err)
 	}
 	msg := nats.NewMsg(workSubject(r.Environment, r.Function))
 	msg.Header = messageHeader(header)
@@ -207,7 +207,7 @@ func (q *Queue) submit(ctx context.Context, r *record, body []byte, header http.
 	}
 	msg.Data = body
 	if _, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(r.ID), jetstream.WithExpectStream(workStream)); err != nil {
-		return v1Unavailable("queue: store invocation message: %v", err)
+		return v1.Unavailable("queue: store invocation message: %v", err)
 	}
 	return nil
 }
@@ -229,9 +229,5 @@ func recordFromMessage(env, fn string, h nats.Header) *record {
 }
 
 func tooLarge(what string, n, limit int) error {
-	return &v1.Error{Kind: v1.ErrTooLarge, Message: fmt.Sprintf("%s is %d bytes, over the limit of %d bytes", what, n, limit)}
+	return v1.Errorf(v1.ErrTooLarge, "%s is %d bytes, over the limit of %d bytes", what, n, limit)
 }
-
-func v1Invalid(format string, args ...any) error { return v1.Invalid(format, args...) }
-
-func v1Unavailable(format string, args ...any) error { return v1.Unavailable(format, args...) }

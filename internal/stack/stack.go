@@ -212,10 +212,17 @@ func onlyComments(s string) bool {
 	return true
 }
 
+// maxIncludeDepth bounds nested includes, as helm's does.
+const maxIncludeDepth = 1000
+
 // funcs are the helpers templates may call, a small subset of helm's:
 // default, required, quote, toYaml, toJson, indent, nindent, include,
 // upper, lower, trim, replace.
 func funcs(root *template.Template) template.FuncMap {
+	// Each include starts a new execution, out of reach of text/template's
+	// own depth limit: a template that includes itself would overflow the
+	// stack, which kills the process rather than failing the render.
+	depth := 0
 	return template.FuncMap{
 		"default": func(def any, v ...any) any {
 			if len(v) == 0 || empty(v[0]) {
@@ -252,6 +259,11 @@ func funcs(root *template.Template) template.FuncMap {
 			return "\n" + pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 		},
 		"include": func(name string, data any) (string, error) {
+			if depth >= maxIncludeDepth {
+				return "", fmt.Errorf("include %q: nested more than %d deep (does it include itself?)", name, maxIncludeDepth)
+			}
+			depth++
+			defer func() { depth-- }()
 			var buf bytes.Buffer
 			err := root.ExecuteTemplate(&buf, name, data)
 			return buf.String(), err

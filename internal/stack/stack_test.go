@@ -87,3 +87,11 @@ spec:
 		t.Fatalf("rendered service: %+v", svc)
 	}
 }
+
+func TestRenderSelfIncludeFails(t *testing.T) {
+	src := `{{ define "loop" }}{{ include "loop" . }}{{ end }}x: {{ include "loop" . }}`
+	_, err := Render(map[string]string{"web.yaml": src}, map[string]any{}, Meta{})
+	if err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Fatalf("err = %v, want the include depth error", err)
+	}
+}

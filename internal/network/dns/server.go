@@ -171,8 +171,22 @@ func (s *Server) serveUDP(r *responder) {
 
 func (s *Server) serveTCP(r *responder) {
 	defer r.done.Done()
-	var conns sync.WaitGroup
-	defer conns.Wait()
+	var (
+		conns sync.WaitGroup
+		mu    sync.Mutex
+		open  = map[net.Conn]struct{}{}
+	)
+	defer func() {
+		// The listener is closed: close the connections too, rather than
+		// wait out their idle deadline (Listen waits for this with s.mu
+		// held, and a client that keeps asking would hold it for ever).
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	}()
 	for {
 		c, err := r.tcp.Accept()
 		if err != nil {
@@ -181,10 +195,16 @@ func (s *Server) serveTCP(r *responder) {
 			}
 			return
 		}
+		mu.Lock()
+		open[c] = struct{}{}
+		mu.Unlock()
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
 			s.serveConn(r, c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
 		}()
 	}
 }

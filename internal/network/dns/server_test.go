@@ -115,3 +115,31 @@ func TestGarbageIsDropped(t *testing.T) {
 		t.Errorf("answer to 3 bytes of garbage = %x; want none", out)
 	}
 }
+
+// An idle TCP client must not hold Unlisten until its read deadline.
+func TestUnlistenClosesIdleTCPConnections(t *testing.T) {
+	s := New(Config{Names: names{}, Port: -1})
+	defer s.Close()
+	if err := s.Listen(t.Context(), "dev", net.IPv4(127, 0, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", s.Addr("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A query answered proves the server has the connection in hand.
+	q := []byte{0, 12, 0xab, 0xcd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if _, err := c.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 512)); err != nil {
+		t.Fatalf("no answer over TCP: %v", err)
+	}
+	start := time.Now()
+	s.Unlisten("dev")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Unlisten took %v with an idle TCP client", d)
+	}
+}

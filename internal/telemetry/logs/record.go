@@ -1,49 +1,10 @@
 package logs
 
 import (
-	"bytes"
-	"errors"
 	"time"
+
+	"berth.dev/berth/internal/runtime/logshim"
 )
-
-// record is one CRI log record: TIMESTAMP STREAM TAG CONTENT.
-type record struct {
-	time    time.Time
-	stream  string
-	partial bool
-	content string
-}
-
-var errBadRecord = errors.New("not a CRI log record")
-
-// parseRecord parses one record, without its newline. It is deliberately
-// lenient about the tag (CRI allows "F:more:tags"); anything it cannot read
-// is errBadRecord, and the caller keeps the raw text rather than dropping it.
-func parseRecord(b []byte) (record, error) {
-	ts, rest, ok := bytes.Cut(b, []byte{' '})
-	if !ok {
-		return record{}, errBadRecord
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(ts))
-	if err != nil {
-		return record{}, errBadRecord
-	}
-	stream, rest, ok := bytes.Cut(rest, []byte{' '})
-	if !ok || len(stream) == 0 {
-		return record{}, errBadRecord
-	}
-	tag, content, _ := bytes.Cut(rest, []byte{' '})
-	tag, _, _ = bytes.Cut(tag, []byte{':'})
-	var partial bool
-	switch string(tag) {
-	case "F":
-	case "P":
-		partial = true
-	default:
-		return record{}, errBadRecord
-	}
-	return record{time: t, stream: string(stream), partial: partial, content: string(content)}, nil
-}
 
 // line is one whole log line of one instance, as a user reads it.
 type line struct {
@@ -62,28 +23,29 @@ type joiner struct {
 }
 
 func (j *joiner) add(instance string, raw []byte) (line, bool) {
-	r, err := parseRecord(raw)
+	// The shim writes the records; its parser is the one that reads them.
+	r, err := logshim.ParseLine(raw)
 	if err != nil {
 		// Foreign text in the file (hand-written, or a torn write): show it
 		// as it is, placed after the record before it.
 		return line{time: j.last, instance: instance, text: string(raw)}, true
 	}
-	j.last = r.time
-	if p := j.pending[r.stream]; p != nil {
-		p.text += r.content
-		if r.partial {
+	j.last = r.Time
+	if p := j.pending[r.Stream]; p != nil {
+		p.text += r.Content
+		if r.Partial {
 			return line{}, false
 		}
-		delete(j.pending, r.stream)
-		p.time = r.time
+		delete(j.pending, r.Stream)
+		p.time = r.Time
 		return *p, true
 	}
-	l := line{time: r.time, instance: instance, text: r.content}
-	if r.partial {
+	l := line{time: r.Time, instance: instance, text: r.Content}
+	if r.Partial {
 		if j.pending == nil {
 			j.pending = map[string]*line{}
 		}
-		j.pending[r.stream] = &l
+		j.pending[r.Stream] = &l
 		return line{}, false
 	}
 	return l, true

@@ -444,8 +444,11 @@ func TestStopAbortsAWaitingExecution(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			hist, _ := eng.History(t.Context(), "e", exec.ID)
-			if len(hist) >= 2 || time.Now().After(deadline) {
+			if len(hist) >= 2 {
 				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: never entered its state: %+v", wf, hist)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -490,8 +493,11 @@ func TestWaitSurvivesARestart(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		hist, _ := eng.History(t.Context(), "e", exec.ID)
-		if len(hist) > 0 && hist[len(hist)-1].Type == "WaitStateEntered" || time.Now().After(deadline) {
+		if len(hist) > 0 && hist[len(hist)-1].Type == "WaitStateEntered" {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never entered the Wait state: %+v", hist)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
