@@ -51,8 +51,15 @@ type key struct{ env, name string }
 type target struct {
 	kind    string
 	ready   bool
+	timeout time.Duration
 	waiters []chan struct{}
 	held    int
+	// While requests are held, one watcher looks for a crashed instance
+	// for all of them; failed is closed, with failure set, when it finds
+	// one. Both are reset when the last held request leaves.
+	stopWatch context.CancelFunc
+	failed    chan struct{}
+	failure   error
 
 	coldStarts int64
 	last       *v1.ColdStart
@@ -108,6 +115,7 @@ func (a *Activator) SetTargets(ts []gateway.Target) {
 		seen[k] = true
 		st := a.target(k)
 		st.kind = t.Kind
+		st.timeout = t.Timeout
 		st.ready = len(t.Endpoints) > 0
 		if st.ready {
 			for _, w := range st.waiters {
@@ -147,6 +155,19 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 	st.held++
 	wake := make(chan struct{})
 	st.waiters = append(st.waiters, wake)
+	start := a.cfg.Now()
+	if st.failed == nil {
+		// The first held request starts the one crash watcher.
+		st.failed = make(chan struct{})
+		wctx, stop := context.WithCancel(context.Background())
+		st.stopWatch = stop
+		go a.watch(wctx, env, name, st, start)
+	}
+	failed := st.failed
+	timeout := st.timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -156,10 +177,13 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 		if i := slices.Index(st.waiters, wake); i >= 0 {
 			st.waiters = slices.Delete(st.waiters, i, i+1)
 		}
+		if st.held == 0 {
+			st.stopWatch()
+			st.stopWatch, st.failed, st.failure = nil, nil, nil
+		}
 		a.mu.Unlock()
 	}()
 
-	start := a.cfg.Now()
 	if a.tracer != nil {
 		var span trace.Span
 		ctx, span = a.tracer.Start(ctx, "cold start", trace.WithAttributes(
@@ -169,19 +193,9 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 		))
 		defer func() { endColdStart(ctx, span, a.cfg.Now().Sub(start), err) }()
 	}
-	var fn v1.Function
-	timeout := 30 * time.Second
-	if err := store.Get(ctx, a.cfg.Store, store.Key{Kind: v1.KindFunction, Environment: env, Name: name}, &fn); err == nil {
-		if d, err := time.ParseDuration(fn.Spec.Timeout); err == nil && d > 0 {
-			timeout = d
-		}
-	}
 	a.cfg.Demand(env, name)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Crash checks are the slow path: the fast path is the table update.
-	check := time.NewTicker(50 * time.Millisecond)
-	defer check.Stop()
 	for {
 		select {
 		case <-wake:
@@ -197,9 +211,34 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 			return nil
 		case <-ctx.Done():
 			return v1.Unavailable("no instance became ready within the function's timeout of %v", timeout)
+		case <-failed:
+			a.mu.Lock()
+			err := st.failure
+			a.mu.Unlock()
+			return err
+		}
+	}
+}
+
+// watch looks for a crashed instance of a function while requests are held
+// for it, for all of them at once. Crash checks are the slow path: the fast
+// path is the table update.
+func (a *Activator) watch(ctx context.Context, env, name string, st *target, since time.Time) {
+	check := time.NewTicker(50 * time.Millisecond)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-check.C:
-			if err := a.crashed(ctx, env, name, start); err != nil {
-				return err
+			if err := a.crashed(ctx, env, name, since); err != nil {
+				a.mu.Lock()
+				if ctx.Err() == nil {
+					st.failure = err
+					close(st.failed)
+				}
+				a.mu.Unlock()
+				return
 			}
 		}
 	}

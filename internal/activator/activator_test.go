@@ -3,6 +3,7 @@ package activator
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +106,24 @@ func TestCrashBeforeReadyIsABadGateway(t *testing.T) {
 	err := a.Activate(context.Background(), "default", "fn")
 	if v1.KindOf(err) != v1.ErrBadGateway {
 		t.Fatalf("want BadGateway, got %v", err)
+	}
+}
+
+// The function's timeout comes with the routing table and bounds the wait.
+func TestWaitIsBoundedByTheFunctionsTimeout(t *testing.T) {
+	a, _, _ := setup(t, 0)
+	a.SetTargets([]gateway.Target{{Environment: "default", Name: "fn", Kind: v1.KindFunction, Timeout: 100 * time.Millisecond}})
+	done := make(chan error, 1)
+	go func() { done <- a.Activate(context.Background(), "default", "fn") }()
+	select {
+	case err := <-done:
+		if v1.KindOf(err) != v1.ErrUnavailable || !strings.Contains(err.Error(), "100ms") {
+			t.Fatalf("want Unavailable naming the 100ms timeout, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait outlived the function's timeout")
+	}
+	if held, _, _ := a.Stats("default", "fn"); held != 0 {
+		t.Fatalf("%d requests still held after the timeout", held)
 	}
 }

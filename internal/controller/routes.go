@@ -132,6 +132,7 @@ func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
 			Name:        f.Metadata.Name,
 			Kind:        v1.KindFunction,
 			Concurrency: int(max(f.Spec.Concurrency, 1)),
+			Timeout:     FunctionTimeout(f),
 			Endpoints:   eps[owner{v1.KindFunction, f.Metadata.Environment, f.Metadata.Name}],
 		}
 		if f.Spec.Route != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Endpoint is one ready instance of a target.
@@ -29,7 +30,10 @@ type Target struct {
 	// Function's per-instance concurrency); 0 means no cap. Requests over
 	// the cap wait in the gateway for a free endpoint.
 	Concurrency int
-	Endpoints   []Endpoint
+	// Timeout bounds a request's wait for a cold start (a Function's
+	// timeout); 0 means the activator's default.
+	Timeout   time.Duration
+	Endpoints []Endpoint
 }
 
 // table is an immutable snapshot of the routing table; SetTargets swaps in a
