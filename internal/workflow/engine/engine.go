@@ -358,10 +358,14 @@ func newID(workflow string) string {
 	return workflow + "-" + hex.EncodeToString(b[:])
 }
 
+// compact is the one form event details take, fresh or read back: no
+// spaces, and '<', '>', '&' escaped as encoding/json writes them when the
+// journal is stored, so a replayed event compares equal to its stored copy.
 func compact(b []byte) (json.RawMessage, error) {
-	var buf bytes.Buffer
+	var buf, out bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	json.HTMLEscape(&out, buf.Bytes())
+	return out.Bytes(), nil
 }

@@ -65,7 +65,7 @@ func (x *execution) loop(base context.Context) {
 		x.done = true
 		if x.counted {
 			// Left RUNNING (shutting down): no longer running here.
-			x.e.counts.finished(x.env, x.workflow, "")
+			x.e.counts.left(x.env, x.workflow)
 			x.counted = false
 		}
 		x.mu.Unlock()
@@ -84,7 +84,7 @@ func (x *execution) loop(base context.Context) {
 		log.Warn("execution interrupted; it resumes from its journal", "err", err, "in", backoff)
 		select {
 		case <-base.Done():
-		case <-time.After(backoff):
+		case <-x.e.after(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}

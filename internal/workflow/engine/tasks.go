@@ -21,7 +21,7 @@ const MaxResultBytes = 1 << 20
 // call runs one task: it POSTs the state's input as JSON to what the
 // resource names and turns the answer into a result or a States Language
 // error that Retry and Catch can match.
-func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCall) (json.RawMessage, error) {
+func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCall) (result json.RawMessage, taskErr error) {
 	idem := tc.IdempotencyKey // the interpreter's: execution id + "/" + key
 	if idem == "" {
 		idem = rec.ID + "/" + key
@@ -35,8 +35,7 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 		body = []byte("null")
 	}
 	ctx, span := e.startTaskSpan(ctx, rec, tc, header)
-	var callErr error
-	defer func() { endSpan(span, callErr) }()
+	defer func() { endSpan(span, taskErr) }()
 	cctx := ctx
 	if tc.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -67,7 +66,6 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 	default:
 		return nil, taskFailed("unknown resource %q: use function:NAME, service:NAME/PATH or an http(s):// URL", res)
 	}
-	callErr = err
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -81,11 +79,9 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 		return nil, &asl.Error{Name: "States.DataLimitExceeded", Cause: fmt.Sprintf("%s answered %d bytes; at most %d", res, len(resp), MaxResultBytes)}
 	}
 	if status < 200 || status > 299 {
-		aerr := responseError(status, resp)
-		callErr = aerr
-		return nil, aerr
+		return nil, responseError(status, resp)
 	}
-	return result(resp), nil
+	return resultOf(resp), nil
 }
 
 func (e *Engine) post(ctx context.Context, url string, body []byte, header http.Header) (int, []byte, error) {
@@ -112,7 +108,7 @@ func taskFailed(format string, args ...any) *asl.Error {
 
 // result is a 2xx body as JSON: itself when it is JSON, null when empty,
 // else a JSON string of the text.
-func result(b []byte) json.RawMessage {
+func resultOf(b []byte) json.RawMessage {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return json.RawMessage("null")
 	}

@@ -54,6 +54,14 @@ func (c *counts) finished(env, wf, status string) {
 	c.mu.Unlock()
 }
 
+// left drops an execution this engine stops running without it finishing
+// (the server shutting down): still RUNNING, resumed by the next engine.
+func (c *counts) left(env, wf string) {
+	c.mu.Lock()
+	c.get(env, wf).Running--
+	c.mu.Unlock()
+}
+
 func (c *counts) entered(env, wf string, ev asl.Event) {
 	if !strings.HasSuffix(ev.Type, "StateEntered") {
 		return
