@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/archive"
 )
 
 func newImageCommand(o *options) *cobra.Command {
@@ -182,7 +182,7 @@ func newImagePushCommand(o *options) *cobra.Command {
 					return &v1.Error{Kind: v1.ErrInvalid, File: path, Message: "not an OCI image layout (no index.json)"}
 				}
 				pr, pw := io.Pipe()
-				go func() { pw.CloseWithError(tarDirectory(path, pw)) }()
+				go func() { pw.CloseWithError(archive.TarDir(path, pw)) }()
 				defer pr.Close()
 				r = pr
 			} else {
@@ -249,40 +249,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// tarDirectory streams dir as a tar (an OCI layout directory to push).
-func tarDirectory(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if rel == "." || !(fi.IsDir() || fi.Mode().IsRegular()) {
-			return nil
-		}
-		hdr, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.IsDir() {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }

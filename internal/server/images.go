@@ -25,6 +25,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/archive"
 	"berth.dev/berth/internal/registry"
 	"berth.dev/berth/internal/runtime"
 )
@@ -331,13 +332,13 @@ func (s *imageService) load(ctx context.Context, r io.Reader, onNode bool) ([]v1
 // importToNode gives containerd the same manifests the registry got (an
 // OCI layout of them), so the node and the registry agree on digests, under
 // the names the archive gave.
-func (s *imageService) importToNode(ctx context.Context, archive []archiveImage, work string) error {
+func (s *imageService) importToNode(ctx context.Context, images []archiveImage, work string) error {
 	dir := filepath.Join(work, "node-layout")
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return err
 	}
-	for _, a := range archive {
+	for _, a := range images {
 		rr, _, _ := s.mapName(a.name)
 		ann := layout.WithAnnotations(map[string]string{
 			"io.containerd.image.name":          rr.named.String(),
@@ -353,45 +354,10 @@ func (s *imageService) importToNode(ctx context.Context, archive []archiveImage,
 		}
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(dir, pw)) }()
+	go func() { pw.CloseWithError(archive.TarDir(dir, pw)) }()
 	_, err = s.driver.ImportImage(ctx, pr)
 	pr.CloseWithError(err)
 	return err
-}
-
-func tarDir(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if rel == "." {
-			return nil
-		}
-		hdr, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 // archiveImage is one named image of an archive: an image or an index.

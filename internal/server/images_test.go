@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/archive"
 )
 
 // The registry names users rely on: a name without host is a repository
@@ -82,7 +83,7 @@ func TestReadArchive(t *testing.T) {
 	p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "team/api:v2"}))
 	p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v3"}))
 	var oci bytes.Buffer
-	if err := tarDir(dir, &oci); err != nil {
+	if err := archive.TarDir(dir, &oci); err != nil {
 		t.Fatal(err)
 	}
 	got, err = readArchive(&oci, t.TempDir())
