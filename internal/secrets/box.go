@@ -82,6 +82,16 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}
+	// The rename itself must reach the disk before anything is sealed
+	// with this key: otherwise a crash could keep the secrets and lose
+	// the key.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("secrets key: %w", err)
+		}
+	}
 	return key, nil
 }
 

@@ -158,7 +158,9 @@ func (v *Values) DeleteSecret(ctx context.Context, env, name string) (*v1.Secret
 	if err != nil {
 		return nil, err
 	}
-	if err := v.store.Delete(ctx, store.Key{Kind: v1.KindSecret, Environment: env, Name: name}, 0); err != nil {
+	// At the version read: a set that lands in between is not deleted
+	// unseen (the caller gets a Conflict and can look again).
+	if err := v.store.Delete(ctx, store.Key{Kind: v1.KindSecret, Environment: env, Name: name}, s.Metadata.ResourceVersion); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -236,7 +238,7 @@ func (v *Values) DeleteConfig(ctx context.Context, env, name string) (*v1.Config
 	if err != nil {
 		return nil, err
 	}
-	if err := v.store.Delete(ctx, store.Key{Kind: v1.KindConfig, Environment: env, Name: name}, 0); err != nil {
+	if err := v.store.Delete(ctx, store.Key{Kind: v1.KindConfig, Environment: env, Name: name}, c.Metadata.ResourceVersion); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -89,6 +89,11 @@ func (s *Server) Listen(ctx context.Context, env string, ip net.IP) error {
 		r.close()
 		delete(s.envs, env)
 	}
+	if ip.To4() == nil {
+		// Answers are A records of this address: an IPv6 or nil address
+		// would answer 0.0.0.0.
+		return v1.Invalid("DNS of environment %s: %q is not an IPv4 address", env, ip)
+	}
 	var lc net.ListenConfig
 	host := ip.String()
 	udp, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(host, strconv.Itoa(s.cfg.Port)))
@@ -187,14 +192,21 @@ func (s *Server) serveTCP(r *responder) {
 		mu.Unlock()
 		conns.Wait()
 	}()
+	backoff := 5 * time.Millisecond
 	for {
 		c, err := r.tcp.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("DNS accept", "environment", r.env, "err", err)
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of file descriptors and the like: keep serving once it
+			// passes, rather than leave the environment without TCP DNS.
+			s.log.Warn("DNS accept", "environment", r.env, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
 		mu.Lock()
 		open[c] = struct{}{}
 		mu.Unlock()

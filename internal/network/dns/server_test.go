@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	v1 "berth.dev/berth/api/v1"
 )
 
 // names: dev has orders and client; prod has orders and lets dev in.
@@ -141,5 +143,17 @@ func TestUnlistenClosesIdleTCPConnections(t *testing.T) {
 	s.Unlisten("dev")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Unlisten took %v with an idle TCP client", d)
+	}
+}
+
+// Answers are A records of the listen address: anything else is refused
+// rather than answered as 0.0.0.0.
+func TestListenRefusesANonIPv4Address(t *testing.T) {
+	s := New(Config{Names: names{}, Port: -1})
+	defer s.Close()
+	for _, ip := range []net.IP{nil, net.ParseIP("::1")} {
+		if err := s.Listen(context.Background(), "dev", ip); !v1.IsInvalid(err) {
+			t.Fatalf("Listen(%v): want Invalid, got %v", ip, err)
+		}
 	}
 }
