@@ -183,7 +183,13 @@ func (a *RoleAuthorizer) RegistryAuthorizer() func(r *http.Request, repo string,
 
 // principal is the caller of r, a superuser when the authorizer does not
 // scope (the single-token one admits admins only).
+// principalKey carries the caller authorized() resolved.
+type principalKey struct{}
+
 func (s *Server) principal(r *http.Request) (Principal, error) {
+	if p, ok := r.Context().Value(principalKey{}).(Principal); ok {
+		return p, nil
+	}
 	if sc, ok := s.auth.(Scoper); ok {
 		return sc.Principal(r)
 	}
