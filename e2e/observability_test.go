@@ -67,6 +67,17 @@ spec: {image: %[1]s}
 		if _, ok := fams["berth_request_duration_seconds"]; !ok {
 			t.Fatal("no latency histogram")
 		}
+		// CPU and memory come from containerd's cgroup metrics of the real
+		// instance.
+		var mem float64
+		for _, m := range fams["berth_instance_memory_bytes"].GetMetric() {
+			if label(m, "workload") == "web" {
+				mem += m.GetGauge().GetValue()
+			}
+		}
+		if mem <= 0 {
+			t.Fatalf("no memory reading for web's instance: %v", fams["berth_instance_memory_bytes"])
+		}
 	})
 
 	t.Run("a cold start is a span of its own", func(t *testing.T) {
