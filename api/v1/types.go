@@ -76,6 +76,9 @@ type EnvironmentStatus struct {
 	// Gateway is the environment's address on its bridge: its DNS and
 	// gateway answer there.
 	Gateway string `json:"gateway,omitempty"`
+	// Namespace is the environment's Kubernetes namespace (the kubernetes
+	// backend).
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // Service keeps Replicas instances of a container template running.
@@ -267,12 +270,15 @@ type InstanceSpec struct {
 }
 
 type InstanceStatus struct {
-	Name      string    `json:"name"`
-	Revision  int64     `json:"revision"`
-	Phase     string    `json:"phase"`
-	Ready     bool      `json:"ready"`
-	IP        string    `json:"ip,omitempty"`
-	Port      int32     `json:"port,omitempty"`
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
+	Phase    string `json:"phase"`
+	Ready    bool   `json:"ready"`
+	IP       string `json:"ip,omitempty"`
+	Port     int32  `json:"port,omitempty"`
+	// Node is where the instance runs (a Kubernetes node's name; empty on
+	// one machine).
+	Node      string    `json:"node,omitempty"`
 	Restarts  int32     `json:"restarts"`
 	StartedAt time.Time `json:"startedAt,omitzero"`
 	LastExit  *ExitInfo `json:"lastExit,omitempty"`

@@ -22,7 +22,6 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
-	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
 
@@ -31,7 +30,9 @@ type Config struct {
 	// Table receives the routing table after the activator has looked at
 	// it: the gateway.
 	Table interface{ SetTargets([]gateway.Target) }
-	Store store.Store
+	// Instances reports a function's instances as the backend sees them
+	// (a cache read): the watcher finds crashes there.
+	Instances func(env, name string) []v1.InstanceStatus
 	// Demand tells the autoscaler a request is waiting for env/name.
 	Demand func(env, name string)
 	// MaxHeld bounds the requests held per function (default 1000); past
@@ -271,21 +272,16 @@ func endColdStart(ctx context.Context, span trace.Span, wait time.Duration, err 
 // crashed reports an instance of the function that exited or failed after
 // start without having become ready: the held requests get its reason.
 func (a *Activator) crashed(ctx context.Context, env, name string, since time.Time) error {
-	insts, _, err := store.List[v1.Instance](ctx, a.cfg.Store, v1.KindInstance, env)
-	if err != nil {
-		return nil
-	}
-	for _, i := range insts {
-		if i.Spec.OwnerKind != v1.KindFunction || i.Spec.Owner != name || i.Spec.Standby || i.Spec.Draining {
+	for _, st := range a.cfg.Instances(env, name) {
+		if st.Phase == v1.PhaseStandby || st.Phase == v1.PhaseTerminating {
 			continue
 		}
-		st := i.Status
 		switch {
 		case st.Phase == v1.PhaseFailed:
-			return v1.Errorf(v1.ErrBadGateway, "instance %s cannot start: %s", i.Metadata.Name, st.Message)
+			return v1.Errorf(v1.ErrBadGateway, "instance %s cannot start: %s", st.Name, st.Message)
 		case st.LastExit != nil && !st.Ready && (st.Phase == v1.PhaseBackoff || !st.LastExit.At.Before(since.Add(-time.Second))):
 			return v1.Errorf(v1.ErrBadGateway, "instance %s exited with code %d (%s) before it was ready; see berth logs %s",
-				i.Metadata.Name, st.LastExit.Code, st.LastExit.Reason, name)
+				st.Name, st.LastExit.Code, st.LastExit.Reason, name)
 		}
 	}
 	return nil

@@ -2,31 +2,46 @@ package activator
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
-	"berth.dev/berth/internal/store"
-	"berth.dev/berth/internal/store/bolt"
 )
 
 type nullTable struct{}
 
 func (nullTable) SetTargets([]gateway.Target) {}
 
-func setup(t *testing.T, maxHeld int) (*Activator, store.Store, *atomic.Int64) {
-	t.Helper()
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
+// instances is what a backend reports of functions' instances.
+type instances struct {
+	mu sync.Mutex
+	m  map[string][]v1.InstanceStatus
+}
+
+func (i *instances) set(env, name string, l ...v1.InstanceStatus) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.m == nil {
+		i.m = map[string][]v1.InstanceStatus{}
 	}
-	t.Cleanup(func() { s.Close() })
+	i.m[env+"/"+name] = l
+}
+
+func (i *instances) get(env, name string) []v1.InstanceStatus {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.m[env+"/"+name]
+}
+
+func setup(t *testing.T, maxHeld int) (*Activator, *instances, *atomic.Int64) {
+	t.Helper()
+	s := &instances{}
 	var demands atomic.Int64
-	a := New(Config{Table: nullTable{}, Store: s, MaxHeld: maxHeld, Demand: func(env, name string) { demands.Add(1) }})
+	a := New(Config{Table: nullTable{}, Instances: s.get, MaxHeld: maxHeld, Demand: func(env, name string) { demands.Add(1) }})
 	a.SetTargets([]gateway.Target{
 		{Environment: "default", Name: "fn", Kind: v1.KindFunction},
 		{Environment: "default", Name: "svc", Kind: v1.KindService},
@@ -93,16 +108,8 @@ func TestFullHoldQueueIsRefused(t *testing.T) {
 
 func TestCrashBeforeReadyIsABadGateway(t *testing.T) {
 	a, s, _ := setup(t, 0)
-	inst := &v1.Instance{
-		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
-		Metadata: v1.ObjectMeta{Name: "fn-abcde", Environment: "default"},
-		Spec:     v1.InstanceSpec{Owner: "fn", OwnerKind: v1.KindFunction, Revision: 1},
-		Status: v1.InstanceStatus{Phase: v1.PhaseBackoff, Restarts: 1,
-			LastExit: &v1.ExitInfo{Code: 3, Reason: "Error", At: time.Now()}},
-	}
-	if err := store.Create(context.Background(), s, inst); err != nil {
-		t.Fatal(err)
-	}
+	s.set("default", "fn", v1.InstanceStatus{Name: "fn-abcde", Revision: 1, Phase: v1.PhaseBackoff, Restarts: 1,
+		LastExit: &v1.ExitInfo{Code: 3, Reason: "Error", At: time.Now()}})
 	err := a.Activate(context.Background(), "default", "fn")
 	if v1.KindOf(err) != v1.ErrBadGateway {
 		t.Fatalf("want BadGateway, got %v", err)

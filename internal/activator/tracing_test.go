@@ -5,13 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
-	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
 
@@ -19,11 +17,6 @@ import (
 // stand-in autoscaler brings an instance up; the wait is its own span
 // under the request's span, with how long it took and how it ended.
 func TestColdStartSpan(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	tr, err := tracing.New(tracing.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +29,7 @@ func TestColdStartSpan(t *testing.T) {
 	fn := gateway.Target{Environment: "dev", Name: "resize", Kind: v1.KindFunction}
 	var a *Activator
 	a = New(Config{
-		Table: gw, Store: st, TracerProvider: tr.TracerProvider(),
+		Table: gw, Instances: func(string, string) []v1.InstanceStatus { return nil }, TracerProvider: tr.TracerProvider(),
 		Demand: func(env, name string) {
 			// The instance is ready a little later, as after a real start.
 			go func() {

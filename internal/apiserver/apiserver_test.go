@@ -68,7 +68,7 @@ func newEnv(t *testing.T, opts options) *env {
 		Store:  st,
 		Token:  token,
 		Images: opts.images,
-		LogDir: logDir,
+		Logs:   dirLogs(logDir),
 
 		Invocations:     opts.invocations,
 		MaxPayloadBytes: opts.maxPayload,
@@ -792,4 +792,11 @@ func TestLogsFollowOverHTTP(t *testing.T) {
 	cancel()
 	for range lines {
 	}
+}
+
+// dirLogs reads logs from a directory as the local backend does.
+type dirLogs string
+
+func (d dirLogs) Logs(ctx context.Context, q logs.Query, w io.Writer) error {
+	return logs.Read(ctx, string(d), q, w)
 }

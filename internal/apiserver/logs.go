@@ -1,23 +1,26 @@
 package apiserver
 
 import (
-	"errors"
-	"io/fs"
+	"context"
+	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/telemetry/logs"
 )
 
 // maxGrepLen bounds a --grep pattern; Go's regexp runs in linear time, so
 // only the compiled size needs a bound.
 const maxGrepLen = 1024
+
+// LogReader reads the log lines of a workload's instances (the backend).
+type LogReader interface {
+	Logs(ctx context.Context, q logs.Query, w io.Writer) error
+}
 
 // logs streams a service's or function's log lines as text/plain
 // (docs/api.md, Logs); the route says which kind.
@@ -45,22 +48,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	if svcErr != nil && !v1.IsNotFound(svcErr) {
 		return svcErr
 	}
-	if q.Revision > 0 {
-		// Live instances are known by the store; gone ones by the
-		// sidecar their logs keep.
-		insts, _, err := store.List[v1.Instance](ctx, s.store, v1.KindInstance, env)
-		if err != nil {
-			return err
-		}
-		q.Revisions = map[string]int64{}
-		for _, i := range insts {
-			if i.Spec.Owner == name {
-				q.Revisions[i.Metadata.Name] = i.Spec.Revision
-			}
-		}
+	if s.logReader == nil {
+		return v1.Unavailable("this server keeps no logs")
 	}
 	if svcErr != nil {
-		if _, err := os.Stat(logs.Dir(s.logDir, env, name)); errors.Is(err, fs.ErrNotExist) {
+		// Reading no lines tells whether any logs are there.
+		probe := q
+		probe.Follow, probe.Tail, probe.Instance, probe.Revision = false, -1, "", 0
+		if err := s.logReader.Logs(ctx, probe, io.Discard); v1.IsNotFound(err) {
 			return svcErr
 		}
 	}
@@ -74,9 +69,12 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		lw.start()
 		lw.Flush()
 	}
-	err = logs.Read(ctx, s.logDir, q, lw)
+	err = s.logReader.Logs(ctx, q, lw)
 	switch {
 	case err == nil:
+	case !lw.started && v1.IsNotFound(err) && svcErr != nil:
+		// Neither the workload nor any of its logs.
+		return svcErr
 	case !lw.started && v1.IsNotFound(err) && svcErr == nil && q.Instance == "":
 		// The workload exists but has written nothing yet (or nothing
 		// of that revision): no lines. A named instance without logs

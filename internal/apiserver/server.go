@@ -30,8 +30,8 @@ type Config struct {
 	Authorizer Authorizer
 	// Images serves the image endpoints; nil answers them Unavailable.
 	Images ImageService
-	// LogDir is the logs root, DATA/logs.
-	LogDir string
+	// Logs reads the logs of workloads' instances: the backend.
+	Logs   LogReader
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies (default 4 MiB); image imports
 	// are bounded by MaxImportBytes instead.
@@ -55,13 +55,13 @@ type Config struct {
 
 // Server answers the HTTP API.
 type Server struct {
-	store   store.Store
-	auth    Authorizer
-	images  ImageService
-	logDir  string
-	log     *slog.Logger
-	maxBody int64
-	handler http.Handler
+	store     store.Store
+	auth      Authorizer
+	images    ImageService
+	logReader LogReader
+	log       *slog.Logger
+	maxBody   int64
+	handler   http.Handler
 
 	invocations Invocations
 	maxPayload  int64
@@ -73,12 +73,12 @@ type Server struct {
 // New builds a Server. It starts nothing: the caller serves Handler().
 func New(cfg Config) *Server {
 	s := &Server{
-		store:   cfg.Store,
-		auth:    cfg.Authorizer,
-		images:  cfg.Images,
-		logDir:  cfg.LogDir,
-		log:     cfg.Logger,
-		maxBody: cfg.MaxBodyBytes,
+		store:     cfg.Store,
+		auth:      cfg.Authorizer,
+		images:    cfg.Images,
+		logReader: cfg.Logs,
+		log:       cfg.Logger,
+		maxBody:   cfg.MaxBodyBytes,
 
 		invocations: cfg.Invocations,
 		maxPayload:  cfg.MaxPayloadBytes,

@@ -3,33 +3,25 @@ package controller
 import (
 	"context"
 	"log/slog"
-	"net"
-	"slices"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend"
+	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/store"
 )
 
-// EnvironmentNetwork is the host side of environments: a bridge and subnet
-// each, with their isolation rules. The CNI manager implements it.
-type EnvironmentNetwork interface {
-	// EnsureEnvironment allocates (once, persistently) and sets up env's
-	// network; idempotent.
-	EnsureEnvironment(ctx context.Context, env string) (subnet *net.IPNet, gateway net.IP, bridge string, err error)
-	// RemoveEnvironment frees env's network; Conflict while instances are
-	// still attached to it.
-	RemoveEnvironment(ctx context.Context, env string) error
-	// Environments lists those that hold a network.
-	Environments() []string
-}
+// Environments is the cache of Environment objects.
+type Environments = informer.Informer[v1.Environment, *v1.Environment]
 
-// EnvironmentListener serves something on each environment's bridge
-// address: the gateway's environment listeners, the environment's DNS.
-type EnvironmentListener interface {
-	// Listen is idempotent.
-	Listen(ctx context.Context, env string, ip net.IP) error
-	Unlisten(env string)
+// EnvironmentBackend is what the environments controller asks of the
+// backend: each environment's place (a bridge and subnet on one machine, a
+// namespace with its policies on a cluster).
+type EnvironmentBackend interface {
+	EnsureEnvironment(ctx context.Context, env *v1.Environment) (v1.EnvironmentStatus, error)
+	RemoveEnvironment(ctx context.Context, name string) error
+	Environments(ctx context.Context) ([]string, error)
+	Watch(fn func(backend.Ref))
 }
 
 // AccessPolicy is told which environments may call into which. The gateway
@@ -41,140 +33,113 @@ type AccessPolicy interface {
 
 // EnvironmentConfig configures an Environments controller.
 type EnvironmentConfig struct {
-	Store     store.Store
-	Network   EnvironmentNetwork
-	Listeners []EnvironmentListener
-	Policy    AccessPolicy
-	Logger    *slog.Logger
+	Store        store.Store
+	Environments *Environments
+	Backend      EnvironmentBackend
+	Policy       AccessPolicy
+	Logger       *slog.Logger
+	// Resync is how often the backend's environments are checked for ones
+	// left by deleted Environment objects (default 30s).
+	Resync time.Duration
 }
 
-// Environments gives every Environment its network at once (not at its
-// first instance): bridge and subnet, the gateway and DNS listening on the
-// bridge address, its allowFrom in the gateway, and the result in its
-// status. When an Environment is deleted it stops serving it and frees the
-// network once no instance is attached any more.
-type Environments struct {
+// EnvironmentController gives every Environment its place at once (not at
+// its first instance), its allowFrom in the gateway, and the result in its
+// status. When an Environment is deleted it frees the place once no
+// instance of it is left.
+type EnvironmentController struct {
 	cfg EnvironmentConfig
 	log *slog.Logger
 	q   *queue
 }
 
 // NewEnvironments builds the controller; Run starts it.
-func NewEnvironments(cfg EnvironmentConfig) *Environments {
+func NewEnvironments(cfg EnvironmentConfig) *EnvironmentController {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Environments{cfg: cfg, log: cfg.Logger, q: newQueue()}
+	if cfg.Resync == 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	c := &EnvironmentController{cfg: cfg, log: cfg.Logger, q: newQueue()}
+	cfg.Environments.AddHandler(func(k store.Key, _, _ *v1.Environment) { c.q.Add(k.Name) })
+	// An environment being deleted waits for its last instance to go.
+	cfg.Backend.Watch(func(ref backend.Ref) {
+		if _, ok := cfg.Environments.Peek(store.Key{Kind: v1.KindEnvironment, Name: ref.Environment}); !ok {
+			c.q.Add(ref.Environment)
+		}
+	})
+	return c
 }
 
 // Run syncs environments until ctx ends.
-func (c *Environments) Run(ctx context.Context) error {
-	go c.feed(ctx)
+func (c *EnvironmentController) Run(ctx context.Context) error {
+	if err := c.cfg.Environments.WaitForSync(ctx); err != nil {
+		return nil
+	}
+	go c.sweep(ctx)
 	runWorkers(ctx, c.q, 2, c.sync, func(env string, err error) {
-		c.log.Warn("environment sync failed", "environment", env, "err", err)
+		logSyncError(c.log, "environment", env, err)
 	})
 	return nil
 }
 
-// feed queues every environment, and every network left by a deleted one,
-// at start and every 30 seconds; then each Environment change as it
-// happens, and an environment whose instance went away (its network may be
-// waiting for its last instance to be freed).
-func (c *Environments) feed(ctx context.Context) {
-	resync := time.NewTicker(30 * time.Second)
-	defer resync.Stop()
-	for ctx.Err() == nil {
-		recs, rev, err := c.cfg.Store.List(ctx, v1.KindEnvironment, "")
-		if err != nil {
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		for _, r := range recs {
-			c.q.Add(r.Key.Name)
-		}
-		for _, env := range c.cfg.Network.Environments() {
-			c.q.Add(env)
-		}
-		wctx, cancel := context.WithCancel(ctx)
-		events, err := c.cfg.Store.Watch(wctx, "", rev)
-		if err != nil {
-			cancel()
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-	stream:
-		for {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					break stream
-				}
-				switch k := ev.Record.Key; {
-				case k.Kind == v1.KindEnvironment:
-					c.q.Add(k.Name)
-				case k.Kind == v1.KindInstance && ev.Type == store.EventDelete:
-					c.q.Add(k.Environment)
-				}
-			case <-resync.C:
-				break stream
+// sweep queues, at start and every Resync, the environments the backend
+// holds, so that one deleted while the server was down is freed.
+func (c *EnvironmentController) sweep(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Resync)
+	defer t.Stop()
+	for {
+		if envs, err := c.cfg.Backend.Environments(ctx); err == nil {
+			for _, e := range envs {
+				c.q.Add(e)
 			}
 		}
-		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
-func (c *Environments) sync(ctx context.Context, name string) error {
-	var env v1.Environment
-	err := store.Get(ctx, c.cfg.Store, store.Key{Kind: v1.KindEnvironment, Name: name}, &env)
-	if v1.KindOf(err) == v1.ErrNotFound {
+func (c *EnvironmentController) sync(ctx context.Context, name string) error {
+	env, err := c.cfg.Environments.Get(store.Key{Kind: v1.KindEnvironment, Name: name})
+	if v1.IsNotFound(err) {
 		return c.remove(ctx, name)
 	}
 	if err != nil {
 		return err
 	}
-	subnet, gw, bridge, err := c.cfg.Network.EnsureEnvironment(ctx, name)
-	if err != nil {
-		return err
-	}
-	// The policy before the listeners: they must never serve with a stale
-	// one.
+	// The policy before the backend starts serving the environment: its
+	// listeners must never serve with a stale one.
 	c.cfg.Policy.SetAllowFrom(name, env.Spec.AllowFrom)
-	if want := (v1.EnvironmentStatus{Subnet: subnet.String(), Bridge: bridge, Gateway: gw.String()}); env.Status != want {
+	want, ensureErr := c.cfg.Backend.EnsureEnvironment(ctx, env)
+	// The status is written even when serving failed (a taken port, say):
+	// the place exists, and the listener is retried with backoff.
+	if want != (v1.EnvironmentStatus{}) && env.Status != want {
 		env.Status = want
-		if err := store.Update(ctx, c.cfg.Store, &env); err != nil {
+		if err := store.Update(ctx, c.cfg.Store, env); err != nil {
 			return err
 		}
-		c.log.Info("environment network ready", "environment", name, "subnet", want.Subnet, "bridge", bridge, "gateway", gw.String())
+		c.log.Info("environment ready", "environment", name, "subnet", want.Subnet, "bridge", want.Bridge, "gateway", want.Gateway, "namespace", want.Namespace)
 	}
-	// Last, so that a taken port (say, another web server on *:80) leaves
-	// the status written and is retried with backoff, logged each time.
-	for _, l := range c.cfg.Listeners {
-		if err := l.Listen(ctx, name, gw); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ensureErr
 }
 
-// remove stops serving a deleted environment and frees its network. While
-// instances are still attached (being drained) RemoveEnvironment refuses,
-// and the key comes back: when an instance is deleted, or after a backoff.
-func (c *Environments) remove(ctx context.Context, name string) error {
+// remove stops letting anyone into a deleted environment and frees its
+// place. While instances are still there (being drained) the backend
+// refuses, and the key comes back when an instance goes, or after a delay.
+func (c *EnvironmentController) remove(ctx context.Context, name string) error {
 	c.cfg.Policy.ForgetEnvironment(name)
-	for _, l := range c.cfg.Listeners {
-		l.Unlisten(name)
-	}
-	if !slices.Contains(c.cfg.Network.Environments(), name) {
-		return nil
-	}
-	if err := c.cfg.Network.RemoveEnvironment(ctx, name); err != nil {
-		if v1.KindOf(err) == v1.ErrConflict {
-			c.log.Debug("environment network kept until its instances are gone", "environment", name, "reason", err)
+	if err := c.cfg.Backend.RemoveEnvironment(ctx, name); err != nil {
+		if v1.IsConflict(err) {
+			c.log.Debug("environment kept until its instances are gone", "environment", name, "reason", err)
 			c.q.AddAfter(name, 2*time.Second)
 			return nil
 		}
 		return err
 	}
-	c.log.Info("environment network removed", "environment", name)
+	c.log.Info("environment removed", "environment", name)
 	return nil
 }

@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend"
+	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/store"
 )
+
+// Functions is the cache of Function objects.
+type Functions = informer.Informer[v1.Function, *v1.Function]
 
 // ScaleParams is what the autoscaler needs to know of a function.
 type ScaleParams struct {
@@ -40,11 +44,14 @@ type ColdStartStats interface {
 
 // FunctionConfig is what the function controller needs.
 type FunctionConfig struct {
-	Store  store.Store
-	Images ImageResolver
-	Events EventRecorder
-	Scaler Scaler
-	Stats  ColdStartStats
+	Store     store.Store
+	Functions *Functions
+	Revisions *Revisions
+	Backend   Backend
+	Images    ImageResolver
+	Events    EventRecorder
+	Scaler    Scaler
+	Stats     ColdStartStats
 	// OnFunctions receives every function whenever one changes (for the
 	// queue's triggers).
 	OnFunctions func([]*v1.Function)
@@ -55,11 +62,11 @@ type FunctionConfig struct {
 	Workers      int
 }
 
-// Functions turns each Function into revisions and instances: as many
-// started instances as the autoscaler wants (zero when idle), plus one
-// standby (network attached, task created, not started) of the current
-// revision, so a cold start only starts a task.
-type Functions struct {
+// FunctionController turns each Function into revisions and asks the
+// backend for as many started instances as the autoscaler wants (zero when
+// idle), plus one prepared standby while below the maximum, so a cold
+// start only starts a task.
+type FunctionController struct {
 	workloads
 	cfg FunctionConfig
 	log *slog.Logger
@@ -69,7 +76,8 @@ type Functions struct {
 	publishMu sync.Mutex
 }
 
-func NewFunctions(cfg FunctionConfig) *Functions {
+// NewFunctions builds the function controller; Run starts it.
+func NewFunctions(cfg FunctionConfig) *FunctionController {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,21 +85,39 @@ func NewFunctions(cfg FunctionConfig) *Functions {
 		cfg.Workers = 2
 	}
 	if cfg.Events == nil {
-		cfg.Events = func(context.Context, store.Store, string, string, string, string, string) {}
+		cfg.Events = noEvents{}
 	}
-	return &Functions{
-		workloads: workloads{store: cfg.Store, images: cfg.Images, events: cfg.Events, historyLimit: 10},
-		cfg:       cfg, log: cfg.Logger, q: newQueue(),
+	c := &FunctionController{
+		workloads: workloads{
+			store: cfg.Store, revisions: cfg.Revisions, backend: cfg.Backend, events: cfg.Events,
+			historyLimit: 10, pulls: newPulls(cfg.Images, 0),
+		},
+		cfg: cfg, log: cfg.Logger, q: newQueue(),
 	}
+	cfg.Functions.AddHandler(func(k store.Key, old, cur *v1.Function) {
+		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) {
+			return // our own status write
+		}
+		c.q.Add(k.Environment + "/" + k.Name)
+	})
+	cfg.Backend.Watch(func(ref backend.Ref) {
+		if ref.Kind == v1.KindFunction {
+			c.q.Add(ref.Environment + "/" + ref.Name)
+		}
+	})
+	return c
 }
 
 // Enqueue asks for a sync of one function now (the autoscaler calls it
 // when its decision changes).
-func (c *Functions) Enqueue(env, name string) { c.q.Add(env + "/" + name) }
+func (c *FunctionController) Enqueue(env, name string) { c.q.Add(env + "/" + name) }
 
-// Run syncs functions until ctx ends.
-func (c *Functions) Run(ctx context.Context) error {
-	go feed(ctx, c.cfg.Store, v1.KindFunction, c.q)
+// Run syncs functions until ctx ends, once the caches are filled.
+func (c *FunctionController) Run(ctx context.Context) error {
+	c.pulls.run(ctx)
+	if err := waitForSync(ctx, c.cfg.Functions, c.cfg.Revisions, c.cfg.Backend); err != nil {
+		return nil
+	}
 	go func() {
 		if c.cfg.RoutesSynced != nil {
 			select {
@@ -100,33 +126,33 @@ func (c *Functions) Run(ctx context.Context) error {
 			case <-c.cfg.RoutesSynced:
 			}
 		}
-		c.publish(ctx)
+		c.publish()
 	}()
 	runWorkers(ctx, c.q, c.cfg.Workers, c.sync, func(key string, err error) {
-		c.log.Warn("sync failed; will retry", "function", key, "err", err)
+		logSyncError(c.log, "function", key, err)
 	})
 	return nil
 }
 
-func (c *Functions) sync(ctx context.Context, key string) error {
+func (c *FunctionController) sync(ctx context.Context, key string) error {
 	env, name, _ := strings.Cut(key, "/")
-	o := owner{Kind: v1.KindFunction, Env: env, Name: name}
-	var fn v1.Function
-	err := store.Get(ctx, c.cfg.Store, store.Key{Kind: v1.KindFunction, Environment: env, Name: name}, &fn)
+	ref := backend.Ref{Kind: v1.KindFunction, Environment: env, Name: name}
+	fn, err := c.cfg.Functions.Get(store.Key{Kind: v1.KindFunction, Environment: env, Name: name})
 	if v1.IsNotFound(err) {
 		c.cfg.Scaler.Remove(env, name)
-		c.publish(ctx)
-		return c.cleanup(ctx, o)
+		c.publish()
+		return c.remove(ctx, ref)
 	}
 	if err != nil {
 		return err
 	}
-	o.Labels = fn.Metadata.Labels
 	if fn.Metadata.Generation != fn.Status.ObservedGeneration {
-		c.publish(ctx)
+		c.publish()
 	}
 
-	cur, revs, err := c.currentRevision(ctx, o, fn.Spec.Template, progress{&fn, &fn.Status.Conditions, &fn.Status.ObservedGeneration})
+	wake := func() { c.q.Add(key) }
+	cur, revs, err := c.currentRevision(ctx, ref, fn.Metadata.Labels, fn.Spec.Template,
+		progress{fn, &fn.Status.Conditions, &fn.Status.ObservedGeneration}, wake)
 	if err != nil {
 		return err
 	}
@@ -135,118 +161,56 @@ func (c *Functions) sync(ctx context.Context, key string) error {
 		return nil
 	}
 
-	insts, err := c.instances(ctx, o)
-	if err != nil {
-		return err
-	}
-	p := scaleParams(&fn)
-	for _, i := range insts {
-		if !i.Spec.Draining && !i.Spec.Standby && i.Status.Ready {
+	p := scaleParams(fn)
+	for _, i := range c.cfg.Backend.Instances(ref) {
+		if i.Ready && i.Phase != v1.PhaseTerminating {
 			p.Ready++
 		}
 	}
 	c.cfg.Scaler.Set(env, name, p)
 	desired := min(max(c.cfg.Scaler.Desired(env, name), p.Min), p.Max)
 
-	if err := c.scale(ctx, o, cur, insts, desired, p.Max); err != nil {
+	// A new revision replaces all instances at once (surge = desired): a
+	// function's instances are interchangeable and short-lived.
+	err = c.cfg.Backend.Apply(ctx, backend.Workload{
+		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
+		Replicas: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0,
+		Standby: desired < p.Max,
+	})
+	if err != nil {
 		return err
 	}
-	if insts, err = c.instances(ctx, o); err != nil {
-		return err
-	}
-	if err := c.updateStatus(ctx, &fn, cur, insts, desired); err != nil {
+	insts := c.cfg.Backend.Instances(ref)
+	if err := c.updateStatus(ctx, fn, cur, insts, desired); err != nil {
 		return err
 	}
 	return c.pruneRevisions(ctx, cur, revs, insts)
 }
 
-// scale moves the function's instances one step towards desired started
-// instances of cur, using a standby for a new instance when there is one,
-// and keeps one standby of cur prepared while below max.
-func (c *Functions) scale(ctx context.Context, o owner, cur *v1.Revision, insts []*v1.Instance, desired, maxInstances int) error {
-	var active, standby []*v1.Instance
-	for _, i := range insts {
-		switch {
-		case i.Spec.Draining:
-		case i.Spec.Standby && i.Spec.Revision == cur.Spec.Number && i.Status.Phase != v1.PhaseFailed:
-			standby = append(standby, i)
-		case i.Spec.Standby:
-			// A standby of an older revision (or one that cannot be
-			// prepared) is of no use.
-			if err := c.drain(ctx, i, true); err != nil {
-				return err
-			}
-		default:
-			active = append(active, i)
-		}
-	}
-	// A new revision replaces all instances at once (surge = desired):
-	// a function's instances are interchangeable and short-lived.
-	plan := planRollout(rolloutLimits{Desired: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0}, cur.Spec.Number, active)
-	for _, i := range plan.Drain {
-		if err := c.drain(ctx, i, true); err != nil {
-			return err
-		}
-	}
-	// Prepared standbys first: a started standby skips network set-up and
-	// container creation.
-	sort.Slice(standby, func(a, b int) bool {
-		return standby[a].Status.Phase == v1.PhaseStandby && standby[b].Status.Phase != v1.PhaseStandby
-	})
-	for n := 0; n < plan.Create; n++ {
-		if len(standby) > 0 {
-			s := standby[0]
-			standby = standby[1:]
-			s.Spec.Standby = false
-			if err := store.Update(ctx, c.cfg.Store, s); err == nil {
-				continue
-			} else if !v1.IsConflict(err) && !v1.IsNotFound(err) {
-				return err
-			}
-		}
-		if _, err := c.createInstance(ctx, o, cur, false); err != nil {
-			return err
-		}
-	}
-	want := 0
-	if len(active)-len(plan.Drain)+plan.Create < maxInstances {
-		want = 1
-	}
-	for len(standby) < want {
-		s, err := c.createInstance(ctx, o, cur, true)
-		if err != nil {
-			return err
-		}
-		standby = append(standby, s)
-	}
-	for _, s := range standby[want:] {
-		if err := c.drain(ctx, s, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *Functions) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []*v1.Instance, desired int) error {
+// functionStatus computes a function's status from its instances.
+func functionStatus(fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int, now time.Time) v1.FunctionStatus {
 	st := fn.Status
 	st.ObservedGeneration = fn.Metadata.Generation
 	st.Revision = cur.Spec.Number
 	st.ImageDigest = cur.Spec.ImageDigest
 	st.Desired = int32(desired)
 	st.ReadyInstances = 0
-	st.Instances = nil
-	sort.Slice(insts, func(a, b int) bool { return insts[a].Metadata.Name < insts[b].Metadata.Name })
+	st.Instances = slices.Clone(insts)
 	for _, i := range insts {
-		s := i.Status
-		s.Name, s.Revision = i.Metadata.Name, i.Spec.Revision
-		if i.Spec.Draining {
-			s.Phase, s.Ready = v1.PhaseTerminating, false
-		}
-		st.Instances = append(st.Instances, s)
-		if !i.Spec.Draining && !i.Spec.Standby && i.Status.Ready {
+		if i.Ready && i.Phase != v1.PhaseTerminating {
 			st.ReadyInstances++
 		}
 	}
+	reason, msg := "Scaled", fmt.Sprintf("%d of %d desired instances ready", st.ReadyInstances, desired)
+	if desired == 0 && st.ReadyInstances == 0 {
+		reason, msg = "ScaledToZero", "no instances: the next request starts one"
+	}
+	st.Conditions = putConditionAt(slices.Clone(st.Conditions), v1.ConditionProgressing, true, reason, msg, now)
+	return st
+}
+
+func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int) error {
+	st := functionStatus(fn, cur, insts, desired, time.Now())
 	if c.cfg.Stats != nil {
 		inFlight, cold, last := c.cfg.Stats.Stats(fn.Metadata.Environment, fn.Metadata.Name)
 		st.InFlight, st.ColdStarts = int32(inFlight), cold
@@ -254,11 +218,6 @@ func (c *Functions) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.R
 			st.LastColdStart = last
 		}
 	}
-	reason, msg := "Scaled", fmt.Sprintf("%d of %d desired instances ready", st.ReadyInstances, desired)
-	if desired == 0 && st.ReadyInstances == 0 {
-		reason, msg = "ScaledToZero", "no instances: the next request starts one"
-	}
-	st.Conditions = putCondition(slices.Clone(st.Conditions), v1.ConditionProgressing, true, reason, msg)
 	if jsonEqual(fn.Status, st) {
 		return nil
 	}
@@ -267,17 +226,16 @@ func (c *Functions) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.R
 }
 
 // publish hands every function to OnFunctions (level-triggered).
-func (c *Functions) publish(ctx context.Context) {
+func (c *FunctionController) publish() {
 	if c.cfg.OnFunctions == nil {
 		return
 	}
 	c.publishMu.Lock()
 	defer c.publishMu.Unlock()
-	fns, _, err := store.List[v1.Function](ctx, c.cfg.Store, v1.KindFunction, "")
-	if err != nil {
-		c.log.Warn("list functions", "err", err)
-		return
-	}
+	fns := c.cfg.Functions.List("")
+	slices.SortFunc(fns, func(a, b *v1.Function) int {
+		return strings.Compare(a.Metadata.Environment+"/"+a.Metadata.Name, b.Metadata.Environment+"/"+b.Metadata.Name)
+	})
 	c.cfg.OnFunctions(fns)
 }
 

@@ -1,124 +1,100 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
-	"time"
+	"strings"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/store"
 )
 
 // RouteTable receives the whole routing table on every change. The
-// gateway implements it.
+// gateway (through the activator) implements it.
 type RouteTable interface {
 	SetTargets([]gateway.Target)
 }
 
-// EndpointID names an instance's endpoint in the gateway: the same ID the
-// agent uses for its container, so the agent can drain it by that name.
-type EndpointID func(env, instance string) string
+// InstanceSource is what the routes need of a backend.
+type InstanceSource interface {
+	Instances(ref backend.Ref) []v1.InstanceStatus
+	Watch(fn func(backend.Ref))
+	WaitForSync(ctx context.Context) error
+}
 
-// Routes keeps the gateway's table in step with services and their ready
-// instances. A new instance gets traffic only once its status says ready; an
-// instance being drained is taken out by the agent through the gateway
-// before its status changes, so the two never race.
-type Routes struct {
-	Store      store.Store
-	Table      RouteTable
-	EndpointID EndpointID
-	Logger     *slog.Logger
+// RoutesConfig configures the routes controller.
+type RoutesConfig struct {
+	Services  *Services
+	Functions *Functions
+	Backend   InstanceSource
+	Table     RouteTable
+	Logger    *slog.Logger
 	// Synced, if not nil, is closed after the first table is in place.
 	Synced chan struct{}
 }
 
-// Run rebuilds the table on every change of a service or an instance.
-func (r *Routes) Run(ctx context.Context) error {
-	log := r.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	for ctx.Err() == nil {
-		rev, err := r.rebuild(ctx)
-		if err != nil {
-			log.Warn("routes rebuild failed", "err", err)
-			sleepCtx(ctx, 200*time.Millisecond)
-			continue
-		}
-		if r.Synced != nil {
-			close(r.Synced)
-			r.Synced = nil
-		}
-		events, err := r.Store.Watch(ctx, "", rev)
-		if err != nil {
-			continue
-		}
-		dirty := false
-		for {
-			var ev store.Event
-			var ok bool
-			if dirty {
-				// Coalesce a burst of events into one rebuild.
-				select {
-				case ev, ok = <-events:
-				default:
-					if _, err := r.rebuild(ctx); err != nil {
-						log.Warn("routes rebuild failed", "err", err)
-					}
-					dirty = false
-					continue
-				}
-			} else {
-				ev, ok = <-events
-			}
-			if !ok {
-				break
-			}
-			if k := ev.Record.Key.Kind; k == v1.KindService || k == v1.KindFunction || k == v1.KindInstance {
-				dirty = true
-			}
-		}
-	}
-	return nil
+// Routes keeps the gateway's table in step with services, functions and
+// their ready instances, read from the caches. A new instance gets traffic
+// only once the backend reports it ready; an instance being drained is
+// taken out through the gateway before its status changes, so the two
+// never race. A burst of changes makes one rebuild.
+type Routes struct {
+	cfg   RoutesConfig
+	dirty chan struct{}
 }
 
-func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
-	svcs, rev, err := store.List[v1.Service](ctx, r.Store, v1.KindService, "")
-	if err != nil {
-		return 0, err
+// NewRoutes builds the routes controller; Run starts it.
+func NewRoutes(cfg RoutesConfig) *Routes {
+	r := &Routes{cfg: cfg, dirty: make(chan struct{}, 1)}
+	cfg.Services.AddHandler(func(_ store.Key, old, cur *v1.Service) { r.poke() })
+	cfg.Functions.AddHandler(func(_ store.Key, old, cur *v1.Function) { r.poke() })
+	cfg.Backend.Watch(func(backend.Ref) { r.poke() })
+	return r
+}
+
+func (r *Routes) poke() {
+	select {
+	case r.dirty <- struct{}{}:
+	default:
 	}
-	fns, _, err := store.List[v1.Function](ctx, r.Store, v1.KindFunction, "")
-	if err != nil {
-		return 0, err
+}
+
+// Run rebuilds the table after every change until ctx ends.
+func (r *Routes) Run(ctx context.Context) error {
+	if err := waitForSync(ctx, r.cfg.Services, r.cfg.Functions, r.cfg.Backend); err != nil {
+		return nil
 	}
-	insts, _, err := store.List[v1.Instance](ctx, r.Store, v1.KindInstance, "")
-	if err != nil {
-		return 0, err
+	r.cfg.Table.SetTargets(r.targets())
+	if r.cfg.Synced != nil {
+		close(r.cfg.Synced)
 	}
-	type owner struct{ kind, env, name string }
-	eps := map[owner][]gateway.Endpoint{}
-	for _, i := range insts {
-		st := i.Status
-		if i.Spec.Draining || !st.Ready || st.IP == "" || st.Port == 0 {
-			continue
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.dirty:
+			r.cfg.Table.SetTargets(r.targets())
 		}
-		o := owner{i.Spec.OwnerKind, i.Metadata.Environment, i.Spec.Owner}
-		eps[o] = append(eps[o], gateway.Endpoint{
-			ID:       r.EndpointID(i.Metadata.Environment, i.Metadata.Name),
-			Address:  net.JoinHostPort(st.IP, strconv.Itoa(int(st.Port))),
-			Revision: i.Spec.Revision,
-		})
 	}
+}
+
+// targets builds the whole table from the caches.
+func (r *Routes) targets() []gateway.Target {
+	svcs := r.cfg.Services.List("")
+	fns := r.cfg.Functions.List("")
 	targets := make([]gateway.Target, 0, len(svcs)+len(fns))
 	for _, s := range svcs {
 		t := gateway.Target{
 			Environment: s.Metadata.Environment,
 			Name:        s.Metadata.Name,
 			Kind:        v1.KindService,
-			Endpoints:   eps[owner{v1.KindService, s.Metadata.Environment, s.Metadata.Name}],
+			Endpoints:   r.endpoints(backend.Ref{Kind: v1.KindService, Environment: s.Metadata.Environment, Name: s.Metadata.Name}),
 		}
 		if s.Spec.Route != nil {
 			t.RoutePath = s.Spec.Route.Path
@@ -133,7 +109,7 @@ func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
 			Kind:        v1.KindFunction,
 			Concurrency: int(max(f.Spec.Concurrency, 1)),
 			Timeout:     FunctionTimeout(f),
-			Endpoints:   eps[owner{v1.KindFunction, f.Metadata.Environment, f.Metadata.Name}],
+			Endpoints:   r.endpoints(backend.Ref{Kind: v1.KindFunction, Environment: f.Metadata.Environment, Name: f.Metadata.Name}),
 		}
 		if f.Spec.Route != nil {
 			t.RoutePath = f.Spec.Route.Path
@@ -141,6 +117,24 @@ func (r *Routes) rebuild(ctx context.Context) (uint64, error) {
 		}
 		targets = append(targets, t)
 	}
-	r.Table.SetTargets(targets)
-	return rev, nil
+	// A stable order, so equal tables compare equal.
+	slices.SortFunc(targets, func(a, b gateway.Target) int {
+		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
+	})
+	return targets
+}
+
+func (r *Routes) endpoints(ref backend.Ref) []gateway.Endpoint {
+	var eps []gateway.Endpoint
+	for _, i := range r.cfg.Backend.Instances(ref) {
+		if !backend.Ready(i) {
+			continue
+		}
+		eps = append(eps, gateway.Endpoint{
+			ID:       backend.EndpointID(ref.Environment, i.Name),
+			Address:  net.JoinHostPort(i.IP, strconv.Itoa(int(i.Port))),
+			Revision: i.Revision,
+		})
+	}
+	return eps
 }

@@ -16,18 +16,21 @@ import (
 	"sync"
 	"time"
 
+	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/activator"
 	"berth.dev/berth/internal/apiserver"
 	"berth.dev/berth/internal/autoscaler"
+	"berth.dev/berth/internal/backend"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/network/dns"
 	"berth.dev/berth/internal/queue"
 	"berth.dev/berth/internal/registry"
-	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/runtime/containerd"
 	"berth.dev/berth/internal/secrets"
 	"berth.dev/berth/internal/store"
@@ -54,6 +57,13 @@ type Server struct {
 	queue      *queue.Queue
 	tracing    *tracing.Tracing
 	metrics    *metrics.Metrics
+	values     *secrets.Values
+	events     *events.Recorder
+	images     *imageService
+	invoker    *gatewayInvoker
+	backend    *local.Backend
+	workflows  *engine.Engine
+	parts      []part
 
 	apiLn, gwLn net.Listener
 	apiSrv      *http.Server
@@ -101,7 +111,45 @@ func (s *Server) Run(ctx context.Context, ready func(*Server)) error {
 	return nil
 }
 
+// start builds the parts in dependency order, then starts their loops.
+// Each stage below builds one layer; stop undoes whatever was built.
 func (s *Server) start(ctx context.Context) error {
+	if err := s.openState(ctx); err != nil {
+		return err
+	}
+	if err := s.startRuntime(ctx); err != nil {
+		return err
+	}
+	if err := s.buildDataPlane(ctx); err != nil {
+		return err
+	}
+	s.buildControlPlane()
+	if err := s.buildAPI(); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for _, p := range s.parts {
+		s.goRun(runCtx, p.name, p.run)
+	}
+	s.serve("api", s.apiSrv, s.apiLn)
+	s.serve("gateway", s.gwSrv, s.gwLn)
+	return writeClientConfig(s.cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
+}
+
+// part is a loop the server runs until it stops.
+type part struct {
+	name string
+	run  func(context.Context) error
+}
+
+func (s *Server) addPart(name string, run func(context.Context) error) {
+	s.parts = append(s.parts, part{name, run})
+}
+
+// openState makes the data dir, the admin token, the listeners (a port
+// conflict should fail before anything else starts) and the store.
+func (s *Server) openState(ctx context.Context) error {
 	cfg := s.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -116,16 +164,12 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	s.token = tok
-
-	// Listen first: a port conflict should fail before anything else
-	// starts.
 	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return fmt.Errorf("--api %s: %w", cfg.APIAddr, err)
 	}
 	if s.gwLn, err = net.Listen("tcp", cfg.GatewayAddr); err != nil {
 		return fmt.Errorf("--gateway %s: %w", cfg.GatewayAddr, err)
 	}
-
 	if s.store, err = bolt.Open(cfg.StorePath(), bolt.Options{Logger: s.log.With("part", "store")}); err != nil {
 		return err
 	}
@@ -133,7 +177,7 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	// Secrets are sealed with a key of this data dir (0600) before they
-	// reach the store; the agent opens them when it creates a container.
+	// reach the store; the backend opens them when it creates an instance.
 	key, err := secrets.LoadOrCreateKey(filepath.Join(cfg.DataDir, "secrets.key"))
 	if err != nil {
 		return fmt.Errorf("secrets key: %w", err)
@@ -142,11 +186,18 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("secrets key: %w", err)
 	}
-	values := secrets.New(s.store, box)
-	auth := apiserver.NewRoleAuthorizer(s.token, s.store)
+	s.values = secrets.New(s.store, box)
+	s.events = &events.Recorder{Store: s.store}
+	return nil
+}
 
+// startRuntime connects to containerd (starting Berth's own when no socket
+// is given) and the CNI network manager.
+func (s *Server) startRuntime(ctx context.Context) error {
+	cfg := s.cfg
 	socket := cfg.ContainerdSocket
 	if socket == "" {
+		var err error
 		s.supervisor, err = containerd.StartContainerd(ctx, containerd.SupervisorConfig{
 			Dir:    cfg.ContainerdDir(),
 			Logger: s.log.With("part", "containerd"),
@@ -156,6 +207,7 @@ func (s *Server) start(ctx context.Context) error {
 		}
 		socket = s.supervisor.Socket()
 	}
+	var err error
 	s.driver, err = containerd.New(ctx, containerd.Config{
 		Socket:    socket,
 		Namespace: cfg.ContainerdNamespace,
@@ -177,7 +229,15 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	return nil
+}
 
+// buildDataPlane makes what requests pass through: tracing and metrics,
+// the gateway with its environment listeners and DNS, the queue, and the
+// backend that runs instances.
+func (s *Server) buildDataPlane(ctx context.Context) error {
+	cfg := s.cfg
+	var err error
 	s.tracing, err = tracing.New(tracing.Config{
 		OTLPEndpoint: cfg.OTLPEndpoint, SampleRatio: cfg.TraceSampleRatio, StoreSize: cfg.TraceStoreSize,
 		Logger: s.log.With("part", "tracing"),
@@ -185,11 +245,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
-	var stats runtime.StatsReader
-	if sr, ok := runtime.Driver(s.driver).(runtime.StatsReader); ok {
-		stats = sr
-	}
-	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: stats, Logger: s.log.With("part", "metrics")})
+	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: s.driver, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
 		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
@@ -197,10 +253,10 @@ func (s *Server) start(ctx context.Context) error {
 	s.metrics.SetGateway(s.gateway)
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
-	images := &imageService{driver: s.driver}
-	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
+	s.images = &imageService{driver: s.driver}
+	s.invoker = &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
-		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
+		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker,
 		OnFinish: func(env, fn, status string) { s.metrics.AsyncOutcome(env, fn, strings.ToLower(status)) },
 		Logger:   s.log.With("part", "queue"),
 	})
@@ -209,23 +265,44 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.metrics.SetQueue(s.queue)
 
-	runCtx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	agent := local.New(local.Config{
+	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
+		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
+		Events:    s.events, Secrets: s.values,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
-		Secrets: values,
-		Logger:  s.log.With("part", "agent"),
+		Logger: s.log.With("part", "backend"),
+	})
+	s.addPart("backend", s.backend.Run)
+	return nil
+}
+
+// buildControlPlane makes the caches and the loops that turn desired state
+// into what the backend runs: environments, services, functions (with the
+// autoscaler and the activator), routes, workflows, log retention.
+func (s *Server) buildControlPlane() {
+	cfg := s.cfg
+	icfg := func(kind string) informer.Config {
+		return informer.Config{Store: s.store, Kind: kind, Logger: s.log.With("part", "informer", "kind", kind)}
+	}
+	envs := informer.New[v1.Environment](icfg(v1.KindEnvironment))
+	svcs := informer.New[v1.Service](icfg(v1.KindService))
+	fns := informer.New[v1.Function](icfg(v1.KindFunction))
+	revs := controller.NewRevisionInformer(icfg(v1.KindRevision))
+
+	environments := controller.NewEnvironments(controller.EnvironmentConfig{
+		Store: s.store, Environments: envs, Backend: s.backend, Policy: s.gateway,
+		Logger: s.log.With("part", "environments"),
 	})
 	services := controller.NewServices(controller.ServiceConfig{
-		Store: s.store, Images: images, Events: local.RecordEvent,
+		Store: s.store, Services: svcs, Revisions: revs, Backend: s.backend,
+		Images: s.images, Events: s.events,
 		Logger: s.log.With("part", "services"),
 	})
 
 	// Functions: the autoscaler samples the gateway and tells the function
 	// controller; the activator sits between the routes controller and the
 	// gateway, holding requests at zero until an endpoint is ready.
-	var functions *controller.Functions
+	var functions *controller.FunctionController
 	routesSynced := make(chan struct{})
 	scaler := autoscaler.New(autoscaler.Config{
 		Source: s.gateway,
@@ -237,7 +314,10 @@ func (s *Server) start(ctx context.Context) error {
 		},
 	})
 	act := activator.New(activator.Config{
-		Table: s.gateway, Store: s.store, Demand: scaler.Demand,
+		Table: s.gateway, Demand: scaler.Demand,
+		Instances: func(env, name string) []v1.InstanceStatus {
+			return s.backend.Instances(backend.Ref{Kind: v1.KindFunction, Environment: env, Name: name})
+		},
 		TracerProvider: s.tracing.TracerProvider(),
 		OnColdStart:    s.metrics.ObserveColdStart,
 		Logger:         s.log.With("part", "activator"),
@@ -245,46 +325,62 @@ func (s *Server) start(ctx context.Context) error {
 	s.metrics.SetColdStarts(act)
 	s.gateway.SetActivator(act)
 	functions = controller.NewFunctions(controller.FunctionConfig{
-		Store: s.store, Images: images, Events: local.RecordEvent,
+		Store: s.store, Functions: fns, Revisions: revs, Backend: s.backend,
+		Images: s.images, Events: s.events,
 		Scaler: scalerAdapter{scaler}, Stats: &loadStats{gateway: s.gateway, activator: act},
 		OnFunctions: s.setQueueFunctions, RoutesSynced: routesSynced,
 		Logger: s.log.With("part", "functions"),
 	})
-	routes := &controller.Routes{
-		Store: s.store, Table: act, EndpointID: local.ContainerID, Synced: routesSynced,
+	routes := controller.NewRoutes(controller.RoutesConfig{
+		Services: svcs, Functions: fns, Backend: s.backend, Table: act, Synced: routesSynced,
 		Logger: s.log.With("part", "routes"),
-	}
-	environments := controller.NewEnvironments(controller.EnvironmentConfig{
-		Store: s.store, Network: s.network, Policy: s.gateway,
-		Listeners: []controller.EnvironmentListener{s.bridges, s.dns},
-		Logger:    s.log.With("part", "environments"),
 	})
-	s.goRun(runCtx, "environments", environments.Run)
-	s.goRun(runCtx, "agent", agent.Run)
-	s.goRun(runCtx, "services", services.Run)
-	s.goRun(runCtx, "functions", functions.Run)
-	s.goRun(runCtx, "autoscaler", scaler.Run)
-	s.goRun(runCtx, "routes", routes.Run)
+	for _, inf := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"informer-environments", envs.Run}, {"informer-services", svcs.Run},
+		{"informer-functions", fns.Run}, {"informer-revisions", revs.Run},
+	} {
+		s.addPart(inf.name, inf.run)
+	}
+	s.addPart("environments", environments.Run)
+	s.addPart("services", services.Run)
+	s.addPart("functions", functions.Run)
+	s.addPart("autoscaler", scaler.Run)
+	s.addPart("routes", routes.Run)
+	s.addPart("events-pruner", func(ctx context.Context) error {
+		return events.RunPruner(ctx, s.store, 30*time.Second, func(err error) {
+			s.log.Warn("prune events", "err", err)
+		})
+	})
 
 	// Workflows call functions and services through the gateway, like any
 	// other caller, so they wake functions and are traced and counted.
-	workflows := engine.New(engine.Config{
-		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
+	s.workflows = engine.New(engine.Config{
+		Store: s.store, Invoker: s.invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
 		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(),
 		Logger: s.log.With("part", "workflow"),
 	})
-	s.metrics.SetWorkflows(workflows)
-	s.goRun(runCtx, "workflow", workflows.Run)
+	s.metrics.SetWorkflows(s.workflows)
+	s.addPart("workflow", s.workflows.Run)
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
 		Logger: s.log.With("part", "logs"),
 	})
-	s.goRun(runCtx, "logs-janitor", janitor.Run)
+	s.addPart("logs-janitor", janitor.Run)
+}
 
+// buildAPI makes the HTTP API and the OCI registry that shares its
+// address, and the two HTTP servers.
+func (s *Server) buildAPI() error {
+	cfg := s.cfg
+	auth := apiserver.NewRoleAuthorizer(s.token, s.store)
 	api := apiserver.New(apiserver.Config{
-		Store: s.store, Token: s.token, Authorizer: auth, Values: values, Images: images, LogDir: cfg.LogDir(),
-		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
-		Executions:  workflows,
+		Store: s.store, Token: s.token, Authorizer: auth, Values: s.values, Images: s.images,
+		Logs:        s.backend,
+		Invocations: invocations{gatewayInvoker: s.invoker, q: s.queue},
+		Executions:  s.workflows,
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 	})
@@ -300,8 +396,8 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
-	images.setRegistry(reg, s.APIAddr(), s.token)
-	s.goRun(runCtx, "registry-gc", func(ctx context.Context) error {
+	s.images.setRegistry(reg, s.APIAddr(), s.token)
+	s.addPart("registry-gc", func(ctx context.Context) error {
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
 		for {
@@ -322,10 +418,7 @@ func (s *Server) start(ctx context.Context) error {
 	mux.Handle("/", api.WithMetrics(s.metrics.Handler(), cfg.MetricsPublic))
 	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
-	s.serve("api", s.apiSrv, s.apiLn)
-	s.serve("gateway", s.gwSrv, s.gwLn)
-
-	return writeClientConfig(cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
+	return nil
 }
 
 func (s *Server) goRun(ctx context.Context, part string, run func(context.Context) error) {

@@ -8,145 +8,71 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/internal/network"
+	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/store"
 )
 
-// Drainer takes an endpoint out of rotation and waits for its in-flight
-// requests to finish. The gateway implements it.
-type Drainer interface {
-	Drain(ctx context.Context, endpointID string) error
-}
-
-// Config is what the agent needs from the composition root.
-type Config struct {
-	Store   store.Store
-	Driver  runtime.Driver
-	Network network.Manager
-	Drainer Drainer
-	// LogDir and VolumeDir are roots under the data dir.
-	LogDir    string
-	VolumeDir string
-	// StateDir holds per-instance files the agent generates (hosts,
-	// resolv.conf) that are bind-mounted into containers.
-	StateDir string
-	// Secrets reads the secret and config values templates reference;
-	// nil fails instances that reference any.
-	Secrets Secrets
-	Logger  *slog.Logger
-	// Backoff bounds for restarts after an exit; zero means 500ms and 30s.
-	BackoffBase time.Duration
-	BackoffMax  time.Duration
-}
-
-// Agent runs the Instance objects of this node.
+// Agent runs the Instance records of this node: one runner per instance,
+// like a kubelet's pod workers.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	instances *informer.Informer[v1.Instance, *v1.Instance]
 
 	mu      sync.Mutex
+	ctx     context.Context // set by start; runners live until it ends
 	runners map[string]*runner // by container ID
-	gcDone  bool
 	wg      sync.WaitGroup
 }
 
-// New builds an agent. Run starts it.
-func New(cfg Config) *Agent {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.BackoffBase == 0 {
-		cfg.BackoffBase = 500 * time.Millisecond
-	}
-	if cfg.BackoffMax == 0 {
-		cfg.BackoffMax = 30 * time.Second
-	}
-	return &Agent{cfg: cfg, log: cfg.Logger, runners: map[string]*runner{}}
+func newAgent(cfg Config, instances *informer.Informer[v1.Instance, *v1.Instance]) *Agent {
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), instances: instances, runners: map[string]*runner{}}
+	instances.AddHandler(a.handle)
+	return a
 }
 
-// ContainerID is the containerd ID (and network attachment ID) of an
-// instance: environment and name joined by a dot, which DNS-label names
-// cannot contain.
-func ContainerID(env, name string) string { return env + "." + name }
-
-// Run adopts what is already running, then follows the store until ctx
-// ends. Containers keep running when Run returns: stopping the server must
-// not stop the workloads.
-func (a *Agent) Run(ctx context.Context) error {
+// start follows the runtime's exits; the instance cache, started after,
+// hands every instance to handle.
+func (a *Agent) start(ctx context.Context) error {
 	exits, err := a.cfg.Driver.Exits(ctx)
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
+	a.ctx = ctx
+	a.mu.Unlock()
 	go a.dispatchExits(ctx, exits)
-
-	rev, err := a.resync(ctx)
-	if err != nil {
-		return err
-	}
-	for {
-		events, err := a.cfg.Store.Watch(ctx, v1.KindInstance, rev)
-		if err == nil {
-			for ev := range events {
-				rev = ev.Record.Revision
-				a.handle(ctx, ev)
-			}
-		}
-		if ctx.Err() != nil {
-			a.wg.Wait()
-			return nil
-		}
-		// The watch ended (we fell behind, or history was compacted):
-		// list again. Syncs are idempotent, so replays are harmless.
-		if rev, err = a.resync(ctx); err != nil {
-			if ctx.Err() != nil {
-				a.wg.Wait()
-				return nil
-			}
-			a.log.Error("resync failed", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	return nil
 }
 
-// resync makes the runners match the store and removes containers that no
-// instance owns (left over from a crash between create and record).
-func (a *Agent) resync(ctx context.Context) (uint64, error) {
-	insts, rev, err := store.List[v1.Instance](ctx, a.cfg.Store, v1.KindInstance, "")
-	if err != nil {
-		return 0, err
-	}
-	want := map[string]bool{}
-	for _, inst := range insts {
-		id := ContainerID(inst.Metadata.Environment, inst.Metadata.Name)
-		want[id] = true
-		a.update(ctx, inst)
-	}
-	a.mu.Lock()
-	for id, r := range a.runners {
-		if !want[id] {
-			r.setDeleted()
-		}
-	}
-	a.mu.Unlock()
+// wait returns once every runner has returned (after ctx ended).
+func (a *Agent) wait() { a.wg.Wait() }
 
-	cs, err := a.cfg.Driver.List(ctx)
-	if err != nil {
-		return 0, err
+// collectOrphans removes containers and network namespaces that no
+// instance owns (left over from a crash between create and record). It
+// runs once, after the first list of instances: every instance known then
+// has a runner, and a runner is registered before it attaches anything,
+// so nothing it keeps can be in the middle of being made.
+func (a *Agent) collectOrphans(ctx context.Context) {
+	keep := func(id string) bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, ok := a.runners[id]
+		return ok
 	}
-	// Namespaces left by a crash between attach and record go too; only at
-	// start, when no runner can be attaching an instance newer than the list.
-	if gc, ok := a.cfg.Network.(networkGC); ok && !a.gcDone {
-		a.gcDone = true
-		if err := gc.GC(ctx, func(id string) bool { return want[id] }); err != nil {
+	if gc, ok := a.cfg.Network.(networkGC); ok {
+		if err := gc.GC(ctx, keep); err != nil {
 			a.log.Warn("network garbage collection", "err", err)
 		}
 	}
+	cs, err := a.cfg.Driver.List(ctx)
+	if err != nil {
+		a.log.Warn("list containers", "err", err)
+		return
+	}
 	for _, c := range cs {
-		if want[c.ID] || c.Labels[labelManaged] != "true" {
+		if keep(c.ID) || c.Labels[labelManaged] != "true" {
 			continue
 		}
 		a.log.Info("removing orphaned container", "container", c.ID)
@@ -156,34 +82,32 @@ func (a *Agent) resync(ctx context.Context) (uint64, error) {
 		}
 		_ = a.cfg.Network.Detach(ctx, c.ID, c.Labels[labelEnvironment])
 	}
-	return rev, nil
 }
 
-func (a *Agent) handle(ctx context.Context, ev store.Event) {
-	var inst v1.Instance
-	if err := store.Decode(ev.Record, &inst); err != nil {
-		a.log.Error("bad instance record", "key", ev.Record.Key, "err", err)
-		return
-	}
-	if ev.Type == store.EventDelete {
+func (a *Agent) handle(_ store.Key, old, cur *v1.Instance) {
+	if cur == nil {
 		a.mu.Lock()
-		r := a.runners[ContainerID(inst.Metadata.Environment, inst.Metadata.Name)]
+		r := a.runners[ContainerID(old.Metadata.Environment, old.Metadata.Name)]
 		a.mu.Unlock()
 		if r != nil {
 			r.setDeleted()
 		}
 		return
 	}
-	a.update(ctx, &inst)
+	a.update(cur)
 }
 
 // update hands the latest object to its runner, starting one if needed.
-func (a *Agent) update(ctx context.Context, inst *v1.Instance) {
+func (a *Agent) update(inst *v1.Instance) {
 	id := ContainerID(inst.Metadata.Environment, inst.Metadata.Name)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if r, ok := a.runners[id]; ok {
 		r.setObject(inst)
+		return
+	}
+	ctx := a.ctx
+	if ctx == nil || ctx.Err() != nil {
 		return
 	}
 	r := newRunner(a, id, inst)

@@ -586,29 +586,7 @@ func statusEqual(a, b v1.InstanceStatus) bool {
 // event records an Event about the instance's owner, best effort.
 func (r *runner) event(ctx context.Context, typ, reason, msg string) {
 	inst := r.object()
-	RecordEvent(ctx, r.a.cfg.Store, inst.Metadata.Environment, inst.Spec.OwnerKind+"/"+inst.Spec.Owner, typ, reason, msg)
-}
-
-// RecordEvent stores an Event, best effort: events are for people, and a
-// failure to write one must not fail the work it describes.
-func RecordEvent(ctx context.Context, s store.Store, env, object, typ, reason, msg string) {
-	now := time.Now().UTC()
-	ev := &v1.Event{
-		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindEvent},
-		Metadata: v1.ObjectMeta{Name: fmt.Sprintf("ev-%x", now.UnixNano()), Environment: env},
-		Object:   object, Type: typ, Reason: reason, Message: msg, Time: now,
-	}
-	if err := store.Create(ctx, s, ev); err != nil && !errors.Is(err, context.Canceled) {
-		// A name clash within a nanosecond is harmless to drop.
-		return
-	}
-}
-
-// Secrets resolves the secret and config values a template reads. The
-// composition root passes one (internal/secrets.Values); its answer holds
-// one entry per key, file-mount refs (empty Key) expanded to every key.
-type Secrets interface {
-	Resolve(ctx context.Context, env string, refs []v1.ValueRef) (map[v1.ValueRef]string, error)
+	r.a.cfg.Events.Record(ctx, inst.Metadata.Environment, inst.Spec.OwnerKind+"/"+inst.Spec.Owner, typ, reason, msg)
 }
 
 func (r *runner) resolveValues(ctx context.Context, env string, t *v1.Template) (map[v1.ValueRef]string, error) {

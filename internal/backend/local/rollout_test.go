@@ -1,4 +1,4 @@
-package controller
+package local
 
 import (
 	"fmt"

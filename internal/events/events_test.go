@@ -1,4 +1,4 @@
-package controller
+package events
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func TestPruneEventsKeepsRecentWithinCap(t *testing.T) {
 	for i := range MaxEventsPerEnvironment + 5 {
 		add(fmt.Sprintf("ev%04d", i), time.Duration(MaxEventsPerEnvironment+5-i)*time.Millisecond)
 	}
-	if err := pruneEvents(ctx, s, now); err != nil {
+	if err := Prune(ctx, s, now); err != nil {
 		t.Fatal(err)
 	}
 	left, _, _ := store.List[v1.Event](ctx, s, v1.KindEvent, "default")

@@ -1,0 +1,243 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend"
+	"berth.dev/berth/internal/store"
+)
+
+// Apply moves w's Instance records one step towards w.Replicas ready
+// instances of w.Revision within the rollout limits: planRollout decides,
+// Apply acts. With w.Standby it also keeps one prepared instance of the
+// current revision (network attached, task created, not started), and
+// takes prepared ones first when it needs a new instance, so a cold start
+// only starts a task. The agent runs what the records say.
+func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
+	cur := w.Revision.Spec.Number
+	var active, standby []*v1.Instance
+	for _, i := range b.instancesOf(w.Ref) {
+		switch {
+		case i.Spec.Draining:
+		case i.Spec.Standby && w.Standby && i.Spec.Revision == cur && i.Status.Phase != v1.PhaseFailed:
+			standby = append(standby, i)
+		case i.Spec.Standby:
+			// A standby of an older revision, one that cannot be
+			// prepared, or one nobody wants any more is of no use.
+			if err := b.drain(ctx, i, true); err != nil {
+				return err
+			}
+		default:
+			active = append(active, i)
+		}
+	}
+	plan := planRollout(rolloutLimits{Desired: w.Replicas, MaxSurge: w.MaxSurge, MaxUnavailable: w.MaxUnavailable}, cur, active)
+	// Functions' instances are interchangeable and short-lived: they are
+	// drained without an event each.
+	quiet := w.Kind == v1.KindFunction
+	for _, i := range plan.Drain {
+		if err := b.drain(ctx, i, quiet); err != nil {
+			return err
+		}
+	}
+	// Prepared standbys first: a started standby skips network set-up and
+	// container creation.
+	sort.SliceStable(standby, func(a, c int) bool {
+		return standby[a].Status.Phase == v1.PhaseStandby && standby[c].Status.Phase != v1.PhaseStandby
+	})
+	for n := 0; n < plan.Create; n++ {
+		if len(standby) > 0 {
+			s := standby[0]
+			standby = standby[1:]
+			if err := b.activate(ctx, s); err == nil {
+				continue
+			} else if !v1.IsConflict(err) && !v1.IsNotFound(err) {
+				return err
+			}
+		}
+		inst, err := b.createInstance(ctx, w, false)
+		if err != nil {
+			return err
+		}
+		if !quiet {
+			b.event(ctx, w.Ref, "Normal", "Created", fmt.Sprintf("Created instance %s (revision %d)", inst.Metadata.Name, cur))
+		}
+	}
+	want := 0
+	if w.Standby {
+		want = 1
+	}
+	for len(standby) < want {
+		s, err := b.createInstance(ctx, w, true)
+		if err != nil {
+			return err
+		}
+		standby = append(standby, s)
+	}
+	for _, s := range standby[want:] {
+		if err := b.drain(ctx, s, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove drains every instance of ref; the agent deletes each record once
+// its container is gone.
+func (b *Backend) Remove(ctx context.Context, ref backend.Ref) (bool, error) {
+	insts := b.instancesOf(ref)
+	for _, i := range insts {
+		if err := b.drain(ctx, i, false); err != nil {
+			return false, err
+		}
+	}
+	return len(insts) == 0, nil
+}
+
+// activate takes a standby out of standby: the agent starts its task.
+func (b *Backend) activate(ctx context.Context, s *v1.Instance) error {
+	own, err := b.instances.Get(store.KeyOf(s))
+	if err != nil {
+		return err
+	}
+	own.Spec.Standby = false
+	return store.Update(ctx, b.cfg.Store, own)
+}
+
+// createInstance records a new instance of w's revision for the agent to
+// run; a standby one is prepared but not started.
+func (b *Backend) createInstance(ctx context.Context, w backend.Workload, standby bool) (*v1.Instance, error) {
+	rev := w.Revision.Spec.Number
+	for {
+		inst := &v1.Instance{
+			TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
+			Metadata: v1.ObjectMeta{Name: w.Name + "-" + randSuffix(), Environment: w.Environment, Labels: w.Labels},
+			Spec:     v1.InstanceSpec{Owner: w.Name, OwnerKind: w.Kind, Revision: rev, Standby: standby},
+			Status:   v1.InstanceStatus{Phase: v1.PhasePending, Revision: rev},
+		}
+		inst.Status.Name = inst.Metadata.Name
+		err := store.Create(ctx, b.cfg.Store, inst)
+		if v1.IsConflict(err) {
+			continue // name clash: pick another suffix
+		}
+		return inst, err
+	}
+}
+
+// drain asks the agent to take the instance out of rotation and stop it;
+// the agent deletes the record when done.
+func (b *Backend) drain(ctx context.Context, inst *v1.Instance, quiet bool) error {
+	if inst.Spec.Draining {
+		return nil
+	}
+	own, err := b.instances.Get(store.KeyOf(inst))
+	if v1.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	own.Spec.Draining = true
+	if err := store.Update(ctx, b.cfg.Store, own); err != nil {
+		if v1.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if !quiet {
+		b.cfg.Events.Record(ctx, own.Metadata.Environment, own.Spec.OwnerKind+"/"+own.Spec.Owner, "Normal", "Draining",
+			fmt.Sprintf("Draining instance %s (revision %d)", own.Metadata.Name, own.Spec.Revision))
+	}
+	return nil
+}
+
+type rolloutLimits struct {
+	Desired, MaxSurge, MaxUnavailable int
+}
+
+// rolloutPlan is one step of a rollout.
+type rolloutPlan struct {
+	Create int
+	Drain  []*v1.Instance
+}
+
+// planRollout decides one step towards `Desired` ready instances of
+// revision cur. It is called again on every instance change, so it only
+// takes the steps allowed now:
+//   - current instances beyond Desired are drained (not ready first);
+//   - old instances that are not ready serve nobody and go at once;
+//   - new instances are created while the total stays within
+//     Desired+MaxSurge;
+//   - old ready instances are drained while at least
+//     Desired-MaxUnavailable instances stay ready.
+func planRollout(l rolloutLimits, cur int64, insts []*v1.Instance) rolloutPlan {
+	if l.MaxSurge == 0 && l.MaxUnavailable == 0 {
+		l.MaxSurge = 1
+	}
+	var plan rolloutPlan
+	var newer, older []*v1.Instance
+	for _, i := range insts {
+		switch {
+		case i.Spec.Draining:
+		case i.Spec.Revision == cur:
+			newer = append(newer, i)
+		default:
+			older = append(older, i)
+		}
+	}
+	if len(newer) > l.Desired {
+		sortForRemoval(newer)
+		extra := len(newer) - l.Desired
+		plan.Drain = append(plan.Drain, newer[:extra]...)
+		newer = newer[extra:]
+	}
+	var oldReady []*v1.Instance
+	for _, i := range older {
+		if i.Status.Ready {
+			oldReady = append(oldReady, i)
+		} else {
+			plan.Drain = append(plan.Drain, i)
+		}
+	}
+	total := len(newer) + len(oldReady)
+	plan.Create = max(0, min(l.Desired-len(newer), l.Desired+l.MaxSurge-total))
+
+	readyNew := 0
+	for _, i := range newer {
+		if i.Status.Ready {
+			readyNew++
+		}
+	}
+	available := readyNew + len(oldReady)
+	sortForRemoval(oldReady)
+	for _, i := range oldReady {
+		if available-1 < l.Desired-l.MaxUnavailable {
+			break
+		}
+		plan.Drain = append(plan.Drain, i)
+		available--
+	}
+	return plan
+}
+
+// sortForRemoval puts the instances to remove first at the front: not ready
+// before ready, then newest first.
+func sortForRemoval(l []*v1.Instance) {
+	sort.SliceStable(l, func(a, b int) bool {
+		if l[a].Status.Ready != l[b].Status.Ready {
+			return !l[a].Status.Ready
+		}
+		return l[a].Metadata.CreationTimestamp.After(l[b].Metadata.CreationTimestamp)
+	})
+}
+
+func randSuffix() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])[:5]
+}
