@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -117,7 +118,8 @@ func (q *Queue) attempt(env, fn string, m jetstream.Msg) {
 		r.Error = fmt.Sprintf("function answered HTTP %d", status)
 	}
 	if retries := int(r.Attempts) - 1; retries < f.MaxRetries {
-		delay := backoff(f.Backoff, int(r.Attempts))
+		retry := backoff.Backoff{Base: f.Backoff, Max: maxBackoff}
+		delay := retry.Delay(int(r.Attempts) - 1)
 		r.Status = v1.InvocationPending
 		r.NotBefore = time.Now().Add(delay)
 		if err := q.putRecord(ctx, r); err != nil {
@@ -173,15 +175,6 @@ func (q *Queue) ack(m jetstream.Msg) {
 	}
 }
 
-// backoff is first × 2^(attempt-1), at most maxBackoff.
-func backoff(first time.Duration, attempt int) time.Duration {
-	d := first
-	for i := 1; i < attempt && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
-}
-
 // fanOut turns one topic message into an invocation of fn. The id is
 // derived from the message and the function, so a redelivered message does
 // not make a second invocation.
@@ -226,13 +219,10 @@ func (q *Queue) callback(inv v1.Invocation) {
 			return
 		}
 		var last error
+		retry := backoff.Backoff{Base: 250 * time.Millisecond}
 		for try := range 3 {
-			if try > 0 {
-				select {
-				case <-q.ctx.Done():
-					return
-				case <-time.After(time.Duration(250<<(try-1)) * time.Millisecond):
-				}
+			if try > 0 && !retry.Wait(q.ctx) {
+				return
 			}
 			if last = q.post(inv, body); last == nil {
 				return

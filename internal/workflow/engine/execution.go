@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/workflow/asl"
 )
 
@@ -71,7 +72,7 @@ func (x *execution) loop(base context.Context) {
 		x.mu.Unlock()
 	}()
 	log := x.e.log.With("environment", x.env, "execution", x.id)
-	backoff := x.e.backoff
+	retry := backoff.Backoff{Base: x.e.backoff, Max: 30 * time.Second, After: x.e.after}
 	for base.Err() == nil {
 		err := x.attempt(base)
 		if err == nil || base.Err() != nil {
@@ -81,12 +82,11 @@ func (x *execution) loop(base context.Context) {
 			log.Warn("execution record vanished", "err", err)
 			return
 		}
-		log.Warn("execution interrupted; it resumes from its journal", "err", err, "in", backoff)
-		select {
-		case <-base.Done():
-		case <-x.e.after(backoff):
+		delay := retry.Next()
+		log.Warn("execution interrupted; it resumes from its journal", "err", err, "in", delay)
+		if !retry.Sleep(base, delay) {
+			return
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
