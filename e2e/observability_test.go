@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"berth.dev/berth/client"
+	"berth.dev/berth/internal/testutil"
 )
 
 // TestObservability: requests through the gateway are counted in
@@ -85,7 +86,7 @@ spec: {image: %[1]s}
 			t.Fatalf("function: %d %v", code, err)
 		}
 		var trace *client.Trace
-		waitFor(t, 10*time.Second, "the function's trace", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the function's trace", func() (bool, string) {
 			sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "fn", Environment: "default"})
 			if err != nil || len(sums) == 0 {
 				return false, fmt.Sprint(err)
@@ -107,7 +108,7 @@ spec: {image: %[1]s}
 	})
 
 	t.Run("logs filter by grep and since", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "the lines", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the lines", func() (bool, string) {
 			out, _, _ := s.berth("", "logs", "web", "--grep", "line-[35]")
 			return strings.Count(out, "line-") == 2 && strings.Contains(out, "line-3") && strings.Contains(out, "line-5"), out
 		})
@@ -165,7 +166,7 @@ spec: {image: %[1]s}
 		t.Fatalf("a → b: %d %v %s", code, err, body)
 	}
 	var trace *client.Trace
-	waitFor(t, 10*time.Second, "a trace through a and b", func() (bool, string) {
+	testutil.WaitForState(t, 10*time.Second, "a trace through a and b", func() (bool, string) {
 		sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "a", Environment: "default"})
 		if err != nil || len(sums) == 0 {
 			return false, fmt.Sprint(err)

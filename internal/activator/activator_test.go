@@ -12,6 +12,7 @@ import (
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
+	"berth.dev/berth/internal/testutil"
 )
 
 type nullTable struct{}
@@ -48,11 +49,7 @@ func TestHeldRequestIsReleasedWhenAnEndpointIsReady(t *testing.T) {
 	a, _, demands := setup(t, 0)
 	done := make(chan error, 1)
 	go func() { done <- a.Activate(context.Background(), "default", "fn") }()
-	for deadline := time.Now().Add(5 * time.Second); demands.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no demand signalled")
-		}
-	}
+	testutil.WaitFor(t, 5*time.Second, "a demand signal", func() bool { return demands.Load() != 0 })
 	select {
 	case err := <-done:
 		t.Fatalf("released before any endpoint was ready: %v", err)
@@ -78,14 +75,10 @@ func TestFullHoldQueueIsRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.Activate(ctx, "default", "fn")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if held, _, _ := a.Stats("default", "fn"); held == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first request not held")
-		}
-	}
+	testutil.WaitFor(t, 5*time.Second, "the first request to be held", func() bool {
+		held, _, _ := a.Stats("default", "fn")
+		return held == 1
+	})
 	if err := a.Activate(ctx, "default", "fn"); v1.KindOf(err) != v1.ErrTooManyRequests {
 		t.Fatalf("want TooManyRequests past the hold limit, got %v", err)
 	}

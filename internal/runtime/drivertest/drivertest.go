@@ -19,6 +19,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/runtime"
+	"berth.dev/berth/internal/testutil"
 )
 
 // Env is what the suite needs from the test that runs it.
@@ -274,7 +275,7 @@ func (s *suite) runAndLog(t *testing.T) {
 		code, _, err := get(c, base+"/sleep?ms=1500")
 		inflight <- res{code, err}
 	}()
-	waitFor(t, "the sleep request to arrive", func() bool {
+	testutil.WaitFor(t, waitTimeout, "the sleep request to arrive", func() bool {
 		_, _, err := get(c, base+"/ready")
 		return err == nil
 	})
@@ -520,24 +521,10 @@ func (s *suite) removeImage(t *testing.T) {
 // waitLog polls the container's log until it contains want and returns it.
 func waitLog(t *testing.T, path, want string) string {
 	t.Helper()
-	var out string
-	waitFor(t, fmt.Sprintf("%q in %s", want, filepath.Base(path)), func() bool {
+	return testutil.WaitForValue(t, waitTimeout, fmt.Sprintf("%q in %s", want, filepath.Base(path)), func() (string, bool) {
 		b, _ := os.ReadFile(path)
-		out = string(b)
-		return strings.Contains(out, want)
+		return string(b), strings.Contains(string(b), want)
 	})
-	return out
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // statusField finds "Field:\tvalue" in /proc/self/status output that may
