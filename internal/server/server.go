@@ -281,12 +281,17 @@ func (s *Server) start(ctx context.Context) error {
 	})
 	s.goRun(runCtx, "logs-janitor", janitor.Run)
 
+	capacity, err := apiserver.HostCapacity()
+	if err != nil {
+		s.log.Warn("workloads are not checked against the node's capacity", "err", err)
+	}
 	api := apiserver.New(apiserver.Config{
 		Store: s.store, Token: s.token, Authorizer: auth, Values: values, Images: images, LogDir: cfg.LogDir(),
 		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
 		Executions:  workflows,
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
+		Capacity:    capacity,
 	})
 	// The OCI registry shares the API address at /v2/, with its own auth
 	// challenge and error bodies; pulls from loopback (the platform's own
