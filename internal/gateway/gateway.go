@@ -65,18 +65,6 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
-	// Observer, when set, is told about every routed request once it
-	// has been answered (metrics).
-	Observer Observer
-}
-
-// Observer sees every request that was routed to a target, once, after it
-// was answered: the status sent (499 when the client went away) and the
-// time from routing to the end of the answer. revision is that of the
-// endpoint that answered, 0 when none did (a cold start that failed, 503).
-// It is called on the request path: it must be quick and must not block.
-type Observer interface {
-	Observe(env, name, kind string, revision int64, status int, d time.Duration)
 }
 
 // Gateway is an http.Handler proxying to the targets of its routing table.
@@ -93,6 +81,7 @@ type Gateway struct {
 	stats     map[string]*targetStats // by "env/name"
 	tracer    trace.Tracer            // nil: tracing off
 	envs      environments            // allowFrom per environment
+	metrics   *metrics
 }
 
 // New returns a Gateway with an empty routing table.
@@ -129,6 +118,7 @@ func New(cfg Config) *Gateway {
 		endpoints: map[string]*endpoint{},
 		stats:     map[string]*targetStats{},
 	}
+	g.metrics = newMetrics(g)
 	g.upstream = &http.Transport{
 		Proxy: nil, // never send workload traffic to an environment's proxy
 		DialContext: (&net.Dialer{
@@ -306,7 +296,7 @@ type call struct {
 	body       []byte
 	replayable bool
 	status     int
-	revision   int64 // of the endpoint that answered, for the Observer
+	revision   int64 // of the endpoint that answered, for the metrics
 }
 
 type callKey struct{}
@@ -330,16 +320,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var c *call
 	status := 0
 	record := func(code int) { status = code; rt.stats.record(code) }
-	if obs := g.cfg.Observer; obs != nil {
-		start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
-		defer func() {
-			var rev int64
-			if c != nil && c.status != 0 {
-				status, rev = c.status, c.revision
-			}
-			obs.Observe(env, name, kind, rev, status, time.Since(start))
-		}()
-	}
+	start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
+	defer func() {
+		var rev int64
+		if c != nil && c.status != 0 {
+			status, rev = c.status, c.revision
+		}
+		g.metrics.observe(env, name, kind, rev, status, time.Since(start))
+	}()
 	if !rt.ready() && g.cfg.Activator != nil {
 		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)

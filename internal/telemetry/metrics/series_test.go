@@ -184,20 +184,17 @@ type parts struct {
 	engine  *engine.Engine
 }
 
-// buildParts wires the parts in the composition root's order.
+// buildParts wires the parts in the composition root's order: each is
+// built with what it needs, then its collector is registered.
 func buildParts(t *testing.T, st store.Store, driver runtime.StatsReader, upAddr string) parts {
-	m := metrics.New(metrics.Config{Store: st, Driver: driver})
-	gw := gateway.New(gateway.Config{Observer: m.Observer()})
-	m.SetGateway(gw)
-	q, err := queue.Open(t.Context(), queue.Config{
-		Dir: t.TempDir(), Invoker: okInvoker{},
-		OnFinish: func(env, fn, status string) { m.AsyncOutcome(env, fn, strings.ToLower(status)) },
-	})
+	view := startView(t, st)
+	m := metrics.New(metrics.Config{Inventory: view.Inventory, Driver: driver})
+	gw := gateway.New(gateway.Config{})
+	q, err := queue.Open(t.Context(), queue.Config{Dir: t.TempDir(), Invoker: okInvoker{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	m.SetQueue(q)
 	if err := q.SetFunctions([]queue.Function{{Environment: "dev", Name: "resize"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -210,16 +207,19 @@ func buildParts(t *testing.T, st store.Store, driver runtime.StatsReader, upAddr
 			go act.SetTargets([]gateway.Target{web, {Environment: "dev", Name: "resize", Kind: v1.KindFunction,
 				Endpoints: []gateway.Endpoint{{ID: "resize-a", Address: upAddr, Revision: 1}}}})
 		},
-		OnColdStart: m.ObserveColdStart,
 	})
-	m.SetColdStarts(act)
 	gw.SetActivator(act)
 	act.SetTargets([]gateway.Target{web, {Environment: "dev", Name: "resize", Kind: v1.KindFunction}})
-	eng := engine.New(engine.Config{Store: st})
-	m.SetWorkflows(eng)
+	workflows := metrics.NewWorkflows()
+	eng := engine.New(engine.Config{Store: st, Observer: workflows})
+	if err := m.Register(gw.Collector(), act.Collector(), q.Collector(), workflows); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return parts{metrics: m.Handler(), gateway: gw, queue: q, engine: eng}
 }
+
+var _ engine.Observer = (*metrics.Workflows)(nil)
