@@ -66,7 +66,7 @@ func TestColdStartSpan(t *testing.T) {
 		t.Fatalf("status %d body %q", res.StatusCode, body)
 	}
 
-	var got tracing.Trace
+	var got v1.Trace
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		got, err = tr.Trace("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -78,7 +78,7 @@ func TestColdStartSpan(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	byName := map[string]tracing.Span{}
+	byName := map[string]v1.Span{}
 	for _, sp := range got.Spans {
 		byName[sp.Name] = sp
 	}

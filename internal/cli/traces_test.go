@@ -11,22 +11,21 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/client"
 )
 
 const cannedTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 // cannedTrace is a call to orders that calls a function at zero, whose
 // upstream call fails: two hops, a cold start, an error.
-func cannedTrace() client.Trace {
+func cannedTrace() v1.Trace {
 	t0 := testNow.Add(-2 * time.Minute)
 	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
-	span := func(id, parent, name, kind string, from, to float64, attrs map[string]string) client.Span {
-		return client.Span{SpanID: id, ParentID: parent, Name: name, Kind: kind, Start: at(from), End: at(to), Attributes: attrs, Status: "unset"}
+	span := func(id, parent, name, kind string, from, to float64, attrs map[string]string) v1.Span {
+		return v1.Span{SpanID: id, ParentID: parent, Name: name, Kind: kind, Start: at(from), End: at(to), Attributes: attrs, Status: "unset"}
 	}
 	failed := span("e5", "e4", "upstream resize.shop", "client", 220, 239.5, map[string]string{"berth.endpoint.id": "resize-1-x7k2p"})
 	failed.Status, failed.Error = "error", "upstream answered 502"
-	return client.Trace{TraceID: cannedTraceID, Spans: []client.Span{
+	return v1.Trace{TraceID: cannedTraceID, Spans: []v1.Span{
 		span("e1", "", "gateway orders.shop", "server", 0, 250, nil),
 		span("e2", "e1", "upstream orders.shop", "client", 0.4, 249.2, map[string]string{"berth.endpoint.id": "orders-3-abcde"}),
 		span("e3", "e2", "gateway resize.shop", "server", 10, 240, nil),
@@ -45,7 +44,7 @@ func tracesAPI(t *testing.T) (string, *[]string) {
 		mu.Lock()
 		queries = append(queries, r.URL.RawQuery)
 		mu.Unlock()
-		sums := []client.TraceSummary{
+		sums := []v1.TraceSummary{
 			{TraceID: cannedTraceID, Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
 				Start: testNow.Add(-2 * time.Minute), Duration: 250 * time.Millisecond, Spans: 5, Error: true},
 			{TraceID: "0af7651916cd43dd8448eb211c80319c", Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
@@ -93,7 +92,7 @@ func TestTracesGolden(t *testing.T) {
 
 	r = runTraces(t, addr, "trace", cannedTraceID, "-o", "json")
 	mustSucceed(t, r)
-	var back client.Trace
+	var back v1.Trace
 	if err := json.Unmarshal([]byte(r.stdout), &back); err != nil || len(back.Spans) != 5 {
 		t.Errorf("-o json: %v\n%s", err, r.stdout)
 	}
