@@ -322,8 +322,8 @@ type Image struct {
 	Create time.Time `json:"created,omitzero"`
 }
 
-// Error kinds, mapped to HTTP status codes by the API server and to exit
-// codes by the CLI.
+// Error kinds, mapped to HTTP status codes by HTTPStatus (for the API
+// server and the gateway alike) and to exit codes by the CLI.
 const (
 	ErrInvalid      = "Invalid"
 	ErrNotFound     = "NotFound"
@@ -336,6 +336,9 @@ const (
 	// ErrBadGateway: a workload failed to answer (crashed before it was
 	// ready); 502.
 	ErrBadGateway = "BadGateway"
+	// ErrGatewayTimeout: a workload did not answer within the gateway's
+	// timeout; 504.
+	ErrGatewayTimeout = "GatewayTimeout"
 	// ErrTooManyRequests: a limit was reached (a full hold queue); 429.
 	ErrTooManyRequests = "TooManyRequests"
 )

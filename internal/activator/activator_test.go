@@ -2,6 +2,9 @@ package activator
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -81,6 +84,58 @@ func TestFullHoldQueueIsRefused(t *testing.T) {
 	})
 	if err := a.Activate(ctx, "default", "fn"); v1.KindOf(err) != v1.ErrTooManyRequests {
 		t.Fatalf("want TooManyRequests past the hold limit, got %v", err)
+	}
+}
+
+// Through the real gateway, a request past the hold limit is answered 429
+// TooManyRequests with Retry-After, while the held one still waits.
+func TestFullHoldQueueAnswers429(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	gw := gateway.New(gateway.Config{})
+	a := New(Config{Table: gw, Store: s, MaxHeld: 1, Demand: func(env, name string) {}})
+	gw.SetActivator(a)
+	a.SetTargets([]gateway.Target{{Environment: "dev", Name: "fn", Kind: v1.KindFunction}})
+	front := httptest.NewServer(gw)
+	t.Cleanup(front.Close)
+	get := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/", nil)
+		req.Host = "fn.dev.berth.localhost"
+		return http.DefaultClient.Do(req)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if res, err := get(ctx); err == nil {
+			res.Body.Close()
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if held, _, _ := a.Stats("dev", "fn"); held == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first request not held")
+		}
+	}
+	res, err := get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body v1.Status
+	json.NewDecoder(res.Body).Decode(&body)
+	if res.StatusCode != http.StatusTooManyRequests || body.Error.Kind != v1.ErrTooManyRequests {
+		t.Fatalf("past the hold limit: %d %+v, want 429 TooManyRequests", res.StatusCode, body.Error)
+	}
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if strings.Contains(body.Error.Message, "could not be started") {
+		t.Errorf("message %q says the function could not start; it is starting, just busy", body.Error.Message)
 	}
 }
 

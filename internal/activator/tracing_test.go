@@ -67,11 +67,11 @@ func TestColdStartSpan(t *testing.T) {
 		t.Fatalf("status %d body %q", res.StatusCode, body)
 	}
 
-	got := testutil.WaitForValue(t, 5*time.Second, "the trace to have 3 spans", func() (tracing.Trace, bool) {
+	got := testutil.WaitForValue(t, 5*time.Second, "the trace to have 3 spans", func() (v1.Trace, bool) {
 		got, err := tr.Trace("4bf92f3577b34da6a3ce929d0e0e4736")
 		return got, err == nil && len(got.Spans) == 3
 	})
-	byName := map[string]tracing.Span{}
+	byName := map[string]v1.Span{}
 	for _, sp := range got.Spans {
 		byName[sp.Name] = sp
 	}

@@ -219,19 +219,12 @@ func (s *Server) visible(r *http.Request, objs []v1.Object) ([]v1.Object, error)
 	return kept, nil
 }
 
-// TokenCreateRequest is the body of POST /api/v1/tokens.
-type TokenCreateRequest struct {
-	Name         string   `json:"name,omitempty"`
-	Environments []string `json:"environments"`
-	Role         string   `json:"role"`
-}
-
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := s.readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
 	}
-	var req TokenCreateRequest
+	var req v1.TokenRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}

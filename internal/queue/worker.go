@@ -236,9 +236,7 @@ func (q *Queue) finish(ctx context.Context, log *slog.Logger, r *record, m jetst
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
-	if q.cfg.OnFinish != nil {
-		q.cfg.OnFinish(r.Environment, r.Function, r.Status)
-	}
+	q.metrics.finished(r.Environment, r.Function, r.Status)
 	q.ack(m)
 	q.callback(r.Invocation)
 }

@@ -189,25 +189,23 @@ func (s *Server) start(ctx context.Context) error {
 	if sr, ok := runtime.Driver(s.driver).(runtime.StatsReader); ok {
 		stats = sr
 	}
-	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: stats, Logger: s.log.With("part", "metrics")})
+	view := metrics.NewStoreView(s.store, s.log.With("part", "metrics"))
+	s.metrics = metrics.New(metrics.Config{Inventory: view.Inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
-		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
+		TracerProvider: s.tracing.TracerProvider(),
 	})
-	s.metrics.SetGateway(s.gateway)
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	images := &imageService{driver: s.driver}
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
-		OnFinish: func(env, fn, status string) { s.metrics.AsyncOutcome(env, fn, strings.ToLower(status)) },
-		Logger:   s.log.With("part", "queue"),
+		Logger: s.log.With("part", "queue"),
 	})
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	s.metrics.SetQueue(s.queue)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -239,10 +237,8 @@ func (s *Server) start(ctx context.Context) error {
 	act := activator.New(activator.Config{
 		Table: s.gateway, Store: s.store, Demand: scaler.Demand,
 		TracerProvider: s.tracing.TracerProvider(),
-		OnColdStart:    s.metrics.ObserveColdStart,
 		Logger:         s.log.With("part", "activator"),
 	})
-	s.metrics.SetColdStarts(act)
 	s.gateway.SetActivator(act)
 	functions = controller.NewFunctions(controller.FunctionConfig{
 		Store: s.store, Images: images, Events: local.RecordEvent,
@@ -265,15 +261,19 @@ func (s *Server) start(ctx context.Context) error {
 	s.goRun(runCtx, "functions", functions.Run)
 	s.goRun(runCtx, "autoscaler", scaler.Run)
 	s.goRun(runCtx, "routes", routes.Run)
+	s.goRun(runCtx, "metrics-view", view.Run)
 
 	// Workflows call functions and services through the gateway, like any
 	// other caller, so they wake functions and are traced and counted.
+	workflowMetrics := metrics.NewWorkflows()
 	workflows := engine.New(engine.Config{
 		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(),
+		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
-	s.metrics.SetWorkflows(workflows)
+	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	s.goRun(runCtx, "workflow", workflows.Run)
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
@@ -324,7 +324,7 @@ func (s *Server) start(ctx context.Context) error {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg.Handler())
-	mux.Handle("/", api.WithMetrics(s.metrics.Handler(), cfg.MetricsPublic))
+	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
 	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
 	s.serve("api", s.apiSrv, s.apiLn)

@@ -41,7 +41,7 @@ type execution struct {
 	cancel  context.CancelCauseFunc // the current attempt's; nil between attempts
 	done    bool
 	// workflow is known once the record is loaded; counted says the
-	// execution is among the engine's running counts.
+	// observer was told the execution started and not yet that it ended.
 	workflow string
 	counted  bool
 }
@@ -66,7 +66,7 @@ func (x *execution) loop(base context.Context) {
 		x.done = true
 		if x.counted {
 			// Left RUNNING (shutting down): no longer running here.
-			x.e.counts.left(x.env, x.workflow)
+			x.e.obs.ExecutionLeft(x.env, x.workflow)
 			x.counted = false
 		}
 		x.mu.Unlock()
@@ -106,7 +106,7 @@ func (x *execution) attempt(base context.Context) error {
 	x.mu.Lock()
 	if !x.counted {
 		x.workflow, x.counted = a.rec.Workflow, true
-		x.e.counts.started(x.env, x.workflow)
+		x.e.obs.ExecutionStarted(x.env, x.workflow)
 	}
 	x.mu.Unlock()
 	m, err := asl.Parse(a.rec.Definition)
@@ -250,7 +250,7 @@ func signature(typ, state string, details json.RawMessage) string {
 
 // Record implements asl.Runtime.
 func (a *attempt) Record(ev asl.Event) {
-	a.x.e.counts.entered(a.rec.Environment, a.rec.Workflow, ev)
+	a.x.e.entered(a.rec.Environment, a.rec.Workflow, ev)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recordLocked(ev)
@@ -463,7 +463,7 @@ func (a *attempt) finish(status string, output json.RawMessage, errName, cause s
 		if err == nil {
 			a.x.mu.Lock()
 			if a.x.counted {
-				a.x.e.counts.finished(rec.Environment, rec.Workflow, status)
+				a.x.e.obs.ExecutionFinished(rec.Environment, rec.Workflow, status)
 				a.x.counted = false
 			}
 			a.x.mu.Unlock()
