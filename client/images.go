@@ -11,17 +11,9 @@ import (
 	v1 "berth.dev/berth/api/v1"
 )
 
-// ImageEntry is an image as GET /api/v1/images lists it: in the built-in
-// registry (Repository and Tag set), unpacked on the node, or both.
-type ImageEntry struct {
-	Name       string `json:"name"`
-	Digest     string `json:"digest"`
-	Size       int64  `json:"size"`
-	Repository string `json:"repository,omitempty"`
-	Tag        string `json:"tag,omitempty"`
-	Registry   bool   `json:"registry"`
-	Node       bool   `json:"node"`
-}
+// ImageEntry is an image as GET /api/v1/images lists it, declared in
+// api/v1.
+type ImageEntry = v1.ImageEntry
 
 // Images lists the registry's images and the node's. A server without a
 // registry answers plain node images; those come back with Node set.

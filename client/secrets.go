@@ -143,15 +143,8 @@ func (c *Client) DeleteEnvironment(ctx context.Context, name string, cascade boo
 	return c.do(ctx, http.MethodDelete, path, q, "", nil, nil)
 }
 
-// TokenRequest asks for a new token.
-type TokenRequest struct {
-	Name         string   `json:"name,omitempty"`
-	Environments []string `json:"environments"`
-	Role         string   `json:"role"`
-}
-
 // CreateToken makes a token; its Secret is in the answer and nowhere else.
-func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*v1.Token, error) {
+func (c *Client) CreateToken(ctx context.Context, req v1.TokenRequest) (*v1.Token, error) {
 	body, err := jsonBody(req)
 	if err != nil {
 		return nil, err

@@ -21,46 +21,8 @@ type TraceQuery struct {
 	Limit int
 }
 
-// TraceSummary is one trace in the server's trace store.
-type TraceSummary struct {
-	TraceID string `json:"traceId"`
-	// Root is the name of the trace's first span ("gateway web.shop").
-	Root        string        `json:"root"`
-	Workload    string        `json:"workload,omitempty"`
-	Environment string        `json:"environment,omitempty"`
-	Start       time.Time     `json:"start"`
-	Duration    time.Duration `json:"durationNs"`
-	Spans       int           `json:"spans"`
-	// Error reports a span of the trace that failed.
-	Error bool `json:"error"`
-}
-
-// Trace is every span the server kept of one trace, in start order.
-type Trace struct {
-	TraceID string `json:"traceId"`
-	Spans   []Span `json:"spans"`
-}
-
-// Span is one timed step of a trace.
-type Span struct {
-	SpanID string `json:"spanId"`
-	// ParentID is "" for a root span; it may name a span outside the
-	// trace store (the caller's, when the request came with traceparent).
-	ParentID   string            `json:"parentId,omitempty"`
-	Name       string            `json:"name"`
-	Kind       string            `json:"kind"`
-	Start      time.Time         `json:"start"`
-	End        time.Time         `json:"end"`
-	Attributes map[string]string `json:"attributes,omitempty"`
-	Status     string            `json:"status"` // unset, ok, error
-	Error      string            `json:"error,omitempty"`
-}
-
-// Duration is how long the span took.
-func (s Span) Duration() time.Duration { return s.End.Sub(s.Start) }
-
 // Traces lists the server's recent traces, newest first.
-func (c *Client) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, error) {
+func (c *Client) Traces(ctx context.Context, q TraceQuery) ([]v1.TraceSummary, error) {
 	v := url.Values{}
 	if q.Workload != "" {
 		v.Set("workload", q.Workload)
@@ -77,9 +39,7 @@ func (c *Client) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, erro
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	var l struct {
-		Items []TraceSummary `json:"items"`
-	}
+	var l v1.TraceList
 	if err := c.do(ctx, http.MethodGet, "/api/v1/traces", v, "", nil, &l); err != nil {
 		return nil, err
 	}
@@ -87,11 +47,11 @@ func (c *Client) Traces(ctx context.Context, q TraceQuery) ([]TraceSummary, erro
 }
 
 // Trace returns one trace by its 32-hex-digit id.
-func (c *Client) Trace(ctx context.Context, id string) (*Trace, error) {
+func (c *Client) Trace(ctx context.Context, id string) (*v1.Trace, error) {
 	if id == "" {
 		return nil, v1.FieldError("id", "must not be empty")
 	}
-	var t Trace
+	var t v1.Trace
 	if err := c.do(ctx, http.MethodGet, "/api/v1/traces/"+url.PathEscape(id), nil, "", nil, &t); err != nil {
 		return nil, err
 	}

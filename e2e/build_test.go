@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 // berthIn runs the CLI in dir (init writes ./NAME).
@@ -64,7 +66,7 @@ func TestInitBuildApply(t *testing.T) {
 				t.Fatalf("deploy output: %q (stderr %q)", out, errOut)
 			}
 			var body string
-			waitFor(t, 90*time.Second, fn+" answering through the gateway", func() (bool, string) {
+			testutil.WaitForState(t, 90*time.Second, fn+" answering through the gateway", func() (bool, string) {
 				code, b, err := s.gatewayGet(fn+".default.berth.localhost", "/")
 				body = b
 				return err == nil && code == 200, fmt.Sprintf("%d %v %s", code, err, b)
@@ -198,7 +200,7 @@ kind: Service
 metadata: {name: nowhere}
 spec: {image: "no-such-image:v1"}
 `, "apply", "-f", "-")
-	waitFor(t, 90*time.Second, "the missing image reported", func() (bool, string) {
+	testutil.WaitForState(t, 90*time.Second, "the missing image reported", func() (bool, string) {
 		svc := s.service("default", "nowhere")
 		for _, c := range svc.Status.Conditions {
 			if c.Reason == "ImageNotFound" {

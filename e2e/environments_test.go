@@ -58,7 +58,7 @@ spec: {image: %[1]s}
 	// An environment without workloads gets its network at once.
 	s.mustBerth("apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {name: staging}\n", "apply", "-f", "-")
 	envs := map[string]*v1.Environment{}
-	waitFor(t, 20*time.Second, "every environment's network in its status", func() (bool, string) {
+	testutil.WaitForState(t, 20*time.Second, "every environment's network in its status", func() (bool, string) {
 		for _, name := range []string{"dev", "prod", "staging"} {
 			var e v1.Environment
 			if err := s.client.Get(ctx, v1.KindEnvironment, "", name, &e); err != nil || e.Status.Subnet == "" || e.Status.Bridge == "" {
@@ -163,7 +163,7 @@ spec: {image: %[1]s}
 
 	// prod lets dev in: exactly dev → prod opens.
 	s.mustBerth("apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {name: prod}\nspec: {allowFrom: [dev]}\n", "apply", "-f", "-")
-	waitFor(t, 20*time.Second, "dev → orders.prod.berth.localhost", func() (bool, string) {
+	testutil.WaitForState(t, 20*time.Second, "dev → orders.prod.berth.localhost", func() (bool, string) {
 		code, body := call("dev", "client", "http://orders.prod.berth.localhost/", "")
 		return code == 200 && hostnameOf(body) == prodOrders.Name, fmt.Sprint(code, " ", body)
 	})

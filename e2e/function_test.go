@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 func (s *server) function(env, name string) *v1.Function {
@@ -58,7 +59,7 @@ spec:
   route: {path: /fn, stripPrefix: true}
 `, echoV1), "apply", "-f", "-")
 
-	waitFor(t, 60*time.Second, "the function at zero with a prepared standby", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "the function at zero with a prepared standby", func() (bool, string) {
 		fn := s.function("default", "fn")
 		for _, i := range fn.Status.Instances {
 			if i.Phase == v1.PhaseStandby {
@@ -72,13 +73,13 @@ spec:
 	if err != nil || code != 200 || !strings.Contains(body, `"version":"v1"`) {
 		t.Fatalf("request at zero: %d %v %s", code, err, body)
 	}
-	waitFor(t, 10*time.Second, "the cold start to be counted", func() (bool, string) {
+	testutil.WaitForState(t, 10*time.Second, "the cold start to be counted", func() (bool, string) {
 		fn := s.function("default", "fn")
 		return fn.Status.ColdStarts >= 1 && fn.Status.LastColdStart != nil, fnState(fn)
 	})
 
 	t.Run("scale to zero after idle", func(t *testing.T) {
-		waitFor(t, 90*time.Second, "zero ready instances", func() (bool, string) {
+		testutil.WaitForState(t, 90*time.Second, "zero ready instances", func() (bool, string) {
 			fn := s.function("default", "fn")
 			return fn.Status.ReadyInstances == 0 && fn.Status.Desired == 0 && started(fn) == 0, fnState(fn)
 		})
@@ -119,7 +120,7 @@ spec:
 		}
 		wg.Wait()
 		// Let the sampler see the final state.
-		waitFor(t, 10*time.Second, "the scale-out to be visible", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the scale-out to be visible", func() (bool, string) {
 			return maxStarted.Load() > 1, fmt.Sprint(maxStarted.Load())
 		})
 		cancel()
@@ -145,7 +146,7 @@ spec:
   args: ["-exit", "3"]
   timeout: 20s
 `, echoV1), "apply", "-f", "-")
-	waitFor(t, 60*time.Second, "a standby", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "a standby", func() (bool, string) {
 		fn := s.function("default", "crash")
 		return fn.Status.ObservedGeneration == fn.Metadata.Generation && len(fn.Status.Instances) > 0, fnState(fn)
 	})
@@ -194,7 +195,7 @@ spec:
 	waitInvocation := func(id, want string) v1.Invocation {
 		t.Helper()
 		var inv v1.Invocation
-		waitFor(t, 90*time.Second, "invocation "+id+" to be "+want, func() (bool, string) {
+		testutil.WaitForState(t, 90*time.Second, "invocation "+id+" to be "+want, func() (bool, string) {
 			var err error
 			inv, err = s.client.Invocation(ctx, "default", id)
 			return err == nil && inv.Status == want, fmt.Sprintf("%+v %v", inv, err)
@@ -219,7 +220,7 @@ spec:
 		if inv.Attempts != 3 {
 			t.Fatalf("attempts = %d, want 3", inv.Attempts)
 		}
-		waitFor(t, 60*time.Second, "the dead letter to reach the sink", func() (bool, string) {
+		testutil.WaitForState(t, 60*time.Second, "the dead letter to reach the sink", func() (bool, string) {
 			out, _, _ := s.berth("", "logs", "sink")
 			return strings.Contains(out, `body "fail"`), out
 		})
@@ -293,9 +294,9 @@ spec:
 		out, _, _ := s.berth("", "logs", "ticker")
 		return strings.Count(out, `body "tick"`)
 	}
-	waitFor(t, 60*time.Second, "two cron ticks", func() (bool, string) { n := count(); return n >= 2, fmt.Sprint(n) })
+	testutil.WaitForState(t, 60*time.Second, "two cron ticks", func() (bool, string) { n := count(); return n >= 2, fmt.Sprint(n) })
 	s.kill9()
 	s.start()
 	before := count()
-	waitFor(t, 60*time.Second, "ticks after the restart", func() (bool, string) { n := count(); return n >= before+2, fmt.Sprint(n) })
+	testutil.WaitForState(t, 60*time.Second, "ticks after the restart", func() (bool, string) { n := count(); return n >= before+2, fmt.Sprint(n) })
 }

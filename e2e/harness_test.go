@@ -156,7 +156,7 @@ func (s *server) start() {
 	exited := make(chan error, 1)
 	go func(c *exec.Cmd) { exited <- c.Wait() }(s.cmd)
 	cfgPath := filepath.Join(s.dataDir, "client.json")
-	waitFor(t, 60*time.Second, "server to write client.json", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "server to write client.json", func() (bool, string) {
 		select {
 		case err := <-exited:
 			t.Fatalf("server exited early: %v\n%s", err, s.logs())
@@ -172,7 +172,7 @@ func (s *server) start() {
 	}
 	s.gateway = cc.Gateway
 	s.client = client.New(client.Config{Addr: cc.Addr, Token: cc.Token})
-	waitFor(t, 30*time.Second, "server healthy", func() (bool, string) {
+	testutil.WaitForState(t, 30*time.Second, "server healthy", func() (bool, string) {
 		err := s.client.Health(context.Background())
 		return err == nil, fmt.Sprint(err)
 	})
@@ -317,24 +317,6 @@ func direct(method, ip string, port int32, path string) (int, string, error) {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String(), nil
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {

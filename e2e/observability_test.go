@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/client"
+	"berth.dev/berth/internal/testutil"
 )
 
 // TestObservability: requests through the gateway are counted in
@@ -84,8 +86,8 @@ spec: {image: %[1]s}
 		if code, _, err := s.gatewayGet("fn.default.berth.localhost", "/"); err != nil || code != 200 {
 			t.Fatalf("function: %d %v", code, err)
 		}
-		var trace *client.Trace
-		waitFor(t, 10*time.Second, "the function's trace", func() (bool, string) {
+		var trace *v1.Trace
+		testutil.WaitForState(t, 10*time.Second, "the function's trace", func() (bool, string) {
 			sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "fn", Environment: "default"})
 			if err != nil || len(sums) == 0 {
 				return false, fmt.Sprint(err)
@@ -107,7 +109,7 @@ spec: {image: %[1]s}
 	})
 
 	t.Run("logs filter by grep and since", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "the lines", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the lines", func() (bool, string) {
 			out, _, _ := s.berth("", "logs", "web", "--grep", "line-[35]")
 			return strings.Count(out, "line-") == 2 && strings.Contains(out, "line-3") && strings.Contains(out, "line-5"), out
 		})
@@ -164,8 +166,8 @@ spec: {image: %[1]s}
 	if err != nil || code != 200 || !strings.Contains(body, `"hostname":"b-`) {
 		t.Fatalf("a → b: %d %v %s", code, err, body)
 	}
-	var trace *client.Trace
-	waitFor(t, 10*time.Second, "a trace through a and b", func() (bool, string) {
+	var trace *v1.Trace
+	testutil.WaitForState(t, 10*time.Second, "a trace through a and b", func() (bool, string) {
 		sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "a", Environment: "default"})
 		if err != nil || len(sums) == 0 {
 			return false, fmt.Sprint(err)
@@ -173,12 +175,12 @@ spec: {image: %[1]s}
 		trace, err = s.client.Trace(ctx, sums[len(sums)-1].TraceID)
 		return err == nil && len(trace.Spans) >= 4, fmt.Sprint(err)
 	})
-	byID := map[string]client.Span{}
+	byID := map[string]v1.Span{}
 	for _, sp := range trace.Spans {
 		byID[sp.SpanID] = sp
 	}
 	// gateway a.default → upstream a.default → gateway b.default → upstream b.default
-	var gwB client.Span
+	var gwB v1.Span
 	for _, sp := range trace.Spans {
 		if sp.Name == "gateway b.default" {
 			gwB = sp

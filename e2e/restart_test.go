@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 // TestKill9Reattach: a server killed with SIGKILL comes back on the same
@@ -53,7 +54,7 @@ spec:
 		t.Fatalf("state changed across the restart: generation %d→%d revision %d→%d",
 			before.Metadata.Generation, after.Metadata.Generation, before.Status.Revision, after.Status.Revision)
 	}
-	waitFor(t, 30*time.Second, "the gateway to serve after the restart", func() (bool, string) {
+	testutil.WaitForState(t, 30*time.Second, "the gateway to serve after the restart", func() (bool, string) {
 		code, body, err := s.gatewayGet("keep.default.berth.localhost", "/")
 		return err == nil && code == 200, fmt.Sprint(code, err, body)
 	})
@@ -69,7 +70,7 @@ spec:
 	}
 	// And it is still under control: a scale-down works.
 	s.mustBerth(strings.Replace(manifest, "replicas: 2", "replicas: 1", 1), "apply", "-f", "-", "--wait", "--timeout", "2m")
-	waitFor(t, 30*time.Second, "scale down to 1", func() (bool, string) {
+	testutil.WaitForState(t, 30*time.Second, "scale down to 1", func() (bool, string) {
 		insts, err := s.client.List(context.Background(), v1.KindInstance, "default")
 		return err == nil && len(insts) == 1, fmt.Sprint(len(insts))
 	})
@@ -124,7 +125,7 @@ spec: {image: berth.test/echo:v1}
 
 	t.Run("missing image", func(t *testing.T) {
 		s.mustBerth("apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: noimg}\nspec: {image: berth.test/absent:v9}\n", "apply", "-f", "-")
-		waitFor(t, 30*time.Second, "the status to name the missing image", func() (bool, string) {
+		testutil.WaitForState(t, 30*time.Second, "the status to name the missing image", func() (bool, string) {
 			svc := s.service("default", "noimg")
 			for _, c := range svc.Status.Conditions {
 				if c.Reason == "ImageNotFound" && strings.Contains(c.Message, "berth.test/absent:v9") {

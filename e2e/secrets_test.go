@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 const secretService = `apiVersion: berth.dev/v1
@@ -35,7 +36,7 @@ spec:
 func (s *server) readyInstance(env, name string) v1.InstanceStatus {
 	s.t.Helper()
 	var inst v1.InstanceStatus
-	waitFor(s.t, 60*time.Second, "a ready instance of "+name, func() (bool, string) {
+	testutil.WaitForState(s.t, 60*time.Second, "a ready instance of "+name, func() (bool, string) {
 		svc := s.service(env, name)
 		for _, i := range svc.Status.Instances {
 			if i.Ready {
@@ -69,7 +70,7 @@ func TestSecretsReachWorkloadsOnly(t *testing.T) {
 	// The secret is missing: the instance fails, saying which.
 	s.mustBerth("", "apply", "-f", writeFile(t, dir, "web.yaml", fmt.Sprintf(secretService, echoV1)))
 	want := `secret "db" key "password" not found in environment "dev"`
-	waitFor(t, 60*time.Second, "the instance to fail on the missing secret", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "the instance to fail on the missing secret", func() (bool, string) {
 		svc := s.service("dev", "web")
 		for _, i := range svc.Status.Instances {
 			if i.Phase == v1.PhaseFailed && i.Message == want {
@@ -143,7 +144,7 @@ func TestSecretsReachWorkloadsOnly(t *testing.T) {
 		t.Fatalf("env delete: exit %d %s", code, errOut)
 	}
 	s.mustBerth("", "env", "delete", "dev", "--cascade")
-	waitFor(t, 60*time.Second, "the instance's secret files to be gone", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "the instance's secret files to be gone", func() (bool, string) {
 		entries, _ := os.ReadDir(filepath.Join(s.dataDir, "run", "values"))
 		return len(entries) == 0, fmt.Sprint(entries)
 	})
@@ -242,7 +243,7 @@ spec:
 	}
 	s.mustBerth("", "stack", "deploy", shop, "-e", "staging", "-f", staging, "--set", "tag=v2")
 	var stagingDigest string
-	waitFor(t, 60*time.Second, "staging on v2", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "staging on v2", func() (bool, string) {
 		svc := s.service("staging", "web")
 		stagingDigest = svc.Status.ImageDigest
 		return svc.Status.Revision == 2 && stagingDigest != "", fmt.Sprintf("revision %d digest %q", svc.Status.Revision, stagingDigest)
@@ -253,7 +254,7 @@ spec:
 	if !strings.Contains(out, "Service/web created") {
 		t.Fatalf("promote: %s", out)
 	}
-	waitFor(t, 60*time.Second, "prod's digest", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "prod's digest", func() (bool, string) {
 		svc := s.service("prod", "web")
 		return svc.Status.ImageDigest != "", fmt.Sprint(svc.Status)
 	})
@@ -273,7 +274,7 @@ spec:
 		t.Fatal(err)
 	}
 	v1Pin := stk.Status.History[0].Images["Service/web"]
-	waitFor(t, 60*time.Second, "staging back on v1", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "staging back on v1", func() (bool, string) {
 		svc := s.service("staging", "web")
 		return svc.Spec.Image == v1Pin && strings.HasSuffix(v1Pin, svc.Status.ImageDigest) && svc.Status.ImageDigest != stagingDigest,
 			fmt.Sprintf("image %s digest %s, want %s", svc.Spec.Image, svc.Status.ImageDigest, v1Pin)

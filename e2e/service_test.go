@@ -11,6 +11,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/bench/loadgen"
+	"berth.dev/berth/internal/testutil"
 )
 
 const echoService = `apiVersion: berth.dev/v1
@@ -115,7 +116,7 @@ func TestServiceLifecycle(t *testing.T) {
 	t.Run("a container that exits is restarted", func(t *testing.T) {
 		victim := s.service("default", "echo").Status.Instances[0]
 		direct(http.MethodGet, victim.IP, victim.Port, "/exit?code=3")
-		waitFor(t, 60*time.Second, "the instance to be restarted and ready", func() (bool, string) {
+		testutil.WaitForState(t, 60*time.Second, "the instance to be restarted and ready", func() (bool, string) {
 			svc := s.service("default", "echo")
 			for _, i := range svc.Status.Instances {
 				if i.Name == victim.Name {
@@ -134,7 +135,7 @@ func TestServiceLifecycle(t *testing.T) {
 	t.Run("a failing liveness probe restarts", func(t *testing.T) {
 		victim := s.service("default", "echo").Status.Instances[1]
 		direct(http.MethodGet, victim.IP, victim.Port, "/fail-liveness")
-		waitFor(t, 60*time.Second, "a liveness restart", func() (bool, string) {
+		testutil.WaitForState(t, 60*time.Second, "a liveness restart", func() (bool, string) {
 			svc := s.service("default", "echo")
 			for _, i := range svc.Status.Instances {
 				if i.Name == victim.Name {
@@ -166,7 +167,7 @@ func TestServiceLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Make sure the load is flowing before the rollout starts.
-		waitFor(t, 10*time.Second, "load to flow", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "load to flow", func() (bool, string) {
 			return load.Issued() > 20, ""
 		})
 		s.mustBerth("", "apply", "-f", writeFile(t, dir, "echo.yaml", fmt.Sprintf(echoService, echoV2)))
@@ -186,7 +187,7 @@ func TestServiceLifecycle(t *testing.T) {
 				t.Fatalf("instance of an old revision left serving: %s", instancesOf(svc))
 			}
 		}
-		waitFor(t, 30*time.Second, "the old instances to be gone", func() (bool, string) {
+		testutil.WaitForState(t, 30*time.Second, "the old instances to be gone", func() (bool, string) {
 			svc := s.service("default", "echo")
 			return len(svc.Status.Instances) == 3, instancesOf(svc)
 		})
@@ -219,7 +220,7 @@ func TestServiceLifecycle(t *testing.T) {
 
 	t.Run("logs are kept and readable", func(t *testing.T) {
 		s.gatewayGet("echo.default.berth.localhost", "/log?msg=hello-from-the-test")
-		waitFor(t, 10*time.Second, "the log line", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the log line", func() (bool, string) {
 			out, _, _ := s.berth("", "logs", "echo")
 			return strings.Contains(out, "hello-from-the-test"), out
 		})
@@ -232,7 +233,7 @@ func TestServiceLifecycle(t *testing.T) {
 
 	t.Run("delete drains and removes everything", func(t *testing.T) {
 		s.mustBerth("", "delete", "service", "echo")
-		waitFor(t, 60*time.Second, "instances to go", func() (bool, string) {
+		testutil.WaitForState(t, 60*time.Second, "instances to go", func() (bool, string) {
 			insts, err := s.client.List(context.Background(), v1.KindInstance, "default")
 			return err == nil && len(insts) == 0, fmt.Sprint(len(insts), err)
 		})
@@ -257,7 +258,7 @@ spec:
   resources: {memory: 48Mi}
 `, echoV1)
 	s.mustBerth(manifest, "apply", "-f", "-")
-	waitFor(t, 60*time.Second, "an OOMKilled exit", func() (bool, string) {
+	testutil.WaitForState(t, 60*time.Second, "an OOMKilled exit", func() (bool, string) {
 		svc := s.service("default", "hog")
 		for _, i := range svc.Status.Instances {
 			if i.LastExit != nil && i.LastExit.Reason == "OOMKilled" {

@@ -10,6 +10,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/client"
+	"berth.dev/berth/internal/testutil"
 )
 
 const orderWorkflow = `apiVersion: berth.dev/v1
@@ -70,7 +71,7 @@ spec: {image: %s}
 	t.Run("an execution is one trace with its tasks' calls", func(t *testing.T) {
 		ctx := context.Background()
 		var names []string
-		waitFor(t, 10*time.Second, "the execution's trace", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the execution's trace", func() (bool, string) {
 			sums, err := s.client.Traces(ctx, client.TraceQuery{Workload: "order", Environment: "default"})
 			if err != nil {
 				return false, err.Error()
@@ -101,7 +102,7 @@ spec: {image: %s}
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the Wait state to be entered", func() (bool, string) {
+		testutil.WaitForState(t, 10*time.Second, "the Wait state to be entered", func() (bool, string) {
 			h, err := s.client.ExecutionHistory(ctx, "default", ex.ID)
 			for _, e := range h {
 				if e.Type == "WaitStateEntered" {
@@ -113,7 +114,7 @@ spec: {image: %s}
 		s.kill9()
 		s.start()
 		var final v1.Execution
-		waitFor(t, 60*time.Second, "the execution to finish after the restart", func() (bool, string) {
+		testutil.WaitForState(t, 60*time.Second, "the execution to finish after the restart", func() (bool, string) {
 			final, err = s.client.Execution(ctx, "default", ex.ID)
 			return err == nil && final.Status != v1.ExecutionRunning, fmt.Sprint(final.Status, err)
 		})

@@ -387,8 +387,20 @@ var explicitZeros = map[string][]struct {
 	path []string
 	msg  string
 }{
-	KindFunction: {{[]string{"spec", "concurrency"}, "0 is out of range: must be at least 1 (leave it out for the default, %d)"}},
+	KindFunction: {
+		{[]string{"spec", "concurrency"}, fmt.Sprintf("0 is out of range: must be at least 1 (leave it out for the default, %d)", DefaultConcurrency)},
+		{[]string{"spec", "resources", "pids"}, zeroPids},
+	},
+	KindService: {{[]string{"spec", "resources", "pids"}, zeroPids}},
+	KindEnvironment: {
+		{[]string{"spec", "limits", "default", "pids"}, zeroPids},
+		{[]string{"spec", "limits", "max", "pids"}, zeroPids},
+	},
 }
+
+// zeroPids answers `pids: 0`, which a reader may take for "no limit": every
+// instance has one.
+var zeroPids = fmt.Sprintf("0 is out of range: every instance has a pids limit, at least %d (leave it out for the environment's default)", MinPids)
 
 func (w *walker) refuseExplicitZeros(pairs []pair, kind, path string) error {
 	for _, z := range explicitZeros[kind] {
@@ -402,7 +414,7 @@ func (w *walker) refuseExplicitZeros(pairs []pair, kind, path string) error {
 			if i == len(z.path)-1 {
 				var n int64
 				if v.Kind == yaml.ScalarNode && v.Tag == "!!int" && v.Decode(&n) == nil && n == 0 {
-					return w.errorf(v, field, z.msg, DefaultConcurrency)
+					return w.errorf(v, field, "%s", z.msg)
 				}
 				break
 			}

@@ -3,11 +3,12 @@ package v1
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Error is the one error type that crosses Berth's seams. Parts wrap it with
-// %w; the API server maps Kind to an HTTP status once, at the edge, and the
-// CLI maps it to an exit code.
+// %w; the API server and the gateway map Kind to an HTTP status at the edge
+// (HTTPStatus), and the CLI maps it to an exit code.
 type Error struct {
 	Kind     string
 	Message  string
@@ -36,6 +37,33 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Kind == e.Kind && t.Message == "" && t.Field == ""
+}
+
+// statusByKind is the table of docs/api.md.
+var statusByKind = map[string]int{
+	ErrInvalid:         http.StatusBadRequest,
+	ErrUnauthorized:    http.StatusUnauthorized,
+	ErrForbidden:       http.StatusForbidden,
+	ErrNotFound:        http.StatusNotFound,
+	ErrConflict:        http.StatusConflict,
+	ErrTooLarge:        http.StatusRequestEntityTooLarge,
+	ErrTooManyRequests: http.StatusTooManyRequests,
+	ErrInternal:        http.StatusInternalServerError,
+	ErrBadGateway:      http.StatusBadGateway,
+	ErrUnavailable:     http.StatusServiceUnavailable,
+	ErrGatewayTimeout:  http.StatusGatewayTimeout,
+}
+
+// HTTPStatus is the status code that answers an error of kind, at the API
+// server and at the gateway alike: the one place a kind becomes a status.
+// ok is false for a kind not in the table; the caller answers it as
+// Internal (500).
+func HTTPStatus(kind string) (status int, ok bool) {
+	status, ok = statusByKind[kind]
+	if !ok {
+		return http.StatusInternalServerError, false
+	}
+	return status, true
 }
 
 // Errorf returns an *Error of the given kind.

@@ -68,6 +68,9 @@ type EnvironmentSpec struct {
 	// Quota bounds the CPU and memory of the environment's workloads at
 	// their max scale; nil is no quota.
 	Quota *Quota `json:"quota,omitempty"`
+	// Limits gives each instance of the environment default and maximum
+	// resources; nil is the built-in defaults and no maximum.
+	Limits *LimitRange `json:"limits,omitempty"`
 }
 
 type EnvironmentStatus struct {
@@ -127,12 +130,17 @@ type EnvVar struct {
 	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
-// Resources are limits enforced by the kernel (cgroups).
+// Resources are limits enforced by the kernel (cgroups) on each instance.
+// What a template leaves out it gets from its environment's
+// spec.limits.default, or the built-in defaults, when it is applied.
 type Resources struct {
 	// CPU in cores, Kubernetes quantity syntax: "500m", "1", "0.25".
 	CPU string `json:"cpu,omitempty"`
 	// Memory in bytes, Kubernetes quantity syntax: "64Mi", "1Gi", "128M".
 	Memory string `json:"memory,omitempty"`
+	// Pids bounds the processes and threads of one instance, so a fork
+	// bomb stops there instead of exhausting the node's process table.
+	Pids int64 `json:"pids,omitempty"`
 }
 
 type Probe struct {
@@ -320,8 +328,8 @@ type Image struct {
 	Create time.Time `json:"created,omitzero"`
 }
 
-// Error kinds, mapped to HTTP status codes by the API server and to exit
-// codes by the CLI.
+// Error kinds, mapped to HTTP status codes by HTTPStatus (for the API
+// server and the gateway alike) and to exit codes by the CLI.
 const (
 	ErrInvalid      = "Invalid"
 	ErrNotFound     = "NotFound"
@@ -334,6 +342,9 @@ const (
 	// ErrBadGateway: a workload failed to answer (crashed before it was
 	// ready); 502.
 	ErrBadGateway = "BadGateway"
+	// ErrGatewayTimeout: a workload did not answer within the gateway's
+	// timeout; 504.
+	ErrGatewayTimeout = "GatewayTimeout"
 	// ErrTooManyRequests: a limit was reached (a full hold queue); 429.
 	ErrTooManyRequests = "TooManyRequests"
 )

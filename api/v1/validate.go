@@ -100,7 +100,10 @@ func validateEnvironment(e *Environment) error {
 			return FieldError(fmt.Sprintf("spec.allowFrom[%d]", i), "environment %s", msg)
 		}
 	}
-	return validateQuota(e.Spec.Quota)
+	if err := validateQuota(e.Spec.Quota); err != nil {
+		return err
+	}
+	return validateLimitRange(e.Spec.Limits)
 }
 
 func validateService(s *Service) error {
@@ -353,7 +356,7 @@ func validateResources(r *Resources, p string) error {
 			return FieldError(p+".cpu", "%v", err)
 		}
 		if m <= 0 {
-			return FieldError(p+".cpu", "must be more than 0; leave it out for no limit")
+			return FieldError(p+".cpu", "must be more than 0; leave it out for the environment's default")
 		}
 	}
 	if r.Memory != "" {
@@ -362,8 +365,11 @@ func validateResources(r *Resources, p string) error {
 			return FieldError(p+".memory", "%v", err)
 		}
 		if b < MinMemory {
-			return FieldError(p+".memory", "%s is below the minimum of %s; leave it out for no limit", r.Memory, FormatMemory(MinMemory))
+			return FieldError(p+".memory", "%s is below the minimum of %s; leave it out for the environment's default", r.Memory, FormatMemory(MinMemory))
 		}
+	}
+	if r.Pids != 0 && (r.Pids < MinPids || r.Pids > MaxPids) {
+		return FieldError(p+".pids", "%d is out of range: use %d to %d (processes and threads per instance), or leave it out for the environment's default", r.Pids, MinPids, MaxPids)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 func TestRunCountsRequestsAndLatency(t *testing.T) {
@@ -71,13 +73,7 @@ func TestBackgroundLoadWithHostOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for seen.Load() < 50 {
-		if time.Now().After(deadline) {
-			t.Fatal("background load made no progress")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, "50 requests of background load", func() bool { return seen.Load() >= 50 })
 	r := l.Stop()
 	if r.Requests < 50 || r.Failures != 0 || r.Requests != seen.Load() {
 		t.Errorf("result %s, server saw %d; errors %q", r, seen.Load(), r.Errors)

@@ -5,7 +5,9 @@
 // ready endpoint, without polling.
 //
 // It decides nothing about how many instances run (the autoscaler does) and
-// starts nothing itself: it signals demand and waits.
+// starts nothing itself: it signals demand and waits. It counts its cold
+// starts and exports them as a Prometheus collector (Collector) that the
+// composition root registers.
 package activator
 
 import (
@@ -38,10 +40,8 @@ type Config struct {
 	// MaxHeld bounds the requests held per function (default 1000); past
 	// it requests are refused with Retry-After.
 	MaxHeld int
-	// OnColdStart, if set, is told each cold start's wait (metrics).
-	OnColdStart func(env, name string, wait time.Duration)
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// TracerProvider, when set, records each held request's wait as a
 	// "cold start" span under the request's own span.
 	TracerProvider trace.TracerProvider
@@ -72,6 +72,8 @@ type Activator struct {
 	log    *slog.Logger
 	tracer trace.Tracer // nil: not tracing
 
+	metrics *metrics
+
 	mu      sync.Mutex
 	targets map[key]*target
 }
@@ -89,6 +91,7 @@ func New(cfg Config) *Activator {
 		cfg.Now = time.Now
 	}
 	a := &Activator{cfg: cfg, log: cfg.Logger, targets: map[key]*target{}}
+	a.metrics = newMetrics(a)
 	if cfg.TracerProvider != nil {
 		a.tracer = cfg.TracerProvider.Tracer("berth.dev/berth/internal/activator")
 	}
@@ -206,9 +209,7 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: float64(d.Microseconds()) / 1000}
 			a.mu.Unlock()
 			a.log.Debug("cold start", "environment", env, "function", name, "wait", d)
-			if a.cfg.OnColdStart != nil {
-				a.cfg.OnColdStart(env, name, d)
-			}
+			a.metrics.coldStart(env, name, d)
 			return nil
 		case <-ctx.Done():
 			return v1.Unavailable("no instance became ready within the function's timeout of %v", timeout)

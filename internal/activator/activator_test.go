@@ -2,6 +2,9 @@ package activator
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +13,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/testutil"
 )
 
 type nullTable struct{}
@@ -63,11 +67,7 @@ func TestHeldRequestIsReleasedWhenAnEndpointIsReady(t *testing.T) {
 	a, _, demands := setup(t, 0)
 	done := make(chan error, 1)
 	go func() { done <- a.Activate(context.Background(), "default", "fn") }()
-	for deadline := time.Now().Add(5 * time.Second); demands.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no demand signalled")
-		}
-	}
+	testutil.WaitFor(t, 5*time.Second, "a demand signal", func() bool { return demands.Load() != 0 })
 	select {
 	case err := <-done:
 		t.Fatalf("released before any endpoint was ready: %v", err)
@@ -93,16 +93,64 @@ func TestFullHoldQueueIsRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.Activate(ctx, "default", "fn")
+	testutil.WaitFor(t, 5*time.Second, "the first request to be held", func() bool {
+		held, _, _ := a.Stats("default", "fn")
+		return held == 1
+	})
+	if err := a.Activate(ctx, "default", "fn"); v1.KindOf(err) != v1.ErrTooManyRequests {
+		t.Fatalf("want TooManyRequests past the hold limit, got %v", err)
+	}
+}
+
+// Through the real gateway, a request past the hold limit is answered 429
+// TooManyRequests with Retry-After, while the held one still waits.
+func TestFullHoldQueueAnswers429(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	gw := gateway.New(gateway.Config{})
+	a := New(Config{Table: gw, Store: s, MaxHeld: 1, Demand: func(env, name string) {}})
+	gw.SetActivator(a)
+	a.SetTargets([]gateway.Target{{Environment: "dev", Name: "fn", Kind: v1.KindFunction}})
+	front := httptest.NewServer(gw)
+	t.Cleanup(front.Close)
+	get := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/", nil)
+		req.Host = "fn.dev.berth.localhost"
+		return http.DefaultClient.Do(req)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if res, err := get(ctx); err == nil {
+			res.Body.Close()
+		}
+	}()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if held, _, _ := a.Stats("default", "fn"); held == 1 {
+		if held, _, _ := a.Stats("dev", "fn"); held == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("first request not held")
 		}
 	}
-	if err := a.Activate(ctx, "default", "fn"); v1.KindOf(err) != v1.ErrTooManyRequests {
-		t.Fatalf("want TooManyRequests past the hold limit, got %v", err)
+	res, err := get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body v1.Status
+	json.NewDecoder(res.Body).Decode(&body)
+	if res.StatusCode != http.StatusTooManyRequests || body.Error.Kind != v1.ErrTooManyRequests {
+		t.Fatalf("past the hold limit: %d %+v, want 429 TooManyRequests", res.StatusCode, body.Error)
+	}
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if strings.Contains(body.Error.Message, "could not be started") {
+		t.Errorf("message %q says the function could not start; it is starting, just busy", body.Error.Message)
 	}
 }
 

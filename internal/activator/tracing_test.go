@@ -11,6 +11,7 @@ import (
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/telemetry/tracing"
+	"berth.dev/berth/internal/testutil"
 )
 
 // A request to a function at zero is held by the real activator while a
@@ -59,19 +60,11 @@ func TestColdStartSpan(t *testing.T) {
 		t.Fatalf("status %d body %q", res.StatusCode, body)
 	}
 
-	var got tracing.Trace
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, err = tr.Trace("4bf92f3577b34da6a3ce929d0e0e4736")
-		if err == nil && len(got.Spans) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trace never had 3 spans: %+v, %v", got, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	byName := map[string]tracing.Span{}
+	got := testutil.WaitForValue(t, 5*time.Second, "the trace to have 3 spans", func() (v1.Trace, bool) {
+		got, err := tr.Trace("4bf92f3577b34da6a3ce929d0e0e4736")
+		return got, err == nil && len(got.Spans) == 3
+	})
+	byName := map[string]v1.Span{}
 	for _, sp := range got.Spans {
 		byName[sp.Name] = sp
 	}

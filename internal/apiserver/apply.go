@@ -60,6 +60,11 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env
 	if err != nil {
 		return err
 	}
+	if e, ok := obj.(*v1.Environment); ok {
+		if err := s.mayApplyEnvironment(r, e); err != nil {
+			return err
+		}
+	}
 	result, out, err := s.store1(ctx, obj, res, expectRev, dryRun)
 	if err != nil {
 		return err
@@ -183,7 +188,8 @@ func admitStatic(obj v1.Object, res resource, env, name string) (uint64, error) 
 }
 
 // admitStored checks obj against what is stored: its environment, the
-// topics it names and its environment's quota.
+// topics it names, its environment's limits (the defaults are written into
+// obj) and quota, and the node's capacity.
 func (s *Server) admitStored(ctx context.Context, obj v1.Object, res resource, env string, dryRun bool) error {
 	if res.scoped {
 		if err := s.requireEnvironment(ctx, env, dryRun); err != nil {
@@ -195,7 +201,17 @@ func (s *Server) admitStored(ctx context.Context, obj v1.Object, res resource, e
 			return err
 		}
 	}
-	return s.checkQuota(ctx, obj)
+	if v1.TemplateOf(obj) == nil {
+		return nil
+	}
+	e, err := s.environment(ctx, env)
+	if err != nil {
+		return err
+	}
+	if err := s.admitResources(obj, e); err != nil {
+		return err
+	}
+	return s.checkQuota(ctx, obj, e)
 }
 
 // requireEnvironment fails unless env exists. The default environment is

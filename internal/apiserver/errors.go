@@ -12,19 +12,6 @@ import (
 	v1 "berth.dev/berth/api/v1"
 )
 
-// statusByKind is the table in docs/api.md, the only place an error kind
-// becomes a status code.
-var statusByKind = map[string]int{
-	v1.ErrInvalid:      http.StatusBadRequest,
-	v1.ErrUnauthorized: http.StatusUnauthorized,
-	v1.ErrForbidden:    http.StatusForbidden,
-	v1.ErrNotFound:     http.StatusNotFound,
-	v1.ErrConflict:     http.StatusConflict,
-	v1.ErrTooLarge:     http.StatusRequestEntityTooLarge,
-	v1.ErrUnavailable:  http.StatusServiceUnavailable,
-	v1.ErrInternal:     http.StatusInternalServerError,
-}
-
 // methodError is the one answer whose status the kind table cannot give:
 // the path exists but not with this method. Its kind stays Invalid, so a
 // client that only reads kinds still sees a usage problem.
@@ -40,8 +27,9 @@ func notAllowed(allow []string, format string, args ...any) error {
 	return &methodError{allow: allow, err: v1.Invalid(format, args...)}
 }
 
-// errorResponse maps err to a status code and the body of an error answer.
-// internal reports that the cause must be logged, not shown.
+// errorResponse maps err to a status code (v1.HTTPStatus, the table the
+// gateway uses too) and the body of an error answer. internal reports that
+// the cause must be logged, not shown.
 func errorResponse(err error) (status int, body v1.ErrorBody, internal bool) {
 	var me *methodError
 	if errors.As(err, &me) {
@@ -56,7 +44,7 @@ func errorResponse(err error) (status int, body v1.ErrorBody, internal bool) {
 	}
 	var e *v1.Error
 	if errors.As(err, &e) {
-		if status, ok := statusByKind[e.Kind]; ok {
+		if status, ok := v1.HTTPStatus(e.Kind); ok {
 			return status, v1.ErrorBody{Kind: e.Kind, Message: message(err, e), Field: e.Field, File: e.File, Document: e.Document}, e.Kind == v1.ErrInternal
 		}
 	}

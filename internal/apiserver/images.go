@@ -31,20 +31,8 @@ type ImageRegistry interface {
 	Tag(ctx context.Context, source, target string) (v1.Image, error)
 }
 
-// ImageEntry is one image of GET /api/v1/images: a v1.Image (name,
-// digest, size) plus where it is. Registry images are named
-// REPOSITORY:TAG; images only on the node keep containerd's name.
-type ImageEntry struct {
-	Name       string `json:"name"`
-	Digest     string `json:"digest"`
-	Size       int64  `json:"size"`
-	Repository string `json:"repository,omitempty"`
-	Tag        string `json:"tag,omitempty"`
-	// Registry: stored in the built-in registry; Node: unpacked in the
-	// node's containerd (same digest).
-	Registry bool `json:"registry"`
-	Node     bool `json:"node"`
-}
+// ImageEntry is one image of GET /api/v1/images, declared in api/v1.
+type ImageEntry = v1.ImageEntry
 
 // TagRequest is the body of POST /api/v1/images/tag.
 type TagRequest struct {

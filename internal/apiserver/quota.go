@@ -19,42 +19,21 @@ type demand struct {
 func (d demand) add(o demand) demand { return demand{d.cpu + o.cpu, d.mem + o.mem} }
 
 // workloadDemand is a workload at its max scale: a service's replicas or a
-// function's scale.max, times its limits; a template without a limit
-// counts as v1.DefaultQuotaCPU / v1.DefaultQuotaMemory, so leaving limits
-// out cannot slip past a quota. Other kinds claim nothing.
+// function's scale.max, times its limits. Admission writes every limit
+// into the spec, so this counts what runs; a workload stored before that
+// runs, and counts, with the built-in defaults (v1.Resources.Limits).
+// Other kinds claim nothing.
 func workloadDemand(obj v1.Object) (demand, error) {
-	var n int32
-	var t *v1.Template
-	switch o := obj.(type) {
-	case *v1.Service:
-		n, t = 1, &o.Spec.Template
-		if o.Spec.Replicas != nil {
-			n = *o.Spec.Replicas
-		}
-	case *v1.Function:
-		n, t = v1.DefaultScaleMax, &o.Spec.Template
-		if o.Spec.Scale.Max != nil {
-			n = *o.Spec.Scale.Max
-		}
-	default:
+	t := v1.TemplateOf(obj)
+	if t == nil {
 		return demand{}, nil
 	}
-	cpu, mem := t.Resources.CPU, t.Resources.Memory
-	if cpu == "" {
-		cpu = v1.DefaultQuotaCPU
-	}
-	if mem == "" {
-		mem = v1.DefaultQuotaMemory
-	}
-	c, err := v1.ParseCPU(cpu)
+	n, _, _ := maxInstances(obj)
+	l, err := t.Resources.Limits()
 	if err != nil {
 		return demand{}, err
 	}
-	m, err := v1.ParseMemory(mem)
-	if err != nil {
-		return demand{}, err
-	}
-	return demand{cpu: int64(n) * c, mem: int64(n) * m}, nil
+	return demand{cpu: int64(n) * l.CPUMillis, mem: int64(n) * l.MemoryBytes}, nil
 }
 
 // quotaCheck refuses adding (claimed by ref) to inUse when the sum passes
@@ -83,29 +62,56 @@ func quotaCheck(env string, q *v1.Quota, inUse, adding demand, ref string) error
 }
 
 // checkQuota refuses a Service or Function whose demand would push its
-// environment past the environment's quota. The workload's own current
-// demand is not counted twice: an update replaces it.
-func (s *Server) checkQuota(ctx context.Context, obj v1.Object) error {
+// environment e (nil when it does not exist yet) past e's quota. The
+// workload's own current demand is not counted twice: an update replaces
+// it.
+func (s *Server) checkQuota(ctx context.Context, obj v1.Object, e *v1.Environment) error {
+	if e == nil || e.Spec.Quota == nil {
+		return nil
+	}
 	adding, err := workloadDemand(obj)
 	if err != nil || adding == (demand{}) {
 		return err
 	}
 	env := obj.GetMetadata().Environment
-	var e v1.Environment
-	if err := store.Get(ctx, s.store, store.Key{Kind: v1.KindEnvironment, Name: env}, &e); err != nil {
-		if v1.IsNotFound(err) {
-			return nil // requireEnvironment has answered this already
-		}
-		return err
-	}
-	if e.Spec.Quota == nil {
-		return nil
-	}
 	inUse, err := s.environmentDemand(ctx, env, map[string]bool{v1.ObjectRef(obj): true})
 	if err != nil {
 		return err
 	}
 	return quotaCheck(env, e.Spec.Quota, inUse, adding, strings.ToLower(obj.GetTypeMeta().Kind)+"/"+obj.GetMetadata().Name)
+}
+
+// environment loads env, or answers nil when it does not exist (a dry run
+// of the default environment's first workload).
+func (s *Server) environment(ctx context.Context, env string) (*v1.Environment, error) {
+	var e v1.Environment
+	if err := store.Get(ctx, s.store, store.Key{Kind: v1.KindEnvironment, Name: env}, &e); err != nil {
+		if v1.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &e, nil
+}
+
+// admitResources writes e's default limits (or the built-in ones) into
+// what obj's template leaves out, as a Kubernetes LimitRange does, so the
+// limits a quota counts are the limits that run and `get` shows them; then
+// it refuses a template above e's max per instance or beyond what the node
+// could ever run. e is nil when the environment does not exist yet.
+func (s *Server) admitResources(obj v1.Object, e *v1.Environment) error {
+	t := v1.TemplateOf(obj)
+	if t == nil {
+		return nil
+	}
+	var lr *v1.LimitRange
+	if e != nil {
+		lr = e.Spec.Limits
+	}
+	if err := v1.ApplyLimitRange(t, lr, obj.GetMetadata().Environment, "spec"); err != nil {
+		return err
+	}
+	return nodeCheck(s.capacity, obj)
 }
 
 // environmentDemand sums the demand of env's services and functions, but

@@ -137,13 +137,28 @@ func (s *Server) rollback(kind string) handlerFunc {
 				return v1.Conflict("%s %q is already at revision %d", what, name, current)
 			}
 		}
-		if v1.TemplateHash(*template) == v1.TemplateHash(target.Spec.Template) {
+		prev := *template
+		*template = target.Spec.Template
+		// A rollback is admitted as an apply is: a revision made before
+		// limits were written at apply gets the environment's defaults,
+		// and one bigger than the quota or the node now allows is refused.
+		e, err := s.environment(ctx, env)
+		if err != nil {
+			return err
+		}
+		if err := s.admitResources(obj, e); err != nil {
+			return err
+		}
+		if v1.TemplateHash(prev) == v1.TemplateHash(*template) {
 			// Already asked for (the controller has not caught up): writing
 			// again would only bump the generation.
+			*template = prev
 			writeJSON(w, http.StatusOK, obj)
 			return nil
 		}
-		*template = target.Spec.Template
+		if err := s.checkQuota(ctx, obj, e); err != nil {
+			return err
+		}
 		obj.GetMetadata().Generation++
 		if err := store.Update(ctx, s.store, obj); err != nil {
 			return err

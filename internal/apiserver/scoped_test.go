@@ -86,7 +86,7 @@ type scopedServer struct {
 	dir string
 }
 
-func newScopedServer(t *testing.T) *scopedServer {
+func newScopedServer(t *testing.T, tweaks ...func(*apiserver.Config)) *scopedServer {
 	dir := t.TempDir()
 	st, err := bolt.Open(filepath.Join(dir, "berth.db"), bolt.Options{})
 	if err != nil {
@@ -101,11 +101,15 @@ func newScopedServer(t *testing.T) *scopedServer {
 		t.Fatal(err)
 	}
 	box, _ := secrets.NewBox(key)
-	srv := apiserver.New(apiserver.Config{
+	cfg := apiserver.Config{
 		Store: st, Authorizer: apiserver.NewRoleAuthorizer(token, st), Values: secrets.New(st, box),
 		Images: &memImages{},
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	srv := apiserver.New(cfg)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &scopedServer{t: t, url: ts.URL, dir: dir}

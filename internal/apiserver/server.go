@@ -51,6 +51,9 @@ type Config struct {
 	// Values keeps secrets and config values; nil answers those endpoints
 	// Unavailable.
 	Values Values
+	// Capacity is the node's (HostCapacity): a workload that could never
+	// fit on it is refused at apply. Zero skips the check.
+	Capacity NodeCapacity
 }
 
 // Server answers the HTTP API.
@@ -68,6 +71,7 @@ type Server struct {
 	traces      TraceSource
 	executions  Executions
 	values      Values
+	capacity    NodeCapacity
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -85,6 +89,7 @@ func New(cfg Config) *Server {
 		traces:      cfg.Traces,
 		executions:  cfg.Executions,
 		values:      cfg.Values,
+		capacity:    cfg.Capacity,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)

@@ -328,12 +328,19 @@ func (s *Server) checkStack(ctx context.Context, env, name string, items []stack
 			delete(topics, t)
 		}
 	}
+	e, err := s.environment(ctx, env)
+	if err != nil {
+		return err
+	}
 	skip := map[string]bool{}
 	var adding demand
 	for _, it := range items {
 		skip[it.ref] = true
 		if t, ok := it.obj.(*v1.Topic); ok {
 			topics[t.Metadata.Name] = true
+		}
+		if err := s.admitResources(it.obj, e); err != nil {
+			return locate(err, it, "")
 		}
 		d, err := workloadDemand(it.obj)
 		if err != nil {
@@ -358,12 +365,8 @@ func (s *Server) checkStack(ctx context.Context, env, name string, items []stack
 			return locate(v1.FieldError("spec.async.deadLetterTopic", "topic %q is neither in environment %q nor in the stack", dl, env), it, "")
 		}
 	}
-	var e v1.Environment
-	if err := store.Get(ctx, s.store, store.Key{Kind: v1.KindEnvironment, Name: env}, &e); err != nil || e.Spec.Quota == nil {
-		if v1.IsNotFound(err) {
-			err = nil
-		}
-		return err
+	if e == nil || e.Spec.Quota == nil {
+		return nil
 	}
 	inUse, err := s.environmentDemand(ctx, env, skip)
 	if err != nil {

@@ -1,6 +1,7 @@
 package apiserver_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,13 +9,18 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/apiserver"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/telemetry/logs"
+	"berth.dev/berth/internal/telemetry/metrics"
 )
 
 func TestLogsOfFunctionsAndFilters(t *testing.T) {
@@ -69,7 +75,7 @@ func TestLogsOfFunctionsAndFilters(t *testing.T) {
 }
 
 func TestMetricsRoute(t *testing.T) {
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	metrics := metricsFunc(func(w http.ResponseWriter, r *http.Request, visible func(string) bool) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintln(w, "berth_up 1")
 	})
@@ -106,6 +112,100 @@ func TestMetricsRoute(t *testing.T) {
 				t.Errorf("API with the token: %d", code)
 			}
 		})
+	}
+}
+
+type metricsFunc func(w http.ResponseWriter, r *http.Request, visible func(string) bool)
+
+func (f metricsFunc) ServeMetrics(w http.ResponseWriter, r *http.Request, visible func(string) bool) {
+	f(w, r, visible)
+}
+
+// perEnvironment is a collector with a series in each of dev and staging
+// and one of the platform's own.
+type perEnvironment struct{}
+
+var (
+	descServed   = prometheus.NewDesc("berth_requests_total", "x", []string{"environment", "workload"}, nil)
+	descPlatform = prometheus.NewDesc("berth_unrouted_requests_total", "x", nil, nil)
+)
+
+func (perEnvironment) Describe(ch chan<- *prometheus.Desc) { ch <- descServed; ch <- descPlatform }
+func (perEnvironment) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descServed, prometheus.CounterValue, 1, "dev", "web")
+	ch <- prometheus.MustNewConstMetric(descServed, prometheus.CounterValue, 2, "staging", "web")
+	ch <- prometheus.MustNewConstMetric(descPlatform, prometheus.CounterValue, 3)
+}
+
+// TestMetricsScopedToTheTokensEnvironments: a token scoped to dev scrapes
+// dev's series only; tokens of every environment see everything.
+func TestMetricsScopedToTheTokensEnvironments(t *testing.T) {
+	st := openStore(t)
+	if err := apiserver.EnsureDefaultEnvironment(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Config{})
+	if err := m.Register(perEnvironment{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := apiserver.New(apiserver.Config{Store: st, Authorizer: apiserver.NewRoleAuthorizer(token, st), Logger: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewServer(srv.WithMetrics(m, false))
+	t.Cleanup(ts.Close)
+	call := func(tok, method, path, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), method, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	mint := func(name, envs, role string) string {
+		code, out := call(token, http.MethodPost, "/api/v1/tokens", `{"name":"`+name+`","environments":`+envs+`,"role":"`+role+`"}`)
+		if code != http.StatusCreated {
+			t.Fatalf("create token %s: %d %s", name, code, out)
+		}
+		var tok v1.Token
+		json.Unmarshal([]byte(out), &tok)
+		return tok.Secret
+	}
+	for _, env := range []string{"dev", "staging"} {
+		if code, out := call(token, http.MethodPut, "/api/v1/environments/"+env, `{"apiVersion":"berth.dev/v1","kind":"Environment"}`); code != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", env, code, out)
+		}
+	}
+	series := func(tok string) []string {
+		code, out := call(tok, http.MethodGet, "/metrics", "")
+		if code != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %s", code, out)
+		}
+		var got []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "berth_") {
+				got = append(got, line)
+			}
+		}
+		return got
+	}
+	all := []string{`berth_requests_total{environment="dev",workload="web"} 1`,
+		`berth_requests_total{environment="staging",workload="web"} 2`, `berth_unrouted_requests_total 3`}
+	for _, c := range []struct {
+		who, tok string
+		want     []string
+	}{
+		{"admin", token, all},
+		{"viewer of every environment", mint("everywhere", `["*"]`, v1.RoleViewer), all},
+		{"viewer of dev", mint("dev-only", `["dev"]`, v1.RoleViewer), all[:1]},
+		{"deployer of dev and default", mint("dev-ci", `["dev","default"]`, v1.RoleDeployer), all[:1]},
+	} {
+		if got := series(c.tok); !slices.Equal(got, c.want) {
+			t.Errorf("%s scrapes %q, want %q", c.who, got, c.want)
+		}
+	}
+	if code, _ := call("wrong", http.MethodGet, "/metrics", ""); code != http.StatusUnauthorized {
+		t.Errorf("an unknown token scrapes: %d, want 401", code)
 	}
 }
 

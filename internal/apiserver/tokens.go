@@ -46,9 +46,11 @@ type Scoper interface {
 //   - viewer: GET in its environments (logs excepted);
 //   - deployer: also apply, delete, invoke, publish, start workflows, set
 //     secrets and config, deploy stacks and read logs in its environments;
-//   - admin: everything in its environments, environment updates included;
-//     with environments "*" (the bootstrap token is one) also creating
-//     environments, tokens, traces and image removal.
+//   - admin: everything in its environments, environment updates included
+//     but for their quota and limits (mayApplyEnvironment); with
+//     environments "*" (the bootstrap token is one) also creating
+//     environments, setting quotas and limits, tokens, traces and image
+//     removal.
 type RoleAuthorizer struct {
 	admin *TokenAuthorizer
 	store store.Store
@@ -141,8 +143,9 @@ func Allowed(p Principal, method, path string) error {
 		if read {
 			return need(seg[1], v1.RoleViewer)
 		}
-		// Creating an environment is the superuser's; changing or deleting
-		// one the token is admin of is its own.
+		// Creating an environment and changing its quota or limits are the
+		// superuser's (mayApplyEnvironment looks at the body); changing or
+		// deleting one the token is admin of is its own.
 		return need(seg[1], v1.RoleAdmin)
 	case len(seg) >= 3 && seg[0] == "environments":
 		env := seg[1]
@@ -216,19 +219,12 @@ func (s *Server) visible(r *http.Request, objs []v1.Object) ([]v1.Object, error)
 	return kept, nil
 }
 
-// TokenCreateRequest is the body of POST /api/v1/tokens.
-type TokenCreateRequest struct {
-	Name         string   `json:"name,omitempty"`
-	Environments []string `json:"environments"`
-	Role         string   `json:"role"`
-}
-
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	body, err := s.readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
 	}
-	var req TokenCreateRequest
+	var req v1.TokenRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}

@@ -11,15 +11,8 @@ import (
 
 // TraceSource is the built-in trace store the traces endpoints read.
 type TraceSource interface {
-	Traces(tracing.Filter) []tracing.TraceSummary
-	Trace(id string) (tracing.Trace, error)
-}
-
-// traceList is the answer of GET /api/v1/traces: newest first.
-type traceList struct {
-	APIVersion string                 `json:"apiVersion"`
-	Kind       string                 `json:"kind"` // "TraceList"
-	Items      []tracing.TraceSummary `json:"items"`
+	Traces(tracing.Filter) []v1.TraceSummary
+	Trace(id string) (v1.Trace, error)
 }
 
 // maxTraceLimit bounds ?limit=: the store holds about a thousand traces.
@@ -55,9 +48,9 @@ func (s *Server) listTraces(w http.ResponseWriter, r *http.Request) error {
 	}
 	items := s.traces.Traces(f)
 	if items == nil {
-		items = []tracing.TraceSummary{}
+		items = []v1.TraceSummary{}
 	}
-	writeJSON(w, http.StatusOK, traceList{APIVersion: v1.APIVersion, Kind: "TraceList", Items: items})
+	writeJSON(w, http.StatusOK, v1.TraceList{APIVersion: v1.APIVersion, Kind: "TraceList", Items: items})
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/atomicfile"
 )
 
 // GoOptions say what to build.
@@ -53,9 +54,9 @@ func Go(ctx context.Context, opts GoOptions, out io.Writer) error {
 	return tarball.Write(tag, img, out)
 }
 
-// GoToFile is Go writing to path (temp file then rename).
+// GoToFile is Go writing to path, replaced whole (see atomicfile).
 func GoToFile(ctx context.Context, opts GoOptions, path string) error {
-	return writeFileVia(path, func(w io.Writer) error { return Go(ctx, opts, w) })
+	return atomicfile.Write(path, imageFileMode, func(w io.Writer) error { return Go(ctx, opts, w) })
 }
 
 func goImage(ctx context.Context, opts GoOptions) (ggcr.Image, error) {

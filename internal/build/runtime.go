@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/atomicfile"
 )
 
 // Runtime is a language berth builds images for.
@@ -139,10 +140,10 @@ func Build(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 	return Result{Runtime: opts.Runtime, Digest: d.String()}, nil
 }
 
-// BuildToFile is Build writing to path (temp file then rename).
+// BuildToFile is Build writing to path, replaced whole (see atomicfile).
 func BuildToFile(ctx context.Context, opts Options, path string) (Result, error) {
 	var res Result
-	err := writeFileVia(path, func(w io.Writer) error {
+	err := atomicfile.Write(path, imageFileMode, func(w io.Writer) error {
 		var err error
 		res, err = Build(ctx, opts, w)
 		return err
@@ -150,21 +151,9 @@ func BuildToFile(ctx context.Context, opts Options, path string) (Result, error)
 	return res, err
 }
 
-func writeFileVia(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".build-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+// imageFileMode is an image tar's: a build output, as readable as the
+// source it came from.
+const imageFileMode = 0o644
 
 // imageConfig is what differs between runtimes in the image config.
 type imageConfig struct {

@@ -97,12 +97,12 @@ func runCtx(ctx context.Context, t *testing.T, addr, stdin string, out *syncBuff
 	return result{stdout: out.String(), stderr: errOut.String(), code: ExitCode(err), err: err}
 }
 
-func run(t *testing.T, f *fakeAPI, args ...string) result {
+func run(t *testing.T, f *testAPI, args ...string) result {
 	t.Helper()
 	return runCtx(context.Background(), t, f.URL(), "", newSyncBuffer(), args...)
 }
 
-func runStdin(t *testing.T, f *fakeAPI, stdin string, args ...string) result {
+func runStdin(t *testing.T, f *testAPI, stdin string, args ...string) result {
 	t.Helper()
 	return runCtx(context.Background(), t, f.URL(), stdin, newSyncBuffer(), args...)
 }
@@ -127,7 +127,7 @@ const (
 
 // seedShop stores what a server would hold a while after deploying a web
 // service (mid-way through its second rollout) and an api service.
-func seedShop(f *fakeAPI) {
+func seedShop(f *testAPI) {
 	web := &v1.Service{
 		TypeMeta: tm(v1.KindService),
 		Metadata: meta("default", "web", 3*time.Minute+20*time.Second),
@@ -137,7 +137,7 @@ func seedShop(f *fakeAPI) {
 				Image:     "nginx:1.25",
 				Port:      8080,
 				Env:       []v1.EnvVar{{Name: "MODE", Value: "prod"}},
-				Resources: v1.Resources{CPU: "500m", Memory: "128Mi"},
+				Resources: v1.Resources{CPU: "500m", Memory: "128Mi", Pids: 1024},
 				ReadinessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/healthz", Port: 8080},
 					PeriodSeconds: 10, TimeoutSeconds: 1, FailureThreshold: 3, SuccessThreshold: 1},
 				Volumes:                       []v1.VolumeMount{{Name: "data", MountPath: "/var/lib/web"}},
@@ -167,8 +167,9 @@ func seedShop(f *fakeAPI) {
 	api := &v1.Service{
 		TypeMeta: tm(v1.KindService),
 		Metadata: meta("staging", "api", 5*time.Hour+12*time.Minute),
-		Spec:     v1.ServiceSpec{Replicas: ptr[int32](1), Template: v1.Template{Image: "registry.local/api:v7", Port: 9000}},
-		Status:   v1.ServiceStatus{ObservedGeneration: 1, Revision: 1, ImageDigest: digest124, Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1},
+		Spec: v1.ServiceSpec{Replicas: ptr[int32](1), Template: v1.Template{Image: "registry.local/api:v7", Port: 9000,
+			Resources: v1.Resources{CPU: "500m", Memory: "256Mi", Pids: 1024}}},
+		Status: v1.ServiceStatus{ObservedGeneration: 1, Revision: 1, ImageDigest: digest124, Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1},
 	}
 
 	inst := func(name string, ago time.Duration, st v1.InstanceStatus) *v1.Instance {
@@ -222,12 +223,12 @@ func checkGolden(t *testing.T, name, got string) {
 
 func TestTablesGolden(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
-	f.images = []v1.Image{
-		{Name: "docker.io/library/nginx:1.25", Digest: digest125, Size: 67_300_000},
-		{Name: "registry.local/api:v7", Digest: digest124, Size: 8_912},
-	}
+	f.images.set(
+		v1.Image{Name: "docker.io/library/nginx:1.25", Digest: digest125, Size: 67_300_000},
+		v1.Image{Name: "registry.local/api:v7", Digest: digest124, Size: 8_912},
+	)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -254,7 +255,7 @@ func TestTablesGolden(t *testing.T) {
 
 func TestGetEmptyListSaysSoOnStderr(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	r := run(t, f, "get", "services", "-e", "dev")
 	mustSucceed(t, r)
 	if r.stdout != "" || r.stderr != "No resources found in dev environment.\n" {
@@ -271,7 +272,7 @@ func TestGetEmptyListSaysSoOnStderr(t *testing.T) {
 
 func TestGetUnknownKindIsUsageError(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	r := run(t, f, "get", "deployments")
 	if r.code != 2 {
 		t.Fatalf("exit %d, want 2", r.code)
@@ -315,7 +316,7 @@ spec:
 
 func TestApplyDirectoryWithBadDocumentSendsNothing(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	dir := writeFiles(t, map[string]string{
 		"1-env.yaml": envDev,
 		// Document 2 has a field no Service has: a decode error.
@@ -348,7 +349,7 @@ func TestApplyDirectoryWithBadDocumentSendsNothing(t *testing.T) {
 
 func TestApplyEnvironmentsFirstThenUnchangedThenConfigured(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	// The service sorts first; the environment must still go first.
 	dir := writeFiles(t, map[string]string{"a-web.yaml": svcWeb, "b-env.json": `{"apiVersion":"berth.dev/v1","kind":"Environment","metadata":{"name":"dev"}}`})
 	r := run(t, f, "apply", "-f", dir)
@@ -388,7 +389,7 @@ func TestApplyEnvironmentsFirstThenUnchangedThenConfigured(t *testing.T) {
 
 func TestApplyEnvironmentFlag(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	f.seed(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: meta("", "qa", time.Hour)})
 	noEnv := strings.Replace(svcWeb, "  environment: dev\n", "", 1)
 	r := runStdin(t, f, noEnv, "apply", "-f", "-", "-e", "qa")
@@ -408,7 +409,7 @@ func TestApplyEnvironmentFlag(t *testing.T) {
 	}
 }
 
-func getJSON(t *testing.T, f *fakeAPI, into any, args ...string) result {
+func getJSON(t *testing.T, f *testAPI, into any, args ...string) result {
 	t.Helper()
 	r := run(t, f, append(args, "-o", "json")...)
 	if r.code == 0 {
@@ -421,14 +422,12 @@ func getJSON(t *testing.T, f *fakeAPI, into any, args ...string) result {
 
 func TestOutputJSONAndYAMLRoundTrip(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
 	var got v1.Service
 	mustSucceed(t, getJSON(t, f, &got, "get", "svc", "web"))
-	f.mu.Lock()
 	var stored v1.Service
-	json.Unmarshal(f.objects[key("services", "default", "web")], &stored)
-	f.mu.Unlock()
+	f.get(v1.KindService, "default", "web", &stored)
 	a, _ := json.Marshal(got)
 	b, _ := json.Marshal(stored)
 	if !bytes.Equal(a, b) {
@@ -461,7 +460,7 @@ func TestOutputJSONAndYAMLRoundTrip(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
 	for kind, code := range map[string]int{
 		v1.ErrInvalid: 3, v1.ErrTooLarge: 3, v1.ErrUnauthorized: 4, v1.ErrForbidden: 4,
@@ -486,7 +485,7 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("wrong token: exit %d, %s", r.code, r.stderr)
 	}
 
-	down := newFakeAPI(t)
+	down := newTestAPI(t)
 	addr := down.URL()
 	down.srv.Close()
 	r := runCtx(context.Background(), t, addr, "", newSyncBuffer(), "get", "svc")
@@ -515,10 +514,9 @@ func TestExitCodes(t *testing.T) {
 
 func TestLogsFollowStreams(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
-	f.logText = "[web-2-aaaaa] listening on :8080\n"
-	f.logFollow = make(chan string)
+	f.writeLog("default", "web", "web-2-aaaaa", "listening on :8080")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -528,9 +526,13 @@ func TestLogsFollowStreams(t *testing.T) {
 		done <- runCtx(ctx, t, f.URL(), "", out, "logs", "web", "-f", "--tail", "10", "--since", "5m", "--timestamps")
 	}()
 	out.waitContains(t, "listening on :8080")
-	// A line that appears after the command started arrives while it runs.
-	f.logFollow <- "[web-2-bbbbb] GET / 200\n"
+	// A line that appears after the command started arrives while it
+	// runs, from an instance that started since, too.
+	f.writeLog("default", "web", "web-2-bbbbb", "GET / 200")
 	out.waitContains(t, "GET / 200")
+	if !strings.Contains(out.String(), "[web-2-bbbbb] ") {
+		t.Errorf("the new instance's line is not prefixed with its name:\n%s", out.String())
+	}
 
 	reqs := f.Requests()
 	if len(reqs) != 1 || !strings.Contains(reqs[0], "follow=1") || !strings.Contains(reqs[0], "tail=10") ||
@@ -551,9 +553,9 @@ func TestLogsFollowStreams(t *testing.T) {
 
 func TestLogsWithoutFollowEnds(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
-	f.logText = "a\nb\n"
+	f.writeLog("default", "web", "web-2-aaaaa", "a", "b")
 	r := run(t, f, "logs", "web", "--instance", "web-2-aaaaa")
 	mustSucceed(t, r)
 	if r.stdout != "a\nb\n" {
@@ -583,7 +585,7 @@ func rolloutSteps() func(*v1.Service) {
 
 func TestApplyWaitPollsUntilReady(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	f.onGetService = rolloutSteps()
 	r := runStdin(t, f, envDev+"---\n"+strings.Replace(svcWeb, "replicas: 2", "replicas: 3", 1), "apply", "-f", "-", "--wait")
 	mustSucceed(t, r)
@@ -598,7 +600,7 @@ func TestApplyWaitPollsUntilReady(t *testing.T) {
 
 func TestApplyWaitTimesOut(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	f.onGetService = func(svc *v1.Service) {
 		svc.Status = v1.ServiceStatus{ObservedGeneration: 1, Revision: 1, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 1,
 			Instances: []v1.InstanceStatus{{Name: "web-1-xyz", Phase: v1.PhaseBackoff, LastExit: &v1.ExitInfo{Code: 137, Reason: "OOMKilled"}}}}
@@ -616,7 +618,7 @@ func TestApplyWaitTimesOut(t *testing.T) {
 
 func TestRolloutStatusAndUndo(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
 	f.onGetService = func(svc *v1.Service) { svc.Status.ReadyReplicas = svc.Status.UpdatedReplicas }
 	r := run(t, f, "rollout", "status", "web")
@@ -643,7 +645,7 @@ func TestRolloutStatusAndUndo(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedShop(f)
 	r := run(t, f, "delete", "svc", "web")
 	mustSucceed(t, r)
@@ -678,7 +680,7 @@ func TestHumanDuration(t *testing.T) {
 
 func TestApplyOutputFormats(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	r := runStdin(t, f, envDev+"---\n"+svcWeb, "apply", "-f", "-", "-o", "name")
 	mustSucceed(t, r)
 	if r.stdout != "environment/dev\nservice/web\n" {

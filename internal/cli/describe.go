@@ -222,8 +222,13 @@ func resources(r v1.Resources) string {
 	if r.Memory != "" {
 		parts = append(parts, "memory="+r.Memory)
 	}
+	if r.Pids != 0 {
+		parts = append(parts, fmt.Sprintf("pids=%d", r.Pids))
+	}
 	if len(parts) == 0 {
-		return "<none> (unlimited)"
+		// Applied before the server wrote defaults into specs: it runs
+		// with the built-in ones.
+		return fmt.Sprintf("<none> (built-in defaults: cpu=%s, memory=%s, pids=%d)", v1.DefaultCPU, v1.DefaultMemory, v1.DefaultPids)
 	}
 	return "limits " + strings.Join(parts, ", ")
 }

@@ -14,7 +14,7 @@ import (
 // seedFunctions stores what a server would hold with two functions: resize,
 // scaled to zero after serving a burst, and worker, kept warm, fed by a
 // topic and a schedule.
-func seedFunctions(f *fakeAPI) {
+func seedFunctions(f *testAPI) {
 	resize := &v1.Function{
 		TypeMeta: tm(v1.KindFunction),
 		Metadata: meta("default", "resize", 2*time.Hour),
@@ -64,7 +64,7 @@ func seedFunctions(f *fakeAPI) {
 
 func TestFunctionTablesGolden(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	for _, tc := range []struct {
 		name string
@@ -103,7 +103,7 @@ metadata: {name: uploads}
 
 func TestApplyFunctionsAfterTheirTopics(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	r := runStdin(t, f, fnManifests, "apply", "-f", "-")
 	mustSucceed(t, r)
@@ -120,7 +120,7 @@ func TestApplyFunctionsAfterTheirTopics(t *testing.T) {
 
 func TestApplyFunctionBadInput(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	head := "apiVersion: berth.dev/v1\nkind: Function\nmetadata: {name: bad}\nspec:\n  image: fn:1\n"
 	for _, tc := range []struct {
@@ -154,7 +154,7 @@ func TestApplyFunctionBadInput(t *testing.T) {
 
 func TestApplyWaitForFunction(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	steps := []v1.FunctionStatus{{}, {ObservedGeneration: 1}, {ObservedGeneration: 1, ReadyInstances: 1}, {ObservedGeneration: 1, ReadyInstances: 2}}
 	i := 0
@@ -184,7 +184,7 @@ func TestApplyWaitForFunction(t *testing.T) {
 
 func TestRolloutUndoFunction(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	r := run(t, f, "rollout", "undo", "fn/worker")
 	mustSucceed(t, r)
@@ -207,7 +207,7 @@ func TestRolloutUndoFunction(t *testing.T) {
 
 func TestInvoke(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 
 	r := run(t, f, "invoke", "resize", "-d", `{"w":100}`, "-H", "X-Request-Id: 42")
@@ -215,9 +215,7 @@ func TestInvoke(t *testing.T) {
 	if r.stdout != `{"W":100}` || r.stderr != "" {
 		t.Errorf("stdout %q stderr %q", r.stdout, r.stderr)
 	}
-	f.mu.Lock()
-	last := f.invoked[len(f.invoked)-1]
-	f.mu.Unlock()
+	last := f.invoke.last()
 	if last.contentType != "application/json" || last.header.Get("X-Request-Id") != "42" || last.async {
 		t.Errorf("the function got %+v", last)
 	}
@@ -227,11 +225,9 @@ func TestInvoke(t *testing.T) {
 	if r := run(t, f, "invoke", "resize", "-d", "@"+file, "-H", "Content-Type: text/csv"); r.stdout != "FROM A FILE" {
 		t.Errorf("-d @FILE: %q %s", r.stdout, r.stderr)
 	}
-	f.mu.Lock()
-	if ct := f.invoked[len(f.invoked)-1].contentType; ct != "text/csv" {
+	if ct := f.invoke.last().contentType; ct != "text/csv" {
 		t.Errorf("-H Content-Type: the function got %q", ct)
 	}
-	f.mu.Unlock()
 	if r := runStdin(t, f, "from stdin", "invoke", "resize", "-d", "@-"); r.stdout != "FROM STDIN" {
 		t.Errorf("-d @-: %q %s", r.stdout, r.stderr)
 	}
@@ -242,7 +238,7 @@ func TestInvoke(t *testing.T) {
 		!strings.Contains(r.stderr, `function "resize" answered 500 Internal Server Error`) {
 		t.Errorf("failing function: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if r := run(t, f, "invoke", "nope"); r.code != 5 || !strings.Contains(r.stderr, `function "nope" not found`) {
+	if r := run(t, f, "invoke", "nope"); r.code != 5 || !strings.Contains(r.stderr, `function "nope" in environment "default" not found`) {
 		t.Errorf("missing function: exit %d stderr %q", r.code, r.stderr)
 	}
 	for _, args := range [][]string{
@@ -260,9 +256,7 @@ func TestInvoke(t *testing.T) {
 	r = run(t, f, "invoke", "resize", "--async", "-d", "x", "--callback-url", "https://hooks.example.com/done")
 	mustSucceed(t, r)
 	id := strings.TrimSpace(r.stdout)
-	f.mu.Lock()
-	last = f.invoked[len(f.invoked)-1]
-	f.mu.Unlock()
+	last = f.invoke.last()
 	if !strings.HasPrefix(id, "inv-") || !last.async || last.callback != "https://hooks.example.com/done" {
 		t.Fatalf("async: id %q call %+v", id, last)
 	}
@@ -285,19 +279,19 @@ func TestInvoke(t *testing.T) {
 
 func TestPublish(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	seedFunctions(f)
 	r := run(t, f, "publish", "orders", "-d", `{"id":42}`)
 	mustSucceed(t, r)
 	if r.stdout != "msg-1\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
-	f.mu.Lock()
-	if len(f.published) != 1 || f.published[0] != `orders:{"id":42}` {
-		t.Errorf("published %v", f.published)
+	f.invoke.mu.Lock()
+	if len(f.invoke.published) != 1 || f.invoke.published[0] != `orders:{"id":42}` {
+		t.Errorf("published %v", f.invoke.published)
 	}
-	f.mu.Unlock()
-	if r := run(t, f, "publish", "nope", "-d", "x"); r.code != 5 || !strings.Contains(r.stderr, `topic "nope" not found`) {
+	f.invoke.mu.Unlock()
+	if r := run(t, f, "publish", "nope", "-d", "x"); r.code != 5 || !strings.Contains(r.stderr, `topic "nope" in environment "default" not found`) {
 		t.Errorf("missing topic: exit %d %q", r.code, r.stderr)
 	}
 }

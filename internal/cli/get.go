@@ -156,199 +156,209 @@ func decodeAll[T any](items []json.RawMessage) ([]T, error) {
 	return out, nil
 }
 
+// tableFor lays out items of kind k as a table, with the printer of the
+// kind.
 func (o *options) tableFor(k kindInfo, items []json.RawMessage) (table, error) {
-	now := o.now()
-	switch k.Kind {
-	case v1.KindEnvironment:
-		envs, err := decodeAll[v1.Environment](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{header: []string{"NAME", "SUBNET", "AGE"}, wideHeader: []string{"BRIDGE", "ALLOW-FROM"}}
-		for _, e := range envs {
-			t.rows = append(t.rows, tableRow{
-				cells: []string{e.Metadata.Name, orNone(e.Status.Subnet), age(now, e.Metadata.CreationTimestamp)},
-				wide:  []string{orNone(e.Status.Bridge), orNone(strings.Join(e.Spec.AllowFrom, ","))},
-			})
-		}
-		return t, nil
-
-	case v1.KindService:
-		svcs, err := decodeAll[v1.Service](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{
-			header:     []string{"NAME", "READY", "UP-TO-DATE", "REVISION", "IMAGE", "AGE"},
-			wideHeader: []string{"PORT", "ROUTE", "DIGEST"},
-		}
-		for _, s := range svcs {
-			route := ""
-			if s.Spec.Route != nil {
-				route = s.Spec.Route.Path
-			}
-			t.rows = append(t.rows, tableRow{
-				env: s.Metadata.Environment,
-				cells: []string{
-					s.Metadata.Name,
-					fmt.Sprintf("%d/%d", s.Status.ReadyReplicas, desiredReplicas(&s)),
-					strconv.Itoa(int(s.Status.UpdatedReplicas)),
-					revisionString(s.Status.Revision),
-					s.Spec.Image,
-					age(now, s.Metadata.CreationTimestamp),
-				},
-				wide: []string{portString(s.Spec.Port), orNone(route), orNone(s.Status.ImageDigest)},
-			})
-		}
-		return t, nil
-
-	case v1.KindFunction:
-		fns, err := decodeAll[v1.Function](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{
-			header:     []string{"NAME", "READY", "DESIRED", "IN-FLIGHT", "COLD-STARTS", "REVISION", "IMAGE", "AGE"},
-			wideHeader: []string{"MIN", "MAX", "CONCURRENCY"},
-		}
-		for _, f := range fns {
-			t.rows = append(t.rows, tableRow{
-				env: f.Metadata.Environment,
-				cells: []string{
-					f.Metadata.Name,
-					strconv.Itoa(int(f.Status.ReadyInstances)),
-					strconv.Itoa(int(f.Status.Desired)),
-					strconv.Itoa(int(f.Status.InFlight)),
-					strconv.FormatInt(f.Status.ColdStarts, 10),
-					revisionString(f.Status.Revision),
-					f.Spec.Image,
-					age(now, f.Metadata.CreationTimestamp),
-				},
-				wide: []string{
-					int32OrDefault(f.Spec.Scale.Min, strconv.Itoa(v1.DefaultScaleMin)),
-					int32OrDefault(f.Spec.Scale.Max, strconv.Itoa(v1.DefaultScaleMax)),
-					strconv.Itoa(int(concurrency(&f))),
-				},
-			})
-		}
-		return t, nil
-
-	case v1.KindWorkflow:
-		wfs, err := decodeAll[v1.Workflow](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{header: []string{"NAME", "START-AT", "STATES", "GENERATION", "AGE"}}
-		for _, wf := range wfs {
-			sum := summarize(wf.Spec.Definition)
-			t.rows = append(t.rows, tableRow{
-				env: wf.Metadata.Environment,
-				cells: []string{wf.Metadata.Name, orNone(sum.StartAt), strconv.Itoa(len(sum.States)),
-					strconv.FormatInt(wf.Metadata.Generation, 10), age(now, wf.Metadata.CreationTimestamp)},
-			})
-		}
-		return t, nil
-
-	case v1.KindTopic:
-		tps, err := decodeAll[v1.Topic](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{header: []string{"NAME", "RETENTION", "AGE"}}
-		for _, tp := range tps {
-			retention := tp.Spec.Retention
-			if retention == "" {
-				retention = v1.DefaultTopicRetention
-			}
-			t.rows = append(t.rows, tableRow{
-				env:   tp.Metadata.Environment,
-				cells: []string{tp.Metadata.Name, retention, age(now, tp.Metadata.CreationTimestamp)},
-			})
-		}
-		return t, nil
-
-	case v1.KindInstance:
-		insts, err := decodeAll[v1.Instance](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{
-			header:     []string{"NAME", "SERVICE", "REVISION", "PHASE", "READY", "IP", "RESTARTS", "LAST-EXIT", "AGE"},
-			wideHeader: []string{"MESSAGE"},
-		}
-		for _, in := range insts {
-			phase := orNone(in.Status.Phase)
-			if in.Spec.Draining && in.Status.Phase != v1.PhaseTerminating {
-				phase += ",Draining"
-			}
-			t.rows = append(t.rows, tableRow{
-				env: in.Metadata.Environment,
-				cells: []string{
-					in.Metadata.Name,
-					in.Spec.Owner,
-					revisionString(in.Spec.Revision),
-					phase,
-					readyString(in.Status.Ready),
-					orNone(in.Status.IP),
-					strconv.Itoa(int(in.Status.Restarts)),
-					lastExit(now, in.Status.LastExit),
-					age(now, in.Metadata.CreationTimestamp),
-				},
-				wide: []string{orNone(in.Status.Message)},
-			})
-		}
-		return t, nil
-
-	case v1.KindRevision:
-		revs, err := decodeAll[v1.Revision](items)
-		if err != nil {
-			return table{}, err
-		}
-		sort.SliceStable(revs, func(i, j int) bool {
-			a, b := revs[i], revs[j]
-			if a.Metadata.Environment != b.Metadata.Environment {
-				return a.Metadata.Environment < b.Metadata.Environment
-			}
-			if a.Spec.Owner != b.Spec.Owner {
-				return a.Spec.Owner < b.Spec.Owner
-			}
-			return a.Spec.Number < b.Spec.Number
-		})
-		t := table{header: []string{"SERVICE", "REVISION", "IMAGE", "DIGEST", "CHANGE-CAUSE", "AGE"}}
-		for _, r := range revs {
-			digest := shortDigest(r.Spec.ImageDigest)
-			if o.output == "wide" {
-				digest = r.Spec.ImageDigest
-			}
-			t.rows = append(t.rows, tableRow{
-				env: r.Metadata.Environment,
-				cells: []string{
-					r.Spec.Owner,
-					strconv.FormatInt(r.Spec.Number, 10),
-					r.Spec.Image,
-					orNone(digest),
-					orNone(r.Spec.ChangeCause),
-					age(now, r.Metadata.CreationTimestamp),
-				},
-			})
-		}
-		return t, nil
-
-	case v1.KindEvent:
-		evs, err := decodeAll[v1.Event](items)
-		if err != nil {
-			return table{}, err
-		}
-		t := table{header: []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}}
-		for _, e := range evs {
-			t.rows = append(t.rows, tableRow{
-				env:   e.Metadata.Environment,
-				cells: []string{age(now, eventTime(&e)), e.Type, e.Reason, objectRef(e.Object), e.Message},
-			})
-		}
-		return t, nil
+	p, ok := tablePrinters[k.Kind]
+	if !ok {
+		return table{}, fmt.Errorf("no table for kind %s", k.Kind)
 	}
-	return table{}, fmt.Errorf("no table for kind %s", k.Kind)
+	return p(items, o.now(), o.output == "wide")
+}
+
+// tablePrinter lays out decoded objects of one kind: now is what ages are
+// counted from; wide is -o wide, for the printers whose cells change with
+// it rather than only gain columns.
+type tablePrinter func(items []json.RawMessage, now time.Time, wide bool) (table, error)
+
+// tablePrinters holds the printer of each kind `get` shows as a table.
+var tablePrinters = map[string]tablePrinter{
+	v1.KindEnvironment: printerOf(environmentTable),
+	v1.KindService:     printerOf(serviceTable),
+	v1.KindFunction:    printerOf(functionTable),
+	v1.KindWorkflow:    printerOf(workflowTable),
+	v1.KindTopic:       printerOf(topicTable),
+	v1.KindInstance:    printerOf(instanceTable),
+	v1.KindRevision:    printerOf(revisionTable),
+	v1.KindEvent:       printerOf(eventTable),
+}
+
+// printerOf makes a tablePrinter of a printer of typed objects.
+func printerOf[T any](layout func(objs []T, now time.Time, wide bool) table) tablePrinter {
+	return func(items []json.RawMessage, now time.Time, wide bool) (table, error) {
+		objs, err := decodeAll[T](items)
+		if err != nil {
+			return table{}, err
+		}
+		return layout(objs, now, wide), nil
+	}
+}
+
+func environmentTable(envs []v1.Environment, now time.Time, _ bool) table {
+	t := table{header: []string{"NAME", "SUBNET", "AGE"}, wideHeader: []string{"BRIDGE", "ALLOW-FROM"}}
+	for _, e := range envs {
+		t.rows = append(t.rows, tableRow{
+			cells: []string{e.Metadata.Name, orNone(e.Status.Subnet), age(now, e.Metadata.CreationTimestamp)},
+			wide:  []string{orNone(e.Status.Bridge), orNone(strings.Join(e.Spec.AllowFrom, ","))},
+		})
+	}
+	return t
+}
+
+func serviceTable(svcs []v1.Service, now time.Time, _ bool) table {
+	t := table{
+		header:     []string{"NAME", "READY", "UP-TO-DATE", "REVISION", "IMAGE", "AGE"},
+		wideHeader: []string{"PORT", "ROUTE", "DIGEST"},
+	}
+	for _, s := range svcs {
+		route := ""
+		if s.Spec.Route != nil {
+			route = s.Spec.Route.Path
+		}
+		t.rows = append(t.rows, tableRow{
+			env: s.Metadata.Environment,
+			cells: []string{
+				s.Metadata.Name,
+				fmt.Sprintf("%d/%d", s.Status.ReadyReplicas, desiredReplicas(&s)),
+				strconv.Itoa(int(s.Status.UpdatedReplicas)),
+				revisionString(s.Status.Revision),
+				s.Spec.Image,
+				age(now, s.Metadata.CreationTimestamp),
+			},
+			wide: []string{portString(s.Spec.Port), orNone(route), orNone(s.Status.ImageDigest)},
+		})
+	}
+	return t
+}
+
+func functionTable(fns []v1.Function, now time.Time, _ bool) table {
+	t := table{
+		header:     []string{"NAME", "READY", "DESIRED", "IN-FLIGHT", "COLD-STARTS", "REVISION", "IMAGE", "AGE"},
+		wideHeader: []string{"MIN", "MAX", "CONCURRENCY"},
+	}
+	for _, f := range fns {
+		t.rows = append(t.rows, tableRow{
+			env: f.Metadata.Environment,
+			cells: []string{
+				f.Metadata.Name,
+				strconv.Itoa(int(f.Status.ReadyInstances)),
+				strconv.Itoa(int(f.Status.Desired)),
+				strconv.Itoa(int(f.Status.InFlight)),
+				strconv.FormatInt(f.Status.ColdStarts, 10),
+				revisionString(f.Status.Revision),
+				f.Spec.Image,
+				age(now, f.Metadata.CreationTimestamp),
+			},
+			wide: []string{
+				int32OrDefault(f.Spec.Scale.Min, strconv.Itoa(v1.DefaultScaleMin)),
+				int32OrDefault(f.Spec.Scale.Max, strconv.Itoa(v1.DefaultScaleMax)),
+				strconv.Itoa(int(concurrency(&f))),
+			},
+		})
+	}
+	return t
+}
+
+func workflowTable(wfs []v1.Workflow, now time.Time, _ bool) table {
+	t := table{header: []string{"NAME", "START-AT", "STATES", "GENERATION", "AGE"}}
+	for _, wf := range wfs {
+		sum := summarize(wf.Spec.Definition)
+		t.rows = append(t.rows, tableRow{
+			env: wf.Metadata.Environment,
+			cells: []string{wf.Metadata.Name, orNone(sum.StartAt), strconv.Itoa(len(sum.States)),
+				strconv.FormatInt(wf.Metadata.Generation, 10), age(now, wf.Metadata.CreationTimestamp)},
+		})
+	}
+	return t
+}
+
+func topicTable(tps []v1.Topic, now time.Time, _ bool) table {
+	t := table{header: []string{"NAME", "RETENTION", "AGE"}}
+	for _, tp := range tps {
+		retention := tp.Spec.Retention
+		if retention == "" {
+			retention = v1.DefaultTopicRetention
+		}
+		t.rows = append(t.rows, tableRow{
+			env:   tp.Metadata.Environment,
+			cells: []string{tp.Metadata.Name, retention, age(now, tp.Metadata.CreationTimestamp)},
+		})
+	}
+	return t
+}
+
+func instanceTable(insts []v1.Instance, now time.Time, _ bool) table {
+	t := table{
+		header:     []string{"NAME", "SERVICE", "REVISION", "PHASE", "READY", "IP", "RESTARTS", "LAST-EXIT", "AGE"},
+		wideHeader: []string{"MESSAGE"},
+	}
+	for _, in := range insts {
+		phase := orNone(in.Status.Phase)
+		if in.Spec.Draining && in.Status.Phase != v1.PhaseTerminating {
+			phase += ",Draining"
+		}
+		t.rows = append(t.rows, tableRow{
+			env: in.Metadata.Environment,
+			cells: []string{
+				in.Metadata.Name,
+				in.Spec.Owner,
+				revisionString(in.Spec.Revision),
+				phase,
+				readyString(in.Status.Ready),
+				orNone(in.Status.IP),
+				strconv.Itoa(int(in.Status.Restarts)),
+				lastExit(now, in.Status.LastExit),
+				age(now, in.Metadata.CreationTimestamp),
+			},
+			wide: []string{orNone(in.Status.Message)},
+		})
+	}
+	return t
+}
+
+// revisionTable sorts revisions by environment, owner and number; -o wide
+// shows whole digests.
+func revisionTable(revs []v1.Revision, now time.Time, wide bool) table {
+	sort.SliceStable(revs, func(i, j int) bool {
+		a, b := revs[i], revs[j]
+		if a.Metadata.Environment != b.Metadata.Environment {
+			return a.Metadata.Environment < b.Metadata.Environment
+		}
+		if a.Spec.Owner != b.Spec.Owner {
+			return a.Spec.Owner < b.Spec.Owner
+		}
+		return a.Spec.Number < b.Spec.Number
+	})
+	t := table{header: []string{"SERVICE", "REVISION", "IMAGE", "DIGEST", "CHANGE-CAUSE", "AGE"}}
+	for _, r := range revs {
+		digest := shortDigest(r.Spec.ImageDigest)
+		if wide {
+			digest = r.Spec.ImageDigest
+		}
+		t.rows = append(t.rows, tableRow{
+			env: r.Metadata.Environment,
+			cells: []string{
+				r.Spec.Owner,
+				strconv.FormatInt(r.Spec.Number, 10),
+				r.Spec.Image,
+				orNone(digest),
+				orNone(r.Spec.ChangeCause),
+				age(now, r.Metadata.CreationTimestamp),
+			},
+		})
+	}
+	return t
+}
+
+func eventTable(evs []v1.Event, now time.Time, _ bool) table {
+	t := table{header: []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}}
+	for _, e := range evs {
+		t.rows = append(t.rows, tableRow{
+			env:   e.Metadata.Environment,
+			cells: []string{age(now, eventTime(&e)), e.Type, e.Reason, objectRef(e.Object), e.Message},
+		})
+	}
+	return t
 }
 
 // desiredReplicas is spec.replicas, which the server defaults; a Service

@@ -22,127 +22,147 @@ func newImageCommand(o *options) *cobra.Command {
 		RunE:  showHelp,
 	}
 	cmd.AddCommand(
-		&cobra.Command{
-			Use:     "import FILE|-",
-			Short:   "Import an OCI image layout tar or a docker-save tar into the registry and onto the node",
-			Example: "  docker save nginx:1.25 | berth image import -\n  skopeo copy docker://nginx:1.25 oci-archive:nginx.tar && berth image import nginx.tar",
-			Args:    exactArgs(1, "the tar file (or - for stdin)"),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				var r io.Reader = cmd.InOrStdin()
-				if args[0] != "-" {
-					f, err := os.Open(args[0])
-					if err != nil {
-						return &v1.Error{Kind: v1.ErrInvalid, File: args[0], Message: pathMessage(err)}
-					}
-					defer f.Close()
-					r = f
-				}
-				c, err := o.client()
-				if err != nil {
-					return err
-				}
-				imgs, err := c.ImportImage(cmd.Context(), r)
-				if err != nil {
-					return err
-				}
-				if o.output == "json" || o.output == "yaml" {
-					return o.printImages(imgs)
-				}
-				for _, img := range imgs {
-					fmt.Fprintf(o.out, "imported %s %s\n", img.Name, img.Digest)
-				}
-				return nil
-			},
-		},
+		newImageImportCommand(o),
 		newImagePushCommand(o),
 		newImageTagCommand(o),
-		&cobra.Command{
-			Use:     "ls",
-			Aliases: []string{"list"},
-			Short:   "List the images in the built-in registry and on the node",
-			Long: "List the images in the built-in registry (REPOSITORY, TAG) and those only on the node; " +
-				"UNPACKED says whether the node's containerd has the image (same digest) ready to run.",
-			Args: noArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := o.client()
-				if err != nil {
-					return err
-				}
-				imgs, err := c.Images(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if o.output == "json" || o.output == "yaml" {
-					b, err := json.Marshal(imgs)
-					if err != nil {
-						return v1.Errorf(v1.ErrInternal, "render images: %v", err)
-					}
-					return printRaw(o.out, o.output, b)
-				}
-				if o.output == "name" {
-					for _, img := range imgs {
-						fmt.Fprintln(o.out, img.Name)
-					}
-					return nil
-				}
-				if len(imgs) == 0 {
-					fmt.Fprintln(o.errOut, "No images found")
-					return nil
-				}
-				var rows [][]string
-				for _, img := range imgs {
-					digest := shortDigest(img.Digest)
-					if o.output == "wide" {
-						digest = img.Digest
-					}
-					repo, tag := img.Repository, img.Tag
-					if !img.Registry {
-						repo, tag = splitTag(img.Name)
-					}
-					rows = append(rows, []string{repo, tag, digest, humanSize(img.Size), yesNo(img.Node)})
-				}
-				return printTable(o.out, []string{"REPOSITORY", "TAG", "DIGEST", "SIZE", "UNPACKED"}, rows)
-			},
-		},
-		&cobra.Command{
-			Use:   "pull REF",
-			Short: "Pull an image from a registry onto the node",
-			Args:  exactArgs(1, "the image reference"),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := o.client()
-				if err != nil {
-					return err
-				}
-				img, err := c.PullImage(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				if o.output == "json" || o.output == "yaml" {
-					return o.printImages([]v1.Image{img})
-				}
-				fmt.Fprintf(o.out, "pulled %s %s\n", img.Name, img.Digest)
-				return nil
-			},
-		},
-		&cobra.Command{
-			Use:     "rm REF",
-			Aliases: []string{"remove"},
-			Short:   "Remove an image from the built-in registry and the node",
-			Args:    exactArgs(1, "the image reference"),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := o.client()
-				if err != nil {
-					return err
-				}
-				if err := c.RemoveImage(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(o.out, "image %q removed\n", args[0])
-				return nil
-			},
-		},
+		newImageListCommand(o),
+		newImagePullCommand(o),
+		newImageRemoveCommand(o),
 	)
 	return cmd
+}
+
+func newImageImportCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:     "import FILE|-",
+		Short:   "Import an OCI image layout tar or a docker-save tar into the registry and onto the node",
+		Example: "  docker save nginx:1.25 | berth image import -\n  skopeo copy docker://nginx:1.25 oci-archive:nginx.tar && berth image import nginx.tar",
+		Args:    exactArgs(1, "the tar file (or - for stdin)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r io.Reader = cmd.InOrStdin()
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return &v1.Error{Kind: v1.ErrInvalid, File: args[0], Message: pathMessage(err)}
+				}
+				defer f.Close()
+				r = f
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			imgs, err := c.ImportImage(cmd.Context(), r)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" || o.output == "yaml" {
+				return o.printImages(imgs)
+			}
+			for _, img := range imgs {
+				fmt.Fprintf(o.out, "imported %s %s\n", img.Name, img.Digest)
+			}
+			return nil
+		},
+	}
+}
+
+func newImageListCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the images in the built-in registry and on the node",
+		Long: "List the images in the built-in registry (REPOSITORY, TAG) and those only on the node; " +
+			"UNPACKED says whether the node's containerd has the image (same digest) ready to run.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.listImages(cmd)
+		},
+	}
+}
+
+func (o *options) listImages(cmd *cobra.Command) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	imgs, err := c.Images(cmd.Context())
+	if err != nil {
+		return err
+	}
+	if o.output == "json" || o.output == "yaml" {
+		b, err := json.Marshal(imgs)
+		if err != nil {
+			return v1.Errorf(v1.ErrInternal, "render images: %v", err)
+		}
+		return printRaw(o.out, o.output, b)
+	}
+	if o.output == "name" {
+		for _, img := range imgs {
+			fmt.Fprintln(o.out, img.Name)
+		}
+		return nil
+	}
+	if len(imgs) == 0 {
+		fmt.Fprintln(o.errOut, "No images found")
+		return nil
+	}
+	var rows [][]string
+	for _, img := range imgs {
+		digest := shortDigest(img.Digest)
+		if o.output == "wide" {
+			digest = img.Digest
+		}
+		repo, tag := img.Repository, img.Tag
+		if !img.Registry {
+			repo, tag = splitTag(img.Name)
+		}
+		rows = append(rows, []string{repo, tag, digest, humanSize(img.Size), yesNo(img.Node)})
+	}
+	return printTable(o.out, []string{"REPOSITORY", "TAG", "DIGEST", "SIZE", "UNPACKED"}, rows)
+}
+
+func newImagePullCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pull REF",
+		Short: "Pull an image from a registry onto the node",
+		Args:  exactArgs(1, "the image reference"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			img, err := c.PullImage(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if o.output == "json" || o.output == "yaml" {
+				return o.printImages([]v1.Image{img})
+			}
+			fmt.Fprintf(o.out, "pulled %s %s\n", img.Name, img.Digest)
+			return nil
+		},
+	}
+}
+
+func newImageRemoveCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm REF",
+		Aliases: []string{"remove"},
+		Short:   "Remove an image from the built-in registry and the node",
+		Args:    exactArgs(1, "the image reference"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveImage(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.out, "image %q removed\n", args[0])
+			return nil
+		},
+	}
 }
 
 func (o *options) printImages(imgs []v1.Image) error {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"berth.dev/berth/client"
+	v1 "berth.dev/berth/api/v1"
 )
 
 func newTokenCommand(o *options) *cobra.Command {
@@ -35,7 +35,7 @@ func newTokenCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := c.CreateToken(cmd.Context(), client.TokenRequest{Name: name, Environments: envs, Role: role})
+			t, err := c.CreateToken(cmd.Context(), v1.TokenRequest{Name: name, Environments: envs, Role: role})
 			if err != nil {
 				return err
 			}

@@ -136,7 +136,7 @@ func printValue(w io.Writer, format string, v any) error {
 	return err
 }
 
-func printTraceTable(w io.Writer, sums []client.TraceSummary, loc *time.Location) {
+func printTraceTable(w io.Writer, sums []v1.TraceSummary, loc *time.Location) {
 	tw := newTable(w)
 	row(tw, "TRACE-ID", "WORKLOAD", "START", "DURATION", "SPANS", "STATUS")
 	for _, s := range sums {
@@ -188,7 +188,7 @@ func sig3(f float64) string {
 // printWaterfall draws t: spans depth first under their parents (a span
 // whose parent is not in the trace is a root), each with a bar on the
 // trace's time axis.
-func printWaterfall(w io.Writer, t *client.Trace) {
+func printWaterfall(w io.Writer, t *v1.Trace) {
 	if len(t.Spans) == 0 {
 		fmt.Fprintf(w, "trace %s has no spans\n", t.TraceID)
 		return
@@ -209,8 +209,8 @@ func printWaterfall(w io.Writer, t *client.Trace) {
 		}
 	}
 	total := end.Sub(start)
-	children := map[string][]client.Span{}
-	var roots []client.Span
+	children := map[string][]v1.Span{}
+	var roots []v1.Span
 	for _, s := range t.Spans {
 		if s.ParentID != "" && ids[s.ParentID] {
 			children[s.ParentID] = append(children[s.ParentID], s)
@@ -218,14 +218,14 @@ func printWaterfall(w io.Writer, t *client.Trace) {
 			roots = append(roots, s)
 		}
 	}
-	byStart := func(a, b client.Span) int { return a.Start.Compare(b.Start) }
+	byStart := func(a, b v1.Span) int { return a.Start.Compare(b.Start) }
 	type line struct {
 		depth int
-		span  client.Span
+		span  v1.Span
 	}
 	var lines []line
-	var walk func(s client.Span, depth int)
-	walk = func(s client.Span, depth int) {
+	var walk func(s v1.Span, depth int)
+	walk = func(s v1.Span, depth int) {
 		lines = append(lines, line{depth, s})
 		kids := children[s.SpanID]
 		slices.SortStableFunc(kids, byStart)
@@ -263,7 +263,7 @@ func printWaterfall(w io.Writer, t *client.Trace) {
 }
 
 // spanLabel names a span with what tells its instances apart.
-func spanLabel(s client.Span) string {
+func spanLabel(s v1.Span) string {
 	if ep := s.Attributes["berth.endpoint.id"]; ep != "" {
 		return s.Name + " → " + ep
 	}

@@ -3,30 +3,29 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/client"
+	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/telemetry/tracing"
 )
 
 const cannedTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 // cannedTrace is a call to orders that calls a function at zero, whose
 // upstream call fails: two hops, a cold start, an error.
-func cannedTrace() client.Trace {
+func cannedTrace() v1.Trace {
 	t0 := testNow.Add(-2 * time.Minute)
 	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
-	span := func(id, parent, name, kind string, from, to float64, attrs map[string]string) client.Span {
-		return client.Span{SpanID: id, ParentID: parent, Name: name, Kind: kind, Start: at(from), End: at(to), Attributes: attrs, Status: "unset"}
+	span := func(id, parent, name, kind string, from, to float64, attrs map[string]string) v1.Span {
+		return v1.Span{SpanID: id, ParentID: parent, Name: name, Kind: kind, Start: at(from), End: at(to), Attributes: attrs, Status: "unset"}
 	}
 	failed := span("e5", "e4", "upstream resize.shop", "client", 220, 239.5, map[string]string{"berth.endpoint.id": "resize-1-x7k2p"})
 	failed.Status, failed.Error = "error", "upstream answered 502"
-	return client.Trace{TraceID: cannedTraceID, Spans: []client.Span{
+	return v1.Trace{TraceID: cannedTraceID, Spans: []v1.Span{
 		span("e1", "", "gateway orders.shop", "server", 0, 250, nil),
 		span("e2", "e1", "upstream orders.shop", "client", 0.4, 249.2, map[string]string{"berth.endpoint.id": "orders-3-abcde"}),
 		span("e3", "e2", "gateway resize.shop", "server", 10, 240, nil),
@@ -35,36 +34,51 @@ func cannedTrace() client.Trace {
 	}}
 }
 
-// tracesAPI serves the trace endpoints from canned data and records the
-// queries it was asked.
-func tracesAPI(t *testing.T) (string, *[]string) {
-	var mu sync.Mutex
-	var queries []string
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/traces", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		queries = append(queries, r.URL.RawQuery)
-		mu.Unlock()
-		sums := []client.TraceSummary{
-			{TraceID: cannedTraceID, Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
-				Start: testNow.Add(-2 * time.Minute), Duration: 250 * time.Millisecond, Spans: 5, Error: true},
-			{TraceID: "0af7651916cd43dd8448eb211c80319c", Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
-				Start: testNow.Add(-3 * time.Minute), Duration: 1234567 * time.Nanosecond, Spans: 2},
-			{TraceID: "b7ad6b7169203331b7ad6b7169203331", Root: "gateway", Start: testNow.Add(-90 * time.Minute),
-				Duration: 850 * time.Microsecond, Spans: 1},
+// traceSource stands in for the server's trace store behind the real API:
+// it holds the canned trace and three summaries, and records the filters
+// it is asked.
+type traceSource struct {
+	mu      sync.Mutex
+	filters []tracing.Filter
+}
+
+var _ apiserver.TraceSource = (*traceSource)(nil)
+
+func (s *traceSource) Traces(f tracing.Filter) []v1.TraceSummary {
+	s.mu.Lock()
+	s.filters = append(s.filters, f)
+	s.mu.Unlock()
+	return []v1.TraceSummary{
+		{TraceID: cannedTraceID, Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
+			Start: testNow.Add(-2 * time.Minute), Duration: 250 * time.Millisecond, Spans: 5, Error: true},
+		{TraceID: "0af7651916cd43dd8448eb211c80319c", Root: "gateway orders.shop", Workload: "orders", Environment: "shop",
+			Start: testNow.Add(-3 * time.Minute), Duration: 1234567 * time.Nanosecond, Spans: 2},
+		{TraceID: "b7ad6b7169203331b7ad6b7169203331", Root: "gateway", Start: testNow.Add(-90 * time.Minute),
+			Duration: 850 * time.Microsecond, Spans: 1},
+	}
+}
+
+func (s *traceSource) Trace(id string) (v1.Trace, error) {
+	if id != cannedTraceID {
+		return v1.Trace{}, v1.NotFound("trace %s not found", id)
+	}
+	return cannedTrace(), nil
+}
+
+// tracesAPI is the API with the canned traces; it returns its address and
+// the query strings of the trace lists it was asked.
+func tracesAPI(t *testing.T) (string, func() []string) {
+	f := newTestAPI(t)
+	queries := func() []string {
+		var out []string
+		for _, r := range f.Requests() {
+			if path, query, _ := strings.Cut(strings.TrimPrefix(r, "GET "), "?"); path == "/api/v1/traces" {
+				out = append(out, query)
+			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"apiVersion": v1.APIVersion, "kind": "TraceList", "items": sums})
-	})
-	mux.HandleFunc("GET /api/v1/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("id") != cannedTraceID {
-			writeError(w, v1.NotFound("trace %s not found", r.PathValue("id")))
-			return
-		}
-		json.NewEncoder(w).Encode(cannedTrace())
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL, &queries
+		return out
+	}
+	return f.URL(), queries
 }
 
 func runTraces(t *testing.T, addr string, args ...string) result {
@@ -78,12 +92,12 @@ func TestTracesGolden(t *testing.T) {
 	r := runTraces(t, addr, "traces", "orders", "-e", "shop", "--min-duration", "1ms", "--errors", "--limit", "5")
 	mustSucceed(t, r)
 	checkGolden(t, "traces", r.stdout)
-	if got := (*queries)[0]; got != "environment=shop&errors=1&limit=5&minDuration=1ms&workload=orders" {
+	if got := queries()[0]; got != "environment=shop&errors=1&limit=5&minDuration=1ms&workload=orders" {
 		t.Errorf("query %q", got)
 	}
 	r = runTraces(t, addr, "traces", "-A")
 	mustSucceed(t, r)
-	if got := (*queries)[1]; got != "" {
+	if got := queries()[1]; got != "" {
 		t.Errorf("-A sent query %q, want none", got)
 	}
 
@@ -93,7 +107,7 @@ func TestTracesGolden(t *testing.T) {
 
 	r = runTraces(t, addr, "trace", cannedTraceID, "-o", "json")
 	mustSucceed(t, r)
-	var back client.Trace
+	var back v1.Trace
 	if err := json.Unmarshal([]byte(r.stdout), &back); err != nil || len(back.Spans) != 5 {
 		t.Errorf("-o json: %v\n%s", err, r.stdout)
 	}

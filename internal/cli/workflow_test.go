@@ -1,104 +1,118 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/apiserver"
 )
 
-// workflowAPI answers the execution endpoints of docs/api.md from a fixed
-// set of executions; a start creates one that finishes as finishAs says
-// after polls long polls.
-type workflowAPI struct {
-	t   *testing.T
-	srv *httptest.Server
-
+// executions stands in for the workflow engine behind the real API: it
+// holds a fixed set of executions; a start creates one that finishes as
+// finishAs says after polls long polls.
+type executions struct {
 	mu       sync.Mutex
 	execs    map[string]v1.Execution
 	history  map[string][]v1.HistoryEvent
 	finishAs v1.Execution // status, output, error, cause of a started execution
 	polls    int          // long polls answered RUNNING before it finishes
 	started  []string     // the inputs of starts
-	stopped  []string
+	stopped  []string     // the stop requests, as JSON
 }
 
-func newWorkflowAPI(t *testing.T) *workflowAPI {
-	f := &workflowAPI{t: t, execs: map[string]v1.Execution{}, history: map[string][]v1.HistoryEvent{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/environments/{env}/workflows/{name}/executions", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("name") != "checkout" {
-			writeError(w, v1.NotFound("workflow %q not found in environment %q", r.PathValue("name"), r.PathValue("env")))
-			return
+var _ apiserver.Executions = (*executions)(nil)
+
+func newExecutions() *executions {
+	return &executions{execs: map[string]v1.Execution{}, history: map[string][]v1.HistoryEvent{}}
+}
+
+func (x *executions) Start(ctx context.Context, env, workflow string, input json.RawMessage) (v1.Execution, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.started = append(x.started, string(input))
+	e := v1.Execution{ID: workflow + "-000000000001", Environment: env, Workflow: workflow, Generation: 1,
+		Status: v1.ExecutionRunning, Input: json.RawMessage(orEmptyObject(input)), StartDate: testNow}
+	x.execs[e.ID] = e
+	return e, nil
+}
+
+func (x *executions) Get(ctx context.Context, env, id string) (v1.Execution, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	e, ok := x.execs[id]
+	if !ok || e.Environment != env {
+		return v1.Execution{}, v1.NotFound("execution %q not found in environment %q", id, env)
+	}
+	return e, nil
+}
+
+func (x *executions) List(ctx context.Context, env, workflow string) ([]v1.Execution, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var items []v1.Execution
+	for _, e := range x.execs {
+		if e.Environment == env && (workflow == "" || e.Workflow == workflow) {
+			items = append(items, e)
 		}
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.started = append(f.started, string(body))
-		e := v1.Execution{ID: "checkout-000000000001", Environment: r.PathValue("env"), Workflow: "checkout", Generation: 1,
-			Status: v1.ExecutionRunning, Input: json.RawMessage(orEmptyObject(body)), StartDate: testNow}
-		f.execs[e.ID] = e
-		writeJSON(w, http.StatusCreated, e)
-	})
-	mux.HandleFunc("GET /api/v1/environments/{env}/executions", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		items := []v1.Execution{}
-		for _, e := range f.execs {
-			if wf := r.URL.Query().Get("workflow"); wf == "" || e.Workflow == wf {
-				items = append(items, e)
-			}
-		}
-		// Newest first, as the server answers.
-		sortExecutions(items)
-		writeJSON(w, http.StatusOK, map[string]any{"items": items})
-	})
-	mux.HandleFunc("GET /api/v1/environments/{env}/executions/{id}", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		e, ok := f.execs[r.PathValue("id")]
-		if !ok {
-			writeError(w, v1.NotFound("execution %q not found", r.PathValue("id")))
-			return
-		}
-		if r.URL.Query().Get("wait") != "" && e.Status == v1.ExecutionRunning {
-			if f.polls > 0 {
-				f.polls--
-			} else {
-				e.Status, e.Output, e.Error, e.Cause = f.finishAs.Status, f.finishAs.Output, f.finishAs.Error, f.finishAs.Cause
-				e.StopDate = testNow.Add(1500 * time.Millisecond)
-				f.execs[e.ID] = e
-			}
-		}
-		writeJSON(w, http.StatusOK, e)
-	})
-	mux.HandleFunc("GET /api/v1/environments/{env}/executions/{id}/history", func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"items": f.history[r.PathValue("id")]})
-	})
-	mux.HandleFunc("POST /api/v1/environments/{env}/executions/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		e, ok := f.execs[r.PathValue("id")]
-		if !ok {
-			writeError(w, v1.NotFound("execution %q not found", r.PathValue("id")))
-			return
-		}
-		f.stopped = append(f.stopped, string(body))
-		e.Status, e.StopDate = v1.ExecutionAborted, testNow
-		f.execs[e.ID] = e
-		writeJSON(w, http.StatusOK, e)
-	})
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
+	}
+	sortExecutions(items) // newest first, as the engine answers
+	return items, nil
+}
+
+func (x *executions) History(ctx context.Context, env, id string) ([]v1.HistoryEvent, error) {
+	if _, err := x.Get(ctx, env, id); err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.history[id], nil
+}
+
+func (x *executions) Stop(ctx context.Context, env, id, errName, cause string) error {
+	if _, err := x.Get(ctx, env, id); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(apiserver.StopRequest{Error: errName, Cause: cause})
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.stopped = append(x.stopped, string(b))
+	e := x.execs[id]
+	e.Status, e.StopDate = v1.ExecutionAborted, testNow
+	x.execs[id] = e
+	return nil
+}
+
+// Wait answers at once: still running while polls are left, then
+// finished as finishAs says.
+func (x *executions) Wait(ctx context.Context, env, id string) (v1.Execution, error) {
+	e, err := x.Get(ctx, env, id)
+	if err != nil || e.Status != v1.ExecutionRunning {
+		return e, err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.polls > 0 {
+		x.polls--
+		return e, nil
+	}
+	e.Status, e.Output, e.Error, e.Cause = x.finishAs.Status, x.finishAs.Output, x.finishAs.Error, x.finishAs.Cause
+	e.StopDate = testNow.Add(1500 * time.Millisecond)
+	x.execs[id] = e
+	return e, nil
+}
+
+// newWorkflowAPI is the API with the default environment and its
+// workflow checkout.
+func newWorkflowAPI(t *testing.T) *testAPI {
+	f := newTestAPI(t)
+	f.seed(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: meta("", "default", 4*24*time.Hour)},
+		&v1.Workflow{TypeMeta: tm(v1.KindWorkflow), Metadata: meta("default", "checkout", 3*time.Hour),
+			Spec: v1.WorkflowSpec{Definition: json.RawMessage(`{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}`)}})
 	return f
 }
 
@@ -118,9 +132,9 @@ func sortExecutions(items []v1.Execution) {
 	}
 }
 
-func runWF(t *testing.T, f *workflowAPI, stdin string, args ...string) result {
+func runWF(t *testing.T, f *testAPI, stdin string, args ...string) result {
 	t.Helper()
-	return runCtx(t.Context(), t, f.srv.URL, stdin, newSyncBuffer(), args...)
+	return runCtx(t.Context(), t, f.URL(), stdin, newSyncBuffer(), args...)
 }
 
 // start --wait prints the output and exits 0 on SUCCEEDED; exits 1 with
@@ -128,20 +142,20 @@ func runWF(t *testing.T, f *workflowAPI, stdin string, args ...string) result {
 func TestWorkflowStartWait(t *testing.T) {
 	isolateConfig(t)
 	f := newWorkflowAPI(t)
-	f.finishAs = v1.Execution{Status: v1.ExecutionSucceeded, Output: json.RawMessage(`{"shipped":true}`)}
-	f.polls = 2
+	f.execs.finishAs = v1.Execution{Status: v1.ExecutionSucceeded, Output: json.RawMessage(`{"shipped":true}`)}
+	f.execs.polls = 2
 	r := runWF(t, f, "", "workflow", "start", "checkout", "--input", `{"order": 42}`, "--wait")
 	mustSucceed(t, r)
 	if r.stdout != `{"shipped":true}`+"\n" {
 		t.Errorf("stdout %q, want the output", r.stdout)
 	}
-	if f.started[0] != `{"order": 42}` {
-		t.Errorf("input sent %q", f.started[0])
+	if f.execs.started[0] != `{"order": 42}` {
+		t.Errorf("input sent %q", f.execs.started[0])
 	}
 
 	for _, status := range []string{v1.ExecutionFailed, v1.ExecutionTimedOut, v1.ExecutionAborted} {
 		f := newWorkflowAPI(t)
-		f.finishAs = v1.Execution{Status: status, Error: "CardDeclined", Cause: "insufficient funds"}
+		f.execs.finishAs = v1.Execution{Status: status, Error: "CardDeclined", Cause: "insufficient funds"}
 		r := runWF(t, f, `{"order": 7}`, "workflow", "start", "checkout", "--input", "@-", "--wait")
 		if r.code != 1 {
 			t.Errorf("%s: exit %d, want 1", status, r.code)
@@ -149,8 +163,8 @@ func TestWorkflowStartWait(t *testing.T) {
 		if r.stdout != "" || !strings.Contains(r.stderr, status) || !strings.Contains(r.stderr, "CardDeclined: insufficient funds") {
 			t.Errorf("%s: stdout %q stderr %q", status, r.stdout, r.stderr)
 		}
-		if f.started[0] != `{"order": 7}` {
-			t.Errorf("input from stdin sent as %q", f.started[0])
+		if f.execs.started[0] != `{"order": 7}` {
+			t.Errorf("input from stdin sent as %q", f.execs.started[0])
 		}
 	}
 
@@ -168,8 +182,8 @@ func TestWorkflowStartWait(t *testing.T) {
 	}
 }
 
-func seedExecutions(f *workflowAPI) {
-	f.execs = map[string]v1.Execution{
+func seedExecutions(x *executions) {
+	x.execs = map[string]v1.Execution{
 		"checkout-3c9a0d1e2f40": {ID: "checkout-3c9a0d1e2f40", Environment: "default", Workflow: "checkout", Generation: 2,
 			Status: v1.ExecutionRunning, Input: json.RawMessage(`{"order":43}`), StartDate: testNow.Add(-3 * time.Minute)},
 		"checkout-0a1b2c3d4e5f": {ID: "checkout-0a1b2c3d4e5f", Environment: "default", Workflow: "checkout", Generation: 1,
@@ -189,7 +203,7 @@ func seedExecutions(f *workflowAPI) {
 		}
 		return e
 	}
-	f.history["checkout-0a1b2c3d4e5f"] = []v1.HistoryEvent{
+	x.history["checkout-0a1b2c3d4e5f"] = []v1.HistoryEvent{
 		ev(1, "ExecutionStarted", "", `{"input":{"order":42}}`, 0),
 		ev(2, "TaskStateEntered", "Pay", `{"name":"Pay","input":{"order":42}}`, time.Millisecond),
 		ev(3, "TaskScheduled", "Pay", `{"resource":"function:pay","parameters":{"order":42,"amount":1999,"currency":"EUR","note":"a long parameter to cut"}}`, 2*time.Millisecond),
@@ -202,7 +216,7 @@ func seedExecutions(f *workflowAPI) {
 func TestWorkflowTablesGolden(t *testing.T) {
 	isolateConfig(t)
 	f := newWorkflowAPI(t)
-	seedExecutions(f)
+	seedExecutions(f.execs)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -221,8 +235,8 @@ func TestWorkflowTablesGolden(t *testing.T) {
 	}
 	r := runWF(t, f, "", "workflow", "stop", "checkout-3c9a0d1e2f40", "--error", "Cancelled", "--cause", "customer asked")
 	mustSucceed(t, r)
-	if r.stdout != "execution/checkout-3c9a0d1e2f40 aborted\n" || f.stopped[0] != `{"error":"Cancelled","cause":"customer asked"}` {
-		t.Errorf("stop printed %q, sent %q", r.stdout, f.stopped)
+	if r.stdout != "execution/checkout-3c9a0d1e2f40 aborted\n" || f.execs.stopped[0] != `{"error":"Cancelled","cause":"customer asked"}` {
+		t.Errorf("stop printed %q, sent %q", r.stdout, f.execs.stopped)
 	}
 	if r := runWF(t, f, "", "workflow", "describe", "nope"); r.code != 5 {
 		t.Errorf("unknown execution: exit %d, want 5", r.code)
@@ -233,7 +247,7 @@ func TestWorkflowTablesGolden(t *testing.T) {
 // for describe, the executions of the real API.
 func TestWorkflowObjectsGolden(t *testing.T) {
 	isolateConfig(t)
-	f := newFakeAPI(t)
+	f := newTestAPI(t)
 	wf := &v1.Workflow{TypeMeta: tm(v1.KindWorkflow), Metadata: meta("default", "checkout", 3*time.Hour),
 		Spec: v1.WorkflowSpec{Definition: json.RawMessage(`{"Comment":"pay, then ship","StartAt":"Pay","States":{` +
 			`"Pay":{"Type":"Task","Resource":"function:pay","Next":"Ship"},` +
@@ -244,15 +258,9 @@ func TestWorkflowObjectsGolden(t *testing.T) {
 	mustSucceed(t, r)
 	checkGolden(t, "get_workflows", r.stdout)
 
-	// describe also lists executions: the workflow fake answers them.
-	wfAPI := newWorkflowAPI(t)
-	seedExecutions(wfAPI)
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/environments/{env}/executions", wfAPI.srv.Config.Handler)
-	mux.Handle("/", f.srv.Config.Handler)
-	both := httptest.NewServer(mux)
-	t.Cleanup(both.Close)
-	r = runCtx(t.Context(), t, both.URL, "", newSyncBuffer(), "describe", "workflow", "checkout")
+	// describe also lists the workflow's executions.
+	seedExecutions(f.execs)
+	r = run(t, f, "describe", "workflow", "checkout")
 	mustSucceed(t, r)
 	checkGolden(t, "describe_workflow", r.stdout)
 }

@@ -86,14 +86,13 @@ func (g *Gateway) Reachable(from, env, name string) bool {
 	return g.table.Load().byHost[name+"."+env] != nil && g.allowed(from, env)
 }
 
-// miss says why a request has no target.
+// miss says why a request has no target: an error of kind.
 type miss struct {
-	status int
-	kind   string
-	msg    string
+	kind string
+	msg  string
 }
 
-func notFound(msg string) miss { return miss{http.StatusNotFound, v1.ErrNotFound, msg} }
+func notFound(msg string) miss { return miss{v1.ErrNotFound, msg} }
 
 func callerOf(r *http.Request) (string, bool) {
 	env, ok := r.Context().Value(callerKey{}).(string)
@@ -119,7 +118,7 @@ func (g *Gateway) routeFrom(t *table, r *http.Request, caller string) (*route, m
 	}
 	if name != "" && env != "" {
 		if !g.allowed(caller, env) {
-			return nil, miss{http.StatusForbidden, v1.ErrForbidden, fmt.Sprintf(
+			return nil, miss{v1.ErrForbidden, fmt.Sprintf(
 				"environment %s may not call environment %s (%s.%s%s): %s does not list %s in spec.allowFrom",
 				caller, env, name, env, g.suffix, env, caller)}
 		}

@@ -2,7 +2,9 @@
 // Service or Function by host (NAME.ENV.berth.localhost) or by route path,
 // balances across the target's ready endpoints by least outstanding
 // requests, retries connection failures on another endpoint, drains
-// endpoints for zero-downtime rollouts and counts what it served. Besides the
+// endpoints for zero-downtime rollouts and counts what it served (Collector:
+// the Prometheus metrics of its requests, which the composition root
+// registers). Besides the
 // user's listener it serves each environment on its bridge address
 // (Listeners, ForEnvironment), where a request is routed only within that
 // environment, or into another one whose allowFrom lists it (403 otherwise).

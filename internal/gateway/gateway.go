@@ -65,18 +65,6 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
-	// Observer, when set, is told about every routed request once it
-	// has been answered (metrics).
-	Observer Observer
-}
-
-// Observer sees every request that was routed to a target, once, after it
-// was answered: the status sent (499 when the client went away) and the
-// time from routing to the end of the answer. revision is that of the
-// endpoint that answered, 0 when none did (a cold start that failed, 503).
-// It is called on the request path: it must be quick and must not block.
-type Observer interface {
-	Observe(env, name, kind string, revision int64, status int, d time.Duration)
 }
 
 // Gateway is an http.Handler proxying to the targets of its routing table.
@@ -93,6 +81,7 @@ type Gateway struct {
 	stats     map[string]*targetStats // by "env/name"
 	tracer    trace.Tracer            // nil: tracing off
 	envs      environments            // allowFrom per environment
+	metrics   *metrics
 }
 
 // New returns a Gateway with an empty routing table.
@@ -129,6 +118,7 @@ func New(cfg Config) *Gateway {
 		endpoints: map[string]*endpoint{},
 		stats:     map[string]*targetStats{},
 	}
+	g.metrics = newMetrics(g)
 	g.upstream = &http.Transport{
 		Proxy: nil, // never send workload traffic to an environment's proxy
 		DialContext: (&net.Dialer{
@@ -306,7 +296,7 @@ type call struct {
 	body       []byte
 	replayable bool
 	status     int
-	revision   int64 // of the endpoint that answered, for the Observer
+	revision   int64 // of the endpoint that answered, for the metrics
 }
 
 type callKey struct{}
@@ -320,8 +310,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, miss := g.route(g.table.Load(), r)
 	if rt == nil {
-		g.unrouted.record(miss.status)
-		writeError(w, miss.status, miss.kind, miss.msg)
+		g.unrouted.record(writeError(w, miss.kind, miss.msg))
 		return
 	}
 	rt.stats.arrivals.Add(1)
@@ -330,60 +319,54 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var c *call
 	status := 0
 	record := func(code int) { status = code; rt.stats.record(code) }
-	if obs := g.cfg.Observer; obs != nil {
-		start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
-		defer func() {
-			var rev int64
-			if c != nil && c.status != 0 {
-				status, rev = c.status, c.revision
-			}
-			obs.Observe(env, name, kind, rev, status, time.Since(start))
-		}()
-	}
+	start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
+	defer func() {
+		var rev int64
+		if c != nil && c.status != 0 {
+			status, rev = c.status, c.revision
+		}
+		g.metrics.observe(env, name, kind, rev, status, time.Since(start))
+	}()
 	if !rt.ready() && g.cfg.Activator != nil {
 		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)
 			// A workload that crashed before it was ready is a bad
-			// gateway; one that is not there yet is unavailable.
-			status, kind := http.StatusServiceUnavailable, v1.ErrUnavailable
-			if v1.KindOf(err) == v1.ErrBadGateway {
-				status, kind = http.StatusBadGateway, v1.ErrBadGateway
-			} else {
-				w.Header().Set("Retry-After", "1")
+			// gateway; one that already holds as many requests as it may
+			// is too busy (retry later); one that is not there yet is
+			// unavailable.
+			what := fmt.Sprintf("%s %s in environment %s", strings.ToLower(rt.kind), rt.name, rt.env)
+			switch kind := v1.KindOf(err); kind {
+			case v1.ErrBadGateway:
+				record(writeError(w, kind, fmt.Sprintf("%s could not be started: %v", what, err)))
+			case v1.ErrTooManyRequests:
+				record(writeError(w, kind, fmt.Sprintf("%s is starting and holds no more requests: %v", what, err)))
+			default:
+				record(writeError(w, v1.ErrUnavailable, fmt.Sprintf("%s could not be started: %v", what, err)))
 			}
-			record(status)
-			writeError(w, status, kind, fmt.Sprintf("%s %s in environment %s could not be started: %v",
-				strings.ToLower(rt.kind), rt.name, rt.env, err))
 			return
 		}
 		// The activator pushed a new table; route again against it.
 		if rt, miss = g.route(g.table.Load(), r); rt == nil {
-			g.unrouted.record(miss.status)
-			writeError(w, miss.status, miss.kind, miss.msg)
+			g.unrouted.record(writeError(w, miss.kind, miss.msg))
 			return
 		}
 	}
 	if !rt.ready() {
-		record(http.StatusServiceUnavailable)
-		writeNoEndpoints(w, rt)
+		record(writeError(w, v1.ErrUnavailable, noEndpointsMessage(rt)))
 		return
 	}
 
 	c = &call{route: rt}
 	if r.ContentLength > g.cfg.MaxBodyBytes {
-		record(http.StatusRequestEntityTooLarge)
-		writeTooLarge(w, g.cfg.MaxBodyBytes)
+		record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
 		return
 	}
 	if err := g.prepareBody(w, r, c); err != nil {
-		status := http.StatusBadRequest
 		if errors.As(err, new(*http.MaxBytesError)) {
-			status = http.StatusRequestEntityTooLarge
-			writeTooLarge(w, g.cfg.MaxBodyBytes)
+			record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
 		} else {
-			writeError(w, status, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err))
+			record(writeError(w, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err)))
 		}
-		record(status)
 		return
 	}
 	// Deferred: ReverseProxy aborts a response that breaks mid-body by
@@ -520,65 +503,62 @@ func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 // proxyError answers for a request the transport could not complete.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	c, _ := r.Context().Value(callKey{}).(*call)
-	status, kind, msg := http.StatusBadGateway, v1.ErrUnavailable, err.Error()
+	kind, msg := v1.ErrBadGateway, err.Error()
 	var ue *upstreamError
 	switch {
 	case errors.Is(err, errNoEndpoints):
-		status = http.StatusServiceUnavailable
+		kind = v1.ErrUnavailable
 		if c != nil {
 			msg = noEndpointsMessage(c.route)
 		}
 	case errors.As(err, new(*http.MaxBytesError)):
-		status, kind = http.StatusRequestEntityTooLarge, v1.ErrTooLarge
-		msg = fmt.Sprintf("request body larger than %d bytes", g.cfg.MaxBodyBytes)
+		kind, msg = v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)
 	case errors.As(err, &ue) && ue.timeout:
-		status = http.StatusGatewayTimeout
+		kind = v1.ErrGatewayTimeout
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer. 499 is nginx's
 		// name for it, and keeps these out of the 502 count.
-		status = 499
-	}
-	if c != nil {
-		c.status = status
-	}
-	if status == 499 {
+		if c != nil {
+			c.status = 499
+		}
 		g.log.Debug("client gone", "host", r.Host, "path", r.URL.Path, "err", err)
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
+	status := writeError(w, kind, msg)
+	if c != nil {
+		c.status = status
+	}
 	if status >= 500 {
 		g.log.Warn("upstream failed", "host", r.Host, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeError(w, status, kind, msg)
 }
 
 func noEndpointsMessage(rt *route) string {
 	return fmt.Sprintf("service %s in environment %s has no ready endpoints", rt.name, rt.env)
 }
 
-func writeNoEndpoints(w http.ResponseWriter, rt *route) {
-	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, v1.ErrUnavailable, noEndpointsMessage(rt))
+func tooLargeMessage(max int64) string {
+	return fmt.Sprintf("request body larger than %d bytes", max)
 }
 
-func writeTooLarge(w http.ResponseWriter, max int64) {
-	writeError(w, http.StatusRequestEntityTooLarge, v1.ErrTooLarge,
-		fmt.Sprintf("request body larger than %d bytes", max))
-}
-
-// writeError writes the API's error shape, so clients parse gateway errors
-// the same way as API errors.
-func writeError(w http.ResponseWriter, status int, kind, msg string) {
+// writeError writes the API's error shape, with the status of its kind
+// (v1.HTTPStatus, the API server's table), so clients parse gateway errors
+// as API errors. A 503 or 429 says when to retry. It returns the status,
+// for the counters.
+func writeError(w http.ResponseWriter, kind, msg string) int {
+	status, _ := v1.HTTPStatus(kind)
 	body, _ := json.Marshal(v1.Status{Error: v1.ErrorBody{Kind: kind, Message: msg}})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
+	return status
 }
 
 // TargetStats counts what the gateway answered for one target. The entry

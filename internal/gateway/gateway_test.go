@@ -304,6 +304,36 @@ func TestActivatorSeam(t *testing.T) {
 	}
 }
 
+// TestActivationErrorsAnswerTheirKindsStatus: what the activator says
+// becomes the status of its kind (v1.HTTPStatus), the API's table.
+func TestActivationErrorsAnswerTheirKindsStatus(t *testing.T) {
+	for _, c := range []struct {
+		err        error
+		status     int
+		kind       string
+		retryAfter string
+	}{
+		{v1.Errorf(v1.ErrTooManyRequests, "1000 requests already waiting for a cold start"), http.StatusTooManyRequests, v1.ErrTooManyRequests, "1"},
+		{v1.Errorf(v1.ErrBadGateway, "instance fn-1 exited with code 1"), http.StatusBadGateway, v1.ErrBadGateway, ""},
+		{v1.Unavailable("no instance became ready within 30s"), http.StatusServiceUnavailable, v1.ErrUnavailable, "1"},
+		{fmt.Errorf("something without a kind"), http.StatusServiceUnavailable, v1.ErrUnavailable, "1"},
+	} {
+		cfg := Config{Activator: activatorFunc(func(ctx context.Context, env, name string) error { return c.err })}
+		g, url, cl := startGateway(t, cfg, Target{Environment: "dev", Name: "fn", Kind: "Function"})
+		res, body := get(t, cl, url+"/", "fn.dev.berth.localhost")
+		eb := decodeError(t, res, body, c.status, c.kind)
+		if got := res.Header.Get("Retry-After"); got != c.retryAfter {
+			t.Errorf("%v: Retry-After = %q, want %q", c.err, got, c.retryAfter)
+		}
+		if !strings.Contains(eb.Message, c.err.Error()) || !strings.Contains(eb.Message, "function fn in environment dev") {
+			t.Errorf("%v: message %q does not say which function and why", c.err, eb.Message)
+		}
+		if st := statsOf(g, "dev", "fn"); st.Status[c.status] != 1 {
+			t.Errorf("%v: stats %v, want one %d", c.err, st.Status, c.status)
+		}
+	}
+}
+
 func TestBalancingSpreadsLoad(t *testing.T) {
 	us := []*upstream{startUpstream(t, "a", nil), startUpstream(t, "b", nil), startUpstream(t, "c", nil)}
 	_, url, c := startGateway(t, Config{}, target("dev", "api", us...))
@@ -550,7 +580,7 @@ func TestRetryOnClosedUpstream(t *testing.T) {
 	}
 
 	res, body := get(t, c, url+"/", "gone.dev.berth.localhost")
-	eb := decodeError(t, res, body, http.StatusBadGateway, v1.ErrUnavailable)
+	eb := decodeError(t, res, body, http.StatusBadGateway, v1.ErrBadGateway)
 	if !strings.Contains(eb.Message, "dead2") || !strings.Contains(eb.Message, "connection refused") {
 		t.Errorf("502 message %q does not say which endpoint failed and why", eb.Message)
 	}
@@ -659,7 +689,7 @@ func TestUpstreamTimeout(t *testing.T) {
 
 	start := time.Now()
 	res, body := get(t, c, url+"/", "stuck.dev.berth.localhost")
-	eb := decodeError(t, res, body, http.StatusGatewayTimeout, v1.ErrUnavailable)
+	eb := decodeError(t, res, body, http.StatusGatewayTimeout, v1.ErrGatewayTimeout)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("504 took %s", took)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
 
@@ -24,9 +25,9 @@ func newTracing(t testing.TB) *tracing.Tracing {
 }
 
 // waitTrace polls the store until the trace has n spans.
-func waitTrace(t *testing.T, tr *tracing.Tracing, id string, n int) tracing.Trace {
+func waitTrace(t *testing.T, tr *tracing.Tracing, id string, n int) v1.Trace {
 	t.Helper()
-	var got tracing.Trace
+	var got v1.Trace
 	waitFor(t, fmt.Sprintf("trace %s with %d spans", id, n), func() bool {
 		var err error
 		got, err = tr.Trace(id)
@@ -38,9 +39,9 @@ func waitTrace(t *testing.T, tr *tracing.Tracing, id string, n int) tracing.Trac
 	return got
 }
 
-func spanNamed(t *testing.T, tc tracing.Trace, name string) tracing.Span {
+func spanNamed(t *testing.T, tc v1.Trace, name string) v1.Span {
 	t.Helper()
-	var found []tracing.Span
+	var found []v1.Span
 	for _, sp := range tc.Spans {
 		if sp.Name == name {
 			found = append(found, sp)
@@ -109,7 +110,7 @@ func TestTraceAcrossTwoHops(t *testing.T) {
 	srvB := spanNamed(t, tc, "gateway b.shop")
 	cliB := spanNamed(t, tc, "upstream b.shop")
 	for _, link := range []struct {
-		child  tracing.Span
+		child  v1.Span
 		parent string
 	}{{srvA, callerSpan}, {cliA, srvA.SpanID}, {srvB, cliA.SpanID}, {cliB, srvB.SpanID}} {
 		if link.child.ParentID != link.parent {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 const crashDirEnv = "BERTH_QUEUE_CRASH_DIR"
@@ -111,7 +112,7 @@ read:
 	if inFlight != inFlightPerFunction {
 		t.Errorf("%d invocations were in flight at the kill; want %d", inFlight, inFlightPerFunction)
 	}
-	waitFor(t, 10*time.Second, "depth 0", func() bool { return q.Depth("dev", "slow") == 0 })
+	testutil.WaitFor(t, 10*time.Second, "depth 0", func() bool { return q.Depth("dev", "slow") == 0 })
 }
 
 const crashN = 40
@@ -135,7 +136,7 @@ func crashChild(t *testing.T, dir string) {
 		}
 		fmt.Printf("ID %s\n", id)
 	}
-	waitFor(t, 20*time.Second, "a batch in flight", func() bool { return len(inv.callsFor("dev", "slow")) == inFlightPerFunction })
+	testutil.WaitFor(t, 20*time.Second, "a batch in flight", func() bool { return len(inv.callsFor("dev", "slow")) == inFlightPerFunction })
 	fmt.Println("READY")
 	select {} // until SIGKILL
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 	"github.com/robfig/cron/v3"
 )
 
@@ -14,7 +15,7 @@ import (
 // the queue is quiet, so a duplicate tick would have been delivered.
 func cronCalls(t *testing.T, q *Queue, inv *fakeInvoker, fn string, want int) []call {
 	t.Helper()
-	waitFor(t, 15*time.Second, fn+" calls", func() bool {
+	testutil.WaitFor(t, 15*time.Second, fn+" calls", func() bool {
 		return len(inv.callsFor("dev", fn)) >= want && q.Depth("dev", fn) == 0
 	})
 	calls := inv.callsFor("dev", fn)
@@ -96,7 +97,7 @@ func TestCronEveryRealClock(t *testing.T) {
 	inv := newFake()
 	q := openQueue(t, t.TempDir(), inv, nil)
 	mustSet(t, q, Function{Environment: "dev", Name: "fast", Crons: []Cron{{Schedule: "@every 1s"}}})
-	waitFor(t, 10*time.Second, "two ticks of @every 1s", func() bool { return len(inv.callsFor("dev", "fast")) >= 2 })
+	testutil.WaitFor(t, 10*time.Second, "two ticks of @every 1s", func() bool { return len(inv.callsFor("dev", "fast")) >= 2 })
 	calls := inv.callsFor("dev", "fast")
 	if d := calls[1].at.Sub(calls[0].at); d < 500*time.Millisecond {
 		t.Errorf("ticks %s apart; want about 1s", d)

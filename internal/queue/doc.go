@@ -10,6 +10,9 @@
 // function either: at most 8 invocations per function are in flight, and
 // the autoscaler does the rest.
 //
+// It counts its outcomes and reads its depths itself, exported as a
+// Prometheus collector (Collector) that the composition root registers.
+//
 // Layout: invocation records are in the KV bucket berth_invocations under
 // ENV.ID; the work is a message on the work-queue stream BERTH_INVOCATIONS,
 // subject inv.ENV.FN, read by one durable consumer per function; topic

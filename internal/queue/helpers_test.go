@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 // call is one Invoke the fake saw.
@@ -139,28 +140,13 @@ func openQueue(t testing.TB, dir string, inv Invoker, mutate func(*Config)) *Que
 	return q
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitStatus waits for invocation id to reach status and returns it.
 func waitStatus(t testing.TB, q *Queue, env, id, status string, timeout time.Duration) v1.Invocation {
 	t.Helper()
-	var inv v1.Invocation
-	waitFor(t, timeout, fmt.Sprintf("invocation %s to be %s", id, status), func() bool {
-		var err error
-		inv, err = q.Get(context.Background(), env, id)
-		return err == nil && inv.Status == status
+	return testutil.WaitForValue(t, timeout, fmt.Sprintf("invocation %s to be %s", id, status), func() (v1.Invocation, bool) {
+		inv, err := q.Get(context.Background(), env, id)
+		return inv, err == nil && inv.Status == status
 	})
-	return inv
 }
 
 func mustSet(t testing.TB, q *Queue, fns ...Function) {

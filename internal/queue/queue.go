@@ -34,8 +34,6 @@ type Config struct {
 	MaxPayload int
 	// HTTPClient posts callbacks (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
-	// OnFinish, if set, is told each invocation's final status (metrics).
-	OnFinish func(env, fn, status string)
 }
 
 const (
@@ -74,6 +72,8 @@ type Queue struct {
 	topics jetstream.Stream
 	invKV  jetstream.KeyValue
 	cronKV jetstream.KeyValue
+
+	metrics *metrics
 
 	// ctx is cancelled by Close: it bounds invocations and callbacks.
 	ctx    context.Context
@@ -118,6 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		fns:      map[fnKey]*fnState{},
 		cronWake: make(chan struct{}, 1),
 	}
+	q.metrics = newMetrics(q)
 	q.ctx, q.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := q.start(ctx); err != nil {
 		q.shutdown()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 func TestAsyncRetriesThenSucceeds(t *testing.T) {
@@ -55,7 +56,7 @@ func TestAsyncRetriesThenSucceeds(t *testing.T) {
 	if d := calls[2].at.Sub(calls[1].at); d < 40*time.Millisecond {
 		t.Errorf("3rd attempt %s after the 2nd; want ≥ 40ms", d)
 	}
-	waitFor(t, 5*time.Second, "depth 0", func() bool { return q.Depth("dev", "flaky") == 0 })
+	testutil.WaitFor(t, 5*time.Second, "depth 0", func() bool { return q.Depth("dev", "flaky") == 0 })
 }
 
 func TestDeadLetterReachesSubscriber(t *testing.T) {
@@ -76,7 +77,7 @@ func TestDeadLetterReachesSubscriber(t *testing.T) {
 	}
 
 	var dl call
-	waitFor(t, 20*time.Second, "the dead letter at janitor", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the dead letter at janitor", func() bool {
 		calls := inv.callsFor("dev", "janitor")
 		if len(calls) > 0 {
 			dl = calls[0]
@@ -123,8 +124,8 @@ func TestPublishFansOutOncePerFunction(t *testing.T) {
 		}
 	}
 	for _, fn := range []string{"a", "b"} {
-		waitFor(t, 20*time.Second, fn+" to get 5 messages", func() bool { return len(inv.callsFor("dev", fn)) >= 5 })
-		waitFor(t, 10*time.Second, fn+" depth 0", func() bool { return q.Depth("dev", fn) == 0 })
+		testutil.WaitFor(t, 20*time.Second, fn+" to get 5 messages", func() bool { return len(inv.callsFor("dev", fn)) >= 5 })
+		testutil.WaitFor(t, 10*time.Second, fn+" depth 0", func() bool { return q.Depth("dev", fn) == 0 })
 		var got []string
 		for _, c := range inv.callsFor("dev", fn) {
 			got = append(got, c.body)
@@ -217,7 +218,7 @@ func TestCallbackPostsResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "two callbacks and three tries of the failing one", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "two callbacks and three tries of the failing one", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(posts) == 2 && failing == 3
@@ -256,13 +257,13 @@ func TestRemovedFunctionKeepsPendingInvocations(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	waitFor(t, 10*time.Second, "8 calls in flight", func() bool { return len(inv.callsFor("dev", "gated")) == inFlightPerFunction })
+	testutil.WaitFor(t, 10*time.Second, "8 calls in flight", func() bool { return len(inv.callsFor("dev", "gated")) == inFlightPerFunction })
 	mustSet(t, q) // removes it
 	if _, err := q.Enqueue(ctx, "dev", "gated", nil, nil, ""); !v1.IsNotFound(err) {
 		t.Errorf("Enqueue to a removed function: %v; want NotFound", err)
 	}
 	close(gate) // the calls in flight finish and are recorded
-	waitFor(t, 10*time.Second, "8 finished, 4 pending", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "8 finished, 4 pending", func() bool {
 		succeeded := 0
 		for _, id := range ids {
 			if got, _ := q.Get(ctx, "dev", id); got.Status == v1.InvocationSucceeded {
@@ -300,7 +301,7 @@ func TestEnqueueLatency(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("enqueue latency over %d (fsync on, workers running): p50 %s p99 %s max %s",
 		n, lat[n/2], lat[n*99/100], lat[n-1])
-	waitFor(t, 30*time.Second, "every invocation to finish", func() bool { return q.Depth("dev", "fn") == 0 })
+	testutil.WaitFor(t, 30*time.Second, "every invocation to finish", func() bool { return q.Depth("dev", "fn") == 0 })
 }
 
 func TestGracefulRestartKeepsPendingAndResults(t *testing.T) {
@@ -323,7 +324,7 @@ func TestGracefulRestartKeepsPendingAndResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the second call in flight", func() bool { return len(first.callsOf(held)) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the second call in flight", func() bool { return len(first.callsOf(held)) == 1 })
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ type ContainerSpec struct {
 	MemoryLimit int64
 	// CPUMillis in thousandths of a core; 0 means none.
 	CPUMillis int64
+	// PidsLimit bounds the container's processes and threads together
+	// (the kernel's pids controller); 0 means none.
+	PidsLimit int64
 	// LogPath receives the container's stdout and stderr.
 	LogPath string
 	Labels  map[string]string

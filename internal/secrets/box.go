@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"berth.dev/berth/internal/atomicfile"
 )
 
 // KeySize is the length of the data key: AES-256.
@@ -67,30 +69,11 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	// Write beside and rename, so a crash never leaves a short key that a
-	// later start would take for the real one.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	// Replaced whole and durably before anything is sealed with it: a
+	// crash must never leave a short key that a later start would take
+	// for the real one, nor keep the secrets and lose the key.
+	if err := atomicfile.WriteFile(path, key, 0o600); err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
-	}
-	_, werr := f.Write(key)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("secrets key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
-	}
-	// The rename itself must reach the disk before anything is sealed
-	// with this key: otherwise a crash could keep the secrets and lose
-	// the key.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return nil, fmt.Errorf("secrets key: %w", err)
-		}
 	}
 	return key, nil
 }

@@ -63,6 +63,8 @@ type Server struct {
 	invoker    *gatewayInvoker
 	backend    *local.Backend
 	workflows  *engine.Engine
+	services   *controller.Services
+	functions  *controller.Functions
 	parts      []part
 
 	apiLn, gwLn net.Listener
@@ -123,7 +125,9 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.buildDataPlane(ctx); err != nil {
 		return err
 	}
-	s.buildControlPlane()
+	if err := s.buildControlPlane(); err != nil {
+		return err
+	}
 	if err := s.buildAPI(); err != nil {
 		return err
 	}
@@ -245,25 +249,22 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
-	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: s.driver, Logger: s.log.With("part", "metrics")})
+	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: s.driver, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
-		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
+		TracerProvider: s.tracing.TracerProvider(),
 	})
-	s.metrics.SetGateway(s.gateway)
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	s.images = &imageService{driver: s.driver}
 	s.invoker = &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker,
-		OnFinish: func(env, fn, status string) { s.metrics.AsyncOutcome(env, fn, strings.ToLower(status)) },
-		Logger:   s.log.With("part", "queue"),
+		Logger: s.log.With("part", "queue"),
 	})
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	s.metrics.SetQueue(s.queue)
 
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
@@ -279,7 +280,7 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 // buildControlPlane makes the caches and the loops that turn desired state
 // into what the backend runs: environments, services, functions (with the
 // autoscaler and the activator), routes, workflows, log retention.
-func (s *Server) buildControlPlane() {
+func (s *Server) buildControlPlane() error {
 	cfg := s.cfg
 	icfg := func(kind string) informer.Config {
 		return informer.Config{Store: s.store, Kind: kind, Logger: s.log.With("part", "informer", "kind", kind)}
@@ -319,10 +320,8 @@ func (s *Server) buildControlPlane() {
 			return s.backend.Instances(backend.Ref{Kind: v1.KindFunction, Environment: env, Name: name})
 		},
 		TracerProvider: s.tracing.TracerProvider(),
-		OnColdStart:    s.metrics.ObserveColdStart,
 		Logger:         s.log.With("part", "activator"),
 	})
-	s.metrics.SetColdStarts(act)
 	s.gateway.SetActivator(act)
 	functions = controller.NewFunctions(controller.FunctionConfig{
 		Store: s.store, Functions: fns, Revisions: revs, Backend: s.backend,
@@ -354,21 +353,51 @@ func (s *Server) buildControlPlane() {
 			s.log.Warn("prune events", "err", err)
 		})
 	})
+	s.services, s.functions = svcs, fns
 
 	// Workflows call functions and services through the gateway, like any
 	// other caller, so they wake functions and are traced and counted.
+	workflowMetrics := metrics.NewWorkflows()
 	s.workflows = engine.New(engine.Config{
 		Store: s.store, Invoker: s.invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(),
+		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
-	s.metrics.SetWorkflows(s.workflows)
+	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	s.addPart("workflow", s.workflows.Run)
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
 		Logger: s.log.With("part", "logs"),
 	})
 	s.addPart("logs-janitor", janitor.Run)
+	return nil
+}
+
+// inventory is what the instance gauges count, read from the caches on
+// every scrape (never from the store).
+func (s *Server) inventory() metrics.Inventory {
+	if s.services == nil || s.functions == nil {
+		return metrics.Inventory{}
+	}
+	inv := metrics.Inventory{Services: s.services.List(""), Functions: s.functions.List("")}
+	add := func(kind, env, name string) {
+		for _, st := range s.backend.Instances(backend.Ref{Kind: kind, Environment: env, Name: name}) {
+			inv.Instances = append(inv.Instances, &v1.Instance{
+				Metadata: v1.ObjectMeta{Name: st.Name, Environment: env},
+				Spec:     v1.InstanceSpec{Owner: name, OwnerKind: kind, Revision: st.Revision, Draining: st.Phase == v1.PhaseTerminating},
+				Status:   st,
+			})
+		}
+	}
+	for _, sv := range inv.Services {
+		add(v1.KindService, sv.Metadata.Environment, sv.Metadata.Name)
+	}
+	for _, f := range inv.Functions {
+		add(v1.KindFunction, f.Metadata.Environment, f.Metadata.Name)
+	}
+	return inv
 }
 
 // buildAPI makes the HTTP API and the OCI registry that shares its
@@ -376,6 +405,10 @@ func (s *Server) buildControlPlane() {
 func (s *Server) buildAPI() error {
 	cfg := s.cfg
 	auth := apiserver.NewRoleAuthorizer(s.token, s.store)
+	capacity, err := apiserver.HostCapacity()
+	if err != nil {
+		s.log.Warn("workloads are not checked against the node's capacity", "err", err)
+	}
 	api := apiserver.New(apiserver.Config{
 		Store: s.store, Token: s.token, Authorizer: auth, Values: s.values, Images: s.images,
 		Logs:        s.backend,
@@ -383,6 +416,7 @@ func (s *Server) buildAPI() error {
 		Executions:  s.workflows,
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
+		Capacity:    capacity,
 	})
 	// The OCI registry shares the API address at /v2/, with its own auth
 	// challenge and error bodies; pulls from loopback (the platform's own
@@ -415,7 +449,7 @@ func (s *Server) buildAPI() error {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg.Handler())
-	mux.Handle("/", api.WithMetrics(s.metrics.Handler(), cfg.MetricsPublic))
+	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
 	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/typeurl/v2"
 
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/runtime"
 )
 
@@ -30,8 +31,9 @@ func (d *Driver) watchExits(ctx context.Context, out chan<- runtime.Exit) {
 		`topic=="/tasks/exit",namespace==` + quote(d.cfg.Namespace),
 		`topic=="/tasks/oom",namespace==` + quote(d.cfg.Namespace),
 	}
-	backoff := 100 * time.Millisecond
+	retry := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
+		var broke error
 		sctx, cancel := context.WithCancel(ctx)
 		envelopes, errs := d.client.Subscribe(sctx, filters...)
 	recv:
@@ -43,13 +45,10 @@ func (d *Driver) watchExits(ctx context.Context, out chan<- runtime.Exit) {
 			case <-d.closed:
 				cancel()
 				return
-			case err := <-errs:
-				if ctx.Err() == nil && !d.isClosed() {
-					d.log.Warn("event stream broke; resubscribing", "err", err, "backoff", backoff)
-				}
+			case broke = <-errs:
 				break recv
 			case env := <-envelopes:
-				backoff = 100 * time.Millisecond
+				retry.Reset()
 				if env == nil || env.Event == nil {
 					continue
 				}
@@ -89,14 +88,17 @@ func (d *Driver) watchExits(ctx context.Context, out chan<- runtime.Exit) {
 			}
 		}
 		cancel()
+		delay := retry.Next()
+		if ctx.Err() == nil && !d.isClosed() {
+			d.log.Warn("event stream broke; resubscribing", "err", broke, "backoff", delay)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.closed:
 			return
-		case <-time.After(backoff):
+		case <-time.After(delay):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -142,6 +142,9 @@ func specOpts(img client.Image, info runtime.Image, spec runtime.ContainerSpec, 
 	if spec.CPUMillis > 0 {
 		opts = append(opts, oci.WithCPUCFS(spec.CPUMillis*cpuPeriod/1000, cpuPeriod))
 	}
+	if spec.PidsLimit > 0 {
+		opts = append(opts, oci.WithPidsLimit(spec.PidsLimit))
+	}
 	return opts
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 )
 
 // SupervisorConfig configures a private containerd.
@@ -317,7 +318,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 // monitor restarts containerd, with backoff, whenever it dies.
 func (s *Supervisor) monitor(ctx context.Context) {
 	defer close(s.done)
-	backoff := 500 * time.Millisecond
+	retry := backoff.Backoff{Base: 500 * time.Millisecond, Max: 30 * time.Second}
 	for {
 		s.mu.Lock()
 		exited, pid, reused := s.exited, s.pid, s.reused
@@ -347,22 +348,21 @@ func (s *Supervisor) monitor(ctx context.Context) {
 			return
 		case <-exited:
 		}
-		s.log.Warn("containerd exited; restarting", "pid", pid, "backoff", backoff)
 		if time.Since(started) > time.Minute {
-			backoff = 500 * time.Millisecond
+			retry.Reset() // a long run's exit is news, not a crash loop
 		}
+		delay := retry.Next()
+		s.log.Warn("containerd exited; restarting", "pid", pid, "backoff", delay)
 		for {
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, delay) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 30*time.Second)
 			if err := s.start(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				s.log.Error("containerd restart failed", "err", err)
+				delay = retry.Next()
+				s.log.Error("containerd restart failed", "err", err, "backoff", delay)
 				continue
 			}
 			break

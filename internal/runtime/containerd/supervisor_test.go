@@ -41,17 +41,6 @@ func shortDir(t *testing.T) string {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A Berth server that is kill -9'ed leaves its containerd running; the
 // next one must adopt it rather than start a second one on the same root.
 func TestSupervisorReusesContainerdOfDeadProcess(t *testing.T) {
@@ -107,7 +96,7 @@ func TestSupervisorReusesContainerdOfDeadProcess(t *testing.T) {
 	if err := s.Stop(sctx); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "containerd to exit", func() bool { return !alive(pid) })
+	testutil.WaitFor(t, 30*time.Second, "containerd to exit", func() bool { return !alive(pid) })
 }
 
 // containerd dying must not take containers with it: the supervisor starts
@@ -162,7 +151,7 @@ func TestContainersSurviveContainerdRestart(t *testing.T) {
 
 	old := s.Pid()
 	syscall.Kill(old, syscall.SIGKILL)
-	waitUntil(t, "the supervisor to restart containerd", func() bool { return s.Pid() != old })
+	testutil.WaitFor(t, 30*time.Second, "the supervisor to restart containerd", func() bool { return s.Pid() != old })
 
 	d2, err := containerd.New(ctx, cfg)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/runtime"
+	"berth.dev/berth/internal/testutil"
 )
 
 // Env is what the suite needs from the test that runs it.
@@ -78,6 +79,7 @@ func Run(t *testing.T, d runtime.Driver, env Env) {
 	t.Run("StopKillsAfterGrace", s.stopKills)
 	t.Run("ExitCodeReported", s.exitCode)
 	t.Run("OOMKillReported", s.oomKill)
+	t.Run("PidsLimitStopsForkBomb", s.pidsLimit)
 	t.Run("CapabilitiesDropped", s.capsDropped)
 	t.Run("DuplicateCreateConflicts", s.duplicate)
 	t.Run("DeleteIsIdempotent", s.deleteIdempotent)
@@ -274,7 +276,7 @@ func (s *suite) runAndLog(t *testing.T) {
 		code, _, err := get(c, base+"/sleep?ms=1500")
 		inflight <- res{code, err}
 	}()
-	waitFor(t, "the sleep request to arrive", func() bool {
+	testutil.WaitFor(t, waitTimeout, "the sleep request to arrive", func() bool {
 		_, _, err := get(c, base+"/ready")
 		return err == nil
 	})
@@ -383,6 +385,32 @@ func (s *suite) oomKill(t *testing.T) {
 	if err != nil || !st.OOMKilled {
 		t.Errorf("Inspect = %+v %v, want OOMKilled", st, err)
 	}
+}
+
+// pidsLimit: a fork bomb in a container stops at the container's pids
+// limit (fork fails with EAGAIN) instead of filling the node's process
+// table.
+func (s *suite) pidsLimit(t *testing.T) {
+	const limit, tries = 64, 500
+	spec := s.spec("pids")
+	spec.PidsLimit = limit
+	// Should the limit not hold, the memory limit still keeps the bomb
+	// from hurting the machine the suite runs on.
+	spec.MemoryLimit = 256 << 20
+	spec.Args = []string{"-fork-bomb", strconv.Itoa(tries)}
+	s.run(t, spec)
+	e := s.exits.wait(t, spec.ID)
+	out := waitLog(t, spec.LogPath, "fork bomb: ")
+	_, line, _ := strings.Cut(out, "fork bomb: ")
+	line, _, _ = strings.Cut(line, "\n")
+	var started int
+	if _, err := fmt.Sscanf(line, "%d started", &started); err != nil || e.Code != 0 {
+		t.Fatalf("exit %+v, log:\n%s", e, out)
+	}
+	if started >= limit || !strings.Contains(line, "resource temporarily unavailable") {
+		t.Errorf("with a pids limit of %d, the bomb reports: %s", limit, line)
+	}
+	t.Logf("pids limit %d: %s", limit, line)
 }
 
 // Capability bits (linux/capability.h) that a workload must not have.
@@ -520,24 +548,10 @@ func (s *suite) removeImage(t *testing.T) {
 // waitLog polls the container's log until it contains want and returns it.
 func waitLog(t *testing.T, path, want string) string {
 	t.Helper()
-	var out string
-	waitFor(t, fmt.Sprintf("%q in %s", want, filepath.Base(path)), func() bool {
+	return testutil.WaitForValue(t, waitTimeout, fmt.Sprintf("%q in %s", want, filepath.Base(path)), func() (string, bool) {
 		b, _ := os.ReadFile(path)
-		out = string(b)
-		return strings.Contains(out, want)
+		return string(b), strings.Contains(string(b), want)
 	})
-	return out
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // statusField finds "Field:\tvalue" in /proc/self/status output that may

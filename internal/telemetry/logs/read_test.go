@@ -13,6 +13,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/telemetry/logs"
+	"berth.dev/berth/internal/testutil"
 )
 
 var t0 = time.Date(2026, 11, 28, 8, 23, 19, 0, time.UTC)
@@ -194,19 +195,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 func TestFollow(t *testing.T) {
 	root := t.TempDir()
 	dir := logs.Dir(root, "default", "web")
@@ -219,17 +207,17 @@ func TestFollow(t *testing.T) {
 	go func() {
 		done <- logs.Read(ctx, root, logs.Query{Environment: "default", Owner: "web", Tail: 1, Follow: true}, out)
 	}()
-	waitFor(t, "the tail", func() bool { return out.String() == "old 2\n" })
+	testutil.WaitFor(t, 5*time.Second, "the tail", func() bool { return out.String() == "old 2\n" })
 
 	// Appended lines, including one written in two pieces across polls.
 	appendFile(t, a, rec(at(2), "stdout", "F", "new 1"), rec(at(3), "stdout", "P", "split "))
-	waitFor(t, "an appended line", func() bool { return strings.HasSuffix(out.String(), "new 1\n") })
+	testutil.WaitFor(t, 5*time.Second, "an appended line", func() bool { return strings.HasSuffix(out.String(), "new 1\n") })
 	appendFile(t, a, rec(at(4), "stdout", "F", "line"))
-	waitFor(t, "the joined line", func() bool { return strings.HasSuffix(out.String(), "split line\n") })
+	testutil.WaitFor(t, 5*time.Second, "the joined line", func() bool { return strings.HasSuffix(out.String(), "split line\n") })
 
 	// A new instance appears: from now on lines are prefixed.
 	appendFile(t, filepath.Join(dir, "web-b.log"), rec(at(5), "stdout", "F", "hello from b"))
-	waitFor(t, "the new instance", func() bool { return strings.HasSuffix(out.String(), "[web-b] hello from b\n") })
+	testutil.WaitFor(t, 5*time.Second, "the new instance", func() bool { return strings.HasSuffix(out.String(), "[web-b] hello from b\n") })
 
 	// Rotation: a last line lands in the old file just before it is renamed,
 	// then the new live file starts.
@@ -238,11 +226,11 @@ func TestFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, a, rec(at(7), "stdout", "F", "first after rotation"))
-	waitFor(t, "lines across rotation", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "lines across rotation", func() bool {
 		return strings.HasSuffix(out.String(), "[web-a] last before rotation\n[web-a] first after rotation\n")
 	})
 	appendFile(t, a, rec(at(8), "stdout", "F", "still following"))
-	waitFor(t, "lines after rotation", func() bool { return strings.HasSuffix(out.String(), "[web-a] still following\n") })
+	testutil.WaitFor(t, 5*time.Second, "lines after rotation", func() bool { return strings.HasSuffix(out.String(), "[web-a] still following\n") })
 
 	cancel()
 	select {
@@ -275,7 +263,7 @@ func TestFollowWaitsForFirstInstance(t *testing.T) {
 		done <- logs.Read(ctx, root, logs.Query{Environment: "default", Owner: "web", Follow: true}, out)
 	}()
 	appendFile(t, filepath.Join(logs.Dir(root, "default", "web"), "web-a.log"), rec(at(0), "stdout", "F", "up"))
-	waitFor(t, "the first line", func() bool { return out.String() == "up\n" })
+	testutil.WaitFor(t, 5*time.Second, "the first line", func() bool { return out.String() == "up\n" })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Read = %v", err)

@@ -1,11 +1,14 @@
-// Package metrics serves Berth's Prometheus metrics: what the gateway saw
-// (requests, latency, in flight), what the activator saw (cold starts), and
-// what the store, the runtime, the queue and the workflow engine hold
-// (instances desired/ready/running, restarts, CPU and memory, queue depth,
-// async outcomes, workflow executions).
+// Package metrics serves Berth's Prometheus metrics at /metrics. It owns
+// the registry, the Go runtime's and the process's metrics, the instance
+// gauges (desired, ready, running, restarts; CPU and memory from the
+// runtime) and the workflow counts the engine reports through its Observer.
 //
-// Counters the request path feeds are kept here (the gateway calls
-// Observe); everything else is read at scrape time from its owner, so a
-// number is never stale and nothing has to be told twice. It must not write
-// to the store or start anything: a scrape only reads, with a deadline.
+// Every other series belongs to the part that counts it: the gateway, the
+// activator and the queue each export a collector, and the composition
+// root registers them here (Register). So this package imports none of
+// them, and none of them imports it. A scrape only reads: the instance
+// gauges come from an Inventory held in memory (StoreView follows the
+// store's watch), never from listing the store, and runtime reads are
+// bounded by the scrape's deadline. ServeMetrics filters by the
+// environment label, for callers who may see only some environments.
 package metrics

@@ -2,7 +2,6 @@ package metrics_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
@@ -41,23 +40,6 @@ func (s stats) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 	}
 	return st, nil
 }
-
-type coldStarts map[string]*v1.ColdStart
-
-func (c coldStarts) Stats(env, name string) (int, int64, *v1.ColdStart) {
-	if l := c[env+"/"+name]; l != nil {
-		return 1, 3, l
-	}
-	return 0, 0, nil
-}
-
-type depths map[string]int
-
-func (d depths) Depth(env, fn string) int { return d[env+"/"+fn] }
-
-type workflows []metrics.WorkflowCount
-
-func (w workflows) WorkflowCounts() []metrics.WorkflowCount { return w }
 
 func openStore(t *testing.T) store.Store {
 	t.Helper()
@@ -147,22 +129,57 @@ func num(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ma
 	return 0
 }
 
-func TestScrapeCountsRequestsAndStoreState(t *testing.T) {
-	st := openStore(t)
-	ctx := t.Context()
+// inventory is a platform's caches as the instance gauges read them: a
+// test changes it between scrapes.
+type inventory struct {
+	mu  sync.Mutex
+	inv metrics.Inventory
+}
 
+func (i *inventory) get() metrics.Inventory {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.inv
+}
+
+func (i *inventory) set(inv metrics.Inventory) {
+	i.mu.Lock()
+	i.inv = inv
+	i.mu.Unlock()
+}
+
+// storeInventory lists st once, as the composition root's caches hold it.
+func storeInventory(t *testing.T, st store.Store) metrics.Inventory {
+	t.Helper()
+	ctx := t.Context()
+	svcs, _, err := store.List[v1.Service](ctx, st, v1.KindService, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, _, err := store.List[v1.Function](ctx, st, v1.KindFunction, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, _, err := store.List[v1.Instance](ctx, st, v1.KindInstance, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metrics.Inventory{Services: svcs, Functions: fns, Instances: insts}
+}
+
+func TestInstanceGauges(t *testing.T) {
+	st := openStore(t)
 	create(t, st, &v1.Service{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindService},
 		Metadata: v1.ObjectMeta{Name: "web", Environment: "dev"},
 		Spec:     v1.ServiceSpec{Replicas: ptr[int32](3), Template: v1.Template{Image: "x"}},
 	})
-	fn := &v1.Function{
+	create(t, st, &v1.Function{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindFunction},
 		Metadata: v1.ObjectMeta{Name: "resize", Environment: "dev"},
 		Spec:     v1.FunctionSpec{Template: v1.Template{Image: "y"}},
 		Status:   v1.FunctionStatus{Desired: 2},
-	}
-	create(t, st, fn)
+	})
 	for _, i := range []*v1.Instance{
 		instance("dev", "web", v1.KindService, "web-a", 4, v1.PhaseRunning, true, 0),
 		instance("dev", "web", v1.KindService, "web-b", 4, v1.PhaseRunning, true, 2),
@@ -174,107 +191,27 @@ func TestScrapeCountsRequestsAndStoreState(t *testing.T) {
 	} {
 		create(t, st, i)
 	}
-
-	var hits sync.Map
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := hits.LoadOrStore(r.URL.Path, new(int))
-		*n.(*int)++
-		if r.URL.Path == "/fail" {
-			http.Error(w, "boom", http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	}))
-	t.Cleanup(up.Close)
-
-	// The order the composition root builds them in.
+	inv := &inventory{inv: storeInventory(t, st)}
 	m := metrics.New(metrics.Config{
-		Store: st,
+		Inventory: inv.get,
 		Driver: stats{by: map[string]runtime.Stats{
 			"dev.web-a":    {CPUUsageNanos: 1_500_000_000, MemoryBytes: 10 << 20},
 			"dev.web-b":    {CPUUsageNanos: 500_000_000, MemoryBytes: 20 << 20},
 			"dev.resize-a": {CPUUsageNanos: 250_000_000, MemoryBytes: 5 << 20},
 		}, slow: "dev.web-c"},
-		Queue: depths{"dev/resize": 7},
-		Workflows: workflows{{Environment: "dev", Workflow: "order", Running: 2,
-			Finished: map[string]int64{"Succeeded": 5, "Failed": 1}, Transitions: 40}},
 		ScrapeTimeout: 300 * time.Millisecond,
 	})
-	gw := gateway.New(gateway.Config{Observer: m.Observer()})
-	m.SetGateway(gw)
-	upAddr := strings.TrimPrefix(up.URL, "http://")
-	m.SetColdStarts(coldStarts{"dev/resize": {At: time.Unix(100, 0), DurationMS: 750}})
-	gw.SetTargets([]gateway.Target{
-		{Environment: "dev", Name: "web", Kind: v1.KindService, Endpoints: []gateway.Endpoint{{ID: "web-a", Address: upAddr, Revision: 4}}},
-		{Environment: "dev", Name: "resize", Kind: v1.KindFunction},
-	})
-	front := httptest.NewServer(gw)
-	t.Cleanup(front.Close)
-
-	get := func(host, path string) int {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+path, nil)
-		req.Host = host
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
-	}
-	for range 5 {
-		if code := get("web.dev.berth.localhost", "/"); code != 200 {
-			t.Fatalf("GET web = %d", code)
-		}
-	}
-	for range 2 {
-		get("web.dev.berth.localhost", "/fail")
-	}
-	// A function without endpoints and no activator: 503, no revision.
-	get("resize.dev.berth.localhost", "/")
-	get("nothing.dev.berth.localhost", "/")
-
 	start := time.Now()
 	fams := scrape(t, m.Handler())
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("scrape took %v with one instance not answering; the deadline is 300ms", d)
 	}
-
-	web := map[string]string{"environment": "dev", "workload": "web"}
-	with := func(base map[string]string, kv ...string) map[string]string {
-		out := map[string]string{}
-		for k, v := range base {
-			out[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		return out
-	}
-	if got := num(t, fams, "berth_requests_total", with(web, "code", "200", "revision", "4", "kind", "Service")); got != 5 {
-		t.Errorf("web 200s = %v, want 5", got)
-	}
-	if got := num(t, fams, "berth_requests_total", with(web, "code", "500", "revision", "4")); got != 2 {
-		t.Errorf("web 500s = %v, want 2", got)
-	}
-	if got := num(t, fams, "berth_requests_total", map[string]string{"workload": "resize", "code": "503", "revision": "", "kind": "Function"}); got != 1 {
-		t.Errorf("resize 503s = %v, want 1", got)
-	}
-	if got := num(t, fams, "berth_unrouted_requests_total", nil); got != 1 {
-		t.Errorf("unrouted = %v, want 1", got)
-	}
-	h, ok := value(t, fams, "berth_request_duration_seconds", web)
-	if !ok || h.Histogram == nil || h.Histogram.GetSampleCount() != 7 || len(h.Histogram.Bucket) == 0 {
-		t.Errorf("web latency histogram = %v, want 7 samples in buckets", h)
-	}
-	if got := num(t, fams, "berth_requests_in_flight", web); got != 0 {
-		t.Errorf("in flight after all answers = %v, want 0", got)
-	}
-
+	web := map[string]string{"environment": "dev", "workload": "web", "kind": "Service"}
 	for _, c := range []struct {
 		name string
 		want float64
 	}{{"berth_instances_desired", 3}, {"berth_instances_ready", 2}, {"berth_instances_running", 3}, {"berth_instance_restarts", 8}} {
-		if got := num(t, fams, c.name, with(web, "kind", "Service")); got != c.want {
+		if got := num(t, fams, c.name, web); got != c.want {
 			t.Errorf("%s{web} = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -297,37 +234,101 @@ func TestScrapeCountsRequestsAndStoreState(t *testing.T) {
 	if _, ok := value(t, fams, "berth_instance_memory_bytes", map[string]string{"instance": "web-d"}); ok {
 		t.Error("an instance in backoff (no task) was asked for stats")
 	}
-
-	fnLabels := map[string]string{"environment": "dev", "function": "resize"}
-	if got := num(t, fams, "berth_cold_starts_total", fnLabels); got != 3 {
-		t.Errorf("cold starts = %v, want 3", got)
-	}
-	if got := num(t, fams, "berth_queue_depth", fnLabels); got != 7 {
-		t.Errorf("queue depth = %v, want 7", got)
-	}
-	cs, ok := value(t, fams, "berth_cold_start_duration_seconds", fnLabels)
-	if !ok || cs.Histogram.GetSampleCount() != 1 || cs.Histogram.GetSampleSum() != 0.75 {
-		t.Errorf("cold start histogram = %v, want the one 750ms sample", cs)
-	}
-	wf := map[string]string{"environment": "dev", "workflow": "order"}
-	if got := num(t, fams, "berth_workflow_executions_total", with(wf, "status", "Failed")); got != 1 {
-		t.Errorf("failed executions = %v", got)
-	}
-	if got := num(t, fams, "berth_workflow_transitions_total", wf); got != 40 {
-		t.Errorf("transitions = %v", got)
-	}
-
-	// A second scrape does not sample the same cold start again, and
-	// async outcomes reported by the queue show up.
-	m.AsyncOutcome("dev", "resize", metrics.OutcomeFailed)
-	fams = scrape(t, m.Handler())
-	if cs, _ := value(t, fams, "berth_cold_start_duration_seconds", fnLabels); cs.Histogram.GetSampleCount() != 1 {
-		t.Errorf("cold start sampled twice: %d samples", cs.Histogram.GetSampleCount())
-	}
-	if got := num(t, fams, "berth_async_invocations_total", with(fnLabels, "outcome", "failed")); got != 1 {
-		t.Errorf("failed async = %v", got)
-	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("the Go runtime's metrics are missing")
+	}
+
+	// Changes in the caches reach the next scrape: web-a is deleted,
+	// web-c becomes ready.
+	var a, c v1.Instance
+	ctx := t.Context()
+	if err := store.Get(ctx, st, store.Key{Kind: v1.KindInstance, Environment: "dev", Name: "web-a"}, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, st, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Get(ctx, st, store.Key{Kind: v1.KindInstance, Environment: "dev", Name: "web-c"}, &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Status.Phase, c.Status.Ready = v1.PhaseRunning, true
+	if err := store.Update(ctx, st, &c); err != nil {
+		t.Fatal(err)
+	}
+	inv.set(storeInventory(t, st))
+	fams = scrape(t, m.Handler())
+	if got, want := [3]float64{num(t, fams, "berth_instances_ready", web), num(t, fams, "berth_instances_running", web), num(t, fams, "berth_instance_restarts", web)}, [3]float64{2, 2, 8}; got != want {
+		t.Errorf("after the change ready, running, restarts = %v, want %v", got, want)
+	}
+}
+
+func TestWorkflowCounts(t *testing.T) {
+	w := metrics.NewWorkflows()
+	m := metrics.New(metrics.Config{})
+	if err := m.Register(w); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		w.ExecutionStarted("dev", "order")
+	}
+	for range 7 {
+		w.StateEntered("dev", "order")
+	}
+	w.ExecutionFinished("dev", "order", v1.ExecutionSucceeded)
+	w.ExecutionLeft("dev", "order")
+	w.ExecutionStarted("dev", "refund")
+
+	fams := scrape(t, m.Handler())
+	order := map[string]string{"environment": "dev", "workflow": "order"}
+	if got := num(t, fams, "berth_workflow_executions_running", order); got != 1 {
+		t.Errorf("running = %v, want 1 (3 started, 1 finished, 1 left)", got)
+	}
+	if got := num(t, fams, "berth_workflow_executions_total", map[string]string{"workflow": "order", "status": v1.ExecutionSucceeded}); got != 1 {
+		t.Errorf("succeeded = %v, want 1", got)
+	}
+	if got := num(t, fams, "berth_workflow_transitions_total", order); got != 7 {
+		t.Errorf("transitions = %v, want 7", got)
+	}
+	if got := num(t, fams, "berth_workflow_transitions_total", map[string]string{"workflow": "refund"}); got != 0 {
+		t.Errorf("refund transitions = %v, want a 0 sample from its first execution on", got)
+	}
+}
+
+// envSeries is a collector with series in two environments and one in
+// none.
+type envSeries struct{}
+
+var (
+	descEnv    = prometheus.NewDesc("test_requests_total", "x", []string{"environment", "workload"}, nil)
+	descGlobal = prometheus.NewDesc("test_platform_total", "x", nil, nil)
+)
+
+func (envSeries) Describe(ch chan<- *prometheus.Desc) { ch <- descEnv; ch <- descGlobal }
+func (envSeries) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descEnv, prometheus.CounterValue, 1, "dev", "web")
+	ch <- prometheus.MustNewConstMetric(descEnv, prometheus.CounterValue, 2, "prod", "web")
+	ch <- prometheus.MustNewConstMetric(descGlobal, prometheus.CounterValue, 3)
+}
+
+func TestServeMetricsKeepsTheVisibleEnvironments(t *testing.T) {
+	m := metrics.New(metrics.Config{})
+	if err := m.Register(envSeries{}); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(visible func(string) bool) map[string]*dto.MetricFamily {
+		return scrape(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.ServeMetrics(w, r, visible) }))
+	}
+	all := serve(nil)
+	if len(all["test_requests_total"].GetMetric()) != 2 || all["test_platform_total"] == nil || all["go_goroutines"] == nil {
+		t.Errorf("unfiltered scrape lacks series: %v", all)
+	}
+	dev := serve(func(env string) bool { return env == "dev" })
+	if got := dev["test_requests_total"].GetMetric(); len(got) != 1 || num(t, dev, "test_requests_total", map[string]string{"environment": "dev"}) != 1 {
+		t.Errorf("dev sees %v, want only dev's sample", got)
+	}
+	for name := range dev {
+		if name != "test_requests_total" {
+			t.Errorf("dev sees %s, which belongs to no environment", name)
+		}
 	}
 }

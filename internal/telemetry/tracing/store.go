@@ -14,38 +14,8 @@ import (
 	v1 "berth.dev/berth/api/v1"
 )
 
-// Span is one ended span as the store keeps it and the API serves it.
-type Span struct {
-	SpanID   string    `json:"spanId"`
-	ParentID string    `json:"parentId,omitempty"`
-	Name     string    `json:"name"`
-	Kind     string    `json:"kind"` // server, client, internal, producer, consumer
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
-	// Attributes are rendered as strings: the store is for reading, and
-	// JSON numbers would lose int64 precision anyway.
-	Attributes map[string]string `json:"attributes,omitempty"`
-	Status     string            `json:"status"` // unset, ok, error
-	Error      string            `json:"error,omitempty"`
-}
-
-// Trace is every kept span of one trace, in start order.
-type Trace struct {
-	TraceID string `json:"traceId"`
-	Spans   []Span `json:"spans"`
-}
-
-// TraceSummary is one line of `berth traces`.
-type TraceSummary struct {
-	TraceID     string        `json:"traceId"`
-	Root        string        `json:"root"` // the root span's name
-	Workload    string        `json:"workload,omitempty"`
-	Environment string        `json:"environment,omitempty"`
-	Start       time.Time     `json:"start"`
-	Duration    time.Duration `json:"durationNs"`
-	Spans       int           `json:"spans"`
-	Error       bool          `json:"error"`
-}
+// The store keeps and serves the API's types: v1.Span, v1.Trace and
+// v1.TraceSummary.
 
 // Filter narrows Traces. Zero fields do not filter.
 type Filter struct {
@@ -77,7 +47,7 @@ type Store struct {
 }
 
 type stored struct {
-	spans []Span
+	spans []v1.Span
 }
 
 var _ sdktrace.SpanProcessor = (*Store)(nil)
@@ -166,12 +136,12 @@ func (s *Store) Len() (traces, spans int) {
 }
 
 // Traces lists the kept traces that match f, newest first.
-func (s *Store) Traces(f Filter) []TraceSummary {
+func (s *Store) Traces(f Filter) []v1.TraceSummary {
 	if f.Limit <= 0 {
 		f.Limit = DefaultLimit
 	}
 	s.mu.Lock()
-	sums := make([]TraceSummary, 0, len(s.traces))
+	sums := make([]v1.TraceSummary, 0, len(s.traces))
 	for id, t := range s.traces {
 		if f.Name != "" || f.Environment != "" {
 			if !matches(t.spans, f.Name, f.Environment) {
@@ -185,7 +155,7 @@ func (s *Store) Traces(f Filter) []TraceSummary {
 		sums = append(sums, sum)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(sums, func(a, b TraceSummary) int {
+	slices.SortFunc(sums, func(a, b v1.TraceSummary) int {
 		if c := b.Start.Compare(a.Start); c != 0 {
 			return c
 		}
@@ -198,26 +168,26 @@ func (s *Store) Traces(f Filter) []TraceSummary {
 }
 
 // Trace returns the spans of the trace with the given 32-hex-digit id.
-func (s *Store) Trace(idHex string) (Trace, error) {
+func (s *Store) Trace(idHex string) (v1.Trace, error) {
 	id, err := trace.TraceIDFromHex(strings.ToLower(idHex))
 	if err != nil {
-		return Trace{}, v1.FieldError("id", "%q is not a trace id (32 hex digits, not all zero)", idHex)
+		return v1.Trace{}, v1.FieldError("id", "%q is not a trace id (32 hex digits, not all zero)", idHex)
 	}
 	s.mu.Lock()
 	t := s.traces[id]
-	var spans []Span
+	var spans []v1.Span
 	if t != nil {
 		spans = slices.Clone(t.spans)
 	}
 	s.mu.Unlock()
 	if t == nil {
-		return Trace{}, v1.NotFound("trace %s not found; it may have been evicted from the store or never sampled", idHex)
+		return v1.Trace{}, v1.NotFound("trace %s not found; it may have been evicted from the store or never sampled", idHex)
 	}
-	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
-	return Trace{TraceID: id.String(), Spans: spans}, nil
+	slices.SortStableFunc(spans, func(a, b v1.Span) int { return a.Start.Compare(b.Start) })
+	return v1.Trace{TraceID: id.String(), Spans: spans}, nil
 }
 
-func matches(spans []Span, name, env string) bool {
+func matches(spans []v1.Span, name, env string) bool {
 	for _, sp := range spans {
 		if (name == "" || sp.Attributes[AttrWorkload] == name) && (env == "" || sp.Attributes[AttrEnvironment] == env) {
 			return true
@@ -229,13 +199,13 @@ func matches(spans []Span, name, env string) bool {
 // summarize describes a trace by its root: the earliest span whose parent
 // is not in the store (the caller's own span when the trace came in with a
 // traceparent), and by the extent of all its spans.
-func summarize(id trace.TraceID, spans []Span) TraceSummary {
-	sum := TraceSummary{TraceID: id.String(), Spans: len(spans)}
+func summarize(id trace.TraceID, spans []v1.Span) v1.TraceSummary {
+	sum := v1.TraceSummary{TraceID: id.String(), Spans: len(spans)}
 	ids := make(map[string]bool, len(spans))
 	for _, sp := range spans {
 		ids[sp.SpanID] = true
 	}
-	var root *Span
+	var root *v1.Span
 	var end time.Time
 	for i := range spans {
 		sp := &spans[i]
@@ -261,8 +231,8 @@ func summarize(id trace.TraceID, spans []Span) TraceSummary {
 	return sum
 }
 
-func toSpan(ro sdktrace.ReadOnlySpan) Span {
-	sp := Span{
+func toSpan(ro sdktrace.ReadOnlySpan) v1.Span {
+	sp := v1.Span{
 		SpanID: ro.SpanContext().SpanID().String(),
 		Name:   ro.Name(),
 		Kind:   ro.SpanKind().String(),

@@ -140,10 +140,10 @@ func (t *Tracing) Propagator() propagation.TextMapPropagator { return propagatio
 func (t *Tracing) Store() *Store { return t.store }
 
 // Traces lists recent traces, newest first.
-func (t *Tracing) Traces(f Filter) []TraceSummary { return t.store.Traces(f) }
+func (t *Tracing) Traces(f Filter) []v1.TraceSummary { return t.store.Traces(f) }
 
 // Trace returns one trace's spans.
-func (t *Tracing) Trace(id string) (Trace, error) { return t.store.Trace(id) }
+func (t *Tracing) Trace(id string) (v1.Trace, error) { return t.store.Trace(id) }
 
 // Shutdown ends spans' export: queued spans are sent until ctx ends.
 func (t *Tracing) Shutdown(ctx context.Context) error {

@@ -85,7 +85,7 @@ func TestTracesFilter(t *testing.T) {
 	slow := request(tr, "orders", 300*time.Millisecond, false)
 	failed := request(tr, "orders", 20*time.Millisecond, true)
 	other := request(tr, "cart", 500*time.Millisecond, false)
-	ids := func(sums []TraceSummary) []trace.TraceID {
+	ids := func(sums []v1.TraceSummary) []trace.TraceID {
 		var out []trace.TraceID
 		for _, s := range sums {
 			id, _ := trace.TraceIDFromHex(s.TraceID)

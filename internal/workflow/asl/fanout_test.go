@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 func TestParallel(t *testing.T) {
@@ -102,7 +104,7 @@ func TestMapEventsInIndexOrder(t *testing.T) {
 		_, err := m.Run(context.Background(), json.RawMessage(`[0,1,2]`), cobj(), rt)
 		done <- err
 	}()
-	waitFor(t, func() bool { return atomic.LoadInt32(&started) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "all three branches to start", func() bool { return atomic.LoadInt32(&started) == 3 })
 	close(gates[2])
 	close(gates[1])
 	close(gates[0])
@@ -255,15 +257,4 @@ func orderTasks(rt *memRuntime) {
 	}
 	rt.tasks["service:mailer/send"] = func(c TaskCall) (json.RawMessage, error) { return json.RawMessage(`{"sent":true}`), nil }
 	rt.tasks["service:ledger/record"] = func(c TaskCall) (json.RawMessage, error) { return json.RawMessage(`{"entry":1}`), nil }
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -41,25 +41,33 @@ type iarg struct {
 
 type arity struct{ min, max int } // max -1: unbounded
 
-var intrinsics = map[string]arity{
-	"States.Format":         {1, -1},
-	"States.StringToJson":   {1, 1},
-	"States.JsonToString":   {1, 1},
-	"States.Array":          {0, -1},
-	"States.ArrayPartition": {2, 2},
-	"States.ArrayContains":  {2, 2},
-	"States.ArrayRange":     {3, 3},
-	"States.ArrayGetItem":   {2, 2},
-	"States.ArrayLength":    {1, 1},
-	"States.ArrayUnique":    {1, 1},
-	"States.Base64Encode":   {1, 1},
-	"States.Base64Decode":   {1, 1},
-	"States.Hash":           {2, 2},
-	"States.JsonMerge":      {3, 3},
-	"States.MathRandom":     {2, 3},
-	"States.MathAdd":        {2, 2},
-	"States.StringSplit":    {2, 2},
-	"States.UUID":           {0, 0},
+// intrinsicFunc is one intrinsic function: how many arguments it takes and
+// what it makes of them, once they are evaluated.
+type intrinsicFunc struct {
+	arity
+	eval func(a *iargs) (any, error)
+}
+
+// intrinsics are the functions of the States Language, by name.
+var intrinsics = map[string]intrinsicFunc{
+	"States.Format":         {arity{1, -1}, statesFormat},
+	"States.StringToJson":   {arity{1, 1}, statesStringToJSON},
+	"States.JsonToString":   {arity{1, 1}, statesJSONToString},
+	"States.Array":          {arity{0, -1}, statesArray},
+	"States.ArrayPartition": {arity{2, 2}, statesArrayPartition},
+	"States.ArrayContains":  {arity{2, 2}, statesArrayContains},
+	"States.ArrayRange":     {arity{3, 3}, statesArrayRange},
+	"States.ArrayGetItem":   {arity{2, 2}, statesArrayGetItem},
+	"States.ArrayLength":    {arity{1, 1}, statesArrayLength},
+	"States.ArrayUnique":    {arity{1, 1}, statesArrayUnique},
+	"States.Base64Encode":   {arity{1, 1}, statesBase64Encode},
+	"States.Base64Decode":   {arity{1, 1}, statesBase64Decode},
+	"States.Hash":           {arity{2, 2}, statesHash},
+	"States.JsonMerge":      {arity{3, 3}, statesJSONMerge},
+	"States.MathRandom":     {arity{2, 3}, statesMathRandom},
+	"States.MathAdd":        {arity{2, 2}, statesMathAdd},
+	"States.StringSplit":    {arity{2, 2}, statesStringSplit},
+	"States.UUID":           {arity{0, 0}, statesUUID},
 }
 
 var hashes = map[string]func() hash.Hash{
@@ -278,246 +286,305 @@ func intrinsicErr(format string, args ...any) error {
 	return &Error{Name: ErrIntrinsicFailure, Cause: fmt.Sprintf(format, args...)}
 }
 
+// eval evaluates the arguments of the call, then the call.
 func (c *intrinsic) eval(env *evalEnv) (any, error) {
-	args := make([]any, len(c.args))
+	args := &iargs{call: c, env: env, v: make([]any, len(c.args))}
 	for i, a := range c.args {
 		switch a.kind {
 		case argLiteral:
-			args[i] = a.lit
+			args.v[i] = a.lit
 		case argPath:
 			v, ok := env.lookup(a.path)
 			if !ok {
 				return nil, intrinsicErr("%s: the path %s in argument %d matched nothing", c.name, a.path.raw, i+1)
 			}
-			args[i] = v
+			args.v[i] = v
 		case argCall:
 			v, err := a.call.eval(env)
 			if err != nil {
 				return nil, err
 			}
-			args[i] = v
+			args.v[i] = v
 		}
 	}
-	str := func(i int) (string, error) {
-		s, ok := args[i].(string)
-		if !ok {
-			return "", intrinsicErr("%s: argument %d must be a string, not %s", c.name, i+1, typeName(args[i]))
-		}
-		return s, nil
+	f, ok := intrinsics[c.name]
+	if !ok {
+		return nil, intrinsicErr("unknown intrinsic function %s", c.name)
 	}
-	arr := func(i int) ([]any, error) {
-		a, ok := args[i].([]any)
-		if !ok {
-			return nil, intrinsicErr("%s: argument %d must be an array, not %s", c.name, i+1, typeName(args[i]))
-		}
-		return a, nil
+	return f.eval(args)
+}
+
+// iargs are the evaluated arguments of a call, with accessors that fail
+// with an intrinsic failure naming the function and the argument.
+type iargs struct {
+	call *intrinsic
+	env  *evalEnv
+	v    []any
+}
+
+func (a *iargs) str(i int) (string, error) {
+	s, ok := a.v[i].(string)
+	if !ok {
+		return "", intrinsicErr("%s: argument %d must be a string, not %s", a.call.name, i+1, typeName(a.v[i]))
 	}
-	integer := func(i int) (int, error) {
-		n, ok := toInt(args[i])
-		if !ok {
-			return 0, intrinsicErr("%s: argument %d must be an integer, not %s", c.name, i+1, string(encodeValue(args[i])))
-		}
-		return n, nil
+	return s, nil
+}
+
+func (a *iargs) arr(i int) ([]any, error) {
+	v, ok := a.v[i].([]any)
+	if !ok {
+		return nil, intrinsicErr("%s: argument %d must be an array, not %s", a.call.name, i+1, typeName(a.v[i]))
 	}
-	switch c.name {
-	case "States.Format":
-		tmpl, err := str(0)
+	return v, nil
+}
+
+func (a *iargs) integer(i int) (int, error) {
+	n, ok := toInt(a.v[i])
+	if !ok {
+		return 0, intrinsicErr("%s: argument %d must be an integer, not %s", a.call.name, i+1, string(encodeValue(a.v[i])))
+	}
+	return n, nil
+}
+
+// integers reads arguments 0 to n-1 as integers.
+func (a *iargs) integers(n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		v, err := a.integer(i)
 		if err != nil {
 			return nil, err
 		}
-		raw := tmpl
-		if c.args[0].kind == argLiteral {
-			raw = c.args[0].raw
+		out[i] = v
+	}
+	return out, nil
+}
+
+func statesFormat(a *iargs) (any, error) {
+	tmpl, err := a.str(0)
+	if err != nil {
+		return nil, err
+	}
+	raw := tmpl
+	if a.call.args[0].kind == argLiteral {
+		raw = a.call.args[0].raw
+	}
+	return format(raw, a.v[1:])
+}
+
+func statesStringToJSON(a *iargs) (any, error) {
+	s, err := a.str(0)
+	if err != nil {
+		return nil, err
+	}
+	v, err := decodeValue([]byte(s))
+	if err != nil || strings.TrimSpace(s) == "" {
+		return nil, intrinsicErr("States.StringToJson: %q is not JSON", s)
+	}
+	return v, nil
+}
+
+func statesJSONToString(a *iargs) (any, error) {
+	return string(encodeValue(a.v[0])), nil
+}
+
+func statesArray(a *iargs) (any, error) {
+	return append([]any{}, a.v...), nil
+}
+
+func statesArrayPartition(a *iargs) (any, error) {
+	arr, err := a.arr(0)
+	if err != nil {
+		return nil, err
+	}
+	size, err := a.integer(1)
+	if err != nil {
+		return nil, err
+	}
+	if size <= 0 {
+		return nil, intrinsicErr("States.ArrayPartition: the chunk size must be positive, got %d", size)
+	}
+	out := []any{}
+	for i := 0; i < len(arr); i += size {
+		out = append(out, append([]any{}, arr[i:min(i+size, len(arr))]...))
+	}
+	return out, nil
+}
+
+func statesArrayContains(a *iargs) (any, error) {
+	arr, err := a.arr(0)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range arr {
+		if equalValues(v, a.v[1]) {
+			return true, nil
 		}
-		return format(raw, args[1:])
-	case "States.StringToJson":
-		s, err := str(0)
-		if err != nil {
-			return nil, err
+	}
+	return false, nil
+}
+
+func statesArrayRange(a *iargs) (any, error) {
+	n, err := a.integers(3)
+	if err != nil {
+		return nil, err
+	}
+	start, end, step := n[0], n[1], n[2]
+	if step == 0 {
+		return nil, intrinsicErr("States.ArrayRange: the step must not be 0")
+	}
+	out := []any{}
+	for v := start; (step > 0 && v <= end) || (step < 0 && v >= end); v += step {
+		if len(out) == 1000 {
+			return nil, intrinsicErr("States.ArrayRange: at most 1000 items")
 		}
-		v, err := decodeValue([]byte(s))
-		if err != nil || strings.TrimSpace(s) == "" {
-			return nil, intrinsicErr("States.StringToJson: %q is not JSON", s)
-		}
-		return v, nil
-	case "States.JsonToString":
-		return string(encodeValue(args[0])), nil
-	case "States.Array":
-		return append([]any{}, args...), nil
-	case "States.ArrayPartition":
-		a, err := arr(0)
-		if err != nil {
-			return nil, err
-		}
-		size, err := integer(1)
-		if err != nil {
-			return nil, err
-		}
-		if size <= 0 {
-			return nil, intrinsicErr("States.ArrayPartition: the chunk size must be positive, got %d", size)
-		}
-		out := []any{}
-		for i := 0; i < len(a); i += size {
-			out = append(out, append([]any{}, a[i:min(i+size, len(a))]...))
-		}
-		return out, nil
-	case "States.ArrayContains":
-		a, err := arr(0)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range a {
-			if equalValues(v, args[1]) {
-				return true, nil
+		out = append(out, intValue(v))
+	}
+	return out, nil
+}
+
+func statesArrayGetItem(a *iargs) (any, error) {
+	arr, err := a.arr(0)
+	if err != nil {
+		return nil, err
+	}
+	i, err := a.integer(1)
+	if err != nil {
+		return nil, err
+	}
+	if i < 0 || i >= len(arr) {
+		return nil, intrinsicErr("States.ArrayGetItem: index %d is out of range for an array of %d", i, len(arr))
+	}
+	return arr[i], nil
+}
+
+func statesArrayLength(a *iargs) (any, error) {
+	arr, err := a.arr(0)
+	if err != nil {
+		return nil, err
+	}
+	return intValue(len(arr)), nil
+}
+
+func statesArrayUnique(a *iargs) (any, error) {
+	arr, err := a.arr(0)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+next:
+	for _, v := range arr {
+		for _, u := range out {
+			if equalValues(u, v) {
+				continue next
 			}
 		}
-		return false, nil
-	case "States.ArrayRange":
-		var n [3]int
-		for i := range n {
-			v, err := integer(i)
-			if err != nil {
-				return nil, err
-			}
-			n[i] = v
-		}
-		if n[2] == 0 {
-			return nil, intrinsicErr("States.ArrayRange: the step must not be 0")
-		}
-		out := []any{}
-		for v := n[0]; (n[2] > 0 && v <= n[1]) || (n[2] < 0 && v >= n[1]); v += n[2] {
-			if len(out) == 1000 {
-				return nil, intrinsicErr("States.ArrayRange: at most 1000 items")
-			}
-			out = append(out, intValue(v))
-		}
-		return out, nil
-	case "States.ArrayGetItem":
-		a, err := arr(0)
-		if err != nil {
-			return nil, err
-		}
-		i, err := integer(1)
-		if err != nil {
-			return nil, err
-		}
-		if i < 0 || i >= len(a) {
-			return nil, intrinsicErr("States.ArrayGetItem: index %d is out of range for an array of %d", i, len(a))
-		}
-		return a[i], nil
-	case "States.ArrayLength":
-		a, err := arr(0)
-		if err != nil {
-			return nil, err
-		}
-		return intValue(len(a)), nil
-	case "States.ArrayUnique":
-		a, err := arr(0)
-		if err != nil {
-			return nil, err
-		}
-		out := []any{}
-	next:
-		for _, v := range a {
-			for _, u := range out {
-				if equalValues(u, v) {
-					continue next
-				}
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	case "States.Base64Encode":
-		s, err := str(0)
-		if err != nil {
-			return nil, err
-		}
-		return base64.StdEncoding.EncodeToString([]byte(s)), nil
-	case "States.Base64Decode":
-		s, err := str(0)
-		if err != nil {
-			return nil, err
-		}
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return nil, intrinsicErr("States.Base64Decode: %v", err)
-		}
-		return string(b), nil
-	case "States.Hash":
-		alg, err := str(1)
-		if err != nil {
-			return nil, err
-		}
-		h := hashes[alg]
-		if h == nil {
-			return nil, intrinsicErr("States.Hash: unknown algorithm %q (use MD5, SHA-1, SHA-256, SHA-384 or SHA-512)", alg)
-		}
-		data, ok := args[0].(string)
-		if !ok {
-			data = string(encodeValue(args[0]))
-		}
-		sum := h()
-		sum.Write([]byte(data))
-		return hex.EncodeToString(sum.Sum(nil)), nil
-	case "States.JsonMerge":
-		a, ok1 := args[0].(map[string]any)
-		b, ok2 := args[1].(map[string]any)
-		if !ok1 || !ok2 {
-			return nil, intrinsicErr("States.JsonMerge: both arguments must be objects")
-		}
-		if args[2] != false {
-			return nil, intrinsicErr("States.JsonMerge: only shallow merges are supported: the third argument must be false")
-		}
-		out := make(map[string]any, len(a)+len(b))
-		for k, v := range a {
-			out[k] = v
-		}
-		for k, v := range b {
-			out[k] = v
-		}
-		return out, nil
-	case "States.MathRandom":
-		lo, err := integer(0)
-		if err != nil {
-			return nil, err
-		}
-		hi, err := integer(1)
-		if err != nil {
-			return nil, err
-		}
-		if hi <= lo {
-			return nil, intrinsicErr("States.MathRandom: the end (%d) must be greater than the start (%d)", hi, lo)
-		}
-		r := env.random()
-		return intValue(lo + int(math.Floor(r*float64(hi-lo)))), nil
-	case "States.MathAdd":
-		a, err := integer(0)
-		if err != nil {
-			return nil, err
-		}
-		b, err := integer(1)
-		if err != nil {
-			return nil, err
-		}
-		return intValue(a + b), nil
-	case "States.StringSplit":
-		s, err := str(0)
-		if err != nil {
-			return nil, err
-		}
-		delims, err := str(1)
-		if err != nil {
-			return nil, err
-		}
-		out := []any{}
-		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(delims, r) }) {
-			out = append(out, part)
-		}
-		return out, nil
-	case "States.UUID":
-		return env.uuid(), nil
+		out = append(out, v)
 	}
-	return nil, intrinsicErr("unknown intrinsic function %s", c.name)
+	return out, nil
+}
+
+func statesBase64Encode(a *iargs) (any, error) {
+	s, err := a.str(0)
+	if err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s)), nil
+}
+
+func statesBase64Decode(a *iargs) (any, error) {
+	s, err := a.str(0)
+	if err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, intrinsicErr("States.Base64Decode: %v", err)
+	}
+	return string(b), nil
+}
+
+func statesHash(a *iargs) (any, error) {
+	alg, err := a.str(1)
+	if err != nil {
+		return nil, err
+	}
+	h := hashes[alg]
+	if h == nil {
+		return nil, intrinsicErr("States.Hash: unknown algorithm %q (use MD5, SHA-1, SHA-256, SHA-384 or SHA-512)", alg)
+	}
+	data, ok := a.v[0].(string)
+	if !ok {
+		data = string(encodeValue(a.v[0]))
+	}
+	sum := h()
+	sum.Write([]byte(data))
+	return hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+func statesJSONMerge(a *iargs) (any, error) {
+	x, ok1 := a.v[0].(map[string]any)
+	y, ok2 := a.v[1].(map[string]any)
+	if !ok1 || !ok2 {
+		return nil, intrinsicErr("States.JsonMerge: both arguments must be objects")
+	}
+	if a.v[2] != false {
+		return nil, intrinsicErr("States.JsonMerge: only shallow merges are supported: the third argument must be false")
+	}
+	out := make(map[string]any, len(x)+len(y))
+	for k, v := range x {
+		out[k] = v
+	}
+	for k, v := range y {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// statesMathRandom draws from the execution's recorded randomness, so a
+// replay draws the same number; a third (seed) argument is accepted and
+// ignored.
+func statesMathRandom(a *iargs) (any, error) {
+	lo, err := a.integer(0)
+	if err != nil {
+		return nil, err
+	}
+	hi, err := a.integer(1)
+	if err != nil {
+		return nil, err
+	}
+	if hi <= lo {
+		return nil, intrinsicErr("States.MathRandom: the end (%d) must be greater than the start (%d)", hi, lo)
+	}
+	r := a.env.random()
+	return intValue(lo + int(math.Floor(r*float64(hi-lo)))), nil
+}
+
+func statesMathAdd(a *iargs) (any, error) {
+	n, err := a.integers(2)
+	if err != nil {
+		return nil, err
+	}
+	return intValue(n[0] + n[1]), nil
+}
+
+func statesStringSplit(a *iargs) (any, error) {
+	s, err := a.str(0)
+	if err != nil {
+		return nil, err
+	}
+	delims, err := a.str(1)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(delims, r) }) {
+		out = append(out, part)
+	}
+	return out, nil
+}
+
+func statesUUID(a *iargs) (any, error) {
+	return a.env.uuid(), nil
 }
 
 func format(raw string, args []any) (any, error) {

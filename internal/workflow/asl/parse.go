@@ -331,6 +331,8 @@ var stateFields = map[string][]string{
 	"Map":      {"Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "ItemsPath", "ItemSelector", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath", "Retry", "Catch"},
 }
 
+// state reads one state: the fields its type allows, those that several
+// types share, then those of its type alone.
 func (p *parser) state(field, name string, raw json.RawMessage) *State {
 	f := p.fields(field, raw)
 	s := &State{Name: name, field: field}
@@ -378,117 +380,143 @@ func (p *parser) state(field, name string, raw json.RawMessage) *State {
 
 	switch s.Type {
 	case "Pass":
-		if raw, ok := f.m["Result"]; ok {
-			v, err := decodeValue(raw)
-			if err != nil {
-				p.fail(f.at("Result"), "must be JSON: %v", err)
-			}
-			s.result, s.hasResult = v, true
-		}
+		p.passState(f, s)
 	case "Task":
-		s.Resource = f.str("Resource", true)
-		if f.has("Resource") && s.Resource == "" {
-			p.fail(f.at("Resource"), "must name what the task runs, e.g. function:NAME")
-		}
-		s.timeoutSeconds, _ = f.integer("TimeoutSeconds", 1)
-		s.heartbeatSeconds, _ = f.integer("HeartbeatSeconds", 1)
-		s.timeoutPath = f.pathField("TimeoutSecondsPath", true, true)
-		s.heartbeatPath = f.pathField("HeartbeatSecondsPath", true, true)
-		if f.has("TimeoutSeconds") && f.has("TimeoutSecondsPath") {
-			p.fail(f.at("TimeoutSecondsPath"), "give TimeoutSeconds or TimeoutSecondsPath, not both")
-		}
-		if f.has("HeartbeatSeconds") && f.has("HeartbeatSecondsPath") {
-			p.fail(f.at("HeartbeatSecondsPath"), "give HeartbeatSeconds or HeartbeatSecondsPath, not both")
-		}
-		if s.heartbeatSeconds > 0 && s.timeoutSeconds > 0 && s.heartbeatSeconds >= s.timeoutSeconds {
-			p.fail(f.at("HeartbeatSeconds"), "must be smaller than TimeoutSeconds (%d)", s.timeoutSeconds)
-		}
+		p.taskState(f, s)
 	case "Choice":
 		p.choiceState(f, s)
 	case "Wait":
-		n := 0
-		for _, k := range []string{"Seconds", "SecondsPath", "Timestamp", "TimestampPath"} {
-			if f.has(k) {
-				n++
-			}
-		}
-		if n != 1 {
-			p.fail(field, "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp or TimestampPath")
-		}
-		s.waitSeconds, s.hasWaitSeconds = f.integer("Seconds", 0)
-		s.secondsPath = f.pathField("SecondsPath", true, true)
-		s.timestampPath = f.pathField("TimestampPath", true, true)
-		if f.has("Timestamp") {
-			ts := f.str("Timestamp", false)
-			t, err := parseTimestamp(ts)
-			if err != nil && p.err == nil {
-				p.fail(f.at("Timestamp"), "%q is not an RFC 3339 timestamp such as 2026-03-14T01:59:00Z", ts)
-			}
-			s.timestamp, s.hasTimestamp = t, true
-		}
+		p.waitState(f, s)
 	case "Fail":
-		s.errorName = f.str("Error", false)
-		s.cause = f.str("Cause", false)
-		s.errorExpr = p.expr(f, "ErrorPath")
-		s.causeExp = p.expr(f, "CausePath")
-		if f.has("Error") && f.has("ErrorPath") {
-			p.fail(f.at("ErrorPath"), "give Error or ErrorPath, not both")
-		}
-		if f.has("Cause") && f.has("CausePath") {
-			p.fail(f.at("CausePath"), "give Cause or CausePath, not both")
-		}
+		p.failState(f, s)
 	case "Parallel":
-		raw, ok := f.m["Branches"]
-		var branches []json.RawMessage
-		if !ok {
-			p.fail(f.at("Branches"), "is required")
-		} else if err := json.Unmarshal(raw, &branches); err != nil || len(branches) == 0 {
-			p.fail(f.at("Branches"), "must be a non-empty array of state machines")
-		}
-		for i, b := range branches {
-			at := fmt.Sprintf("%s[%d]", f.at("Branches"), i)
-			keys, m, err := object(b)
-			if err != nil {
-				p.fail(at, "must be a state machine object")
-				continue
-			}
-			s.Branches = append(s.Branches, p.machine(at, keys, m, false))
-		}
+		p.parallelState(f, s)
 	case "Map":
-		name := "ItemProcessor"
-		if f.has("Iterator") {
-			name = "Iterator"
-			if f.has("ItemProcessor") {
-				p.fail(f.at("Iterator"), "give ItemProcessor or its older name Iterator, not both")
-			}
-		}
-		if !f.has(name) {
-			p.fail(f.at("ItemProcessor"), "is required")
-		} else {
-			keys, m, err := object(f.m[name])
-			if err != nil {
-				p.fail(f.at(name), "must be a state machine object")
-			} else {
-				s.ItemProcessor = p.machine(f.at(name), keys, m, false)
-			}
-		}
-		s.itemsPath = f.pathField("ItemsPath", true, true)
-		if f.has("ItemSelector") {
-			if f.has("Parameters") {
-				p.fail(f.at("ItemSelector"), "give ItemSelector or its older name Parameters, not both")
-			}
-			s.itemSelector = p.template(f.at("ItemSelector"), f.m["ItemSelector"])
-		} else {
-			// In a Map state, Parameters is the older name of ItemSelector.
-			s.itemSelector, s.parameters = s.parameters, nil
-		}
-		s.maxConcurrency, _ = f.integer("MaxConcurrency", 0)
-		s.maxConcurrencyPath = f.pathField("MaxConcurrencyPath", true, true)
-		if f.has("MaxConcurrency") && f.has("MaxConcurrencyPath") {
-			p.fail(f.at("MaxConcurrencyPath"), "give MaxConcurrency or MaxConcurrencyPath, not both")
-		}
+		p.mapState(f, s)
 	}
 	return s
+}
+
+// The fields of each type of state beyond those state reads for all.
+
+func (p *parser) passState(f *fieldset, s *State) {
+	if raw, ok := f.m["Result"]; ok {
+		v, err := decodeValue(raw)
+		if err != nil {
+			p.fail(f.at("Result"), "must be JSON: %v", err)
+		}
+		s.result, s.hasResult = v, true
+	}
+}
+
+func (p *parser) taskState(f *fieldset, s *State) {
+	s.Resource = f.str("Resource", true)
+	if f.has("Resource") && s.Resource == "" {
+		p.fail(f.at("Resource"), "must name what the task runs, e.g. function:NAME")
+	}
+	s.timeoutSeconds, _ = f.integer("TimeoutSeconds", 1)
+	s.heartbeatSeconds, _ = f.integer("HeartbeatSeconds", 1)
+	s.timeoutPath = f.pathField("TimeoutSecondsPath", true, true)
+	s.heartbeatPath = f.pathField("HeartbeatSecondsPath", true, true)
+	if f.has("TimeoutSeconds") && f.has("TimeoutSecondsPath") {
+		p.fail(f.at("TimeoutSecondsPath"), "give TimeoutSeconds or TimeoutSecondsPath, not both")
+	}
+	if f.has("HeartbeatSeconds") && f.has("HeartbeatSecondsPath") {
+		p.fail(f.at("HeartbeatSecondsPath"), "give HeartbeatSeconds or HeartbeatSecondsPath, not both")
+	}
+	if s.heartbeatSeconds > 0 && s.timeoutSeconds > 0 && s.heartbeatSeconds >= s.timeoutSeconds {
+		p.fail(f.at("HeartbeatSeconds"), "must be smaller than TimeoutSeconds (%d)", s.timeoutSeconds)
+	}
+}
+
+func (p *parser) waitState(f *fieldset, s *State) {
+	n := 0
+	for _, k := range []string{"Seconds", "SecondsPath", "Timestamp", "TimestampPath"} {
+		if f.has(k) {
+			n++
+		}
+	}
+	if n != 1 {
+		p.fail(s.field, "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp or TimestampPath")
+	}
+	s.waitSeconds, s.hasWaitSeconds = f.integer("Seconds", 0)
+	s.secondsPath = f.pathField("SecondsPath", true, true)
+	s.timestampPath = f.pathField("TimestampPath", true, true)
+	if f.has("Timestamp") {
+		ts := f.str("Timestamp", false)
+		t, err := parseTimestamp(ts)
+		if err != nil && p.err == nil {
+			p.fail(f.at("Timestamp"), "%q is not an RFC 3339 timestamp such as 2026-03-14T01:59:00Z", ts)
+		}
+		s.timestamp, s.hasTimestamp = t, true
+	}
+}
+
+func (p *parser) failState(f *fieldset, s *State) {
+	s.errorName = f.str("Error", false)
+	s.cause = f.str("Cause", false)
+	s.errorExpr = p.expr(f, "ErrorPath")
+	s.causeExp = p.expr(f, "CausePath")
+	if f.has("Error") && f.has("ErrorPath") {
+		p.fail(f.at("ErrorPath"), "give Error or ErrorPath, not both")
+	}
+	if f.has("Cause") && f.has("CausePath") {
+		p.fail(f.at("CausePath"), "give Cause or CausePath, not both")
+	}
+}
+
+func (p *parser) parallelState(f *fieldset, s *State) {
+	raw, ok := f.m["Branches"]
+	var branches []json.RawMessage
+	if !ok {
+		p.fail(f.at("Branches"), "is required")
+	} else if err := json.Unmarshal(raw, &branches); err != nil || len(branches) == 0 {
+		p.fail(f.at("Branches"), "must be a non-empty array of state machines")
+	}
+	for i, b := range branches {
+		at := fmt.Sprintf("%s[%d]", f.at("Branches"), i)
+		keys, m, err := object(b)
+		if err != nil {
+			p.fail(at, "must be a state machine object")
+			continue
+		}
+		s.Branches = append(s.Branches, p.machine(at, keys, m, false))
+	}
+}
+
+func (p *parser) mapState(f *fieldset, s *State) {
+	name := "ItemProcessor"
+	if f.has("Iterator") {
+		name = "Iterator"
+		if f.has("ItemProcessor") {
+			p.fail(f.at("Iterator"), "give ItemProcessor or its older name Iterator, not both")
+		}
+	}
+	if !f.has(name) {
+		p.fail(f.at("ItemProcessor"), "is required")
+	} else {
+		keys, m, err := object(f.m[name])
+		if err != nil {
+			p.fail(f.at(name), "must be a state machine object")
+		} else {
+			s.ItemProcessor = p.machine(f.at(name), keys, m, false)
+		}
+	}
+	s.itemsPath = f.pathField("ItemsPath", true, true)
+	if f.has("ItemSelector") {
+		if f.has("Parameters") {
+			p.fail(f.at("ItemSelector"), "give ItemSelector or its older name Parameters, not both")
+		}
+		s.itemSelector = p.template(f.at("ItemSelector"), f.m["ItemSelector"])
+	} else {
+		// In a Map state, Parameters is the older name of ItemSelector.
+		s.itemSelector, s.parameters = s.parameters, nil
+	}
+	s.maxConcurrency, _ = f.integer("MaxConcurrency", 0)
+	s.maxConcurrencyPath = f.pathField("MaxConcurrencyPath", true, true)
+	if f.has("MaxConcurrency") && f.has("MaxConcurrencyPath") {
+		p.fail(f.at("MaxConcurrencyPath"), "give MaxConcurrency or MaxConcurrencyPath, not both")
+	}
 }
 
 func (p *parser) expr(f *fieldset, name string) *expr {

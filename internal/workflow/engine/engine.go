@@ -65,7 +65,9 @@ type Config struct {
 	// TracerProvider, when set, traces each execution and its tasks and
 	// passes traceparent to the functions and services tasks call.
 	TracerProvider trace.TracerProvider
-	Logger         *slog.Logger
+	// Observer, when set, is told what executions do (metrics).
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Engine starts, resumes, stops and answers about executions.
@@ -79,7 +81,7 @@ type Engine struct {
 	backoff  time.Duration
 	log      *slog.Logger
 	tp       trace.TracerProvider
-	counts   counts
+	obs      Observer
 
 	mu   sync.Mutex
 	base context.Context // Run's; nil until Run
@@ -99,6 +101,7 @@ func New(cfg Config) *Engine {
 		backoff:  cfg.RetryBackoff,
 		log:      cfg.Logger,
 		tp:       cfg.TracerProvider,
+		obs:      cfg.Observer,
 		runs:     map[string]*execution{},
 	}
 	if e.http == nil {
@@ -115,6 +118,9 @@ func New(cfg Config) *Engine {
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.obs == nil {
+		e.obs = noObserver{}
 	}
 	return e
 }

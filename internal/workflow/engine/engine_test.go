@@ -20,6 +20,7 @@ import (
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
+	"berth.dev/berth/internal/testutil"
 	"berth.dev/berth/internal/workflow/engine"
 )
 
@@ -441,17 +442,10 @@ func TestStopAbortsAWaitingExecution(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Stop once it is in its state: the history says so.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.WaitForValue(t, 10*time.Second, wf+" to enter its state", func() ([]v1.HistoryEvent, bool) {
 			hist, _ := eng.History(t.Context(), "e", exec.ID)
-			if len(hist) >= 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: never entered its state: %+v", wf, hist)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return hist, len(hist) >= 2
+		})
 		begin := time.Now()
 		if err := eng.Stop(t.Context(), "e", exec.ID, "Cancelled", "the customer asked"); err != nil {
 			t.Fatalf("%s: stop: %v", wf, err)
@@ -492,17 +486,10 @@ func TestWaitSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitForValue(t, 10*time.Second, "the Wait state to be entered", func() ([]v1.HistoryEvent, bool) {
 		hist, _ := eng.History(t.Context(), "e", exec.ID)
-		if len(hist) > 0 && hist[len(hist)-1].Type == "WaitStateEntered" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never entered the Wait state: %+v", hist)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return hist, len(hist) > 0 && hist[len(hist)-1].Type == "WaitStateEntered"
+	})
 	cancel()
 	<-runDone
 	if got, _ := eng.Get(t.Context(), "e", exec.ID); got.Status != v1.ExecutionRunning {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/workflow/asl"
 )
 
@@ -40,7 +41,7 @@ type execution struct {
 	cancel  context.CancelCauseFunc // the current attempt's; nil between attempts
 	done    bool
 	// workflow is known once the record is loaded; counted says the
-	// execution is among the engine's running counts.
+	// observer was told the execution started and not yet that it ended.
 	workflow string
 	counted  bool
 }
@@ -65,13 +66,13 @@ func (x *execution) loop(base context.Context) {
 		x.done = true
 		if x.counted {
 			// Left RUNNING (shutting down): no longer running here.
-			x.e.counts.left(x.env, x.workflow)
+			x.e.obs.ExecutionLeft(x.env, x.workflow)
 			x.counted = false
 		}
 		x.mu.Unlock()
 	}()
 	log := x.e.log.With("environment", x.env, "execution", x.id)
-	backoff := x.e.backoff
+	retry := backoff.Backoff{Base: x.e.backoff, Max: 30 * time.Second, After: x.e.after}
 	for base.Err() == nil {
 		err := x.attempt(base)
 		if err == nil || base.Err() != nil {
@@ -81,12 +82,11 @@ func (x *execution) loop(base context.Context) {
 			log.Warn("execution record vanished", "err", err)
 			return
 		}
-		log.Warn("execution interrupted; it resumes from its journal", "err", err, "in", backoff)
-		select {
-		case <-base.Done():
-		case <-x.e.after(backoff):
+		delay := retry.Next()
+		log.Warn("execution interrupted; it resumes from its journal", "err", err, "in", delay)
+		if !retry.Sleep(base, delay) {
+			return
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -106,7 +106,7 @@ func (x *execution) attempt(base context.Context) error {
 	x.mu.Lock()
 	if !x.counted {
 		x.workflow, x.counted = a.rec.Workflow, true
-		x.e.counts.started(x.env, x.workflow)
+		x.e.obs.ExecutionStarted(x.env, x.workflow)
 	}
 	x.mu.Unlock()
 	m, err := asl.Parse(a.rec.Definition)
@@ -250,7 +250,7 @@ func signature(typ, state string, details json.RawMessage) string {
 
 // Record implements asl.Runtime.
 func (a *attempt) Record(ev asl.Event) {
-	a.x.e.counts.entered(a.rec.Environment, a.rec.Workflow, ev)
+	a.x.e.entered(a.rec.Environment, a.rec.Workflow, ev)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recordLocked(ev)
@@ -463,7 +463,7 @@ func (a *attempt) finish(status string, output json.RawMessage, errName, cause s
 		if err == nil {
 			a.x.mu.Lock()
 			if a.x.counted {
-				a.x.e.counts.finished(rec.Environment, rec.Workflow, status)
+				a.x.e.obs.ExecutionFinished(rec.Environment, rec.Workflow, status)
 				a.x.counted = false
 			}
 			a.x.mu.Unlock()

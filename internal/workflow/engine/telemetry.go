@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -13,78 +12,43 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/internal/telemetry/metrics"
 	"berth.dev/berth/internal/telemetry/tracing"
 	"berth.dev/berth/internal/workflow/asl"
 )
 
-// counts are what the engine tells metrics: per workflow, the executions
-// running now, those finished since start by status, and states entered.
-// Transitions count what the interpreter entered, so an execution replayed
-// after a crash counts the states it re-entered again.
-type counts struct {
-	mu sync.Mutex
-	by map[[2]string]*metrics.WorkflowCount
+// Observer is told what executions do, for metrics; the engine keeps no
+// counts of its own. It is declared here, by its user, so that the engine
+// depends on no metrics library: the composition root passes a collector
+// that has these methods. Calls are made on the executions' goroutines and
+// must be quick.
+type Observer interface {
+	// ExecutionStarted: an execution of env/workflow runs here now (a new
+	// one, or one resumed after a restart).
+	ExecutionStarted(env, workflow string)
+	// ExecutionFinished: it reached its final status (Succeeded, Failed,
+	// TimedOut, Aborted).
+	ExecutionFinished(env, workflow, status string)
+	// ExecutionLeft: it stopped running here without finishing (the
+	// server shutting down); the next engine resumes it.
+	ExecutionLeft(env, workflow string)
+	// StateEntered: it entered a state. An execution replayed after a
+	// crash enters again the states it had entered before.
+	StateEntered(env, workflow string)
 }
 
-func (c *counts) get(env, wf string) *metrics.WorkflowCount {
-	if c.by == nil {
-		c.by = map[[2]string]*metrics.WorkflowCount{}
+// noObserver is the Observer of an engine built without one.
+type noObserver struct{}
+
+func (noObserver) ExecutionStarted(env, workflow string)          {}
+func (noObserver) ExecutionFinished(env, workflow, status string) {}
+func (noObserver) ExecutionLeft(env, workflow string)             {}
+func (noObserver) StateEntered(env, workflow string)              {}
+
+// entered tells the observer about the events that enter a state.
+func (e *Engine) entered(env, workflow string, ev asl.Event) {
+	if strings.HasSuffix(ev.Type, "StateEntered") {
+		e.obs.StateEntered(env, workflow)
 	}
-	k := [2]string{env, wf}
-	w := c.by[k]
-	if w == nil {
-		w = &metrics.WorkflowCount{Environment: env, Workflow: wf, Finished: map[string]int64{}}
-		c.by[k] = w
-	}
-	return w
-}
-
-func (c *counts) started(env, wf string) {
-	c.mu.Lock()
-	c.get(env, wf).Running++
-	c.mu.Unlock()
-}
-
-func (c *counts) finished(env, wf, status string) {
-	c.mu.Lock()
-	w := c.get(env, wf)
-	w.Running--
-	w.Finished[status]++
-	c.mu.Unlock()
-}
-
-// left drops an execution this engine stops running without it finishing
-// (the server shutting down): still RUNNING, resumed by the next engine.
-func (c *counts) left(env, wf string) {
-	c.mu.Lock()
-	c.get(env, wf).Running--
-	c.mu.Unlock()
-}
-
-func (c *counts) entered(env, wf string, ev asl.Event) {
-	if !strings.HasSuffix(ev.Type, "StateEntered") {
-		return
-	}
-	c.mu.Lock()
-	c.get(env, wf).Transitions++
-	c.mu.Unlock()
-}
-
-// WorkflowCounts implements metrics.Workflows.
-func (e *Engine) WorkflowCounts() []metrics.WorkflowCount {
-	e.counts.mu.Lock()
-	defer e.counts.mu.Unlock()
-	out := make([]metrics.WorkflowCount, 0, len(e.counts.by))
-	for _, w := range e.counts.by {
-		c := *w
-		c.Finished = make(map[string]int64, len(w.Finished))
-		for k, v := range w.Finished {
-			c.Finished[k] = v
-		}
-		out = append(out, c)
-	}
-	return out
 }
 
 func (e *Engine) tracer() trace.Tracer {

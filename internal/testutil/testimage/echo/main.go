@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -26,6 +27,8 @@ var (
 	hogMB     = flag.Int("hog-mb", 0, "allocate and touch this many MiB at start, then serve")
 	printCaps = flag.Bool("print-caps", false, "print CapEff and NoNewPrivs from /proc/self/status, then exit")
 	exitCode  = flag.Int("exit", -1, "print a line and exit with this code at once")
+	forkBomb  = flag.Int("fork-bomb", 0, "start up to this many copies of itself that wait forever, stop at the first that fails to start, print how many started, then exit")
+	wait      = flag.Bool("wait", false, "wait forever (a fork bomb's child)")
 )
 
 var hogged [][]byte
@@ -43,6 +46,15 @@ func main() {
 				fmt.Println(l)
 			}
 		}
+		return
+	}
+	if *wait {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	if *forkBomb > 0 {
+		bomb(*forkBomb)
 		return
 	}
 	if *exitCode >= 0 {
@@ -259,6 +271,27 @@ func main() {
 	// requests by letting Shutdown finish.
 	srv.Shutdown(context.Background())
 	os.Exit(0)
+}
+
+// bomb starts up to n children that wait forever and reports how far it
+// got. Its children die with it: it is the container's init process.
+func bomb(n int) {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	for i := 0; i < n; i++ {
+		c := exec.Command(self, "-wait")
+		// One P each keeps every child to a few threads, so the bomb is
+		// about processes.
+		c.Env = []string{"GOMAXPROCS=1"}
+		if err := c.Start(); err != nil {
+			fmt.Printf("fork bomb: %d started, then: %v\n", i, err)
+			return
+		}
+	}
+	fmt.Printf("fork bomb: %d started, none refused\n", n)
 }
 
 func hog(mb int) {

@@ -1,0 +1,79 @@
+package v1
+
+import "time"
+
+// The bodies of API requests and answers that are not resources. The
+// server writes them and the client reads them from this one declaration,
+// so the two cannot drift apart.
+
+// ImageEntry is one image of GET /api/v1/images: a v1.Image (name, digest,
+// size) plus where it is. Registry images are named REPOSITORY:TAG; images
+// only on the node keep containerd's name.
+type ImageEntry struct {
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	Size       int64  `json:"size"`
+	Repository string `json:"repository,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	// Registry: stored in the built-in registry; Node: unpacked in the
+	// node's containerd (same digest).
+	Registry bool `json:"registry"`
+	Node     bool `json:"node"`
+}
+
+// TokenRequest is the body of POST /api/v1/tokens.
+type TokenRequest struct {
+	// Name defaults to a generated token-XXXXXX.
+	Name         string   `json:"name,omitempty"`
+	Environments []string `json:"environments"`
+	Role         string   `json:"role"`
+}
+
+// TraceList is the answer of GET /api/v1/traces, newest first.
+type TraceList struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"` // "TraceList"
+	Items      []TraceSummary `json:"items"`
+}
+
+// TraceSummary is one trace of the server's trace store, one line of
+// `berth traces`.
+type TraceSummary struct {
+	TraceID string `json:"traceId"`
+	// Root is the name of the trace's first span ("gateway web.shop").
+	Root        string        `json:"root"`
+	Workload    string        `json:"workload,omitempty"`
+	Environment string        `json:"environment,omitempty"`
+	Start       time.Time     `json:"start"`
+	Duration    time.Duration `json:"durationNs"`
+	Spans       int           `json:"spans"`
+	// Error reports a span of the trace that failed.
+	Error bool `json:"error"`
+}
+
+// Trace is every span the server kept of one trace, in start order: the
+// answer of GET /api/v1/traces/{id}.
+type Trace struct {
+	TraceID string `json:"traceId"`
+	Spans   []Span `json:"spans"`
+}
+
+// Span is one timed step of a trace.
+type Span struct {
+	SpanID string `json:"spanId"`
+	// ParentID is "" for a root span; it may name a span outside the
+	// trace store (the caller's, when the request came with traceparent).
+	ParentID string    `json:"parentId,omitempty"`
+	Name     string    `json:"name"`
+	Kind     string    `json:"kind"` // server, client, internal, producer, consumer
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	// Attributes are rendered as strings: the store is for reading, and
+	// JSON numbers would lose int64 precision anyway.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Status     string            `json:"status"` // unset, ok, error
+	Error      string            `json:"error,omitempty"`
+}
+
+// Duration is how long the span took.
+func (s Span) Duration() time.Duration { return s.End.Sub(s.Start) }
