@@ -105,13 +105,8 @@ func TestFullHoldQueueIsRefused(t *testing.T) {
 // Through the real gateway, a request past the hold limit is answered 429
 // TooManyRequests with Retry-After, while the held one still waits.
 func TestFullHoldQueueAnswers429(t *testing.T) {
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	gw := gateway.New(gateway.Config{})
-	a := New(Config{Table: gw, Store: s, MaxHeld: 1, Demand: func(env, name string) {}})
+	a := New(Config{Table: gw, Instances: (&instances{}).get, MaxHeld: 1, Demand: func(env, name string) {}})
 	gw.SetActivator(a)
 	a.SetTargets([]gateway.Target{{Environment: "dev", Name: "fn", Kind: v1.KindFunction}})
 	front := httptest.NewServer(gw)

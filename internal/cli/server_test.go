@@ -62,7 +62,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	f := &testAPI{t: t, store: st, logDir: filepath.Join(dir, "logs"),
 		images: &nodeImages{}, invoke: &invocations{}, execs: newExecutions(), traces: &traceSource{}}
 	api := apiserver.New(apiserver.Config{
-		Store: st, Token: testToken, LogDir: f.logDir,
+		Store: st, Token: testToken, Logs: dirLogs(f.logDir),
 		Images: f.images, Invocations: f.invoke, Executions: f.execs, Traces: f.traces,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -292,4 +292,11 @@ func (i *invocations) last() invokeCall {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.invoked[len(i.invoked)-1]
+}
+
+// dirLogs reads logs from a directory as the local backend does.
+type dirLogs string
+
+func (d dirLogs) Logs(ctx context.Context, q logs.Query, w io.Writer) error {
+	return logs.Read(ctx, string(d), q, w)
 }

@@ -7,8 +7,8 @@
 // activator and the queue each export a collector, and the composition
 // root registers them here (Register). So this package imports none of
 // them, and none of them imports it. A scrape only reads: the instance
-// gauges come from an Inventory held in memory (StoreView follows the
-// store's watch), never from listing the store, and runtime reads are
+// gauges come from an Inventory held in memory (the controllers' caches
+// and the backend's), never from listing the store, and runtime reads are
 // bounded by the scrape's deadline. ServeMetrics filters by the
 // environment label, for callers who may see only some environments.
 package metrics
