@@ -82,6 +82,10 @@ spec:
 		t.Errorf("cpu quota of %s = %s, want 25000 (a quarter of a 100ms period)", inst, got)
 	}
 
+	if got := cgroupLimit(t, s.ns, inst, "pids", "pids.max", "pids.max"); got != "1024" {
+		t.Errorf("pids limit of %s = %s, want 1024", inst, got)
+	}
+
 	// What this node could never run is refused, with the numbers.
 	cores := strconv.Itoa(goruntime.NumCPU())
 	for _, tc := range []struct{ spec, want string }{

@@ -330,16 +330,9 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 		}
 		mounts = append(mounts, runtime.Mount{Source: dir, Destination: v.MountPath, ReadOnly: v.ReadOnly})
 	}
-	var mem, cpu int64
-	if t.Resources.Memory != "" {
-		if mem, err = v1.ParseMemory(t.Resources.Memory); err != nil {
-			return runtime.ContainerSpec{}, err
-		}
-	}
-	if t.Resources.CPU != "" {
-		if cpu, err = v1.ParseCPU(t.Resources.CPU); err != nil {
-			return runtime.ContainerSpec{}, err
-		}
+	lim, err := t.Resources.Limits()
+	if err != nil {
+		return runtime.ContainerSpec{}, err
 	}
 	image := rev.Spec.Image
 	if rev.Spec.ImageDigest != "" {
@@ -356,8 +349,9 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 		DNSServers:  att.DNS.Nameservers,
 		DNSSearch:   att.DNS.Search,
 		Mounts:      mounts,
-		MemoryLimit: mem,
-		CPUMillis:   cpu,
+		MemoryLimit: lim.MemoryBytes,
+		CPUMillis:   lim.CPUMillis,
+		PidsLimit:   lim.Pids,
 		LogPath:     LogPath(r.a.cfg.LogDir, inst.Metadata.Environment, inst.Spec.Owner, inst.Metadata.Name),
 		Labels: map[string]string{
 			labelManaged:     "true",
