@@ -96,8 +96,9 @@ type Exit struct {
 	OOMKilled bool
 }
 
-// Driver runs containers on this node.
-type Driver interface {
+// ImageService is the half of a driver that keeps images on the node
+// (containerd CRI's image service): what the images subsystem uses.
+type ImageService interface {
 	// ResolveImage finds a local image; NotFound when absent.
 	ResolveImage(ctx context.Context, ref string) (Image, error)
 	// PullImage fetches ref from its registry and unpacks it.
@@ -107,7 +108,12 @@ type Driver interface {
 	ImportImage(ctx context.Context, r io.Reader) ([]Image, error)
 	ListImages(ctx context.Context) ([]Image, error)
 	RemoveImage(ctx context.Context, ref string) error
+}
 
+// RuntimeService is the half of a driver that runs containers (containerd
+// CRI's runtime service): what the node agent uses. The image a container
+// names must already be on the node.
+type RuntimeService interface {
 	// Create makes the container and its task, not started.
 	Create(ctx context.Context, spec ContainerSpec) error
 	// Start starts a created task.
@@ -123,6 +129,12 @@ type Driver interface {
 	List(ctx context.Context) ([]ContainerState, error)
 	// Exits streams task exits until ctx ends.
 	Exits(ctx context.Context) (<-chan Exit, error)
+}
+
+// Driver is both services, as one runtime (containerd) provides them.
+type Driver interface {
+	ImageService
+	RuntimeService
 }
 
 // StatsReader is an optional ability: resource usage of a running container.

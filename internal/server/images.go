@@ -42,7 +42,7 @@ import (
 // (this registry's own address) is team/echo. Hosts with a port other than
 // this registry's have no repository here.
 type imageService struct {
-	driver runtime.Driver
+	driver runtime.ImageService
 
 	mu    sync.RWMutex
 	reg   *registry.Registry

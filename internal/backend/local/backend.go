@@ -60,8 +60,10 @@ type Secrets interface {
 
 // Config is what the local backend needs from the composition root.
 type Config struct {
-	Store     store.Store
-	Driver    runtime.Driver
+	Store store.Store
+	// Driver runs the containers; if it is also a runtime.StatsReader,
+	// Stats reads their usage.
+	Driver    runtime.RuntimeService
 	Network   EnvironmentNetwork
 	Listeners []EnvironmentListener
 	Drainer   Drainer
