@@ -49,6 +49,8 @@ type Informer[T any, PT interface {
 	indexes  map[string]map[string]map[store.Key]struct{}
 	handlers []Handler[PT]
 	rev      uint64
+	// advanced is closed (and replaced) whenever rev moves on.
+	advanced chan struct{}
 
 	synced     chan struct{}
 	syncedOnce sync.Once
@@ -86,6 +88,36 @@ func New[T any, PT interface {
 		indexers: map[string]IndexFunc[PT]{},
 		indexes:  map[string]map[string]map[store.Key]struct{}{},
 		synced:   make(chan struct{}),
+		advanced: make(chan struct{}),
+	}
+}
+
+// WaitForRevision blocks until the cache reflects every write of its kind
+// up to store revision rev, or ctx ends: a writer that reads its own
+// writes back from the cache (a controller that just created an object
+// must not create it again on its next sync) waits here first.
+func (i *Informer[T, PT]) WaitForRevision(ctx context.Context, rev uint64) error {
+	for {
+		i.mu.RLock()
+		cur, ch := i.rev, i.advanced
+		i.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// setRev records the revision the cache reflects; the caller holds mu.
+func (i *Informer[T, PT]) setRev(rev uint64) {
+	if rev > i.rev {
+		i.rev = rev
+		close(i.advanced)
+		i.advanced = make(chan struct{})
 	}
 }
 
@@ -262,7 +294,7 @@ func (i *Informer[T, PT]) relist(ctx context.Context) (uint64, error) {
 			changes = append(changes, change{k, it.obj, nil})
 		}
 	}
-	i.rev = rev
+	i.setRev(rev)
 	handlers := i.handlers
 	i.mu.Unlock()
 	for _, c := range changes {
@@ -313,7 +345,7 @@ func (i *Informer[T, PT]) apply(ev store.Event) {
 		cur = obj
 		i.put(key, item[PT]{obj: obj, raw: ev.Record.Value})
 	}
-	i.rev = ev.Record.Revision
+	i.setRev(ev.Record.Revision)
 	handlers := i.handlers
 	i.mu.Unlock()
 	for _, h := range handlers {

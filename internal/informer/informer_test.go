@@ -2,6 +2,7 @@ package informer_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -160,5 +161,32 @@ func TestInformerResyncs(t *testing.T) {
 	}
 	for _, n := range []string{"a", "b"} {
 		rec.waitFor(t, "resync of "+n, func(c seen) bool { return c.key.Name == n && c.old != nil && c.old == c.cur })
+	}
+}
+
+// A writer that waits for its write's revision then reads it back.
+func TestWaitForRevisionReadsYourWrites(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t)
+	inf := informer.New[v1.Service](informer.Config{Store: st, Kind: v1.KindService, Resync: -1})
+	go inf.Run(ctx)
+	if err := inf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		svc := service("default", fmt.Sprintf("s%d", i), "x:1")
+		if err := store.Create(ctx, st, svc); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := inf.WaitForRevision(wctx, svc.Metadata.ResourceVersion)
+		wcancel()
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if _, ok := inf.Peek(store.KeyOf(svc)); !ok {
+			t.Fatalf("write %d at revision %d is not in the cache after WaitForRevision", i, svc.Metadata.ResourceVersion)
+		}
 	}
 }

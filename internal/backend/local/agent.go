@@ -21,7 +21,7 @@ type Agent struct {
 	instances *informer.Informer[v1.Instance, *v1.Instance]
 
 	mu      sync.Mutex
-	ctx     context.Context // set by start; runners live until it ends
+	ctx     context.Context    // set by start; runners live until it ends
 	runners map[string]*runner // by container ID
 	wg      sync.WaitGroup
 }

@@ -96,6 +96,9 @@ type Backend struct {
 
 	mu       sync.Mutex
 	watchers []func(backend.Ref)
+	// lastWrite is the store revision of the newest instance write made
+	// by Apply or Remove: they wait for the cache to reach it.
+	lastWrite uint64
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -228,8 +231,11 @@ func (b *Backend) EnsureEnvironment(ctx context.Context, env *v1.Environment) (v
 }
 
 // RemoveEnvironment stops serving env and frees its network; Conflict
-// while instances are still attached.
+// while instances of it remain.
 func (b *Backend) RemoveEnvironment(ctx context.Context, name string) error {
+	if left := b.instances.List(name); len(left) > 0 {
+		return v1.Conflict("environment %q still has %d instances", name, len(left))
+	}
 	for _, l := range b.cfg.Listeners {
 		l.Unlisten(name)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/backend"
@@ -19,6 +20,7 @@ import (
 // takes prepared ones first when it needs a new instance, so a cold start
 // only starts a task. The agent runs what the records say.
 func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
+	defer b.readWrites(ctx)()
 	cur := w.Revision.Spec.Number
 	var active, standby []*v1.Instance
 	for _, i := range b.instancesOf(w.Ref) {
@@ -90,6 +92,7 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 // Remove drains every instance of ref; the agent deletes each record once
 // its container is gone.
 func (b *Backend) Remove(ctx context.Context, ref backend.Ref) (bool, error) {
+	defer b.readWrites(ctx)()
 	insts := b.instancesOf(ref)
 	for _, i := range insts {
 		if err := b.drain(ctx, i, false); err != nil {
@@ -99,14 +102,64 @@ func (b *Backend) Remove(ctx context.Context, ref backend.Ref) (bool, error) {
 	return len(insts) == 0, nil
 }
 
+// readWrites makes the instance cache reflect this call's writes before
+// the next call reads it, so a second Apply does not create again what the
+// first one created (client-go controllers keep "expectations" for this).
+// Use as `defer b.readWrites(ctx)()`.
+func (b *Backend) readWrites(ctx context.Context) func() {
+	return func() {
+		b.mu.Lock()
+		rev := b.lastWrite
+		b.mu.Unlock()
+		if rev == 0 {
+			return
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = b.instances.WaitForRevision(wctx, rev)
+	}
+}
+
+// wrote records the store revision of an instance write.
+func (b *Backend) wrote(rev uint64) {
+	b.mu.Lock()
+	b.lastWrite = max(b.lastWrite, rev)
+	b.mu.Unlock()
+}
+
 // activate takes a standby out of standby: the agent starts its task.
 func (b *Backend) activate(ctx context.Context, s *v1.Instance) error {
-	own, err := b.instances.Get(store.KeyOf(s))
-	if err != nil {
-		return err
+	return b.updateInstance(ctx, store.KeyOf(s), func(i *v1.Instance) bool {
+		if !i.Spec.Standby || i.Spec.Draining {
+			return false
+		}
+		i.Spec.Standby = false
+		return true
+	})
+}
+
+// updateInstance applies change to the stored instance and writes it,
+// reading it again when the cache was behind the agent's status writes.
+// change returns false when there is nothing to write.
+func (b *Backend) updateInstance(ctx context.Context, key store.Key, change func(*v1.Instance) bool) error {
+	own, err := b.instances.Get(key)
+	for attempt := 0; ; attempt++ {
+		if err != nil {
+			return err
+		}
+		if !change(own) {
+			return nil
+		}
+		err = store.Update(ctx, b.cfg.Store, own)
+		if err == nil {
+			b.wrote(own.Metadata.ResourceVersion)
+		}
+		if !v1.IsConflict(err) || attempt >= 5 {
+			return err
+		}
+		own = new(v1.Instance)
+		err = store.Get(ctx, b.cfg.Store, key, own)
 	}
-	own.Spec.Standby = false
-	return store.Update(ctx, b.cfg.Store, own)
 }
 
 // createInstance records a new instance of w's revision for the agent to
@@ -125,6 +178,9 @@ func (b *Backend) createInstance(ctx context.Context, w backend.Workload, standb
 		if v1.IsConflict(err) {
 			continue // name clash: pick another suffix
 		}
+		if err == nil {
+			b.wrote(inst.Metadata.ResourceVersion)
+		}
 		return inst, err
 	}
 }
@@ -135,23 +191,21 @@ func (b *Backend) drain(ctx context.Context, inst *v1.Instance, quiet bool) erro
 	if inst.Spec.Draining {
 		return nil
 	}
-	own, err := b.instances.Get(store.KeyOf(inst))
-	if v1.IsNotFound(err) {
+	drained := false
+	err := b.updateInstance(ctx, store.KeyOf(inst), func(i *v1.Instance) bool {
+		drained = !i.Spec.Draining
+		i.Spec.Draining = true
+		return drained
+	})
+	if v1.IsNotFound(err) || err == nil && !drained {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	own.Spec.Draining = true
-	if err := store.Update(ctx, b.cfg.Store, own); err != nil {
-		if v1.IsNotFound(err) {
-			return nil
-		}
-		return err
-	}
 	if !quiet {
-		b.cfg.Events.Record(ctx, own.Metadata.Environment, own.Spec.OwnerKind+"/"+own.Spec.Owner, "Normal", "Draining",
-			fmt.Sprintf("Draining instance %s (revision %d)", own.Metadata.Name, own.Spec.Revision))
+		b.cfg.Events.Record(ctx, inst.Metadata.Environment, inst.Spec.OwnerKind+"/"+inst.Spec.Owner, "Normal", "Draining",
+			fmt.Sprintf("Draining instance %s (revision %d)", inst.Metadata.Name, inst.Spec.Revision))
 	}
 	return nil
 }
