@@ -60,6 +60,9 @@ type FunctionConfig struct {
 	RoutesSynced <-chan struct{}
 	Logger       *slog.Logger
 	Workers      int
+	// ImageRetry is how soon a function whose image could not be had is
+	// tried again (default 5s).
+	ImageRetry time.Duration
 }
 
 // FunctionController turns each Function into revisions and asks the
@@ -83,6 +86,9 @@ func NewFunctions(cfg FunctionConfig) *FunctionController {
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
+	}
+	if cfg.ImageRetry == 0 {
+		cfg.ImageRetry = 5 * time.Second
 	}
 	if cfg.Events == nil {
 		cfg.Events = noEvents{}
@@ -157,7 +163,7 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 		return err
 	}
 	if cur == nil {
-		c.q.AddAfter(key, 5*time.Second)
+		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
 

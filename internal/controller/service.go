@@ -27,6 +27,9 @@ type ServiceConfig struct {
 	Events    EventRecorder
 	Logger    *slog.Logger
 	Workers   int
+	// ImageRetry is how soon a workload whose image could not be had is
+	// tried again (default 5s).
+	ImageRetry time.Duration
 	// RevisionHistoryLimit is how many unused revisions are kept per
 	// service for rollbacks (default 10).
 	RevisionHistoryLimit int
@@ -50,6 +53,9 @@ func NewServices(cfg ServiceConfig) *ServiceController {
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
+	}
+	if cfg.ImageRetry == 0 {
+		cfg.ImageRetry = 5 * time.Second
 	}
 	if cfg.RevisionHistoryLimit == 0 {
 		cfg.RevisionHistoryLimit = 10
@@ -110,7 +116,7 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 		// No revision yet (the image is being resolved, or is missing):
 		// keep whatever runs. The status says why; a missing image is
 		// tried again later.
-		c.q.AddAfter(key, 5*time.Second)
+		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{

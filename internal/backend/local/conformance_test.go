@@ -2,7 +2,9 @@ package local_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,7 +30,18 @@ type mockHarness struct {
 	network *fake.Network
 }
 
-func mockBackend(t *testing.T) mockHarness {
+// option changes the local backend's config before it starts.
+type option func(*local.Config)
+
+func withSecrets(s local.Secrets) option { return func(c *local.Config) { c.Secrets = s } }
+func withDrainer(d local.Drainer) option { return func(c *local.Config) { c.Drainer = d } }
+
+func readAll(res *http.Response) string {
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func mockBackend(t *testing.T, opts ...option) mockHarness {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
@@ -37,12 +50,16 @@ func mockBackend(t *testing.T) mockHarness {
 	}
 	drv := mock.New()
 	nw := fake.New(100 + int(time.Now().UnixNano()%100))
-	b := local.New(local.Config{
+	cfg := local.Config{
 		Store: st, Driver: drv, Network: nw,
 		LogDir: filepath.Join(dir, "logs"), VolumeDir: filepath.Join(dir, "volumes"), StateDir: filepath.Join(dir, "run"),
 		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b := local.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()

@@ -1,0 +1,214 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend"
+	"berth.dev/berth/internal/backend/local"
+	"berth.dev/berth/internal/store"
+	"berth.dev/berth/internal/testutil"
+)
+
+// The runner's behaviours, one instance record at a time, on the mock
+// runtime: what the agent does is what a user sees in `describe`.
+
+const env = "default"
+
+// runInstance stores revision 1 of owner with tmpl and one instance of it.
+func runInstance(t *testing.T, h mockHarness, owner string, tmpl v1.Template, standby bool) *v1.Instance {
+	t.Helper()
+	ctx := context.Background()
+	tmpl.Image = "berth.test/echo:v1"
+	if tmpl.Port == 0 {
+		tmpl.Port = 8080
+	}
+	grace := int64(2)
+	tmpl.TerminationGracePeriodSeconds = &grace
+	rev := &v1.Revision{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindRevision},
+		Metadata: v1.ObjectMeta{Name: v1.RevisionName(owner, 1), Environment: env},
+		Spec:     v1.RevisionSpec{Owner: owner, OwnerKind: v1.KindService, Number: 1, Image: tmpl.Image, ImageDigest: h.harness.Digest, Template: tmpl},
+	}
+	if err := store.Create(ctx, h.harness.Store, rev); err != nil {
+		t.Fatal(err)
+	}
+	inst := &v1.Instance{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
+		Metadata: v1.ObjectMeta{Name: owner + "-a", Environment: env},
+		Spec:     v1.InstanceSpec{Owner: owner, OwnerKind: v1.KindService, Revision: 1, Standby: standby},
+	}
+	if err := store.Create(ctx, h.harness.Store, inst); err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+func status(t *testing.T, h mockHarness, name string) (v1.InstanceStatus, bool) {
+	var inst v1.Instance
+	err := store.Get(context.Background(), h.harness.Store, store.Key{Kind: v1.KindInstance, Environment: env, Name: name}, &inst)
+	if v1.IsNotFound(err) {
+		return v1.InstanceStatus{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst.Status, true
+}
+
+func waitStatus(t *testing.T, h mockHarness, name, what string, cond func(v1.InstanceStatus) bool) v1.InstanceStatus {
+	t.Helper()
+	return testutil.WaitForValue(t, 20*time.Second, what, func() (v1.InstanceStatus, bool) {
+		st, ok := status(t, h, name)
+		return st, ok && cond(st)
+	})
+}
+
+func setSpec(t *testing.T, h mockHarness, name string, change func(*v1.InstanceSpec)) {
+	t.Helper()
+	for {
+		var inst v1.Instance
+		if err := store.Get(context.Background(), h.harness.Store, store.Key{Kind: v1.KindInstance, Environment: env, Name: name}, &inst); err != nil {
+			t.Fatal(err)
+		}
+		change(&inst.Spec)
+		err := store.Update(context.Background(), h.harness.Store, &inst)
+		if err == nil {
+			return
+		}
+		if !v1.IsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLivenessFailureRestarts(t *testing.T) {
+	h := mockBackend(t)
+	runInstance(t, h, "live", v1.Template{
+		LivenessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/healthz"}, PeriodSeconds: 1, FailureThreshold: 1},
+	}, false)
+	st := waitStatus(t, h, "live-a", "ready", func(s v1.InstanceStatus) bool { return s.Ready })
+	res, err := http.Get(fmt.Sprintf("http://%s:%d/fail-liveness", st.IP, st.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	st = waitStatus(t, h, "live-a", "a restart for the failed liveness probe", func(s v1.InstanceStatus) bool {
+		return s.Restarts >= 1 && s.LastExit != nil && s.LastExit.Reason == "LivenessFailed"
+	})
+	waitStatus(t, h, "live-a", "ready again after the restart", func(s v1.InstanceStatus) bool { return s.Ready })
+}
+
+func TestOOMKillIsReported(t *testing.T) {
+	h := mockBackend(t)
+	runInstance(t, h, "hog", v1.Template{Args: []string{"-hog-mb", "100"}, Resources: v1.Resources{Memory: "64Mi"}}, false)
+	st := waitStatus(t, h, "hog-a", "an OOM kill", func(s v1.InstanceStatus) bool { return s.LastExit != nil })
+	if st.LastExit.Reason != "OOMKilled" || st.LastExit.Code != 137 || st.Ready {
+		t.Fatalf("last exit %+v ready %v, want OOMKilled (137), not ready", st.LastExit, st.Ready)
+	}
+}
+
+// A missing secret keeps the instance Failed with a message naming it.
+func TestMissingSecretFailsTheInstance(t *testing.T) {
+	h := mockBackend(t, withSecrets(secretsOf(nil)))
+	runInstance(t, h, "sec", v1.Template{Env: []v1.EnvVar{{Name: "PW", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "db", Key: "password"}}}}}, false)
+	st := waitStatus(t, h, "sec-a", "Failed", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseFailed })
+	if !strings.Contains(st.Message, "db") {
+		t.Fatalf("message %q does not name the secret", st.Message)
+	}
+	if h.driver.Running() != 0 {
+		t.Fatal("a container runs without its secret")
+	}
+}
+
+func TestSecretReachesTheContainer(t *testing.T) {
+	h := mockBackend(t, withSecrets(secretsOf(map[string]string{"db/password": "s3cret"})))
+	runInstance(t, h, "sec", v1.Template{Env: []v1.EnvVar{{Name: "PW", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "db", Key: "password"}}}}}, false)
+	st := waitStatus(t, h, "sec-a", "ready", func(s v1.InstanceStatus) bool { return s.Ready })
+	res, err := http.Get(fmt.Sprintf("http://%s:%d/env", st.IP, st.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b strings.Builder
+	fmt.Fprint(&b, readAll(res))
+	if !strings.Contains(b.String(), "PW=s3cret") {
+		t.Fatalf("env of the instance:\n%s\nwant PW=s3cret", b.String())
+	}
+}
+
+// A standby is prepared (attached, created) but not started; taking it out
+// of standby starts the same instance.
+func TestStandbyStartsOnDemand(t *testing.T) {
+	h := mockBackend(t)
+	runInstance(t, h, "fn", v1.Template{ReadinessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/ready"}}}, true)
+	st := waitStatus(t, h, "fn-a", "standby", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseStandby })
+	if st.IP == "" || !h.network.Attached(local.ContainerID(env, "fn-a")) {
+		t.Fatalf("standby not attached: %+v", st)
+	}
+	if h.driver.Running() != 0 {
+		t.Fatal("a standby's process runs")
+	}
+	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
+	waitStatus(t, h, "fn-a", "ready once out of standby", func(s v1.InstanceStatus) bool { return s.Ready && !s.StartedAt.IsZero() })
+}
+
+// Draining asks the gateway to drain the endpoint before the process gets
+// SIGTERM; then the container, the address and the record go.
+func TestDrainThenStop(t *testing.T) {
+	d := &drainer{}
+	h := mockBackend(t, withDrainer(d))
+	runInstance(t, h, "web", v1.Template{}, false)
+	waitStatus(t, h, "web-a", "ready", func(s v1.InstanceStatus) bool { return s.Ready })
+	setSpec(t, h, "web-a", func(s *v1.InstanceSpec) { s.Draining = true })
+	testutil.WaitFor(t, 20*time.Second, "the record to go, in the store and the backend's cache", func() bool {
+		_, ok := status(t, h, "web-a")
+		return !ok && len(h.backend.Instances(backend.Ref{Kind: v1.KindService, Environment: env, Name: "web"})) == 0
+	})
+	id := local.ContainerID(env, "web-a")
+	if got := d.drained(); len(got) != 1 || got[0] != id {
+		t.Fatalf("drained %v, want [%s]", got, id)
+	}
+	if h.network.Attached(id) || h.driver.Running() != 0 {
+		t.Fatal("the container or its address outlived the drained instance")
+	}
+}
+
+type drainer struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (d *drainer) Drain(_ context.Context, id string) error {
+	d.mu.Lock()
+	d.ids = append(d.ids, id)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *drainer) drained() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.ids...)
+}
+
+// secretsOf resolves "name/key" values; a missing one is NotFound.
+type secretsOf map[string]string
+
+func (s secretsOf) Resolve(_ context.Context, _ string, refs []v1.ValueRef) (map[v1.ValueRef]string, error) {
+	out := map[v1.ValueRef]string{}
+	for _, r := range refs {
+		v, ok := s[r.Name+"/"+r.Key]
+		if !ok {
+			return nil, v1.NotFound("secret %q has no key %q", r.Name, r.Key)
+		}
+		out[r] = v
+	}
+	return out, nil
+}
