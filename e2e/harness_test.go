@@ -85,7 +85,7 @@ func run(m *testing.M) int {
 func requireSystem(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
-		t.Skip(skipReason)
+		testutil.Skip(t, skipReason)
 	}
 }
 

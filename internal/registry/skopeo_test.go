@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth.dev/berth/internal/testutil"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -24,7 +25,7 @@ import (
 func TestSkopeoRoundTrip(t *testing.T) {
 	skopeo, err := exec.LookPath("skopeo")
 	if err != nil {
-		t.Skip("skopeo not installed (Debian package skopeo)")
+		testutil.Skip(t, "skopeo not installed (Debian package skopeo)")
 	}
 	_, srv := newTestRegistry(t, nil)
 	host := strings.TrimPrefix(srv.URL, "http://")

@@ -34,7 +34,7 @@ func ContainerdMissing() string {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root")
+		Skip(t, "needs root")
 	}
 }
 
@@ -42,7 +42,7 @@ func RequireRoot(t testing.TB) {
 func RequireContainerd(t testing.TB) {
 	t.Helper()
 	if why := ContainerdMissing(); why != "" {
-		t.Skip("skipping: " + why)
+		Skip(t, why)
 	}
 }
 

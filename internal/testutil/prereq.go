@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"testing"
 )
 
 // MissingPrerequisites says why tests that run real containers cannot run
@@ -23,4 +24,19 @@ func MissingPrerequisites() string {
 		}
 	}
 	return "CNI plugins not found in /usr/lib/cni or /opt/cni/bin; run ./scripts/install-deps.sh"
+}
+
+// NoSkipEnv names the environment variable that turns a missing
+// prerequisite from a skip into a failure. CI sets it (.ci/run): there a
+// suite that cannot run is a red build, not a silently green one.
+const NoSkipEnv = "BERTH_NO_SKIP"
+
+// Skip skips t because a prerequisite is missing, or fails it when
+// BERTH_NO_SKIP is set.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(NoSkipEnv) != "" {
+		t.Fatalf("%s (%s is set: this suite must run here)", reason, NoSkipEnv)
+	}
+	t.Skip("skipping: " + reason)
 }

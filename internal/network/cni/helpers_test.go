@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -28,15 +29,15 @@ import (
 func requireHost(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, bridges and iptables rules")
+		testutil.Skip(t, "needs root: creates network namespaces, bridges and iptables rules")
 	}
 	for _, p := range requiredPlugins {
 		if _, err := findPlugin(defaultPluginDirs, p); err != nil {
-			t.Skipf("CNI plugins missing: %v", err)
+			testutil.Skip(t, fmt.Sprintf("CNI plugins missing: %v", err))
 		}
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("iptables not installed")
+		testutil.Skip(t, "iptables not installed")
 	}
 }
 
