@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"berth.dev/berth/internal/backoff"
 )
 
 // queue is a keyed work queue in the manner of client-go's workqueue: a key
@@ -56,14 +58,16 @@ func (q *queue) AddAfter(key string, d time.Duration) {
 	time.AfterFunc(d, func() { q.Add(key) })
 }
 
+// retryBackoff spaces a failing key's retries: 50ms … ~25s.
+var retryBackoff = backoff.Backoff{Base: 50 * time.Millisecond, Max: 50 * time.Millisecond << 9}
+
 // Retry queues key after a backoff that doubles with each failure.
 func (q *queue) Retry(key string) {
 	q.mu.Lock()
 	n := q.failures[key]
 	q.failures[key] = n + 1
 	q.mu.Unlock()
-	d := 50 * time.Millisecond << min(n, 9) // 50ms … ~25s
-	q.AddAfter(key, d)
+	q.AddAfter(key, retryBackoff.Delay(n))
 }
 
 // Forget clears key's failure count after a successful sync.

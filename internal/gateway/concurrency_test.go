@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"berth.dev/berth/internal/testutil"
 )
 
 // With a per-endpoint concurrency of 1, requests beyond one per endpoint
@@ -41,26 +44,16 @@ func TestConcurrencyCapQueuesInTheGateway(t *testing.T) {
 		})
 	}
 	// All six are in the gateway; one is at the endpoint.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitForState(t, 5*time.Second, "all in the gateway, one at the endpoint", func() (bool, string) {
 		inFlight, _ := g.Load("default", "fn")
-		if inFlight == n && a.hits.Load() == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("in flight %d, upstream hits %d", inFlight, a.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return inFlight == n && a.hits.Load() == 1, fmt.Sprintf("in flight %d, upstream hits %d", inFlight, a.hits.Load())
+	})
 	// A second endpoint arrives: a waiting request goes to it at once.
 	target.Endpoints = append(target.Endpoints, b.endpoint())
 	g.SetTargets([]Target{target})
-	for deadline := time.Now().Add(5 * time.Second); b.hits.Load() != 1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the new endpoint got %d requests, want 1", b.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitForState(t, 5*time.Second, "one request on the new endpoint", func() (bool, string) {
+		return b.hits.Load() == 1, fmt.Sprintf("the new endpoint got %d requests", b.hits.Load())
+	})
 	close(release)
 	wg.Wait()
 	for i, code := range codes {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
 )
 
 // upstream is a real HTTP server on loopback that says who it is and
@@ -435,17 +436,6 @@ func (h hostRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.rt.RoundTrip(r)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestDrain(t *testing.T) {
 	release := make(chan struct{})
 	a := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
@@ -470,7 +460,7 @@ func TestDrain(t *testing.T) {
 		}
 		slowDone <- err
 	}()
-	waitFor(t, "the slow request to be in flight on a", func() bool { return g.InFlight("a") == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the slow request to be in flight on a", func() bool { return g.InFlight("a") == 1 })
 
 	// The rollout brings b up, then drains a.
 	g.SetTargets([]Target{target("dev", "api", a, b)})
@@ -524,14 +514,14 @@ func TestDrain(t *testing.T) {
 	c2 := startUpstream(t, "c", func(w http.ResponseWriter, r *http.Request) { <-release2 })
 	g.SetTargets([]Target{target("dev", "api", c2)})
 	go hc.Get(url + "/")
-	waitFor(t, "a request in flight on c", func() bool { return g.InFlight("c") == 1 })
+	testutil.WaitFor(t, 10*time.Second, "a request in flight on c", func() bool { return g.InFlight("c") == 1 })
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if err := g.Drain(ctx, "c"); v1.KindOf(err) != v1.ErrUnavailable {
 		t.Errorf("Drain past its deadline = %v, want Unavailable", err)
 	}
 	close(release2)
-	waitFor(t, "c to be idle", func() bool { return g.InFlight("c") == 0 })
+	testutil.WaitFor(t, 10*time.Second, "c to be idle", func() bool { return g.InFlight("c") == 0 })
 
 	if err := g.Drain(t.Context(), "never-heard-of"); err != nil {
 		t.Errorf("Drain of an unknown endpoint = %v, want nil", err)
@@ -759,7 +749,7 @@ func TestSetTargetsUnderTraffic(t *testing.T) {
 		t.Error("the table never changed during the traffic")
 	}
 	for _, u := range us {
-		waitFor(t, "in-flight counts to settle", func() bool { return g.InFlight(u.id) == 0 })
+		testutil.WaitFor(t, 10*time.Second, "in-flight counts to settle", func() bool { return g.InFlight(u.id) == 0 })
 	}
 }
 
@@ -803,7 +793,7 @@ func TestUpgradePassesThrough(t *testing.T) {
 		t.Errorf("an open upgraded connection counts as in flight: InFlight = %d", g.InFlight("ws"))
 	}
 	conn.Close()
-	waitFor(t, "the closed connection to leave the in-flight count", func() bool { return g.InFlight("ws") == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the closed connection to leave the in-flight count", func() bool { return g.InFlight("ws") == 0 })
 }
 
 func TestMatchPath(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/telemetry/tracing"
+	"berth.dev/berth/internal/testutil"
 )
 
 func newTracing(t testing.TB) *tracing.Tracing {
@@ -27,11 +28,9 @@ func newTracing(t testing.TB) *tracing.Tracing {
 // waitTrace polls the store until the trace has n spans.
 func waitTrace(t *testing.T, tr *tracing.Tracing, id string, n int) v1.Trace {
 	t.Helper()
-	var got v1.Trace
-	waitFor(t, fmt.Sprintf("trace %s with %d spans", id, n), func() bool {
-		var err error
-		got, err = tr.Trace(id)
-		return err == nil && len(got.Spans) >= n
+	got := testutil.WaitForValue(t, 10*time.Second, fmt.Sprintf("trace %s with %d spans", id, n), func() (v1.Trace, bool) {
+		got, err := tr.Trace(id)
+		return got, err == nil && len(got.Spans) >= n
 	})
 	if len(got.Spans) != n {
 		t.Fatalf("trace has %d spans, want %d: %+v", len(got.Spans), n, got.Spans)
@@ -178,7 +177,7 @@ func TestTraceStartsAndMarksErrors(t *testing.T) {
 	if res.StatusCode != 404 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	waitFor(t, "the 404's trace", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the 404's trace", func() bool {
 		for _, s := range tr.Traces(tracing.Filter{}) {
 			if s.Root == "gateway" {
 				return true

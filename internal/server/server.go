@@ -19,6 +19,7 @@ import (
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/activator"
 	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/atomicfile"
 	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/backend"
 	"berth.dev/berth/internal/backend/local"
@@ -541,7 +542,7 @@ func loadOrCreateToken(path string) (string, error) {
 		return "", err
 	}
 	tok := hex.EncodeToString(raw[:])
-	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write token: %w", err)
 	}
 	return tok, nil
@@ -549,25 +550,5 @@ func loadOrCreateToken(path string) (string, error) {
 
 func writeClientConfig(path, addr, token, gw string) error {
 	b, _ := json.MarshalIndent(map[string]string{"addr": addr, "token": token, "gateway": gw}, "", "  ")
-	return writeFileAtomic(path, append(b, '\n'), 0o600)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/network"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/store"
@@ -131,7 +132,7 @@ func (r *runner) run(ctx context.Context) {
 	}
 
 	var att network.Attachment
-	backoff := r.a.cfg.BackoffBase
+	retry := backoff.Backoff{Base: r.a.cfg.BackoffBase, Max: r.a.cfg.BackoffMax}
 	for {
 		if r.stopping() {
 			r.terminate(ctx, nil, grace)
@@ -145,10 +146,9 @@ func (r *runner) run(ctx context.Context) {
 			return
 		}
 		r.fail(ctx, fmt.Sprintf("network: %v", err))
-		if !r.sleep(ctx, backoff) {
+		if !r.sleep(ctx, retry.Next()) {
 			return
 		}
-		backoff = min(2*backoff, r.a.cfg.BackoffMax)
 	}
 
 	// A container may already exist: this is a restarted server taking
@@ -169,7 +169,7 @@ func (r *runner) run(ctx context.Context) {
 		}
 	}
 
-	backoff = r.a.cfg.BackoffBase
+	retry.Reset()
 	for {
 		if r.stopping() {
 			r.terminate(ctx, &att, grace)
@@ -191,10 +191,9 @@ func (r *runner) run(ctx context.Context) {
 				r.log.Warn("start failed", "err", err)
 				r.fail(ctx, err.Error())
 				_ = r.a.cfg.Driver.Delete(ctx, r.id)
-				if !r.sleep(ctx, backoff) {
+				if !r.sleep(ctx, retry.Next()) {
 					return
 				}
-				backoff = min(2*backoff, r.a.cfg.BackoffMax)
 				continue
 			}
 		}
@@ -211,13 +210,13 @@ func (r *runner) run(ctx context.Context) {
 		r.recordExit(ctx, exit, reason)
 		_ = r.a.cfg.Driver.Delete(ctx, r.id)
 		if time.Since(started) > 2*r.a.cfg.BackoffMax {
-			backoff = r.a.cfg.BackoffBase
+			retry.Reset()
 		}
-		r.log.Info("instance exited, restarting after backoff", "code", exit.Code, "reason", reason, "backoff", backoff)
-		if !r.sleep(ctx, backoff) {
+		wait := retry.Next()
+		r.log.Info("instance exited, restarting after backoff", "code", exit.Code, "reason", reason, "backoff", wait)
+		if !r.sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, r.a.cfg.BackoffMax)
 	}
 }
 

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"berth.dev/berth/internal/atomicfile"
 )
 
 // envAllocation is one environment's share of the pool, as persisted.
@@ -36,30 +37,14 @@ type record struct {
 	Bridge      string `json:"bridge"`
 }
 
-// writeJSONAtomic replaces path with v's JSON so a crash leaves either the old
-// or the new file, never a torn one.
+// writeJSONAtomic replaces path with v's JSON, durably: a crash leaves
+// either the old or the new file, never a torn one.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // readJSON reads path into v; ok is false when the file does not exist.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 )
 
 // Names decides which names an environment's DNS answers. The gateway
@@ -192,7 +193,7 @@ func (s *Server) serveTCP(r *responder) {
 		mu.Unlock()
 		conns.Wait()
 	}()
-	backoff := 5 * time.Millisecond
+	retry := backoff.Backoff{Base: 5 * time.Millisecond, Max: time.Second}
 	for {
 		c, err := r.tcp.Accept()
 		if errors.Is(err, net.ErrClosed) {
@@ -201,12 +202,12 @@ func (s *Server) serveTCP(r *responder) {
 		if err != nil {
 			// Out of file descriptors and the like: keep serving once it
 			// passes, rather than leave the environment without TCP DNS.
-			s.log.Warn("DNS accept", "environment", r.env, "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
+			d := retry.Next()
+			s.log.Warn("DNS accept", "environment", r.env, "err", err, "retry_in", d)
+			time.Sleep(d)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		retry.Reset()
 		mu.Lock()
 		open[c] = struct{}{}
 		mu.Unlock()
