@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +43,8 @@ type options struct {
 	maxPayload   int64
 	// executions builds what runs workflow executions, on the test's store.
 	executions func(store.Store) apiserver.Executions
+	// wrapStore, if set, wraps the store the API server is given.
+	wrapStore func(store.Store) store.Store
 }
 
 func newEnv(t *testing.T, opts options) *env {
@@ -64,8 +68,12 @@ func newEnv(t *testing.T, opts options) *env {
 	if opts.executions != nil {
 		executions = opts.executions(st)
 	}
+	var apiStore store.Store = st
+	if opts.wrapStore != nil {
+		apiStore = opts.wrapStore(st)
+	}
 	srv := apiserver.New(apiserver.Config{
-		Store:  st,
+		Store:  apiStore,
 		Token:  token,
 		Images: opts.images,
 		Logs:   dirLogs(logDir),
@@ -799,4 +807,69 @@ type dirLogs string
 
 func (d dirLogs) Logs(ctx context.Context, q logs.Query, w io.Writer) error {
 	return logs.Read(ctx, string(d), q, w)
+}
+
+// failingTxn fails every transaction of more than one op while fail is
+// set, as a store that errs at the last write of a stack deploy would.
+type failingTxn struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingTxn) Txn(ctx context.Context, ops []store.Op) ([]uint64, error) {
+	if f.fail.Load() && len(ops) > 1 {
+		return nil, errors.New("disk full")
+	}
+	return f.Store.Txn(ctx, ops)
+}
+
+// A stack deploy is all or nothing: when its write fails, no object of
+// it is applied or deleted and no revision is recorded.
+func TestStackDeployIsATransaction(t *testing.T) {
+	var f *failingTxn
+	e := newEnv(t, options{wrapStore: func(s store.Store) store.Store { f = &failingTxn{Store: s}; return f }})
+	deploy := func(manifests ...string) response {
+		req := v1.StackDeployRequest{}
+		for i, m := range manifests {
+			req.Manifests = append(req.Manifests, v1.StackManifest{File: fmt.Sprintf("m%d.yaml", i), Content: m})
+		}
+		b, _ := json.Marshal(req)
+		return e.do(http.MethodPost, "/api/v1/environments/default/stacks/shop", b)
+	}
+	web := func(replicas int) string {
+		return fmt.Sprintf("apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: nginx, replicas: %d}\n", replicas)
+	}
+	topic := func(name string) string {
+		return "apiVersion: berth.dev/v1\nkind: Topic\nmetadata: {name: " + name + "}\n"
+	}
+	if r := deploy(web(1), topic("old")); r.status != 200 {
+		t.Fatalf("first deploy: %d %s", r.status, r.body)
+	}
+	f.fail.Store(true)
+	// Changes web, adds topic new, removes topic old: none of it may land.
+	r := deploy(web(3), topic("new"))
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "nothing was applied") {
+		t.Fatalf("failed deploy: %d %s, want 503 saying nothing was applied", r.status, r.body)
+	}
+	f.fail.Store(false)
+	if got := e.do(http.MethodGet, "/api/v1/environments/default/services/web", nil); !strings.Contains(string(got.body), `"replicas":1`) {
+		t.Errorf("web after the failed deploy: %s", got.body)
+	}
+	if got := e.do(http.MethodGet, "/api/v1/environments/default/topics/new", nil); got.status != 404 {
+		t.Errorf("topic new after the failed deploy: %d", got.status)
+	}
+	if got := e.do(http.MethodGet, "/api/v1/environments/default/topics/old", nil); got.status != 200 {
+		t.Errorf("topic old after the failed deploy: %d", got.status)
+	}
+	var st v1.Stack
+	json.Unmarshal(e.do(http.MethodGet, "/api/v1/environments/default/stacks/shop", nil).body, &st)
+	if st.Status.Revision != 1 || len(st.Status.History) != 1 {
+		t.Errorf("stack after the failed deploy: revision %d, %d in history; want 1 and 1", st.Status.Revision, len(st.Status.History))
+	}
+	if r := deploy(web(3), topic("new")); r.status != 200 {
+		t.Fatalf("deploy once the store works: %d %s", r.status, r.body)
+	}
+	if got := e.do(http.MethodGet, "/api/v1/environments/default/topics/old", nil); got.status != 404 {
+		t.Errorf("topic old after the second deploy: %d, want deleted", got.status)
+	}
 }

@@ -81,39 +81,60 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env
 // neither spec nor labels changed. It answers the result and the object
 // as stored (or as it would be, when only validating).
 func (s *Server) store1(ctx context.Context, obj v1.Object, res resource, expectRev uint64, dryRun bool) (string, v1.Object, error) {
+	result, out, op, err := s.plan1(ctx, obj, res, expectRev)
+	if err == nil && dryRun && result == ResultCreated {
+		// Nothing was created: no UID or creation time to show.
+		md := out.GetMetadata()
+		md.UID, md.CreationTimestamp = "", time.Time{}
+	}
+	if err != nil || op == nil || dryRun {
+		return result, out, err
+	}
+	revs, err := s.store.Txn(ctx, []store.Op{*op})
+	if err != nil {
+		return "", nil, err
+	}
+	out.GetMetadata().ResourceVersion = revs[0]
+	return result, out, nil
+}
+
+// plan1 works out what applying obj means: created, configured (with the
+// platform's part of the object kept) or unchanged, and the store op that
+// does it (nil when unchanged). It writes nothing, so a stack can apply
+// many objects in one transaction.
+func (s *Server) plan1(ctx context.Context, obj v1.Object, res resource, expectRev uint64) (string, v1.Object, *store.Op, error) {
 	meta := obj.GetMetadata()
 	env, name := meta.Environment, meta.Name
 	rec, err := s.store.Get(ctx, store.KeyOf(obj))
 	if v1.IsNotFound(err) {
 		if expectRev != 0 {
-			return "", nil, v1.Conflict("%s does not exist, so metadata.resourceVersion %d cannot match; remove resourceVersion to create it",
+			return "", nil, nil, v1.Conflict("%s does not exist, so metadata.resourceVersion %d cannot match; remove resourceVersion to create it",
 				describe(res, env, name), expectRev)
 		}
-		if dryRun {
-			meta.Generation = 1
-		} else if err := store.Create(ctx, s.store, obj); err != nil {
-			return "", nil, err
+		op, err := store.CreateOp(obj)
+		if err != nil {
+			return "", nil, nil, err
 		}
-		return ResultCreated, obj, nil
+		return ResultCreated, obj, &op, nil
 	}
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	cur := res.new()
 	if err := store.Decode(rec, cur); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if expectRev != 0 && expectRev != rec.Revision {
-		return "", nil, v1.Conflict("%s was modified: metadata.resourceVersion is %d, the stored one is %d; get it again and reapply",
+		return "", nil, nil, v1.Conflict("%s was modified: metadata.resourceVersion is %d, the stored one is %d; get it again and reapply",
 			describe(res, env, name), expectRev, rec.Revision)
 	}
 	v1.SetDefaults(cur) // a record written by an older release compares fairly
 	specChanged, err := specDiffers(cur, obj)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if !specChanged && maps.Equal(cur.GetMetadata().Labels, meta.Labels) {
-		return ResultUnchanged, cur, nil
+		return ResultUnchanged, cur, nil, nil
 	}
 	// The platform's part of the object stays as it was.
 	old := cur.GetMetadata()
@@ -123,14 +144,13 @@ func (s *Server) store1(ctx context.Context, obj v1.Object, res resource, expect
 		meta.Generation++
 	}
 	if err := copyStatus(obj, cur); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	if !dryRun {
-		if err := store.Update(ctx, s.store, obj); err != nil {
-			return "", nil, err
-		}
+	op, err := store.UpdateOp(obj)
+	if err != nil {
+		return "", nil, nil, err
 	}
-	return ResultConfigured, obj, nil
+	return ResultConfigured, obj, &op, nil
 }
 
 // admit checks a decoded object against the path it was sent to, clears

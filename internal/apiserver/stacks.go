@@ -136,19 +136,21 @@ func revisionList(st *v1.Stack) string {
 	return strings.Join(ns, ", ")
 }
 
-// deleteStack removes the stack's current objects, then its record.
+// deleteStack removes the stack's current objects and its record, in
+// one transaction.
 func (s *Server) deleteStack(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	st, err := s.loadStack(ctx, r.PathValue("env"), r.PathValue("name"))
 	if err != nil {
 		return err
 	}
+	var ops []store.Op
 	if cur := current(st); cur != nil {
-		if err := s.deleteRefs(ctx, st.Metadata.Environment, cur.Objects); err != nil {
+		if ops, err = s.deleteOps(ctx, st.Metadata.Environment, cur.Objects); err != nil {
 			return err
 		}
 	}
-	if err := store.Delete(ctx, s.store, st); err != nil {
+	if _, err := s.store.Txn(ctx, append(ops, store.DeleteOp(st))); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -164,23 +166,29 @@ func current(st *v1.Stack) *v1.StackRevision {
 	return nil
 }
 
-// deleteRefs deletes the objects refs name ("Kind/name"), users of topics
-// before topics.
-func (s *Server) deleteRefs(ctx context.Context, env string, refs []string) error {
+// deleteOps are the ops that delete the objects refs name ("Kind/name")
+// that exist, at the revision read, users of topics before topics.
+func (s *Server) deleteOps(ctx context.Context, env string, refs []string) ([]store.Op, error) {
 	refs = slices.Clone(refs)
 	slices.SortStableFunc(refs, func(a, b string) int {
 		ka, _, _ := strings.Cut(a, "/")
 		kb, _, _ := strings.Cut(b, "/")
 		return applyOrder[kb] - applyOrder[ka]
 	})
+	var ops []store.Op
 	for _, ref := range refs {
 		kind, name, _ := strings.Cut(ref, "/")
-		err := s.store.Delete(ctx, store.Key{Kind: kind, Environment: env, Name: name}, 0)
-		if err != nil && !v1.IsNotFound(err) {
-			return fmt.Errorf("delete %s: %w", ref, err)
+		key := store.Key{Kind: kind, Environment: env, Name: name}
+		rec, err := s.store.Get(ctx, key)
+		if v1.IsNotFound(err) {
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("delete %s: %w", ref, err)
+		}
+		ops = append(ops, store.Op{Type: store.OpDelete, Key: key, ExpectRev: rec.Revision})
 	}
-	return nil
+	return ops, nil
 }
 
 // locate puts a file and document on an error found in a stack manifest.
@@ -279,16 +287,25 @@ func (s *Server) deploy(ctx context.Context, env, name string, req v1.StackDeplo
 		}
 		return resp, nil
 	}
+	// Everything is written in one transaction: the objects, the deletes
+	// and the stack's new revision, or nothing (a failure midway must not
+	// leave a partial deploy with no revision recorded).
+	var ops []store.Op
 	for _, it := range items {
-		result, _, err := s.store1(ctx, it.obj, it.res, 0, false)
+		result, _, op, err := s.plan1(ctx, it.obj, it.res, 0)
 		if err != nil {
 			return nil, locate(fmt.Errorf("apply %s: %w", it.ref, err), it, "")
 		}
 		resp.Results[it.ref] = result
+		if op != nil {
+			ops = append(ops, *op)
+		}
 	}
-	if err := s.deleteRefs(ctx, env, removed); err != nil {
+	dels, err := s.deleteOps(ctx, env, removed)
+	if err != nil {
 		return nil, err
 	}
+	ops = append(ops, dels...)
 	rev := v1.StackRevision{
 		Deployed:  time.Now().UTC().Truncate(time.Second),
 		Cause:     req.Cause,
@@ -303,9 +320,16 @@ func (s *Server) deploy(ctx context.Context, env, name string, req v1.StackDeplo
 	for _, it := range items {
 		rev.Objects = append(rev.Objects, it.ref)
 	}
-	n, err := s.recordStack(ctx, env, name, rev)
+	n, op, err := s.stackRecordOp(ctx, env, name, rev)
 	if err != nil {
 		return nil, err
+	}
+	ops = append(ops, op)
+	if _, err := s.store.Txn(ctx, ops); err != nil {
+		if v1.IsConflict(err) || v1.IsNotFound(err) {
+			return nil, v1.Conflict("stack %q in environment %q: an object changed while the stack was deployed (%v); nothing was applied, deploy again", name, env, err)
+		}
+		return nil, v1.Unavailable("stack %q in environment %q: the store refused the deploy (%v); nothing was applied", name, env, err)
 	}
 	resp.Revision = n
 	return resp, nil
@@ -440,38 +464,35 @@ func PinImage(ref, digest string) string {
 	return ref + "@" + digest
 }
 
-// recordStack appends rev to the stack's history and makes it current.
-func (s *Server) recordStack(ctx context.Context, env, name string, rev v1.StackRevision) (int64, error) {
-	for {
-		st, err := s.loadStack(ctx, env, name)
-		create := v1.IsNotFound(err)
-		if err != nil && !create {
-			return 0, err
-		}
-		if create {
-			st = &v1.Stack{
-				TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindStack},
-				Metadata: v1.ObjectMeta{Name: name, Environment: env},
-			}
-		}
-		rev.Number = 1
-		if n := len(st.Status.History); n > 0 {
-			rev.Number = st.Status.History[n-1].Number + 1
-		}
-		st.Status.History = append(st.Status.History, rev)
-		if n := len(st.Status.History); n > v1.MaxStackHistory {
-			st.Status.History = st.Status.History[n-v1.MaxStackHistory:]
-		}
-		st.Status.Revision = rev.Number
-		if create {
-			err = store.Create(ctx, s.store, st)
-		} else {
-			st.Metadata.Generation++
-			err = store.Update(ctx, s.store, st)
-		}
-		if v1.IsConflict(err) {
-			continue
-		}
-		return rev.Number, err
+// stackRecordOp is the op that appends rev to the stack's history and
+// makes it current, and rev's number.
+func (s *Server) stackRecordOp(ctx context.Context, env, name string, rev v1.StackRevision) (int64, store.Op, error) {
+	st, err := s.loadStack(ctx, env, name)
+	create := v1.IsNotFound(err)
+	if err != nil && !create {
+		return 0, store.Op{}, err
 	}
+	if create {
+		st = &v1.Stack{
+			TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindStack},
+			Metadata: v1.ObjectMeta{Name: name, Environment: env},
+		}
+	}
+	rev.Number = 1
+	if n := len(st.Status.History); n > 0 {
+		rev.Number = st.Status.History[n-1].Number + 1
+	}
+	st.Status.History = append(st.Status.History, rev)
+	if n := len(st.Status.History); n > v1.MaxStackHistory {
+		st.Status.History = st.Status.History[n-v1.MaxStackHistory:]
+	}
+	st.Status.Revision = rev.Number
+	var op store.Op
+	if create {
+		op, err = store.CreateOp(st)
+	} else {
+		st.Metadata.Generation++
+		op, err = store.UpdateOp(st)
+	}
+	return rev.Number, op, err
 }

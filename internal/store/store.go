@@ -48,6 +48,23 @@ type Event struct {
 	Record Record
 }
 
+// OpType is what one op of a transaction does.
+type OpType string
+
+const (
+	OpCreate OpType = "create" // Conflict if the key exists
+	OpUpdate OpType = "update" // NotFound if missing; Conflict if not at ExpectRev (0: any)
+	OpDelete OpType = "delete" // NotFound if missing; Conflict if not at ExpectRev (0: any)
+)
+
+// Op is one write of a transaction.
+type Op struct {
+	Type      OpType
+	Key       Key
+	Value     []byte
+	ExpectRev uint64
+}
+
 // Store is durable, versioned key-value state. Every write bumps one global
 // revision counter and stamps the written record with it.
 //
@@ -73,6 +90,11 @@ type Store interface {
 	// closes, or when the consumer falls too far behind; a consumer then
 	// lists again and watches from the listed revision (level-triggered).
 	Watch(ctx context.Context, kind string, afterRev uint64) (<-chan Event, error)
+	// Txn applies every op, in order, or none of them (the first failing
+	// op's error is returned: NotFound, Conflict). Each op takes its own
+	// revision, so watchers see one event per op, in order. It returns
+	// each op's revision.
+	Txn(ctx context.Context, ops []Op) ([]uint64, error)
 	// Revision is the current store revision.
 	Revision(ctx context.Context) (uint64, error)
 	Close() error

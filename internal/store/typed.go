@@ -112,17 +112,53 @@ func Delete(ctx context.Context, s Store, obj v1.Object) error {
 	return s.Delete(ctx, KeyOf(obj), obj.GetMetadata().ResourceVersion)
 }
 
-func put(ctx context.Context, obj v1.Object, write func(Key, []byte) (uint64, error)) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
+// CreateOp is the transaction op that creates obj, stamped as Create
+// stamps it (UID, creation time, generation 1 when unset).
+func CreateOp(obj v1.Object) (Op, error) {
+	md := obj.GetMetadata()
+	md.UID = newUID()
+	md.CreationTimestamp = time.Now().UTC().Truncate(time.Second)
+	if md.Generation == 0 {
+		md.Generation = 1
 	}
+	value, err := encode(obj)
+	return Op{Type: OpCreate, Key: KeyOf(obj), Value: value}, err
+}
+
+// UpdateOp is the transaction op that replaces obj if it is still at its
+// resourceVersion (0: any).
+func UpdateOp(obj v1.Object) (Op, error) {
+	value, err := encode(obj)
+	return Op{Type: OpUpdate, Key: KeyOf(obj), Value: value, ExpectRev: obj.GetMetadata().ResourceVersion}, err
+}
+
+// DeleteOp is the transaction op that deletes obj if it is still at its
+// resourceVersion (0: any).
+func DeleteOp(obj v1.Object) Op {
+	return Op{Type: OpDelete, Key: KeyOf(obj), ExpectRev: obj.GetMetadata().ResourceVersion}
+}
+
+// encode is obj as stored: without its resourceVersion, which is the
+// record's.
+func encode(obj v1.Object) ([]byte, error) {
 	md := obj.GetMetadata()
 	rv := md.ResourceVersion
 	md.ResourceVersion = 0
 	value, err := json.Marshal(obj)
 	md.ResourceVersion = rv
 	if err != nil {
-		return 0, fmt.Errorf("encode %s: %w", KeyOf(obj), err)
+		return nil, fmt.Errorf("encode %s: %w", KeyOf(obj), err)
+	}
+	return value, nil
+}
+
+func put(ctx context.Context, obj v1.Object, write func(Key, []byte) (uint64, error)) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	value, err := encode(obj)
+	if err != nil {
+		return 0, err
 	}
 	return write(KeyOf(obj), value)
 }

@@ -161,49 +161,115 @@ func (s *Store) List(ctx context.Context, kind, environment string) ([]store.Rec
 	return recs, rev, nil
 }
 
+// Txn implements store.Store: every op in one bbolt transaction, each
+// with its own revision, the events published after the commit.
+func (s *Store) Txn(ctx context.Context, ops []store.Op) ([]uint64, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	keys := make([][]byte, len(ops))
+	for i, op := range ops {
+		k, err := encodeKey(op.Key)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.closed.Load() {
+		return nil, v1.Unavailable("store is closed")
+	}
+	evs := make([]store.Event, len(ops))
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		b := tx.Bucket(recordsBucket)
+		rev := readRev(meta)
+		for i, op := range ops {
+			rev++
+			var err error
+			switch op.Type {
+			case store.OpCreate:
+				evs[i], err = createOp(b, keys[i], op.Key, op.Value, rev)
+			case store.OpUpdate:
+				evs[i], err = updateOp(b, keys[i], op.Key, op.Value, op.ExpectRev, rev)
+			case store.OpDelete:
+				evs[i], err = deleteOp(b, keys[i], op.Key, op.ExpectRev, rev)
+			default:
+				err = v1.Invalid("transaction op %d: unknown type %q", i, op.Type)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return meta.Put(revKey, binary.BigEndian.AppendUint64(nil, rev))
+	})
+	if err != nil {
+		return nil, s.mapErr(err)
+	}
+	revs := make([]uint64, len(evs))
+	for i, ev := range evs {
+		s.hub.Publish(ev)
+		revs[i] = ev.Record.Revision
+	}
+	return revs, nil
+}
+
 // Create implements store.Store.
 func (s *Store) Create(ctx context.Context, key store.Key, value []byte) (uint64, error) {
 	return s.write(ctx, key, func(b *bbolt.Bucket, k []byte, rev uint64) (store.Event, error) {
-		if b.Get(k) != nil {
-			return store.Event{}, v1.Conflict("%s already exists", key)
-		}
-		return put(b, k, key, value, rev, rev)
+		return createOp(b, k, key, value, rev)
 	})
 }
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, key store.Key, value []byte, expectRev uint64) (uint64, error) {
 	return s.write(ctx, key, func(b *bbolt.Bucket, k []byte, rev uint64) (store.Event, error) {
-		raw := b.Get(k)
-		if raw == nil {
-			return store.Event{}, notFound(key)
-		}
-		modRev, createRev := binary.BigEndian.Uint64(raw), binary.BigEndian.Uint64(raw[8:])
-		if expectRev != 0 && expectRev != modRev {
-			return store.Event{}, staleRev(key, expectRev, modRev)
-		}
-		return put(b, k, key, value, rev, createRev)
+		return updateOp(b, k, key, value, expectRev, rev)
 	})
 }
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, key store.Key, expectRev uint64) error {
 	_, err := s.write(ctx, key, func(b *bbolt.Bucket, k []byte, rev uint64) (store.Event, error) {
-		raw := b.Get(k)
-		if raw == nil {
-			return store.Event{}, notFound(key)
-		}
-		if modRev := binary.BigEndian.Uint64(raw); expectRev != 0 && expectRev != modRev {
-			return store.Event{}, staleRev(key, expectRev, modRev)
-		}
-		last := decodeRecord(key, raw)
-		if err := b.Delete(k); err != nil {
-			return store.Event{}, err
-		}
-		last.Revision = rev
-		return store.Event{Type: store.EventDelete, Record: last}, nil
+		return deleteOp(b, k, key, expectRev, rev)
 	})
 	return err
+}
+
+func createOp(b *bbolt.Bucket, k []byte, key store.Key, value []byte, rev uint64) (store.Event, error) {
+	if b.Get(k) != nil {
+		return store.Event{}, v1.Conflict("%s already exists", key)
+	}
+	return put(b, k, key, value, rev, rev)
+}
+
+func updateOp(b *bbolt.Bucket, k []byte, key store.Key, value []byte, expectRev, rev uint64) (store.Event, error) {
+	raw := b.Get(k)
+	if raw == nil {
+		return store.Event{}, notFound(key)
+	}
+	modRev, createRev := binary.BigEndian.Uint64(raw), binary.BigEndian.Uint64(raw[8:])
+	if expectRev != 0 && expectRev != modRev {
+		return store.Event{}, staleRev(key, expectRev, modRev)
+	}
+	return put(b, k, key, value, rev, createRev)
+}
+
+func deleteOp(b *bbolt.Bucket, k []byte, key store.Key, expectRev, rev uint64) (store.Event, error) {
+	raw := b.Get(k)
+	if raw == nil {
+		return store.Event{}, notFound(key)
+	}
+	if modRev := binary.BigEndian.Uint64(raw); expectRev != 0 && expectRev != modRev {
+		return store.Event{}, staleRev(key, expectRev, modRev)
+	}
+	last := decodeRecord(key, raw)
+	if err := b.Delete(k); err != nil {
+		return store.Event{}, err
+	}
+	last.Revision = rev
+	return store.Event{Type: store.EventDelete, Record: last}, nil
 }
 
 // Watch implements store.Store.

@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"WatchCancel", testWatchCancel},
 		{"CloseEndsWatches", testCloseEndsWatches},
 		{"ConcurrentCAS", testConcurrentCAS},
+		{"Txn", testTxn},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -698,4 +699,59 @@ func testConcurrentCAS(t *testing.T, h Harness) {
 		t.Fatalf("watching the counter: %v", err)
 	}
 	t.Logf("%d increments, %d CAS conflicts retried", workers*increments, conflicts)
+}
+
+// A transaction applies every op or none; each op is its own event.
+func testTxn(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := t.Context()
+	a, b, c := svc("tx", "a"), svc("tx", "b"), svc("tx", "c")
+	revA := mustCreate(t, s, a, `"a1"`)
+	mustCreate(t, s, c, `"c1"`)
+	events, err := s.Watch(ctx, v1.KindService, revA+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// One failing op (a stale expected revision) leaves everything as it was.
+	_, err = s.Txn(ctx, []store.Op{
+		{Type: store.OpCreate, Key: b, Value: []byte(`"b1"`)},
+		{Type: store.OpUpdate, Key: a, Value: []byte(`"a2"`), ExpectRev: revA + 100},
+	})
+	wantKind(t, err, v1.ErrConflict)
+	if _, err := s.Get(ctx, b); !v1.IsNotFound(err) {
+		t.Fatalf("a failed transaction created %s: %v", b, err)
+	}
+	if rec, _ := s.Get(ctx, a); string(rec.Value) != `"a1"` {
+		t.Fatalf("a failed transaction changed %s to %s", a, rec.Value)
+	}
+
+	revs, err := s.Txn(ctx, []store.Op{
+		{Type: store.OpCreate, Key: b, Value: []byte(`"b1"`)},
+		{Type: store.OpUpdate, Key: a, Value: []byte(`"a2"`), ExpectRev: revA},
+		{Type: store.OpDelete, Key: c},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 3 || revs[1] != revs[0]+1 || revs[2] != revs[1]+1 {
+		t.Fatalf("revisions %v, want three consecutive", revs)
+	}
+	for i, want := range []struct {
+		typ store.EventType
+		key store.Key
+	}{{store.EventPut, b}, {store.EventPut, a}, {store.EventDelete, c}} {
+		ev := next(t, events)
+		if ev.Type != want.typ || ev.Record.Key != want.key || ev.Record.Revision != revs[i] {
+			t.Fatalf("event %d: %s %s at %d, want %s %s at %d", i, ev.Type, ev.Record.Key, ev.Record.Revision, want.typ, want.key, revs[i])
+		}
+	}
+	if rec, _ := s.Get(ctx, a); string(rec.Value) != `"a2"` || rec.Revision != revs[1] {
+		t.Fatalf("%s after the transaction: %s at %d", a, rec.Value, rec.Revision)
+	}
+	if _, err := s.Get(ctx, c); !v1.IsNotFound(err) {
+		t.Fatalf("%s not deleted: %v", c, err)
+	}
+	_, err = s.Txn(ctx, []store.Op{{Type: store.OpDelete, Key: c}})
+	wantKind(t, err, v1.ErrNotFound)
 }
