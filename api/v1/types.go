@@ -314,6 +314,21 @@ type Image struct {
 	Create time.Time `json:"created,omitzero"`
 }
 
+// ImageEntry is one image of GET /api/v1/images: an image's name, digest
+// and size plus where it is. Registry images are named REPOSITORY:TAG;
+// images only on the node keep containerd's name.
+type ImageEntry struct {
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	Size       int64  `json:"size"`
+	Repository string `json:"repository,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	// Registry: stored in the built-in registry; Node: unpacked in the
+	// node's containerd (same digest).
+	Registry bool `json:"registry"`
+	Node     bool `json:"node"`
+}
+
 // Error kinds, mapped to HTTP status codes by the API server and to exit
 // codes by the CLI.
 const (
