@@ -13,15 +13,7 @@ import (
 
 // ImageEntry is an image as GET /api/v1/images lists it: in the built-in
 // registry (Repository and Tag set), unpacked on the node, or both.
-type ImageEntry struct {
-	Name       string `json:"name"`
-	Digest     string `json:"digest"`
-	Size       int64  `json:"size"`
-	Repository string `json:"repository,omitempty"`
-	Tag        string `json:"tag,omitempty"`
-	Registry   bool   `json:"registry"`
-	Node       bool   `json:"node"`
-}
+type ImageEntry = v1.ImageEntry
 
 // Images lists the registry's images and the node's. A server without a
 // registry answers plain node images; those come back with Node set.
