@@ -284,3 +284,60 @@ func TestFirstPushSyncsNewDirectories(t *testing.T) {
 		}
 	}
 }
+
+// The Go API keeps the HTTP API's promises: content is checked before it
+// is visible, a manifest must name what its repository holds, and a copy
+// across repositories brings an index's manifests along.
+func TestGoAPI(t *testing.T) {
+	reg, srv := newTestRegistry(t, nil)
+	ctx := t.Context()
+	content := randBytes(2048)
+	d := digest.FromBytes(content)
+	wrong := digest.FromBytes([]byte("something else"))
+	if err := reg.PutBlob(ctx, "app", wrong.String(), int64(len(content)), bytes.NewReader(content)); !v1.IsInvalid(err) {
+		t.Fatalf("PutBlob with the wrong digest: %v", err)
+	}
+	if err := reg.PutBlob(ctx, "app", d.String(), int64(len(content))+1, bytes.NewReader(content)); !v1.IsInvalid(err) {
+		t.Fatalf("PutBlob of a short body: %v", err)
+	}
+	if got := storedBlobs(t, reg); len(got) != 0 {
+		t.Fatalf("refused blobs stored: %v", got)
+	}
+
+	cfg := []byte("{}")
+	cd := digest.FromBytes(cfg)
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":2048}]}`, cd, d)
+	if _, err := reg.PutManifest(ctx, "app", "v1", "application/vnd.oci.image.manifest.v1+json", []byte(m)); !v1.IsInvalid(err) {
+		t.Fatalf("manifest naming blobs the repository lacks: %v", err)
+	}
+	for _, b := range [][]byte{cfg, content} {
+		if err := reg.PutBlob(ctx, "app", digest.FromBytes(b).String(), int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md, err := reg.PutManifest(ctx, "app", "", "application/vnd.oci.image.manifest.v1+json", []byte(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}]}`, md, len(m))
+	id, err := reg.PutManifest(ctx, "app", "multi", "application/vnd.oci.image.index.v1+json", []byte(idx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err := reg.Resolve(ctx, "app", "multi"); err != nil || img.Digest != id || img.Tag != "multi" {
+		t.Fatalf("Resolve = %+v, %v", img, err)
+	}
+	if _, err := reg.Resolve(ctx, "app", "nope"); !v1.IsNotFound(err) {
+		t.Fatalf("Resolve of a missing tag: %v", err)
+	}
+
+	if _, err := reg.Copy(ctx, "app", "multi", "other/app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	// Pullable in full from the copy, over HTTP.
+	for _, p := range []string{"manifests/v1", "manifests/" + md, "blobs/" + d.String(), "blobs/" + cd.String()} {
+		if st, _, b := do(t, srv, "GET", "/v2/other/app/"+p, nil); st != http.StatusOK {
+			t.Fatalf("GET %s from the copy: %d %s", p, st, b)
+		}
+	}
+}
