@@ -494,9 +494,19 @@ func (g *Registry) finishBlob(ctx context.Context, name, tmp string, d digest.Di
 		return err
 	}
 	if got != d.Encoded() {
-		return errorf(http.StatusBadRequest, codeDigestInvalid, "content does not match digest %s", d).
-			withDetail(map[string]string{"digest": d.String()})
+		return digestMismatch(d)
 	}
+	return g.commitVerified(ctx, name, tmp, d, size)
+}
+
+func digestMismatch(d digest.Digest) *regError {
+	return errorf(http.StatusBadRequest, codeDigestInvalid, "content does not match digest %s", d).
+		withDetail(map[string]string{"digest": d.String()})
+}
+
+// commitVerified commits tmp, known to hold size bytes of digest d, into
+// the store and repo name, within name's quota.
+func (g *Registry) commitVerified(ctx context.Context, name, tmp string, d digest.Digest, size int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if exists(g.layerLinkPath(name, d)) {

@@ -156,7 +156,9 @@ func (g *Registry) PutBlob(ctx context.Context, repo, dgst string, size int64, r
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx, r}, size+1))
+	// Hashed as it is written: the content is read once.
+	h := d.Algorithm().Hash()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size+1))
 	if err == nil && n != size {
 		err = v1.Invalid("blob %s: %d bytes, expected %d", d, n, size)
 	}
@@ -169,7 +171,10 @@ func (g *Registry) PutBlob(ctx context.Context, repo, dgst string, size int64, r
 	if err != nil {
 		return err
 	}
-	return toAPIError(g.finishBlob(ctx, repo, tmp, d), repo, dgst)
+	if fmt.Sprintf("%x", h.Sum(nil)) != d.Encoded() {
+		return toAPIError(digestMismatch(d), repo, dgst)
+	}
+	return toAPIError(g.commitVerified(ctx, repo, tmp, d, size), repo, dgst)
 }
 
 // ctxReader stops a long copy when ctx ends.
