@@ -213,8 +213,8 @@ func newImagePushCommand(o *options) *cobra.Command {
 
 func newImageTagCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "tag SOURCE TARGET",
-		Short:   "Give an image of the built-in registry another name",
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image of the built-in registry another name",
 		Long: "Give an image of the built-in registry another name. The target's repository must be one " +
 			"the token may write (ENV/NAME for its environments; shared repositories need an admin token); " +
 			"across repositories the content is shared, not copied.",
