@@ -23,6 +23,7 @@ import (
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/network/dns"
 	"berth.dev/berth/internal/queue"
@@ -197,7 +198,25 @@ func (s *Server) start(ctx context.Context) error {
 	})
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
-	images := &imageService{driver: s.driver}
+	// The built-in registry shares the API address at /v2/, with its own
+	// auth challenge and error bodies; pulls from loopback (the platform's
+	// own containerd) need no token. Repositories ENV/... are environment
+	// ENV's: its tokens write them and its quota counts their bytes.
+	owners := images.NewOwners(images.StoreEnvironments(s.store))
+	reg, err := registry.New(registry.Config{
+		Dir:           filepath.Join(cfg.DataDir, "registry"),
+		Authorizer:    auth.RegistryAuthorizer(owners),
+		AnonymousPull: true,
+		Quota:         owners.RegistryQuota,
+		Logger:        s.log.With("part", "registry"),
+	})
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	imgs := images.New(images.Config{
+		Node: s.driver, Registry: reg, RegistryAddr: s.APIAddr(), Owners: owners,
+		Logger: s.log.With("part", "images"),
+	})
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
@@ -216,7 +235,7 @@ func (s *Server) start(ctx context.Context) error {
 		Logger:  s.log.With("part", "agent"),
 	})
 	services := controller.NewServices(controller.ServiceConfig{
-		Store: s.store, Images: images, Events: local.RecordEvent,
+		Store: s.store, Images: imgs, Events: local.RecordEvent,
 		Logger: s.log.With("part", "services"),
 	})
 
@@ -241,7 +260,7 @@ func (s *Server) start(ctx context.Context) error {
 	})
 	s.gateway.SetActivator(act)
 	functions = controller.NewFunctions(controller.FunctionConfig{
-		Store: s.store, Images: images, Events: local.RecordEvent,
+		Store: s.store, Images: imgs, Events: local.RecordEvent,
 		Scaler: scalerAdapter{scaler}, Stats: &loadStats{gateway: s.gateway, activator: act},
 		OnFunctions: s.setQueueFunctions, RoutesSynced: routesSynced,
 		Logger: s.log.With("part", "functions"),
@@ -286,42 +305,14 @@ func (s *Server) start(ctx context.Context) error {
 		s.log.Warn("workloads are not checked against the node's capacity", "err", err)
 	}
 	api := apiserver.New(apiserver.Config{
-		Store: s.store, Token: s.token, Authorizer: auth, Values: values, Images: images, LogDir: cfg.LogDir(),
+		Store: s.store, Token: s.token, Authorizer: auth, Values: values, Images: imgs, LogDir: cfg.LogDir(),
 		Invocations: invocations{gatewayInvoker: invoker, q: s.queue},
 		Executions:  workflows,
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
 	})
-	// The OCI registry shares the API address at /v2/, with its own auth
-	// challenge and error bodies; pulls from loopback (the platform's own
-	// containerd) need no token.
-	reg, err := registry.New(registry.Config{
-		Dir:           filepath.Join(cfg.DataDir, "registry"),
-		Authorizer:    auth.RegistryAuthorizer(),
-		AnonymousPull: true,
-		Logger:        s.log.With("part", "registry"),
-	})
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	images.setRegistry(reg, s.APIAddr(), s.token)
-	s.goRun(runCtx, "registry-gc", func(ctx context.Context) error {
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				if n, freed, err := reg.GC(ctx); err != nil {
-					s.log.Warn("registry garbage collection", "err", err)
-				} else if n > 0 {
-					s.log.Info("registry garbage collected", "blobs", n, "bytes", freed)
-				}
-			}
-		}
-	})
+	s.goRun(runCtx, "registry", reg.Run)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg.Handler())
 	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
