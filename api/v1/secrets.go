@@ -52,6 +52,10 @@ type ConfigFile struct {
 type Quota struct {
 	CPU    string `json:"cpu,omitempty"`
 	Memory string `json:"memory,omitempty"`
+	// Registry bounds the bytes the environment's repositories of the
+	// built-in registry (ENV/...) hold, each blob counted once, e.g.
+	// "20Gi"; a push past it is refused.
+	Registry string `json:"registry,omitempty"`
 }
 
 // What a workload without resource limits counts for against a quota.
@@ -349,6 +353,11 @@ func validateQuota(q *Quota) error {
 	if q.Memory != "" {
 		if b, err := ParseMemory(q.Memory); err != nil || b <= 0 {
 			return FieldError("spec.quota.memory", "%q is not a positive memory quantity, e.g. \"8Gi\"", q.Memory)
+		}
+	}
+	if q.Registry != "" {
+		if b, err := ParseMemory(q.Registry); err != nil || b <= 0 {
+			return FieldError("spec.quota.registry", "%q is not a positive size, e.g. \"20Gi\"", q.Registry)
 		}
 	}
 	return nil

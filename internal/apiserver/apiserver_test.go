@@ -21,6 +21,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/telemetry/logs"
@@ -615,24 +616,26 @@ type memImages struct {
 	imported int64
 	images   []v1.Image
 	panicOn  string
+	access   images.Access // of the last call that carried one
 }
 
-func (m *memImages) Import(ctx context.Context, r io.Reader) ([]v1.Image, error) {
+func (m *memImages) Import(ctx context.Context, a images.Access, r io.Reader) ([]v1.Image, error) {
 	n, err := io.Copy(io.Discard, r)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.imported = n
+	m.imported, m.access = n, a
 	img := v1.Image{Name: fmt.Sprintf("imported:%d", n), Digest: "sha256:abc", Size: n}
 	m.images = append(m.images, img)
 	return []v1.Image{img}, nil
 }
 
-func (m *memImages) List(ctx context.Context) ([]v1.Image, error) {
+func (m *memImages) List(ctx context.Context, a images.Access) ([]v1.Image, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.access = a
 	if m.panicOn == "List" {
 		panic("image store exploded")
 	}
@@ -650,9 +653,10 @@ func (m *memImages) Pull(ctx context.Context, ref string) (v1.Image, error) {
 	return img, nil
 }
 
-func (m *memImages) Remove(ctx context.Context, ref string) error {
+func (m *memImages) Remove(ctx context.Context, a images.Access, ref string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.access = a
 	for i, img := range m.images {
 		if img.Name == ref {
 			m.images = append(m.images[:i], m.images[i+1:]...)

@@ -8,31 +8,32 @@ import (
 	"net/http"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/images"
 )
 
-// ImageService is the node's image store as the API needs it. The
-// composition root implements it over the runtime driver.
+// ImageService is where images live, as the API needs it. The
+// composition root gives it internal/images. Every call that reads or
+// writes the registry's repositories carries what the caller may do with
+// them (images.Access, from its token); the service decides which
+// repositories that covers.
 type ImageService interface {
 	// Import loads an OCI image layout tar or docker-save tar.
-	Import(ctx context.Context, r io.Reader) ([]v1.Image, error)
-	List(ctx context.Context) ([]v1.Image, error)
+	Import(ctx context.Context, a images.Access, r io.Reader) ([]v1.Image, error)
+	List(ctx context.Context, a images.Access) ([]v1.Image, error)
 	Pull(ctx context.Context, ref string) (v1.Image, error)
-	Remove(ctx context.Context, ref string) error
+	Remove(ctx context.Context, a images.Access, ref string) error
 }
 
 // ImageRegistry is the optional ability of an ImageService backed by the
 // built-in registry: where each image is, registry-only pushes, tags.
 type ImageRegistry interface {
-	Catalog(ctx context.Context) ([]ImageEntry, error)
+	Catalog(ctx context.Context, a images.Access) ([]v1.ImageEntry, error)
 	// Push stores an archive's images in the registry without unpacking
 	// them on the node.
-	Push(ctx context.Context, r io.Reader) ([]v1.Image, error)
+	Push(ctx context.Context, a images.Access, r io.Reader) ([]v1.Image, error)
 	// Tag makes target name the registry image source names.
-	Tag(ctx context.Context, source, target string) (v1.Image, error)
+	Tag(ctx context.Context, a images.Access, source, target string) (v1.Image, error)
 }
-
-// ImageEntry is one image of GET /api/v1/images, declared in api/v1.
-type ImageEntry = v1.ImageEntry
 
 // TagRequest is the body of POST /api/v1/images/tag.
 type TagRequest struct {
@@ -52,23 +53,37 @@ func (s *Server) imageService() (ImageService, error) {
 	return s.images, nil
 }
 
+// imageAccess is what the caller of r may do with the registry's
+// repositories.
+func (s *Server) imageAccess(r *http.Request) (images.Access, error) {
+	p, err := s.principal(r)
+	if err != nil {
+		return images.Access{}, err
+	}
+	return p.ImageAccess(), nil
+}
+
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
-	images, err := s.imageService()
+	svc, err := s.imageService()
 	if err != nil {
 		return err
 	}
-	if reg, ok := images.(ImageRegistry); ok {
-		entries, err := reg.Catalog(r.Context())
+	access, err := s.imageAccess(r)
+	if err != nil {
+		return err
+	}
+	if reg, ok := svc.(ImageRegistry); ok {
+		entries, err := reg.Catalog(r.Context(), access)
 		if err != nil {
 			return err
 		}
 		if entries == nil {
-			entries = []ImageEntry{}
+			entries = []v1.ImageEntry{}
 		}
 		writeJSON(w, http.StatusOK, entries)
 		return nil
 	}
-	list, err := images.List(r.Context())
+	list, err := svc.List(r.Context(), access)
 	if err != nil {
 		return err
 	}
@@ -80,7 +95,11 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) importImage(w http.ResponseWriter, r *http.Request) error {
-	images, err := s.imageService()
+	svc, err := s.imageService()
+	if err != nil {
+		return err
+	}
+	access, err := s.imageAccess(r)
 	if err != nil {
 		return err
 	}
@@ -91,17 +110,17 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) error {
 	// limit is still a 413, which the MaxBytesReader's error says only if
 	// it is looked for here.
 	body := &limitedBody{r: http.MaxBytesReader(w, r.Body, MaxImportBytes)}
-	load := images.Import
+	load := svc.Import
 	// ?node=false stores the images in the registry only (berth image
 	// push); the default also unpacks them on the node.
 	if r.URL.Query().Get("node") == "false" {
-		reg, ok := images.(ImageRegistry)
+		reg, ok := svc.(ImageRegistry)
 		if !ok {
 			return v1.Unavailable("this server has no registry")
 		}
 		load = reg.Push
 	}
-	imported, err := load(r.Context(), body)
+	imported, err := load(r.Context(), access, body)
 	if body.tooLarge != nil {
 		return body.tooLarge
 	}
@@ -129,7 +148,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
-	images, err := s.imageService()
+	svc, err := s.imageService()
 	if err != nil {
 		return err
 	}
@@ -146,7 +165,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 	if req.Ref == "" {
 		return v1.FieldError("ref", "required: the image to pull, e.g. docker.io/library/nginx:latest")
 	}
-	img, err := images.Pull(r.Context(), req.Ref)
+	img, err := svc.Pull(r.Context(), req.Ref)
 	if err != nil {
 		return err
 	}
@@ -155,11 +174,15 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) tagImage(w http.ResponseWriter, r *http.Request) error {
-	images, err := s.imageService()
+	svc, err := s.imageService()
 	if err != nil {
 		return err
 	}
-	reg, ok := images.(ImageRegistry)
+	access, err := s.imageAccess(r)
+	if err != nil {
+		return err
+	}
+	reg, ok := svc.(ImageRegistry)
 	if !ok {
 		return v1.Unavailable("this server has no registry")
 	}
@@ -179,7 +202,7 @@ func (s *Server) tagImage(w http.ResponseWriter, r *http.Request) error {
 	if req.Target == "" {
 		return v1.FieldError("target", "required: the new name, e.g. team/api:v2")
 	}
-	img, err := reg.Tag(r.Context(), req.Source, req.Target)
+	img, err := reg.Tag(r.Context(), access, req.Source, req.Target)
 	if err != nil {
 		return err
 	}
@@ -189,7 +212,11 @@ func (s *Server) tagImage(w http.ResponseWriter, r *http.Request) error {
 
 // removeImage answers 204: there is nothing left to show.
 func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) error {
-	images, err := s.imageService()
+	svc, err := s.imageService()
+	if err != nil {
+		return err
+	}
+	access, err := s.imageAccess(r)
 	if err != nil {
 		return err
 	}
@@ -197,7 +224,7 @@ func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) error {
 	if ref == "" {
 		return v1.FieldError("ref", "required: DELETE /api/v1/images/{ref}, the reference path-escaped")
 	}
-	if err := images.Remove(r.Context(), ref); err != nil {
+	if err := svc.Remove(r.Context(), access, ref); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -59,7 +59,9 @@ func TestAllowedTable(t *testing.T) {
 		{deployer, "POST", "/api/v1/tokens", deny},
 		{deployer, "GET", "/api/v1/tokens", deny},
 		{deployer, "POST", "/api/v1/images/pull", ok},
-		{deployer, "DELETE", "/api/v1/images/x", deny},
+		{deployer, "DELETE", "/api/v1/images/x", ok}, // the image service checks the repository
+		{viewer, "DELETE", "/api/v1/images/x", deny},
+		{viewer, "POST", "/api/v1/images/tag", deny},
 		{viewer, "POST", "/api/v1/images/pull", deny},
 		{envAdmin, "PUT", "/api/v1/environments/dev", ok},
 		{envAdmin, "PUT", "/api/v1/environments/new", deny},

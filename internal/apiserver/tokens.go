@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/registry"
 	"berth.dev/berth/internal/store"
 )
@@ -45,12 +46,13 @@ type Scoper interface {
 //
 //   - viewer: GET in its environments (logs excepted);
 //   - deployer: also apply, delete, invoke, publish, start workflows, set
-//     secrets and config, deploy stacks and read logs in its environments;
+//     secrets and config, deploy stacks and read logs in its environments,
+//     and push, tag and remove images in their repositories (ENV/...);
 //   - admin: everything in its environments, environment updates included
 //     but for their quota and limits (mayApplyEnvironment); with
 //     environments "*" (the bootstrap token is one) also creating
-//     environments, setting quotas and limits, tokens, traces and image
-//     removal.
+//     environments, setting quotas and limits, tokens, traces, and writing
+//     shared repositories.
 type RoleAuthorizer struct {
 	admin *TokenAuthorizer
 	store store.Store
@@ -156,29 +158,59 @@ func Allowed(p Principal, method, path string) error {
 	case seg[0] == "images":
 		switch {
 		case read:
+			return nil // the list shows what the token may read
+		case (method == http.MethodPost || method == http.MethodDelete) && roleRank[p.Role] >= roleRank[v1.RoleDeployer]:
+			// Which repositories it may change is the image service's
+			// to say (ImageAccess): those of its environments.
 			return nil
-		case method == http.MethodPost && roleRank[p.Role] >= roleRank[v1.RoleDeployer]:
-			return nil // import and pull serve deploys in any of its environments
 		}
-		return deny("%s %s needs an admin token for all environments", method, path)
+		return deny("%s %s needs role deployer or above", method, path)
 	case len(seg) == 1 && read && seg[0] != "tokens" && seg[0] != "traces":
 		return nil // a list across environments, filtered to the token's
 	}
 	return deny("%s %s needs an admin token for all environments", method, path)
 }
 
-// RegistryAuthorizer is the registry's authorizer over the same tokens:
-// any token pulls, deployer and admin tokens push. Repositories are not
-// per environment yet, so a deployer of any environment may push to any
-// repository.
-func (a *RoleAuthorizer) RegistryAuthorizer() func(r *http.Request, repo string, push bool) error {
+// ImageAccess is what p may do with the registry's repositories: read
+// those of its environments, and with role deployer or above write them.
+// Shared repositories (not of an environment) are read by every token and
+// written by superusers only.
+func (p Principal) ImageAccess() images.Access {
+	a := images.Access{Admin: p.superuser(), Read: p.Environments}
+	if roleRank[p.Role] >= roleRank[v1.RoleDeployer] {
+		a.Write = p.Environments
+	}
+	return a
+}
+
+// RepositoryPolicy says whether a caller with access a may read, or with
+// write change, repository repo; a Forbidden error when not.
+// images.Owners is one.
+type RepositoryPolicy interface {
+	Check(ctx context.Context, a images.Access, repo string, write bool) error
+}
+
+// RegistryAuthorizer is the registry's authorizer over the same tokens and
+// the same repository rules as /api/v1/images: any token passes the
+// version check; pulls and pushes are what policy allows the token's
+// ImageAccess.
+func (a *RoleAuthorizer) RegistryAuthorizer(policy RepositoryPolicy) func(r *http.Request, repo string, push bool) error {
 	return func(r *http.Request, repo string, push bool) error {
 		p, err := a.Principal(r)
 		if err != nil {
 			return err
 		}
+		if repo == "" {
+			return nil
+		}
 		if push && roleRank[p.Role] < roleRank[v1.RoleDeployer] {
 			return fmt.Errorf("%w: token %q has role %s; pushing to %s needs deployer or admin", registry.ErrDenied, p.Name, p.Role, repo)
+		}
+		if err := policy.Check(r.Context(), p.ImageAccess(), repo, push); err != nil {
+			if v1.KindOf(err) == v1.ErrForbidden {
+				return fmt.Errorf("%w: token %q: %v", registry.ErrDenied, p.Name, err)
+			}
+			return err
 		}
 		return nil
 	}

@@ -182,7 +182,10 @@ func newImagePushCommand(o *options) *cobra.Command {
 		Short: "Push an image archive or OCI layout directory to the built-in registry",
 		Long: "Push the images of a docker-save tar, an OCI image layout tar or an OCI image layout " +
 			"directory to the built-in registry, under their names without registry host " +
-			"(hello:v1 is repository hello). The node pulls them from there when a revision needs them.",
+			"(hello:v1 is repository hello). The node pulls them from there when a revision needs them.\n\n" +
+			"Repositories ENV/NAME belong to environment ENV: tokens of ENV (deployer or admin) push, tag " +
+			"and remove there. Other repositories are shared: every token reads them, only an admin " +
+			"token for all environments writes them.",
 		Example: "  skopeo copy docker://nginx:1.25 oci:./nginx:docker.io/library/nginx:1.25 && berth image push ./nginx\n  berth image push api.tar",
 		Args:    exactArgs(1, "the archive or OCI layout directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -230,9 +233,12 @@ func newImagePushCommand(o *options) *cobra.Command {
 
 func newImageTagCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "tag SOURCE TARGET",
-		Short:   "Give an image of the built-in registry another name",
-		Example: "  berth image tag hello:v1 hello:stable\n  berth image tag hello:v1 team/hello:v1",
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image of the built-in registry another name",
+		Long: "Give an image of the built-in registry another name. The target's repository must be one " +
+			"the token may write (ENV/NAME for its environments; shared repositories need an admin token); " +
+			"across repositories the content is shared, not copied.",
+		Example: "  berth image tag hello:v1 hello:stable\n  berth image tag shop/api:v1 shop/api:stable",
 		Args:    exactArgs(2, "the image", "its new name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client()

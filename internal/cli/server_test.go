@@ -17,6 +17,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/apiserver"
+	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/telemetry/logs"
@@ -202,11 +203,11 @@ func (n *nodeImages) set(imgs ...v1.Image) {
 	n.mu.Unlock()
 }
 
-func (n *nodeImages) Import(ctx context.Context, r io.Reader) ([]v1.Image, error) {
+func (n *nodeImages) Import(ctx context.Context, _ images.Access, r io.Reader) ([]v1.Image, error) {
 	return nil, v1.Unavailable("the test node imports no archives")
 }
 
-func (n *nodeImages) List(ctx context.Context) ([]v1.Image, error) {
+func (n *nodeImages) List(ctx context.Context, _ images.Access) ([]v1.Image, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]v1.Image(nil), n.images...), nil
@@ -216,7 +217,7 @@ func (n *nodeImages) Pull(ctx context.Context, ref string) (v1.Image, error) {
 	return v1.Image{}, v1.Unavailable("the test node pulls nothing")
 }
 
-func (n *nodeImages) Remove(ctx context.Context, ref string) error {
+func (n *nodeImages) Remove(ctx context.Context, _ images.Access, ref string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i, img := range n.images {

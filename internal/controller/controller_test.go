@@ -443,7 +443,7 @@ func (i *images) calls(ref string) int {
 	return i.n[ref]
 }
 
-func (i *images) ResolveImage(ctx context.Context, ref string) (string, error) {
+func (i *images) ResolveImageIn(ctx context.Context, env, ref string) (string, error) {
 	i.mu.Lock()
 	i.n[ref]++
 	gate := i.gates[ref]

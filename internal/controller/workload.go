@@ -17,9 +17,10 @@ import (
 
 // ImageResolver turns an image reference into the digest a revision pins.
 type ImageResolver interface {
-	// ResolveImage returns the digest of ref, pulling it if it is not
-	// local. NotFound when it cannot be had.
-	ResolveImage(ctx context.Context, ref string) (digest string, err error)
+	// ResolveImageIn returns the digest of ref for a workload of env,
+	// pulling it if needed. NotFound when it cannot be had there (another
+	// environment's repository included).
+	ResolveImageIn(ctx context.Context, env, ref string) (digest string, err error)
 }
 
 // EventRecorder records an Event about an object ("Kind/name").
@@ -101,7 +102,7 @@ func (w *workloads) ensureRevision(ctx context.Context, ref backend.Ref, labels 
 		}
 	}
 	if digest == "" {
-		d, err, done := w.pulls.resolve(t.Image, ref.String(), wake)
+		d, err, done := w.pulls.resolve(ref.Environment, t.Image, ref.String(), wake)
 		if !done {
 			imageState("ResolvingImage", fmt.Sprintf("resolving image %q", t.Image))
 			return nil, nil
@@ -265,9 +266,9 @@ func (p *pulls) run(ctx context.Context) {
 	p.mu.Unlock()
 }
 
-// resolve returns ref's digest once resolved (done), else starts or joins
-// its resolution and arranges for wake to be called when it ends.
-func (p *pulls) resolve(ref, waiter string, wake func()) (digest string, err error, done bool) {
+// resolve returns ref's digest in env once resolved (done), else starts or
+// joins its resolution and arranges for wake to be called when it ends.
+func (p *pulls) resolve(env, ref, waiter string, wake func()) (digest string, err error, done bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -276,27 +277,28 @@ func (p *pulls) resolve(ref, waiter string, wake func()) (digest string, err err
 			delete(p.m, r)
 		}
 	}
-	pl := p.m[ref]
+	key := env + "\x00" + ref
+	pl := p.m[key]
 	if pl != nil && pl.done {
 		return pl.digest, pl.err, true
 	}
 	if pl == nil {
 		pl = &pull{waiters: map[string]func(){}}
-		p.m[ref] = pl
-		go p.fetch(p.base, ref, pl)
+		p.m[key] = pl
+		go p.fetch(p.base, key, env, ref, pl)
 	}
 	pl.waiters[waiter] = wake
 	return "", nil, false
 }
 
-func (p *pulls) fetch(base context.Context, ref string, pl *pull) {
+func (p *pulls) fetch(base context.Context, key, env, ref string, pl *pull) {
 	ctx, cancel := context.WithTimeout(base, p.timeout)
-	digest, err := p.images.ResolveImage(ctx, ref)
+	digest, err := p.images.ResolveImageIn(ctx, env, ref)
 	cancel()
 	p.mu.Lock()
 	if base.Err() != nil {
 		// The controller stops: the next one starts afresh.
-		delete(p.m, ref)
+		delete(p.m, key)
 		p.mu.Unlock()
 		return
 	}

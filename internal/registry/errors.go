@@ -28,6 +28,7 @@ const (
 	codeUnauthorized        = "UNAUTHORIZED"
 	codeDenied              = "DENIED"
 	codeUnsupported         = "UNSUPPORTED"
+	codeTooManyRequests     = "TOOMANYREQUESTS"
 	codeUnknown             = "UNKNOWN"
 )
 
@@ -39,7 +40,14 @@ type regError struct {
 	message string
 	detail  any
 	header  http.Header
+	// kind refines code where the Go API must tell causes apart that the
+	// spec gives one code (a quota refusal is DENIED, like a missing right).
+	kind string
 }
+
+const kindQuota = "quota"
+
+func (e *regError) withKind(k string) *regError { e.kind = k; return e }
 
 func (e *regError) Error() string { return e.code + ": " + e.message }
 

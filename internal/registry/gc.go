@@ -16,7 +16,8 @@ import (
 // repository links to them, by mark and sweep. Blobs written or touched
 // within GCGrace are kept: they may belong to a push whose manifest has not
 // arrived yet. GC holds the metadata lock throughout, so pushes that link
-// or commit wait for it while uploads keep streaming.
+// or commit wait for it while uploads keep streaming. It also drops upload
+// sessions idle beyond UploadTTL.
 func (g *Registry) GC(ctx context.Context) (removed int, freed int64, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -58,21 +59,8 @@ func (g *Registry) GC(ctx context.Context) (removed int, freed int64, err error)
 	}
 
 	cutoff := g.now().Add(-g.cfg.GCGrace)
-	// Abandoned upload sessions: a client that never finished. A session
-	// busy with a request is left alone.
-	g.uploads.Range(func(k, v any) bool {
-		u := v.(*upload)
-		select {
-		case u.mu <- struct{}{}:
-			if u.touched.Before(cutoff) {
-				g.uploads.Delete(k)
-				_ = os.Remove(g.uploadPath(k.(string)))
-			}
-			<-u.mu
-		default:
-		}
-		return true
-	})
+	// Abandoned upload sessions go too, though Run drops them sooner.
+	g.ExpireUploads()
 	root := filepath.Join(g.dir, dirBlobs)
 	var swept []digest.Digest
 	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
@@ -116,6 +104,7 @@ func (g *Registry) GC(ctx context.Context) (removed int, freed int64, err error)
 		}
 	}
 	if removed > 0 {
+		g.usage.reset()
 		g.log.Info("registry garbage collected", "blobs", removed, "bytes", freed)
 	}
 	return removed, freed, nil

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -142,6 +143,7 @@ func (g *Registry) deleteRef(repo, ref string) error {
 	} else if err != nil {
 		return err
 	}
+	g.usage.reset()
 	tags, _ := g.listTags(repo)
 	for _, t := range tags {
 		if td, err := g.readTag(repo, t); err == nil && td == d {
@@ -191,27 +193,10 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	if err != nil {
 		return err
 	}
-
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err := g.checkReferences(rt.name, l.MediaType, m); err != nil {
-		return err
-	}
-	if p := g.blobPath(d); !exists(p) {
-		if err := g.writeFileAtomic(p, body); err != nil {
-			return err
-		}
-	}
-	now := g.now()
-	_ = os.Chtimes(g.blobPath(d), now, now)
-	lb, _ := json.Marshal(l)
-	if err := g.writeFileAtomic(g.manifestLinkPath(rt.name, d), lb); err != nil {
+	if err := g.storeManifest(r.Context(), rt.name, d, body, l, m, tags); err != nil {
 		return err
 	}
 	for _, t := range tags {
-		if err := g.writeFileAtomic(g.tagPath(rt.name, t), []byte(d.String())); err != nil {
-			return err
-		}
 		if t != rt.ref {
 			w.Header().Add("OCI-Tag", t)
 		}
@@ -224,6 +209,45 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// storeManifest stores body, a parsed manifest with digest d, in repo under
+// tags: the content it names must be in repo, and the manifest itself
+// within repo's quota.
+func (g *Registry) storeManifest(ctx context.Context, repo string, d digest.Digest, body []byte, l *manifestLink, m *anyManifest, tags []string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkReferences(repo, l.MediaType, m); err != nil {
+		return err
+	}
+	if !exists(g.manifestLinkPath(repo, d)) {
+		if err := g.charge(ctx, repo, sized{d, int64(len(body))}); err != nil {
+			return err
+		}
+	}
+	err := func() error {
+		if p := g.blobPath(d); !exists(p) {
+			if err := g.writeFileAtomic(p, body); err != nil {
+				return err
+			}
+		}
+		now := g.now()
+		_ = os.Chtimes(g.blobPath(d), now, now)
+		lb, _ := json.Marshal(l)
+		if err := g.writeFileAtomic(g.manifestLinkPath(repo, d), lb); err != nil {
+			return err
+		}
+		for _, t := range tags {
+			if err := g.writeFileAtomic(g.tagPath(repo, t), []byte(d.String())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		g.usage.reset()
+	}
+	return err
 }
 
 // parseManifest checks that body is a manifest of a kind we serve and

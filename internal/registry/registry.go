@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	_ "crypto/sha256" // digest algorithms the registry accepts
 	_ "crypto/sha512"
 	"crypto/subtle"
@@ -37,9 +38,51 @@ type Config struct {
 	// GCGrace is how old an unreferenced blob must be before GC removes it,
 	// so a blob pushed just before its manifest survives; default 1h.
 	GCGrace time.Duration
+	// GCInterval is how often Run collects garbage; default 1h.
+	GCInterval time.Duration
+
+	// MaxBlobBytes bounds one blob, and so what one upload session may
+	// hold; default DefaultMaxBlobBytes.
+	MaxBlobBytes int64
+	// MaxUploads bounds the upload sessions one credential (one token; all
+	// anonymous callers together) has open at once; default
+	// DefaultMaxUploads.
+	MaxUploads int
+	// UploadTTL is how long an upload session may sit without a request
+	// before Run drops it and its bytes; default DefaultUploadTTL.
+	UploadTTL time.Duration
+	// Quota, when set, names the quota a repository's content counts
+	// against. It is asked on every push; an error fails the push.
+	Quota func(ctx context.Context, repo string) (Quota, error)
+
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+}
+
+// Limits a registry has unless configured otherwise.
+const (
+	// DefaultMaxBlobBytes: the largest layers in common use (CUDA and ML
+	// framework bases) are a few GiB compressed; 10 GiB leaves them room
+	// while one runaway or hostile upload cannot fill a disk on its own.
+	DefaultMaxBlobBytes = 10 << 30
+	// DefaultMaxUploads: clients push a handful of layers at once (docker
+	// 3, containerd and skopeo up to about 8); 16 leaves room for two
+	// pushes from one token, and bounds the files an abandoned client can
+	// leave open to as many.
+	DefaultMaxUploads = 16
+	// DefaultUploadTTL: clients send a chunk, or finish, well within a
+	// minute unless they are gone; five minutes of silence means gone.
+	DefaultUploadTTL = 5 * time.Minute
+)
+
+// Quota is what a repository's content counts against: every repository
+// with the same Group shares Limit bytes, each blob and manifest counted
+// once per group however many of its repositories hold it. An empty Group
+// or a Limit of 0 counts nothing.
+type Quota struct {
+	Group string
+	Limit int64
 }
 
 // Registry serves the OCI distribution API over a store on disk.
@@ -51,6 +94,11 @@ type Registry struct {
 	fs      fileSystem
 	mu      sync.Mutex // serialises metadata writes (links, tags) with GC
 	uploads sync.Map   // upload id → *upload
+
+	openMu sync.Mutex
+	open   map[string]int // credential key → upload sessions open
+
+	usage usageCache // guarded by mu
 }
 
 // maxManifestSize is the spec's "at least 4 MiB" a registry should accept.
@@ -71,19 +119,62 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.GCGrace == 0 {
 		cfg.GCGrace = time.Hour
 	}
+	if cfg.GCInterval == 0 {
+		cfg.GCInterval = time.Hour
+	}
+	if cfg.MaxBlobBytes == 0 {
+		cfg.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if cfg.MaxUploads == 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
+	if cfg.UploadTTL == 0 {
+		cfg.UploadTTL = DefaultUploadTTL
+	}
+	if cfg.MaxBlobBytes < 0 || cfg.MaxUploads < 0 || cfg.UploadTTL < 0 {
+		return nil, fmt.Errorf("registry: negative limit")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	g := &Registry{dir: cfg.Dir, cfg: cfg, log: cfg.Logger, now: cfg.Now, fs: osFS{}}
+	g := &Registry{dir: cfg.Dir, cfg: cfg, log: cfg.Logger, now: cfg.Now, fs: osFS{}, open: map[string]int{}}
 	if err := os.RemoveAll(filepath.Join(cfg.Dir, dirUploads)); err != nil {
 		return nil, fmt.Errorf("registry: clear uploads: %w", err)
 	}
 	for _, d := range []string{dirBlobs, dirRepos, dirUploads} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+		if err := g.mkdirAll(filepath.Join(cfg.Dir, d)); err != nil {
 			return nil, fmt.Errorf("registry: %w", err)
 		}
 	}
 	return g, nil
+}
+
+// Run is the registry's janitor until ctx ends: it drops upload sessions
+// idle for longer than UploadTTL (checked every UploadTTL/4, at least
+// every minute) and collects garbage every GCInterval.
+func (g *Registry) Run(ctx context.Context) error {
+	every := min(g.cfg.UploadTTL/4, time.Minute)
+	if every <= 0 {
+		every = time.Second
+	}
+	expire := time.NewTicker(every)
+	defer expire.Stop()
+	gc := time.NewTicker(g.cfg.GCInterval)
+	defer gc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-expire.C:
+			if n := g.ExpireUploads(); n > 0 {
+				g.log.Info("registry dropped abandoned uploads", "sessions", n)
+			}
+		case <-gc.C:
+			if _, _, err := g.GC(ctx); err != nil && ctx.Err() == nil {
+				g.log.Warn("registry garbage collection", "err", err)
+			}
+		}
+	}
 }
 
 // Handler serves /v2/ and everything under it.

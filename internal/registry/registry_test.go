@@ -297,7 +297,12 @@ func TestOutOfOrderChunk(t *testing.T) {
 
 // fullDisk fails every write once limit bytes have been written in total,
 // with ENOSPC, as a full filesystem does.
-type fullDisk struct{ limit int64 }
+// fullDisk makes and syncs directories as the OS does; its files fill
+// up after limit bytes.
+type fullDisk struct {
+	osFS
+	limit int64
+}
 
 func (d *fullDisk) OpenFile(name string, flag int, perm os.FileMode) (writableFile, error) {
 	f, err := os.OpenFile(name, flag, perm)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -83,7 +82,7 @@ func newID() string {
 // fsync of the directory. A failed write (a full disk) leaves nothing behind.
 func (g *Registry) writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := g.mkdirAll(dir); err != nil {
 		return err
 	}
 	tmp := filepath.Join(dir, ".tmp-"+newID())
@@ -105,21 +104,32 @@ func (g *Registry) writeFileAtomic(path string, data []byte) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return g.fs.SyncDir(dir)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+// mkdirAll makes dir and its missing parents, syncing the parent of each
+// directory it makes: a file fsynced and renamed into a new directory is
+// lost on a power cut unless the directory's own entry (in its parent) is
+// durable too, all the way up to a directory that already existed.
+func (g *Registry) mkdirAll(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := g.mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := g.fs.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	defer d.Close()
-	// Some filesystems refuse fsync on directories (EINVAL); the rename is
-	// still atomic there, only its durability is weaker.
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
+	// Also when another request made it first: that request may not have
+	// synced the parent yet, and this one is about to rely on the entry.
+	return g.fs.SyncDir(parent)
 }
 
 // commitBlob moves a verified temp file into the content store. The caller
@@ -132,7 +142,7 @@ func (g *Registry) commitBlob(tmp string, d digest.Digest) error {
 		_ = os.Chtimes(dst, now, now)
 		return os.Remove(tmp)
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := g.mkdirAll(filepath.Dir(dst)); err != nil {
 		return err
 	}
 	// Stamp the blob with the registry's clock: GC's grace period is
@@ -142,7 +152,7 @@ func (g *Registry) commitBlob(tmp string, d digest.Digest) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	return g.fs.SyncDir(filepath.Dir(dst))
 }
 
 func exists(path string) bool {

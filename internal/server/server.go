@@ -27,6 +27,7 @@ import (
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/network/dns"
@@ -60,7 +61,9 @@ type Server struct {
 	metrics    *metrics.Metrics
 	values     *secrets.Values
 	events     *events.Recorder
-	images     *imageService
+	images     *images.Service
+	registry   *registry.Registry
+	auth       *apiserver.RoleAuthorizer
 	invoker    *gatewayInvoker
 	backend    *local.Backend
 	workflows  *engine.Engine
@@ -193,6 +196,7 @@ func (s *Server) openState(ctx context.Context) error {
 	}
 	s.values = secrets.New(s.store, box)
 	s.events = &events.Recorder{Store: s.store}
+	s.auth = apiserver.NewRoleAuthorizer(s.token, s.store)
 	return nil
 }
 
@@ -257,7 +261,26 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	})
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
-	s.images = &imageService{driver: s.driver}
+	// The built-in registry shares the API address at /v2/, with its own
+	// auth challenge and error bodies; pulls from loopback (the platform's
+	// own containerd) need no token. Repositories ENV/... are environment
+	// ENV's: its tokens write them and its quota counts their bytes.
+	owners := images.NewOwners(images.StoreEnvironments(s.store))
+	s.registry, err = registry.New(registry.Config{
+		Dir:           filepath.Join(cfg.DataDir, "registry"),
+		Authorizer:    s.auth.RegistryAuthorizer(owners),
+		AnonymousPull: true,
+		Quota:         owners.RegistryQuota,
+		Logger:        s.log.With("part", "registry"),
+	})
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	s.addPart("registry", s.registry.Run)
+	s.images = images.New(images.Config{
+		Node: s.driver, Registry: s.registry, RegistryAddr: s.APIAddr(), Owners: owners,
+		Logger: s.log.With("part", "images"),
+	})
 	s.invoker = &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker,
@@ -405,13 +428,12 @@ func (s *Server) inventory() metrics.Inventory {
 // address, and the two HTTP servers.
 func (s *Server) buildAPI() error {
 	cfg := s.cfg
-	auth := apiserver.NewRoleAuthorizer(s.token, s.store)
 	capacity, err := apiserver.HostCapacity()
 	if err != nil {
 		s.log.Warn("workloads are not checked against the node's capacity", "err", err)
 	}
 	api := apiserver.New(apiserver.Config{
-		Store: s.store, Token: s.token, Authorizer: auth, Values: s.values, Images: s.images,
+		Store: s.store, Token: s.token, Authorizer: s.auth, Values: s.values, Images: s.images,
 		Logs:        s.backend,
 		Invocations: invocations{gatewayInvoker: s.invoker, q: s.queue},
 		Executions:  s.workflows,
@@ -419,37 +441,8 @@ func (s *Server) buildAPI() error {
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
 	})
-	// The OCI registry shares the API address at /v2/, with its own auth
-	// challenge and error bodies; pulls from loopback (the platform's own
-	// containerd) need no token.
-	reg, err := registry.New(registry.Config{
-		Dir:           filepath.Join(cfg.DataDir, "registry"),
-		Authorizer:    auth.RegistryAuthorizer(),
-		AnonymousPull: true,
-		Logger:        s.log.With("part", "registry"),
-	})
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	s.images.setRegistry(reg, s.APIAddr(), s.token)
-	s.addPart("registry-gc", func(ctx context.Context) error {
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				if n, freed, err := reg.GC(ctx); err != nil {
-					s.log.Warn("registry garbage collection", "err", err)
-				} else if n > 0 {
-					s.log.Info("registry garbage collected", "blobs", n, "bytes", freed)
-				}
-			}
-		}
-	})
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", reg.Handler())
+	mux.Handle("/v2/", s.registry.Handler())
 	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
 	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
