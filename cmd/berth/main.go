@@ -95,6 +95,13 @@ func newServerCommand(errOut io.Writer) *cobra.Command {
 	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "export traces by OTLP/HTTP to this collector (host:port or URL)")
 	f.Float64Var(&cfg.TraceSampleRatio, "trace-sample-ratio", cfg.TraceSampleRatio, "share of new traces sampled, 0 to 1")
 	f.IntVar(&cfg.TraceStoreSize, "trace-store-size", cfg.TraceStoreSize, "traces kept in memory for berth traces")
+	f.StringVar(&cfg.Backend, "backend", cfg.Backend, "where instances run: local (this machine) or kubernetes (a cluster)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "the cluster's kubeconfig (kubernetes backend; empty: in-cluster config)")
+	f.StringVar(&cfg.NamespacePrefix, "namespace-prefix", cfg.NamespacePrefix, "an environment's namespace is PREFIX+ENV (kubernetes backend)")
+	f.StringVar(&cfg.ClusterGatewayAddr, "cluster-gateway", cfg.ClusterGatewayAddr, "where the gateway listens for calls from pods (kubernetes backend)")
+	f.StringVar(&cfg.ClusterGatewayAdvertise, "cluster-gateway-advertise", cfg.ClusterGatewayAdvertise, "IP:PORT pods reach the gateway at (default: --cluster-gateway)")
+	f.StringVar(&cfg.GatewayNamespace, "gateway-namespace", cfg.GatewayNamespace, "namespace Berth's pod runs in, when it runs in the cluster")
+	f.StringVar(&cfg.RegistryAdvertise, "registry-advertise", cfg.RegistryAdvertise, "HOST:PORT the cluster's nodes pull Berth's registry from (default: --api)")
 	f.StringVar(&logLevel, "log-level", cfg.LogLevel.String(), "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	return cmd

@@ -48,6 +48,26 @@ type Config struct {
 	OTLPEndpoint     string
 	TraceSampleRatio float64
 	TraceStoreSize   int
+	// Backend is where instances run: "local" (this machine: containerd,
+	// runc, CNI) or "kubernetes" (a cluster).
+	Backend string
+	// Kubeconfig is the cluster's kubeconfig for the kubernetes backend;
+	// empty means the in-cluster config (Berth running as a pod).
+	Kubeconfig string
+	// NamespacePrefix makes an environment's namespace: PREFIX+ENV.
+	NamespacePrefix string
+	// ClusterGatewayAddr is where the gateway listens for calls from pods
+	// (`http://NAME/` inside an environment); kubernetes backend only.
+	ClusterGatewayAddr string
+	// ClusterGatewayAdvertise is the IP:PORT pods reach it at; empty means
+	// ClusterGatewayAddr (whose host must then be an address, not 0.0.0.0).
+	ClusterGatewayAdvertise string
+	// GatewayNamespace is the namespace Berth's own pod runs in, when it
+	// runs in the cluster: environments' NetworkPolicies let it in.
+	GatewayNamespace string
+	// RegistryAdvertise is the HOST:PORT the cluster's nodes pull Berth's
+	// built-in registry from; empty means the API address.
+	RegistryAdvertise string
 	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
 	LogLevel  slog.Level
 	LogFormat string
@@ -68,6 +88,9 @@ func Default() Config {
 		LogMaxBytes:         100 << 20,
 		TraceSampleRatio:    1,
 		TraceStoreSize:      1000,
+		Backend:             "local",
+		NamespacePrefix:     "berth-",
+		ClusterGatewayAddr:  "0.0.0.0:8081",
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
 	}
@@ -97,6 +120,23 @@ func (c Config) Validate() error {
 	}
 	if c.LogMaxAge <= 0 || c.LogMaxBytes <= 0 {
 		return fmt.Errorf("--log-max-age and --log-max-bytes must be positive")
+	}
+	switch c.Backend {
+	case "local":
+	case "kubernetes":
+		if _, _, err := net.SplitHostPort(c.ClusterGatewayAddr); err != nil {
+			return fmt.Errorf("--cluster-gateway: %q is not host:port: %v", c.ClusterGatewayAddr, err)
+		}
+		adv := c.ClusterGatewayAdvertise
+		if adv == "" {
+			adv = c.ClusterGatewayAddr
+		}
+		host, _, err := net.SplitHostPort(adv)
+		if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
+			return fmt.Errorf("--cluster-gateway-advertise: %q must be the IP:PORT pods reach the gateway at (--cluster-gateway %s listens on every address)", adv, c.ClusterGatewayAddr)
+		}
+	default:
+		return fmt.Errorf("--backend: %q is neither local nor kubernetes", c.Backend)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is neither text nor json", c.LogFormat)

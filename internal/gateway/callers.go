@@ -30,6 +30,26 @@ func (g *Gateway) ForEnvironment(env string) http.Handler {
 	})
 }
 
+// ForCallers is the gateway as seen from a network whose callers are
+// told apart by their address (the pods of a Kubernetes cluster): envOf
+// names the environment of the caller at an IP, and a caller it does not
+// know is refused, never treated as the user's loopback.
+func (g *Gateway) ForCallers(envOf func(net.IP) (string, bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		env, ok := "", false
+		if err == nil && ip != nil {
+			env, ok = envOf(ip)
+		}
+		if !ok {
+			writeError(w, v1.ErrForbidden, fmt.Sprintf("caller %s is not an instance of any environment", host))
+			return
+		}
+		g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, strings.ToLower(env))))
+	})
+}
+
 // environments is what the gateway knows of environments: which exist and
 // whom each lets in.
 type environments struct {

@@ -43,7 +43,12 @@ var _ Registry = (*registry.Registry)(nil)
 
 // Config is what the image service needs from the composition root.
 type Config struct {
+	// Node is this machine's image store; nil when instances run on a
+	// cluster, whose nodes pull by digest themselves.
 	Node Node
+	// NodeAddr is where a cluster's nodes reach the registry (HOST:PORT);
+	// empty means RegistryAddr.
+	NodeAddr string
 	// Registry is the built-in registry; nil when the server has none,
 	// and then images live on the node only.
 	Registry Registry
@@ -64,13 +69,15 @@ type Config struct {
 
 // Service is the image service of the API server and the controllers.
 type Service struct {
-	node    Node
-	reg     Registry
-	names   names
-	owners  *Owners
-	timeout time.Duration
-	tempDir string
-	log     *slog.Logger
+	node     Node
+	nodeless bool
+	nodeAddr string
+	reg      Registry
+	names    names
+	owners   *Owners
+	timeout  time.Duration
+	tempDir  string
+	log      *slog.Logger
 	// pulls shares one pull among every caller that wants the same
 	// reference at once.
 	pulls singleflight.Group
@@ -87,8 +94,12 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	nodeless := cfg.Node == nil
+	if nodeless {
+		cfg.Node = clusterNode{}
+	}
 	return &Service{
-		node: cfg.Node, reg: cfg.Registry, names: newNames(cfg.RegistryAddr), owners: cfg.Owners,
+		node: cfg.Node, nodeless: nodeless, nodeAddr: cfg.NodeAddr, reg: cfg.Registry, names: newNames(cfg.RegistryAddr), owners: cfg.Owners,
 		timeout: cfg.PullTimeout, tempDir: cfg.TempDir, log: cfg.Logger,
 	}
 }
@@ -195,6 +206,9 @@ func (s *Service) pull(ctx context.Context, ref string) (runtime.Image, error) {
 // ensureOnNode pulls repo@digest from the built-in registry into the
 // node's containerd unless an image with that digest is there already.
 func (s *Service) ensureOnNode(ctx context.Context, repo, digest string) error {
+	if s.nodeless {
+		return nil // a cluster's nodes pull it when they run it
+	}
 	pinned := s.names.pullRef(repo, digest)
 	if _, err := s.node.ResolveImage(ctx, pinned); err == nil {
 		return nil

@@ -22,6 +22,7 @@ import (
 	"berth.dev/berth/internal/atomicfile"
 	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/backend"
+	"berth.dev/berth/internal/backend/kubernetes"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/controller"
@@ -33,6 +34,7 @@ import (
 	"berth.dev/berth/internal/network/dns"
 	"berth.dev/berth/internal/queue"
 	"berth.dev/berth/internal/registry"
+	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/runtime/containerd"
 	"berth.dev/berth/internal/secrets"
 	"berth.dev/berth/internal/store"
@@ -65,7 +67,9 @@ type Server struct {
 	registry   *registry.Registry
 	auth       *apiserver.RoleAuthorizer
 	invoker    *gatewayInvoker
-	backend    *local.Backend
+	backend    serverBackend
+	clusterSrv *http.Server // the gateway for a cluster's pods
+	clusterLn  net.Listener
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
@@ -123,8 +127,10 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.openState(ctx); err != nil {
 		return err
 	}
-	if err := s.startRuntime(ctx); err != nil {
-		return err
+	if s.cfg.Backend == "local" {
+		if err := s.startRuntime(ctx); err != nil {
+			return err
+		}
 	}
 	if err := s.buildDataPlane(ctx); err != nil {
 		return err
@@ -142,7 +148,21 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.serve("api", s.apiSrv, s.apiLn)
 	s.serve("gateway", s.gwSrv, s.gwLn)
+	if s.clusterSrv != nil {
+		ln, err := net.Listen("tcp", s.cfg.ClusterGatewayAddr)
+		if err != nil {
+			return fmt.Errorf("--cluster-gateway %s: %w", s.cfg.ClusterGatewayAddr, err)
+		}
+		s.clusterLn = ln
+		s.serve("cluster-gateway", s.clusterSrv, ln)
+	}
 	return writeClientConfig(s.cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
+}
+
+// serverBackend is what the server asks of a backend: the seam, and the
+// log reader the API serves.
+type serverBackend interface {
+	backend.Backend
 }
 
 // part is a loop the server runs until it stops.
@@ -254,13 +274,15 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
-	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: s.driver, Logger: s.log.With("part", "metrics")})
+	var stats runtime.StatsReader
+	if s.driver != nil {
+		stats = s.driver
+	}
+	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
 		TracerProvider: s.tracing.TracerProvider(),
 	})
-	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
-	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's
 	// own containerd) need no token. Repositories ENV/... are environment
@@ -277,10 +299,14 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		return fmt.Errorf("registry: %w", err)
 	}
 	s.addPart("registry", s.registry.Run)
-	s.images = images.New(images.Config{
-		Node: s.driver, Registry: s.registry, RegistryAddr: s.APIAddr(), Owners: owners,
+	icfg := images.Config{
+		Registry: s.registry, RegistryAddr: s.APIAddr(), NodeAddr: cfg.RegistryAdvertise, Owners: owners,
 		Logger: s.log.With("part", "images"),
-	})
+	}
+	if s.driver != nil {
+		icfg.Node = s.driver
+	}
+	s.images = images.New(icfg)
 	s.invoker = &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
 	s.queue, err = queue.Open(ctx, queue.Config{
 		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker,
@@ -290,6 +316,42 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 
+	if err := s.buildBackend(); err != nil {
+		return err
+	}
+	s.addPart("backend", s.backend.Run)
+	return nil
+}
+
+// buildBackend makes what runs instances: this machine (containerd, CNI
+// bridges, the gateway and DNS on each bridge) or a Kubernetes cluster
+// (with the gateway listening for its pods).
+func (s *Server) buildBackend() error {
+	cfg := s.cfg
+	if cfg.Backend == "kubernetes" {
+		advertise := cfg.ClusterGatewayAdvertise
+		if advertise == "" {
+			advertise = cfg.ClusterGatewayAddr
+		}
+		kb, err := kubernetes.New(kubernetes.Config{
+			Kubeconfig: cfg.Kubeconfig, NamespacePrefix: cfg.NamespacePrefix,
+			Gateway: advertise, GatewayNamespace: cfg.GatewayNamespace,
+			ImageRef: s.images.NodeRef,
+			Secrets:  s.values, Events: s.events,
+			Logger: s.log.With("part", "backend"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := kb.Check(context.Background()); err != nil {
+			return err
+		}
+		s.backend = kb
+		s.clusterSrv = &http.Server{Handler: s.gateway.ForCallers(kb.EnvironmentOf), ReadHeaderTimeout: 10 * time.Second}
+		return nil
+	}
+	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
+	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
@@ -297,7 +359,6 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
 		Logger: s.log.With("part", "backend"),
 	})
-	s.addPart("backend", s.backend.Run)
 	return nil
 }
 
@@ -477,6 +538,9 @@ func (s *Server) stop() {
 		_ = s.apiSrv.Shutdown(ctx)
 	} else if s.apiLn != nil {
 		s.apiLn.Close()
+	}
+	if s.clusterSrv != nil && s.clusterLn != nil {
+		_ = s.clusterSrv.Shutdown(ctx)
 	}
 	if s.gwSrv != nil {
 		_ = s.gwSrv.Shutdown(ctx)
