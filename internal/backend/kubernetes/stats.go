@@ -40,7 +40,7 @@ func (b *Backend) Stats(ctx context.Context, ref backend.Ref) (map[string]backen
 // parseResourceMetrics adds the pods' samples of the kubelet's resource
 // metrics to out.
 func parseResourceMetrics(raw []byte, ns string, want map[string]bool, out map[string]backend.Stats) {
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(raw))
 	if err != nil {
 		return
