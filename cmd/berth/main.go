@@ -35,7 +35,7 @@ func run(args []string, out, errOut io.Writer) int {
 	defer stop()
 
 	root := cli.NewRootCommand(out, errOut)
-	root.AddCommand(newServerCommand(errOut), newLogShimCommand())
+	root.AddCommand(newServerCommand(errOut), newInstallCommand(out), newLogShimCommand())
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
