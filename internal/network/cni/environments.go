@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -287,5 +288,20 @@ func (m *Manager) Environments() []string {
 		out = append(out, env)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// Subnets returns every environment's subnet, by environment, for the
+// policies that must tell environments' addresses apart (package egress).
+// It reads memory only: it is called at every outgoing connection.
+func (m *Manager) Subnets() map[string]netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]netip.Prefix, len(m.alloc.Environments))
+	for env, a := range m.alloc.Environments {
+		if p, err := netip.ParsePrefix(a.Subnet); err == nil {
+			out[env] = p.Masked()
+		}
+	}
 	return out
 }
