@@ -22,6 +22,7 @@ import (
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/network/dns"
@@ -199,8 +200,15 @@ func (s *Server) start(ctx context.Context) error {
 	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	images := &imageService{driver: s.driver}
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
+	// Outgoing calls made for an environment (workflow http tasks, async
+	// callbacks) keep its seal; its own services are reached by name
+	// through its gateway listener.
+	egr, err := egress.New(egress.Config{Networks: s.network, Doors: s.bridges, Domain: cfg.Domain, Logger: s.log.With("part", "egress")})
+	if err != nil {
+		return fmt.Errorf("egress: %w", err)
+	}
 	s.queue, err = queue.Open(ctx, queue.Config{
-		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
+		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker, Egress: egr,
 		OnFinish: func(env, fn, status string) { s.metrics.AsyncOutcome(env, fn, strings.ToLower(status)) },
 		Logger:   s.log.With("part", "queue"),
 	})
@@ -270,7 +278,7 @@ func (s *Server) start(ctx context.Context) error {
 	// other caller, so they wake functions and are traced and counted.
 	workflows := engine.New(engine.Config{
 		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(),
+		Egress: egr, TracerProvider: s.tracing.TracerProvider(),
 		Logger: s.log.With("part", "workflow"),
 	})
 	s.metrics.SetWorkflows(workflows)
