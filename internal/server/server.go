@@ -21,6 +21,7 @@ import (
 	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/gateway"
@@ -192,7 +193,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.metrics = metrics.New(metrics.Config{Store: s.store, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
-		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
+		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(), Observer: s.metrics.Observer(),
 	})
 	s.metrics.SetGateway(s.gateway)
@@ -328,10 +329,12 @@ func (s *Server) start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg.Handler())
 	mux.Handle("/", api.WithMetrics(s.metrics.Handler(), cfg.MetricsPublic))
-	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
-	s.serve("api", s.apiSrv, s.apiLn)
-	s.serve("gateway", s.gwSrv, s.gwLn)
+	// Bounded per listener and per client, with no whole-request
+	// deadline that would cut streams (package connlimit).
+	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
+	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
+	s.serve("api", s.apiSrv, connlimit.NewListener(s.apiLn, "api", connlimit.APILimits, s.log.With("part", "api")))
+	s.serve("gateway", s.gwSrv, connlimit.NewListener(s.gwLn, "gateway", connlimit.GatewayLimits, s.log.With("part", "gateway")))
 
 	return writeClientConfig(cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
 }
