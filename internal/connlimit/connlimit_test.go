@@ -153,6 +153,33 @@ func TestSlowBodyIsCut(t *testing.T) {
 	waitFor(t, "the connection closed", func() bool { return ln.Active() == 0 })
 }
 
+// TestUnreadSlowBodyIsCut: a handler that answers without reading the body
+// (an unauthenticated request) does not leave net/http draining a trickled
+// body for ever: the connection goes once the body's allowance is spent.
+func TestUnreadSlowBodyIsCut(t *testing.T) {
+	ln, addr := serve(t, Limits{}, Timeouts{BodyGrace: 200 * time.Millisecond, MinBodyRate: 1000, BodyStall: time.Minute},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+		}))
+	c := dialFrom(t, "127.0.0.1", addr)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	waitFor(t, "the connection closed", func() bool { return ln.Active() == 0 })
+}
+
 // TestHandlerTimeIsNotTheClients: a client that sent its body at once is
 // not cut because the handler reads it slowly, and a handler that works
 // long after reading the whole body keeps its request (the body's deadline

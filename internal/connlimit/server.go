@@ -91,8 +91,9 @@ func Handler(h http.Handler, t Timeouts) http.Handler {
 			_ = b.rc.SetReadDeadline(time.Now())
 		case !b.eof:
 			// net/http reads what is left of a small body to reuse the
-			// connection, with no deadline of its own: bound it.
-			_ = b.rc.SetReadDeadline(time.Now().Add(t.BodyStall))
+			// connection, with no deadline of its own: the body keeps
+			// its allowance, no more.
+			_ = b.rc.SetReadDeadline(time.Now().Add(max(0, min(b.allowance(), t.BodyStall))))
 		}
 	})
 }
@@ -116,7 +117,7 @@ func (b *body) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
-	allowed := b.t.BodyGrace + time.Duration(float64(b.n)/float64(b.t.MinBodyRate)*float64(time.Second)) - b.waited
+	allowed := b.allowance()
 	if allowed <= 0 {
 		b.failed = ErrBodyTooSlow
 		return 0, b.failed
@@ -139,4 +140,10 @@ func (b *body) Read(p []byte) (int, error) {
 		return n, b.failed
 	}
 	return n, err
+}
+
+// allowance is how much longer the client may take: the grace, plus the
+// time its bytes so far are worth at the minimum rate, minus what it took.
+func (b *body) allowance() time.Duration {
+	return b.t.BodyGrace + time.Duration(float64(b.n)/float64(b.t.MinBodyRate)*float64(time.Second)) - b.waited
 }
