@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	v1 "berth.dev/berth/api/v1"
 )
 
 // Limits caps the connections of one listener.
@@ -83,11 +85,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		switch {
 		case l.active >= l.lim.MaxConns:
 			l.mu.Unlock()
-			l.reject(c, client, "503 Service Unavailable", fmt.Sprintf("the server holds its maximum of %d connections", l.lim.MaxConns))
+			l.reject(c, client, "503 Service Unavailable", v1.ErrUnavailable, fmt.Sprintf("the server holds its maximum of %d connections", l.lim.MaxConns))
 			continue
 		case l.byClient[client] >= l.lim.MaxConnsPerClient:
 			l.mu.Unlock()
-			l.reject(c, client, "429 Too Many Requests", fmt.Sprintf("%s holds its maximum of %d connections", client, l.lim.MaxConnsPerClient))
+			l.reject(c, client, "429 Too Many Requests", v1.ErrTooManyRequests, fmt.Sprintf("%s holds its maximum of %d connections", client, l.lim.MaxConnsPerClient))
 			continue
 		}
 		l.active++
@@ -121,9 +123,9 @@ func (l *Listener) release(client netip.Addr) {
 // reject answers c with status in a single write that cannot block (a
 // fresh socket's send buffer takes it) and closes it. The client may see a
 // reset instead if it was still sending; it is refused either way.
-func (l *Listener) reject(c net.Conn, client netip.Addr, status, why string) {
+func (l *Listener) reject(c net.Conn, client netip.Addr, status, kind, why string) {
 	n := l.rejected.Add(1)
-	body := `{"error":{"kind":"Unavailable","message":"` + why + `; try again later"}}`
+	body := `{"error":{"kind":"` + kind + `","message":"` + why + `; try again later"}}`
 	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
 	_, _ = c.Write([]byte("HTTP/1.1 " + status + "\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n" +
 		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body))
