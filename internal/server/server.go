@@ -21,7 +21,9 @@ import (
 	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/network/cni"
@@ -193,7 +195,7 @@ func (s *Server) start(ctx context.Context) error {
 	view := metrics.NewStoreView(s.store, s.log.With("part", "metrics"))
 	s.metrics = metrics.New(metrics.Config{Inventory: view.Inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
-		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
+		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(),
 	})
 	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
@@ -218,8 +220,15 @@ func (s *Server) start(ctx context.Context) error {
 		Logger: s.log.With("part", "images"),
 	})
 	invoker := &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
+	// Outgoing calls made for an environment (workflow http tasks, async
+	// callbacks) keep its seal; its own services are reached by name
+	// through its gateway listener.
+	egr, err := egress.New(egress.Config{Networks: s.network, Doors: s.bridges, Domain: cfg.Domain, Logger: s.log.With("part", "egress")})
+	if err != nil {
+		return fmt.Errorf("egress: %w", err)
+	}
 	s.queue, err = queue.Open(ctx, queue.Config{
-		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker,
+		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: invoker, Egress: egr,
 		Logger: s.log.With("part", "queue"),
 	})
 	if err != nil {
@@ -287,7 +296,7 @@ func (s *Server) start(ctx context.Context) error {
 	workflowMetrics := metrics.NewWorkflows()
 	workflows := engine.New(engine.Config{
 		Store: s.store, Invoker: invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
+		Egress: egr, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
 	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
@@ -316,10 +325,12 @@ func (s *Server) start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg.Handler())
 	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
-	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
-	s.serve("api", s.apiSrv, s.apiLn)
-	s.serve("gateway", s.gwSrv, s.gwLn)
+	// Bounded per listener and per client, with no whole-request
+	// deadline that would cut streams (package connlimit).
+	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
+	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
+	s.serve("api", s.apiSrv, connlimit.NewListener(s.apiLn, "api", connlimit.APILimits, s.log.With("part", "api")))
+	s.serve("gateway", s.gwSrv, connlimit.NewListener(s.gwLn, "gateway", connlimit.GatewayLimits, s.log.With("part", "gateway")))
 
 	return writeClientConfig(cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
 }
