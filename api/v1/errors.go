@@ -47,6 +47,7 @@ var statusByKind = map[string]int{
 	ErrNotFound:        http.StatusNotFound,
 	ErrConflict:        http.StatusConflict,
 	ErrTooLarge:        http.StatusRequestEntityTooLarge,
+	ErrRequestTimeout:  http.StatusRequestTimeout,
 	ErrTooManyRequests: http.StatusTooManyRequests,
 	ErrInternal:        http.StatusInternalServerError,
 	ErrBadGateway:      http.StatusBadGateway,

@@ -347,6 +347,8 @@ const (
 	ErrGatewayTimeout = "GatewayTimeout"
 	// ErrTooManyRequests: a limit was reached (a full hold queue); 429.
 	ErrTooManyRequests = "TooManyRequests"
+	// ErrRequestTimeout: the client sent its request too slowly; 408.
+	ErrRequestTimeout = "RequestTimeout"
 )
 
 // Status is the body of every API error: {"error": {...}}.

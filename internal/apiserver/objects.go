@@ -209,6 +209,12 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, en
 		if err := s.checkEnvironmentEmpty(ctx, name); err != nil {
 			return err
 		}
+		// Its tokens go first: if the environment's delete then fails
+		// (or the server dies), it is left with fewer tokens, never
+		// one of its name with its predecessor's.
+		if err := s.revokeTokens(ctx, name); err != nil {
+			return err
+		}
 	case v1.KindTopic:
 		if err := s.checkTopicUnused(ctx, env, name); err != nil {
 			return err
@@ -217,8 +223,31 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, en
 	if err := store.Delete(ctx, s.store, obj); err != nil {
 		return err
 	}
+	if res.kind == v1.KindEnvironment {
+		// Again, for a token made for it while it was being deleted.
+		if err := s.revokeTokens(ctx, name); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, obj)
 	return nil
+}
+
+// revokeTokens takes a deleted environment out of every token's scope,
+// again from the top when a token changed under it.
+func (s *Server) revokeTokens(ctx context.Context, env string) error {
+	var err error
+	for range 5 {
+		var deleted, narrowed []string
+		deleted, narrowed, err = revokeEnvironmentTokens(ctx, s.store, env)
+		if len(deleted)+len(narrowed) > 0 {
+			s.log.Info("tokens revoked with their environment", "environment", env, "deleted", deleted, "narrowed", narrowed)
+		}
+		if !v1.IsConflict(err) {
+			return err
+		}
+	}
+	return err
 }
 
 func (s *Server) checkEnvironmentEmpty(ctx context.Context, name string) error {

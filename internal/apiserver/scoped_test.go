@@ -265,3 +265,38 @@ func TestStackDeployAndRollback(t *testing.T) {
 	s.must(token, "GET", "/api/v1/environments/default/topics/new", "", 404)
 	_ = bytes.MinRead
 }
+
+// TestDeletedEnvironmentTakesItsTokens: tokens name environments by name,
+// so deleting an environment revokes the tokens that were for it alone and
+// takes it out of the others; an environment created again under the same
+// name inherits none of them. A token cannot be made for an environment
+// that does not exist.
+func TestDeletedEnvironmentTakesItsTokens(t *testing.T) {
+	s := newScopedServer(t)
+	env := `{"apiVersion":"berth.dev/v1","kind":"Environment"}`
+	for _, e := range []string{"dev", "staging"} {
+		s.must(token, "PUT", "/api/v1/environments/"+e, env, 201)
+	}
+	secret := func(body string) string {
+		var tok v1.Token
+		json.Unmarshal([]byte(s.must(token, "POST", "/api/v1/tokens", body, 201)), &tok)
+		return tok.Secret
+	}
+	ci := secret(`{"name":"ci","environments":["dev"],"role":"deployer"}`)
+	both := secret(`{"name":"both","environments":["dev","staging"],"role":"deployer"}`)
+	ops := secret(`{"name":"ops","environments":["*"],"role":"admin"}`)
+	s.must(ci, "GET", "/api/v1/environments/dev/services", "", 200)
+
+	s.must(token, "DELETE", "/api/v1/environments/dev?cascade=true", "", 200)
+	s.must(token, "PUT", "/api/v1/environments/dev", env, 201)
+
+	s.must(ci, "GET", "/api/v1/environments/dev/services", "", 401)
+	s.must(both, "GET", "/api/v1/environments/dev/services", "", 403)
+	s.must(both, "GET", "/api/v1/environments/staging/services", "", 200)
+	s.must(ops, "GET", "/api/v1/environments/dev/services", "", 200)
+	list := s.must(token, "GET", "/api/v1/tokens", "", 200)
+	if strings.Contains(list, `"name":"ci"`) || !strings.Contains(list, `"environments":["staging"]`) {
+		t.Errorf("tokens after the delete: %s", list)
+	}
+	s.must(token, "POST", "/api/v1/tokens", `{"name":"early","environments":["qa"],"role":"deployer"}`, 400)
+}

@@ -278,11 +278,31 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := v1.ValidateToken(t); err != nil {
 		return err
 	}
-	if err := store.Create(r.Context(), s.store, t); err != nil {
+	ctx := r.Context()
+	// A token names environments by name: one for an environment that
+	// does not exist (yet, or any more) would be inherited by whatever is
+	// created under that name later.
+	if missing, err := missingEnvironments(ctx, s.store, t.Spec.Environments); err != nil {
+		return err
+	} else if len(missing) > 0 {
+		return v1.FieldError("environments", "no environment %s: a token is for environments that exist", strings.Join(missing, ", "))
+	}
+	if err := store.Create(ctx, s.store, t); err != nil {
 		if v1.IsConflict(err) {
 			return v1.Conflict("token %q already exists; revoke it first or choose another --name", t.Metadata.Name)
 		}
 		return err
+	}
+	// An environment deleted between the check and the create revoked
+	// its tokens before this one existed: look again, and take it back.
+	if missing, err := missingEnvironments(ctx, s.store, t.Spec.Environments); err != nil || len(missing) > 0 {
+		if derr := store.Delete(ctx, s.store, t); derr != nil && !v1.IsNotFound(derr) {
+			return fmt.Errorf("token %q outlived its environment and could not be removed: %w", t.Metadata.Name, derr)
+		}
+		if err != nil {
+			return err
+		}
+		return v1.Conflict("environment %s was deleted while the token was made", strings.Join(missing, ", "))
 	}
 	t.Hash, t.Secret = "", secret
 	writeJSON(w, http.StatusCreated, t)
@@ -318,4 +338,53 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	t.Hash = ""
 	writeJSON(w, http.StatusOK, &t)
 	return nil
+}
+
+// missingEnvironments are those of envs ("*" aside) that do not exist.
+func missingEnvironments(ctx context.Context, st store.Store, envs []string) ([]string, error) {
+	var missing []string
+	for _, env := range envs {
+		if env == v1.AllEnvironments {
+			continue
+		}
+		if _, err := st.Get(ctx, store.Key{Kind: v1.KindEnvironment, Name: env}); v1.IsNotFound(err) {
+			missing = append(missing, fmt.Sprintf("%q", env))
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+// revokeEnvironmentTokens takes env out of every token's scope, so that an
+// environment created later under the same name inherits none of them: a
+// token for env alone is deleted, one for more environments keeps the
+// others. A token for all environments ("*") is not about env and stays.
+// It returns the names of the tokens deleted and of those narrowed.
+func revokeEnvironmentTokens(ctx context.Context, st store.Store, env string) (deleted, narrowed []string, err error) {
+	toks, _, err := store.List[v1.Token](ctx, st, v1.KindToken, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range toks {
+		if !slices.Contains(t.Spec.Environments, env) {
+			continue
+		}
+		rest := slices.DeleteFunc(slices.Clone(t.Spec.Environments), func(e string) bool { return e == env })
+		if len(rest) == 0 {
+			// At the version read: a token changed meanwhile is looked
+			// at again by the caller's second pass.
+			if err := store.Delete(ctx, st, t); err != nil && !v1.IsNotFound(err) {
+				return deleted, narrowed, fmt.Errorf("revoke token %q of environment %q: %w", t.Metadata.Name, env, err)
+			}
+			deleted = append(deleted, t.Metadata.Name)
+			continue
+		}
+		t.Spec.Environments = rest
+		if err := store.Update(ctx, st, t); err != nil && !v1.IsNotFound(err) {
+			return deleted, narrowed, fmt.Errorf("take environment %q out of token %q: %w", env, t.Metadata.Name, err)
+		}
+		narrowed = append(narrowed, t.Metadata.Name)
+	}
+	return deleted, narrowed, nil
 }

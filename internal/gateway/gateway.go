@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/connlimit"
 )
 
 // Defaults for Config's zero values.
@@ -52,8 +54,13 @@ type Config struct {
 	// Timeout bounds the wait for an upstream's response headers (504);
 	// the body may then stream for as long as it takes.
 	Timeout time.Duration
-	// MaxBodyBytes caps request bodies (413).
+	// MaxBodyBytes caps request bodies (413). A body of unknown length
+	// (chunked) is read whole before it is forwarded, so that one over the
+	// cap never reaches the upstream.
 	MaxBodyBytes int64
+	// SpoolDir holds those bodies past 64 KiB while they are forwarded, in
+	// unlinked files (default: the system's temporary directory).
+	SpoolDir string
 	// MaxRetries is how many other endpoints a request whose connection
 	// failed before it was sent is tried on; negative disables retries.
 	MaxRetries int
@@ -297,6 +304,10 @@ type call struct {
 	replayable bool
 	status     int
 	revision   int64 // of the endpoint that answered, for the metrics
+
+	// spooled holds a body of unknown length too large for body, until
+	// the call is over.
+	spooled *os.File
 }
 
 type callKey struct{}
@@ -361,10 +372,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
 		return
 	}
-	if err := g.prepareBody(w, r, c); err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
+	err := g.prepareBody(w, r, c)
+	if c.spooled != nil {
+		defer c.spooled.Close()
+	}
+	if err != nil {
+		switch {
+		case errors.As(err, new(*http.MaxBytesError)):
 			record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
-		} else {
+		case errors.Is(err, connlimit.ErrBodyTooSlow):
+			record(writeError(w, v1.ErrRequestTimeout, err.Error()))
+		case v1.KindOf(err) == v1.ErrUnavailable:
+			record(writeError(w, v1.ErrUnavailable, err.Error()))
+		default:
 			record(writeError(w, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err)))
 		}
 		return
@@ -401,7 +421,23 @@ func (g *Gateway) route(t *table, r *http.Request) (*route, miss) {
 	return nil, notFound(fmt.Sprintf("no route for host %s and path %s", r.Host, r.URL.Path))
 }
 
-// prepareBody caps the body and buffers it when small enough to replay.
+// spool copies body to a file of its own in SpoolDir, already unlinked so
+// that nothing is left behind whatever happens, and returns it.
+func (g *Gateway) spool(body io.Reader) (*os.File, error) {
+	f, err := os.CreateTemp(g.cfg.SpoolDir, "body-*")
+	if err != nil {
+		return nil, v1.Unavailable("gateway: no room to buffer the request body: %v", err)
+	}
+	os.Remove(f.Name())
+	if _, err := io.Copy(f, body); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// prepareBody caps the body and buffers it when small enough to replay, or
+// whole when its length is unknown.
 func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, c *call) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		c.replayable = true
@@ -418,7 +454,11 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, c *call) e
 		return nil
 	}
 	if r.ContentLength < 0 {
-		// Unknown length: buffer up to the replay limit to find out.
+		// Unknown length: the whole body is read before the upstream is
+		// called, so one over the cap is refused (413) with nothing of
+		// it sent; streaming it would hand the upstream a truncated
+		// request. Up to the replay limit it stays in memory; beyond, it
+		// goes to an unlinked file, and leaves as a known length.
 		buf, err := io.ReadAll(io.LimitReader(body, replayLimit+1))
 		if err != nil {
 			return err
@@ -430,10 +470,18 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, c *call) e
 			r.TransferEncoding = nil
 			return nil
 		}
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), body), body}
+		f, err := g.spool(io.MultiReader(bytes.NewReader(buf), body))
+		if err != nil {
+			return err
+		}
+		c.spooled = f
+		size, _ := f.Seek(0, io.SeekEnd)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(f) // closed by ServeHTTP, once the call is over
+		r.ContentLength = size
+		r.TransferEncoding = nil
 		return nil
 	}
 	r.Body = body

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/connlimit"
 )
 
 // Listeners serves the gateway on each environment's bridge address, as
@@ -59,10 +59,13 @@ func (l *Listeners) Listen(ctx context.Context, env string, ip net.IP) error {
 	if err != nil {
 		return v1.Unavailable("gateway of environment %s on %s: %v", env, ip, err)
 	}
+	// The environment's instances are its clients: each is held to the
+	// same bounds as one outside (package connlimit).
+	ln = connlimit.NewListener(ln, "environment "+env, connlimit.EnvironmentLimits, l.log)
 	s := &bridgeServer{
 		ip:  append(net.IP(nil), ip...),
 		ln:  ln,
-		srv: &http.Server{Handler: l.g.ForEnvironment(env), ReadHeaderTimeout: 10 * time.Second},
+		srv: connlimit.NewServer(l.g.ForEnvironment(env), connlimit.DefaultTimeouts),
 	}
 	l.servers[env] = s
 	l.wg.Add(1)

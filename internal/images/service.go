@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/distribution/reference"
 	"golang.org/x/sync/singleflight"
 
 	v1 "berth.dev/berth/api/v1"
@@ -62,6 +63,10 @@ type Config struct {
 	// PullTimeout bounds one pull from a remote registry, however long
 	// its callers are willing to wait; default 2 minutes.
 	PullTimeout time.Duration
+	// CheckHost, when set, vets the registry host of a pull from outside
+	// (the egress policy): a pull must not reach another environment's
+	// instances, the host's own listeners or metadata addresses.
+	CheckHost func(ctx context.Context, host string) error
 	// TempDir holds archives while they are imported; default os.TempDir.
 	TempDir string
 	Logger  *slog.Logger
@@ -69,15 +74,16 @@ type Config struct {
 
 // Service is the image service of the API server and the controllers.
 type Service struct {
-	node     Node
-	nodeless bool
-	nodeAddr string
-	reg      Registry
-	names    names
-	owners   *Owners
-	timeout  time.Duration
-	tempDir  string
-	log      *slog.Logger
+	node      Node
+	checkHost func(ctx context.Context, host string) error
+	nodeless  bool
+	nodeAddr  string
+	reg       Registry
+	names     names
+	owners    *Owners
+	timeout   time.Duration
+	tempDir   string
+	log       *slog.Logger
 	// pulls shares one pull among every caller that wants the same
 	// reference at once.
 	pulls singleflight.Group
@@ -99,7 +105,7 @@ func New(cfg Config) *Service {
 		cfg.Node = clusterNode{}
 	}
 	return &Service{
-		node: cfg.Node, nodeless: nodeless, nodeAddr: cfg.NodeAddr, reg: cfg.Registry, names: newNames(cfg.RegistryAddr), owners: cfg.Owners,
+		node: cfg.Node, checkHost: cfg.CheckHost, nodeless: nodeless, nodeAddr: cfg.NodeAddr, reg: cfg.Registry, names: newNames(cfg.RegistryAddr), owners: cfg.Owners,
 		timeout: cfg.PullTimeout, tempDir: cfg.TempDir, log: cfg.Logger,
 	}
 }
@@ -184,6 +190,9 @@ func (s *Service) ResolveImageIn(ctx context.Context, env, ref string) (string, 
 // The pull runs under PullTimeout, detached from any one caller; each
 // caller waits at most until its ctx ends.
 func (s *Service) pull(ctx context.Context, ref string) (runtime.Image, error) {
+	if err := s.vetHost(ctx, ref); err != nil {
+		return runtime.Image{}, err
+	}
 	ch := s.pulls.DoChan(ref, func() (any, error) {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		defer cancel()
@@ -201,6 +210,26 @@ func (s *Service) pull(ctx context.Context, ref string) (runtime.Image, error) {
 	case <-ctx.Done():
 		return runtime.Image{}, fmt.Errorf("%w: %w", v1.Unavailable("%s is still being pulled; try again", ref), ctx.Err())
 	}
+}
+
+// vetHost refuses a pull from a registry host the egress policy denies;
+// the built-in registry's own addresses are always allowed.
+func (s *Service) vetHost(ctx context.Context, ref string) error {
+	if s.checkHost == nil {
+		return nil
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return v1.FieldError("image", "bad image reference %q: %v", ref, err)
+	}
+	host := reference.Domain(named)
+	if s.names.own[host] {
+		return nil
+	}
+	if err := s.checkHost(ctx, host); err != nil {
+		return v1.Errorf(v1.ErrForbidden, "pull %s: %v", ref, err)
+	}
+	return nil
 }
 
 // ensureOnNode pulls repo@digest from the built-in registry into the

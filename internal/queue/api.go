@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -14,7 +15,8 @@ import (
 // Enqueue stores an asynchronous invocation of env/fn (source "async") and
 // returns its id once the invocation is durably stored. The function must be
 // in the last SetFunctions. callbackURL, when not empty, receives the result
-// as a POST of the Invocation JSON after success or the final failure.
+// as a POST of the Invocation JSON after success or the final failure, at
+// least once (see callbacks.go), sent as env's egress allows.
 func (q *Queue) Enqueue(ctx context.Context, env, fn string, body []byte, header http.Header, callbackURL string) (string, error) {
 	if _, ok := q.function(env, fn); !ok {
 		return "", v1.NotFound("function %q not found in environment %q", fn, env)
@@ -29,6 +31,14 @@ func (q *Queue) Enqueue(ctx context.Context, env, fn string, body []byte, header
 		u, err := url.Parse(callbackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return "", v1.FieldError("callbackUrl", "must be an absolute http or https URL")
+		}
+		if q.cfg.Egress == nil {
+			return "", v1.Unavailable("this server posts no callbacks")
+		}
+		// What can be told now is refused now; a name is checked again,
+		// address by address, each time the callback is posted.
+		if err := q.cfg.Egress.CheckURL(env, callbackURL); err != nil {
+			return "", fmt.Errorf("callbackUrl: %w", err)
 		}
 	}
 	now := q.now()

@@ -15,7 +15,9 @@
 //
 // Layout: invocation records are in the KV bucket berth_invocations under
 // ENV.ID; the work is a message on the work-queue stream BERTH_INVOCATIONS,
-// subject inv.ENV.FN, read by one durable consumer per function; topic
+// subject inv.ENV.FN, read by one durable consumer per function; callbacks
+// waiting to be posted are on the work-queue stream BERTH_CALLBACKS,
+// subject cb.ENV.ID; topic
 // messages are on BERTH_TOPICS, subject topic.ENV.NAME, kept 7 days, read by
 // one durable consumer per (function, topic); cron's last fired ticks are in
 // the KV bucket berth_cron.
@@ -33,6 +35,14 @@
 //     X-Berth-Failed-Invocation-Id) is published to the DeadLetterTopic. A
 //     function that subscribes to its own dead-letter topic does not
 //     dead-letter what came from it.
+//   - A callback URL gets the finished invocation, at least once too: the
+//     callback is stored before the invocation is acknowledged and removed
+//     only when the POST was answered 2xx or its last attempt failed
+//     (CallbackAttempts, with backoff); a crash in between posts it again.
+//     It is posted with the invocation's environment's egress client
+//     (package egress): never to another environment, the host or
+//     link-local addresses; the environment's own services by name
+//     (http://NAME/) through its gateway.
 //   - After a restart, pending invocations are delivered at once, keeping
 //     what is left of a retry's backoff; results stay queryable for 7 days
 //     after their last change.

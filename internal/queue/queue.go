@@ -21,6 +21,13 @@ type Invoker interface {
 	Invoke(ctx context.Context, env, fn string, body []byte, header http.Header) (status int, respHeader http.Header, respBody []byte, err error)
 }
 
+// Egress is how the queue reaches a callback URL: as the invocation's
+// environment may (package egress), never with a client of its own.
+type Egress interface {
+	Client(env string) *http.Client
+	CheckURL(env, rawURL string) error
+}
+
 // Config is what the composition root gives the queue.
 type Config struct {
 	// Dir holds JetStream's files; it is created if missing.
@@ -32,16 +39,26 @@ type Config struct {
 	Clock func() time.Time
 	// MaxPayload bounds a request body or topic message (default 1 MiB).
 	MaxPayload int
-	// HTTPClient posts callbacks (default: a client with a 10 s timeout).
-	HTTPClient *http.Client
+	// Egress posts callbacks, each with its environment's client, and
+	// vets a callback URL when the invocation is enqueued. Without it,
+	// an invocation with a callback URL is refused.
+	Egress Egress
+	// CallbackAttempts is how many times a callback is POSTed before it
+	// is given up (default 6); CallbackBackoff the wait before the second
+	// try, doubled for each next one (default 1s).
+	CallbackAttempts int
+	CallbackBackoff  time.Duration
 }
 
 const (
-	workStream   = "BERTH_INVOCATIONS"
-	topicStream  = "BERTH_TOPICS"
-	invBucket    = "berth_invocations"
-	cronBucket   = "berth_cron"
-	defaultLimit = 1 << 20
+	workStream  = "BERTH_INVOCATIONS"
+	topicStream = "BERTH_TOPICS"
+	// callbackStream holds the callbacks of finished invocations until
+	// they are posted (or given up), so that none is lost to a crash.
+	callbackStream = "BERTH_CALLBACKS"
+	invBucket      = "berth_invocations"
+	cronBucket     = "berth_cron"
+	defaultLimit   = 1 << 20
 
 	// inFlightPerFunction bounds deliveries per function: the autoscaler
 	// scales functions on concurrency, the queue must not flood them.
@@ -70,6 +87,9 @@ type Queue struct {
 	js     jetstream.JetStream
 	work   jetstream.Stream
 	topics jetstream.Stream
+	cbs    jetstream.Stream
+	// cbCons posts callbacks; stopped by Close.
+	cbCons jetstream.ConsumeContext
 	invKV  jetstream.KeyValue
 	cronKV jetstream.KeyValue
 
@@ -108,8 +128,11 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = defaultLimit
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	if cfg.CallbackAttempts <= 0 {
+		cfg.CallbackAttempts = defaultCallbackAttempts
+	}
+	if cfg.CallbackBackoff <= 0 {
+		cfg.CallbackBackoff = defaultCallbackBackoff
 	}
 	q := &Queue{
 		cfg:      cfg,
@@ -189,6 +212,18 @@ func (q *Queue) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue: stream %s: %w", topicStream, err)
 	}
+	q.cbs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        callbackStream,
+		Description: "callbacks of finished invocations, until posted",
+		Subjects:    []string{"cb.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      recordTTL,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", callbackStream, err)
+	}
 	q.invKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      invBucket,
 		Description: "invocation records by ENV.ID",
@@ -208,17 +243,23 @@ func (q *Queue) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue: bucket %s: %w", cronBucket, err)
 	}
-	return q.resetWorkConsumers(ctx)
+	if err := q.resetWorkConsumers(ctx, q.work); err != nil {
+		return err
+	}
+	if err := q.resetWorkConsumers(ctx, q.cbs); err != nil {
+		return err
+	}
+	return q.startCallbacks(ctx)
 }
 
-// resetWorkConsumers deletes the work stream's consumers left by the previous
-// process. Only this process consumes the embedded stream, so everything they
+// resetWorkConsumers deletes a work-queue stream's consumers left by the
+// previous process (the invocations', the callbacks'). Only this process consumes the embedded stream, so everything they
 // had delivered and not acknowledged was orphaned by a crash; a work-queue
 // stream keeps unacknowledged messages when a consumer goes, so the fresh
 // consumers SetFunctions creates deliver them at once instead of after the
 // ack wait (which is the function's timeout plus a margin).
-func (q *Queue) resetWorkConsumers(ctx context.Context) error {
-	names := q.work.ConsumerNames(ctx)
+func (q *Queue) resetWorkConsumers(ctx context.Context, stream jetstream.Stream) error {
+	names := stream.ConsumerNames(ctx)
 	var list []string
 	for n := range names.Name() {
 		list = append(list, n)
@@ -227,7 +268,7 @@ func (q *Queue) resetWorkConsumers(ctx context.Context) error {
 		return fmt.Errorf("queue: list consumers: %w", err)
 	}
 	for _, n := range list {
-		if err := q.work.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := stream.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("queue: delete consumer %s: %w", n, err)
 		}
 	}
@@ -256,6 +297,9 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 	for _, st := range states {
 		st.stop()
+	}
+	if q.cbCons != nil {
+		q.cbCons.Stop()
 	}
 	q.setMu.Unlock()
 	q.wg.Wait()

@@ -1,12 +1,9 @@
 package queue
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -72,7 +69,14 @@ func (q *Queue) begin(ctx context.Context, env, fn string, m jetstream.Msg) (r *
 		return nil, f, nil, false
 	}
 	if r.terminal() {
-		q.ack(m) // a duplicate of a finished invocation
+		// A duplicate of a finished invocation: the process may have died
+		// between recording the outcome and scheduling its callback.
+		if err := q.scheduleCallback(ctx, r.Invocation); err != nil {
+			log.Warn("schedule callback", "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return nil, f, nil, false
+		}
+		q.ack(m)
 		return nil, f, nil, false
 	}
 	if wait := time.Until(r.NotBefore); wait > 0 {
@@ -228,7 +232,9 @@ func (q *Queue) sendDeadLetter(ctx context.Context, log *slog.Logger, f Function
 	}
 }
 
-// finish records a final outcome, acknowledges and posts the callback.
+// finish records a final outcome, schedules its callback and only then
+// acknowledges: a crash before the ack delivers the invocation again, which
+// finds it finished and schedules the callback again (see attempt).
 func (q *Queue) finish(ctx context.Context, log *slog.Logger, r *record, m jetstream.Msg) {
 	if err := q.putRecord(ctx, r); err != nil {
 		log.Warn("record outcome", "err", err)
@@ -237,8 +243,12 @@ func (q *Queue) finish(ctx context.Context, log *slog.Logger, r *record, m jetst
 		return
 	}
 	q.metrics.finished(r.Environment, r.Function, r.Status)
+	if err := q.scheduleCallback(ctx, r.Invocation); err != nil {
+		log.Warn("schedule callback", "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
 	q.ack(m)
-	q.callback(r.Invocation)
 }
 
 func (q *Queue) ack(m jetstream.Msg) {
@@ -276,49 +286,4 @@ func (q *Queue) fanOut(env, fn, topic string, m jetstream.Msg) {
 		return
 	}
 	q.ack(m)
-}
-
-// callback posts a finished invocation to its callback URL, best effort: a
-// few tries, and whatever happens the invocation's state stays as recorded.
-func (q *Queue) callback(inv v1.Invocation) {
-	if inv.CallbackURL == "" || !q.track() {
-		return
-	}
-	go func() {
-		defer q.wg.Done()
-		body, err := json.Marshal(inv)
-		if err != nil {
-			return
-		}
-		var last error
-		retry := backoff.Backoff{Base: 250 * time.Millisecond}
-		for try := range 3 {
-			if try > 0 && !retry.Wait(q.ctx) {
-				return
-			}
-			if last = q.post(inv, body); last == nil {
-				return
-			}
-		}
-		q.log.Warn("callback failed", "environment", inv.Environment, "function", inv.Function,
-			"invocation", inv.ID, "url", inv.CallbackURL, "err", last)
-	}()
-}
-
-func (q *Queue) post(inv v1.Invocation, body []byte) error {
-	req, err := http.NewRequestWithContext(q.ctx, http.MethodPost, inv.CallbackURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderInvocationID, inv.ID)
-	resp, err := q.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return fmt.Errorf("callback answered HTTP %d", resp.StatusCode)
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,9 @@ import (
 	"berth.dev/berth/internal/backend/kubernetes"
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/config"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/images"
@@ -68,6 +71,7 @@ type Server struct {
 	auth       *apiserver.RoleAuthorizer
 	invoker    *gatewayInvoker
 	backend    serverBackend
+	egress     *egress.Egress
 	clusterSrv *http.Server // the gateway for a cluster's pods
 	clusterLn  net.Listener
 	workflows  *engine.Engine
@@ -146,15 +150,15 @@ func (s *Server) start(ctx context.Context) error {
 	for _, p := range s.parts {
 		s.goRun(runCtx, p.name, p.run)
 	}
-	s.serve("api", s.apiSrv, s.apiLn)
-	s.serve("gateway", s.gwSrv, s.gwLn)
+	s.serve("api", s.apiSrv, connlimit.NewListener(s.apiLn, "api", connlimit.APILimits, s.log.With("part", "api")))
+	s.serve("gateway", s.gwSrv, connlimit.NewListener(s.gwLn, "gateway", connlimit.GatewayLimits, s.log.With("part", "gateway")))
 	if s.clusterSrv != nil {
 		ln, err := net.Listen("tcp", s.cfg.ClusterGatewayAddr)
 		if err != nil {
 			return fmt.Errorf("--cluster-gateway %s: %w", s.cfg.ClusterGatewayAddr, err)
 		}
 		s.clusterLn = ln
-		s.serve("cluster-gateway", s.clusterSrv, ln)
+		s.serve("cluster-gateway", s.clusterSrv, connlimit.NewListener(ln, "cluster-gateway", connlimit.GatewayLimits, s.log.With("part", "gateway")))
 	}
 	return writeClientConfig(s.cfg.ClientConfigPath(), "http://"+s.APIAddr(), s.token, s.GatewayAddr())
 }
@@ -164,6 +168,31 @@ func (s *Server) start(ctx context.Context) error {
 type serverBackend interface {
 	backend.Backend
 }
+
+// checkPullHost vets the registry host of a pull from outside with the
+// egress policy (as a call on no environment's behalf: no environment's
+// instances, none of the host's addresses, no metadata address).
+func (s *Server) checkPullHost(ctx context.Context, host string) error {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if err := s.egress.Allowed("", a.Unmap()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noNetworks is a cluster's: Berth knows no subnet per environment there.
+type noNetworks struct{}
+
+func (noNetworks) Subnets() map[string]netip.Prefix { return nil }
 
 // part is a loop the server runs until it stops.
 type part struct {
@@ -280,7 +309,7 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	}
 	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
-		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain,
+		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(),
 	})
 	// The built-in registry shares the API address at /v2/, with its own
@@ -301,15 +330,32 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.addPart("registry", s.registry.Run)
 	icfg := images.Config{
 		Registry: s.registry, RegistryAddr: s.APIAddr(), NodeAddr: cfg.RegistryAdvertise, Owners: owners,
-		Logger: s.log.With("part", "images"),
+		CheckHost: s.checkPullHost,
+		Logger:    s.log.With("part", "images"),
 	}
 	if s.driver != nil {
 		icfg.Node = s.driver
 	}
 	s.images = images.New(icfg)
 	s.invoker = &gatewayInvoker{gateway: s.gateway, domain: cfg.Domain}
+	// On one machine, each environment's gateway and DNS answer on its
+	// bridge.
+	var nets egress.Networks = noNetworks{}
+	var doors egress.Doors
+	if cfg.Backend == "local" {
+		s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
+		s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
+		nets, doors = s.network, s.bridges
+	}
+	// Outgoing calls made for an environment (workflow http tasks, async
+	// callbacks) keep its seal; its own services are reached by name
+	// through its gateway listener.
+	s.egress, err = egress.New(egress.Config{Networks: nets, Doors: doors, Domain: cfg.Domain, Logger: s.log.With("part", "egress")})
+	if err != nil {
+		return fmt.Errorf("egress: %w", err)
+	}
 	s.queue, err = queue.Open(ctx, queue.Config{
-		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker,
+		Dir: filepath.Join(cfg.DataDir, "queue"), Invoker: s.invoker, Egress: s.egress,
 		Logger: s.log.With("part", "queue"),
 	})
 	if err != nil {
@@ -347,11 +393,9 @@ func (s *Server) buildBackend() error {
 			return err
 		}
 		s.backend = kb
-		s.clusterSrv = &http.Server{Handler: s.gateway.ForCallers(kb.EnvironmentOf), ReadHeaderTimeout: 10 * time.Second}
+		s.clusterSrv = connlimit.NewServer(s.gateway.ForCallers(kb.EnvironmentOf), connlimit.DefaultTimeouts)
 		return nil
 	}
-	s.bridges = gateway.NewListeners(s.gateway, 80, s.log.With("part", "gateway"))
-	s.dns = dns.New(dns.Config{Names: s.gateway, Domain: cfg.Domain, Logger: s.log.With("part", "dns")})
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
@@ -445,7 +489,7 @@ func (s *Server) buildControlPlane() error {
 	workflowMetrics := metrics.NewWorkflows()
 	s.workflows = engine.New(engine.Config{
 		Store: s.store, Invoker: s.invoker, Services: &serviceCaller{gateway: s.gateway, domain: cfg.Domain},
-		HTTPClient: &http.Client{}, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
+		Egress: s.egress, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
 	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
@@ -505,8 +549,10 @@ func (s *Server) buildAPI() error {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
 	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
-	s.apiSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second}
+	// Bounded per listener and per client, with no whole-request
+	// deadline that would cut streams (package connlimit).
+	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
+	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
 	return nil
 }
 

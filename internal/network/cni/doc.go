@@ -23,7 +23,14 @@
 // jumped to from FORWARD and is the firewall plugin's admin chain, so it runs
 // before the plugin's per-instance ACCEPT rules. Calls between environments
 // go through the gateway on the host, never instance to instance, so no
-// allowFrom ever opens this chain.
+// allowFrom ever opens this chain. The same chain drops what instances send
+// to the link-local range (cloud metadata services).
+//
+// IPv6: the rules above are IPv4 rules, so instances get no IPv6 at all.
+// Each bridge, the host end of each instance's veth and (through the
+// namespace's default) the instance's eth0 have IPv6 disabled, so neither
+// side has even a link-local address: an instance cannot reach a host
+// service listening on [::], nor the host an instance's.
 //
 // Isolation of the host: a second chain (BERTH-INPUT), jumped to from INPUT
 // for packets arriving on any berth bridge, accepts answers to connections

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,6 +78,7 @@ func (m *Manager) ensureEnv(ctx context.Context, env string) (*envNet, error) {
 			delete(m.alloc.Environments, env)
 			return nil, fmt.Errorf("persist subnet of environment %q: %w", env, err)
 		}
+		m.publishSubnets()
 		m.log.Info("allocated environment network", "environment", env, "subnet", a.Subnet, "bridge", a.Bridge)
 	}
 	n, err := m.buildEnvNet(env, a)
@@ -212,6 +214,12 @@ func ensureBridge(n *envNet) error {
 	if err := netlink.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("set %s on bridge %s: %w", addr.IPNet, n.bridge, err)
 	}
+	// No IPv6 on the bridge: the host rules are IPv4 rules, and the
+	// bridge's link-local address would otherwise let an instance reach
+	// every service the host runs on [::].
+	if err := disableIPv6(n.bridge); err != nil {
+		return err
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring up bridge %s: %w", n.bridge, err)
 	}
@@ -257,6 +265,7 @@ func (m *Manager) RemoveEnvironment(ctx context.Context, env string) error {
 		return fmt.Errorf("remove IPAM state: %w", err)
 	}
 	delete(m.alloc.Environments, env)
+	m.publishSubnets()
 	delete(m.ready, env)
 	m.wmu.Lock()
 	delete(m.warm, env)
@@ -288,4 +297,27 @@ func (m *Manager) Environments() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Subnets returns every environment's subnet, by environment, for the
+// policies that must tell environments' addresses apart (package egress).
+// It is called at every outgoing connection, so it reads a snapshot rather
+// than wait for m.mu, which a first attach holds while it runs iptables.
+func (m *Manager) Subnets() map[string]netip.Prefix {
+	if p := m.subnets.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// publishSubnets refreshes the snapshot Subnets reads; m.mu is held. The
+// map published is never written again.
+func (m *Manager) publishSubnets() {
+	out := make(map[string]netip.Prefix, len(m.alloc.Environments))
+	for env, a := range m.alloc.Environments {
+		if p, err := netip.ParsePrefix(a.Subnet); err == nil {
+			out[env] = p.Masked()
+		}
+	}
+	m.subnets.Store(&out)
 }

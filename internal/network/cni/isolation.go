@@ -11,14 +11,19 @@ import (
 // The isolation chain (one per bridge prefix, e.g. BERTH-ISOLATION) holds:
 //
 //	-i berthN -o berthN -j RETURN     one per environment, inserted at the top
-//	-i berth+ -o berth+ -j DROP       last
+//	-i berth+ -o berth+ -j DROP
+//	-i berth+ -d 169.254.0.0/16 -j DROP       link-local: cloud metadata
+//	-i berth+ -d 100.100.100.200/32 -j DROP   another cloud's metadata
 //
 // and is jumped to from FORWARD and, as the firewall plugin's admin chain,
 // from the top of CNI-FORWARD, ahead of the plugin's per-instance ACCEPTs.
 // Traffic inside one environment stays on its bridge (and only reaches
 // FORWARD via br_netfilter, which the RETURN lets through); traffic routed
-// from one berth bridge to another is dropped. Traffic from the host (OUTPUT)
-// and to the outside world is not touched.
+// from one berth bridge to another is dropped, and so is traffic to the
+// link-local range, where the clouds' instance metadata services hand out
+// the host's credentials (the platform's own outgoing calls, package egress,
+// refuse the same addresses). Traffic from the host (OUTPUT) and to the rest
+// of the outside world is not touched.
 
 func (m *Manager) iptables(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, m.iptablesPath, append([]string{"-w"}, args...)...)
@@ -42,6 +47,11 @@ func (m *Manager) ensureRule(ctx context.Context, chain string, insert bool, rul
 	return m.iptables(ctx, append(op, rule...)...)
 }
 
+// metadataRanges are never forwarded from an instance: link-local, where
+// most clouds' metadata service answers (169.254.169.254), and the one
+// cloud that put its own elsewhere.
+var metadataRanges = []string{"169.254.0.0/16", "100.100.100.200/32"}
+
 // ensureIsolation installs the rules that keep bridge's traffic away from
 // every other environment's bridge.
 func (m *Manager) ensureIsolation(ctx context.Context, bridge string) error {
@@ -55,6 +65,11 @@ func (m *Manager) ensureIsolation(ctx context.Context, bridge string) error {
 	wildcard := m.cfg.BridgePrefix + "+"
 	if err := m.ensureRule(ctx, chain, false, "-i", wildcard, "-o", wildcard, "-j", "DROP"); err != nil {
 		return err
+	}
+	for _, dst := range metadataRanges {
+		if err := m.ensureRule(ctx, chain, false, "-i", wildcard, "-d", dst, "-j", "DROP"); err != nil {
+			return err
+		}
 	}
 	if err := m.ensureRule(ctx, chain, true, "-i", bridge, "-o", bridge, "-j", "RETURN"); err != nil {
 		return err

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -81,6 +83,8 @@ type Manager struct {
 	mu    sync.Mutex
 	alloc allocationFile
 	ready map[string]*envNet
+	// subnets is alloc's subnets, republished on every change of alloc.
+	subnets atomic.Pointer[map[string]netip.Prefix]
 
 	// addMu lets attachments run CNI in parallel once an environment is warm
 	// (bridge up, plugin iptables chains created); the first ADD of each
@@ -172,6 +176,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.alloc.Environments == nil {
 		m.alloc.Environments = make(map[string]envAllocation)
 	}
+	m.publishSubnets()
 	return m, nil
 }
 
@@ -350,6 +355,16 @@ func (m *Manager) cniAdd(ctx context.Context, n *envNet, id, nsPath string) (*re
 	}
 	if rec.IP == "" {
 		return nil, fmt.Errorf("bridge plugin returned no address in %s", n.subnet)
+	}
+	// The host end of the instance's veth came into the host's namespace
+	// with the host's defaults, IPv6 on: off, like the bridge it is a port
+	// of, so it never speaks IPv6 on the environment's segment.
+	for _, ifc := range r.Interfaces {
+		if ifc.Sandbox == "" && ifc.Name != n.bridge {
+			if err := disableIPv6(ifc.Name); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	if !warm {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,13 @@ func createNetNS(path string) error {
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare network namespace: %w", err)
+			return
+		}
+		// Interfaces made in this namespace from now on (the bridge
+		// plugin makes eth0 here) start without IPv6; loopback keeps ::1,
+		// which only the instance itself reaches.
+		if err := disableIPv6("default"); err != nil {
+			errc <- err
 			return
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
@@ -64,4 +72,23 @@ func isNetNS(path string) bool {
 		return false
 	}
 	return st.Type == unix.NSFS_MAGIC
+}
+
+// ipv6Conf is where the kernel's per-interface IPv6 settings are; a kernel
+// without IPv6 has none, and nothing to turn off.
+const ipv6Conf = "/proc/sys/net/ipv6/conf"
+
+// disableIPv6 turns IPv6 off on interface ifName ("default": interfaces
+// made later) of the calling thread's network namespace, which removes its
+// addresses, link-local included. Isolation between environments and of
+// the host is IPv4 rules only: an instance must have no IPv6 path at all.
+func disableIPv6(ifName string) error {
+	if _, err := os.Stat(ipv6Conf); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	p := filepath.Join(ipv6Conf, ifName, "disable_ipv6")
+	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("disable IPv6 on %s: %w", ifName, err)
+	}
+	return nil
 }

@@ -10,5 +10,8 @@
 // The engine does not interpret the States Language (asl does) and does
 // not reach workloads itself: function and service calls go through the
 // Invoker and ServiceCaller the composition root gives it, that is,
-// through the gateway, which wakes functions from zero.
+// through the gateway, which wakes functions from zero. An http(s) task is
+// sent with the Egress client of the execution's environment, never with a
+// client of its own: it must reach only what that environment's containers
+// may.
 package engine

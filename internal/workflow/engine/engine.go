@@ -36,6 +36,14 @@ type ServiceCaller interface {
 	CallService(ctx context.Context, env, service, path string, body []byte, header http.Header) (status int, respHeader http.Header, respBody []byte, err error)
 }
 
+// Egress gives the HTTP client for calls made on behalf of an environment:
+// one that reaches only what the environment's own containers may (never
+// another environment, the host or link-local addresses), and its own
+// services by name through its gateway.
+type Egress interface {
+	Client(env string) *http.Client
+}
+
 // Headers every task request carries.
 const (
 	// IdempotencyKeyHeader is "<execution id>/<task key>": the same for
@@ -52,9 +60,10 @@ type Config struct {
 	Invoker Invoker
 	// Services runs "service:NAME/PATH" tasks; nil fails them.
 	Services ServiceCaller
-	// HTTPClient runs "http://" and "https://" tasks (default: a client
-	// without a timeout; each task's TimeoutSeconds bounds it).
-	HTTPClient *http.Client
+	// Egress gives the client "http://" and "https://" tasks are sent
+	// with, the execution's environment's (package egress); nil fails
+	// them. Each task's TimeoutSeconds bounds the call.
+	Egress Egress
 	// Clock is the time the engine reads (default time.Now); After waits
 	// on it (default time.After). Tests inject both.
 	Clock func() time.Time
@@ -75,7 +84,7 @@ type Engine struct {
 	st       store.Store
 	invoker  Invoker
 	services ServiceCaller
-	http     *http.Client
+	egress   Egress
 	clock    func() time.Time
 	after    func(time.Duration) <-chan time.Time
 	backoff  time.Duration
@@ -95,7 +104,7 @@ func New(cfg Config) *Engine {
 		st:       cfg.Store,
 		invoker:  cfg.Invoker,
 		services: cfg.Services,
-		http:     cfg.HTTPClient,
+		egress:   cfg.Egress,
 		clock:    cfg.Clock,
 		after:    cfg.After,
 		backoff:  cfg.RetryBackoff,
@@ -103,9 +112,6 @@ func New(cfg Config) *Engine {
 		tp:       cfg.TracerProvider,
 		obs:      cfg.Observer,
 		runs:     map[string]*execution{},
-	}
-	if e.http == nil {
-		e.http = &http.Client{}
 	}
 	if e.clock == nil {
 		e.clock = time.Now

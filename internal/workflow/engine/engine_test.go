@@ -201,11 +201,11 @@ type harness struct {
 }
 
 // start builds an engine on st and runs it until the test ends or stop.
-func start(t testing.TB, st store.Store, fake *fakeWorkloads, clock *skipClock, client *http.Client) *harness {
+func start(t testing.TB, st store.Store, fake *fakeWorkloads, clock *skipClock, egress engine.Egress) *harness {
 	t.Helper()
 	h := &harness{st: st, fake: fake, clock: clock}
 	h.eng = engine.New(engine.Config{
-		Store: st, Invoker: fake, Services: fake, HTTPClient: client,
+		Store: st, Invoker: fake, Services: fake, Egress: egress,
 		Clock: clock.Now, After: clock.After, RetryBackoff: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -224,6 +224,13 @@ func start(t testing.TB, st store.Store, fake *fakeWorkloads, clock *skipClock, 
 	t.Cleanup(h.stop)
 	return h
 }
+
+// anyClient sends every environment's http tasks with one client: these
+// tests call a loopback server. The policy itself is package egress's;
+// TestHTTPTasksKeepTheEnvironmentsSeal runs with it.
+type anyClient struct{ c *http.Client }
+
+func (a anyClient) Client(string) *http.Client { return a.c }
 
 type testWriter struct{ t testing.TB }
 
@@ -385,7 +392,7 @@ func TestTaskResultsAndErrors(t *testing.T) {
 	putWorkflow(t, st, "e", "missing", task("function:missing", ""))
 	putWorkflow(t, st, "e", "declined", task("function:pay", ""))
 	putWorkflow(t, st, "e", "small", `{"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "TooSmall", "Cause": "n is too small"}}}`)
-	h := start(t, st, &fakeWorkloads{}, newSkipClock(time.Now()), outside.Client())
+	h := start(t, st, &fakeWorkloads{}, newSkipClock(time.Now()), anyClient{outside.Client()})
 
 	for _, tc := range []struct {
 		wf, status, errName, cause, output string

@@ -62,7 +62,10 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 		name, path, _ := strings.Cut(strings.TrimPrefix(res, "service:"), "/")
 		status, _, resp, err = e.services.CallService(cctx, rec.Environment, name, "/"+path, body, header)
 	case strings.HasPrefix(res, "http://"), strings.HasPrefix(res, "https://"):
-		status, resp, err = e.post(cctx, res, body, header)
+		if e.egress == nil {
+			return nil, taskFailed("this server does not make http tasks")
+		}
+		status, resp, err = e.post(cctx, e.egress.Client(rec.Environment), res, body, header)
 	default:
 		return nil, taskFailed("unknown resource %q: use function:NAME, service:NAME/PATH or an http(s):// URL", res)
 	}
@@ -84,13 +87,14 @@ func (e *Engine) call(ctx context.Context, rec record, key string, tc asl.TaskCa
 	return resultOf(resp), nil
 }
 
-func (e *Engine) post(ctx context.Context, url string, body []byte, header http.Header) (int, []byte, error) {
+// post sends an http task with the client of the execution's environment.
+func (e *Engine) post(ctx context.Context, client *http.Client, url string, body []byte, header http.Header) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header = header
-	resp, err := e.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
