@@ -115,6 +115,15 @@ func update[T any, PT interface {
 	}
 }
 
+// delete deletes the object at key whatever its revision (the
+// controllers write statuses meanwhile), as the API server does.
+func (p *plane) delete(key store.Key) {
+	p.t.Helper()
+	if err := p.st.Delete(context.Background(), key, 0); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
 func get[T any, PT interface {
 	*T
 	v1.Object
@@ -217,10 +226,7 @@ func TestServiceRollsOutRollsBackAndGoes(t *testing.T) {
 		t.Errorf("web:1 resolved %d times; a rollback reuses the digest it pinned", n)
 	}
 
-	svc, _ = get[v1.Service](p, svcKey("web"))
-	if err := store.Delete(context.Background(), p.st, svc); err != nil {
-		t.Fatal(err)
-	}
+	p.delete(svcKey("web"))
 	testutil.WaitFor(t, 20*time.Second, "instances and revisions of the deleted service to go", func() bool {
 		return len(p.backend.Instances(backend.Ref{Kind: v1.KindService, Environment: "default", Name: "web"})) == 0 &&
 			len(p.revisions(v1.KindService, "web")) == 0
@@ -360,10 +366,7 @@ func TestRoutesFollowReadyInstances(t *testing.T) {
 			t.Errorf("endpoint ID %q, want default.INSTANCE", ep.ID)
 		}
 	}
-	s, _ := get[v1.Service](p, svcKey("web"))
-	if err := store.Delete(context.Background(), p.st, s); err != nil {
-		t.Fatal(err)
-	}
+	p.delete(svcKey("web"))
 	testutil.WaitFor(t, 20*time.Second, "web to leave the table", func() bool {
 		_, ok := p.table.target("default", "web")
 		return !ok
@@ -384,9 +387,7 @@ func TestEnvironmentLifecycle(t *testing.T) {
 	if got := p.policy.get("staging"); len(got) != 1 || got[0] != "default" {
 		t.Errorf("gateway policy for staging = %v, want [default]", got)
 	}
-	if err := store.Delete(context.Background(), p.st, env); err != nil {
-		t.Fatal(err)
-	}
+	p.delete(store.KeyOf(env))
 	testutil.WaitFor(t, 20*time.Second, "staging's network to be freed and its policy forgotten", func() bool {
 		return !contains(p.net.Environments(), "staging") && p.policy.get("staging") == nil
 	})
