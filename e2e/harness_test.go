@@ -20,6 +20,7 @@ import (
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/client"
 	"berth.dev/berth/internal/testutil"
+	"berth.dev/berth/internal/testutil/k8s"
 	"berth.dev/berth/internal/testutil/testimage"
 )
 
@@ -101,6 +102,11 @@ type server struct {
 	client  *client.Client
 	gateway string
 	logFile string
+	// extraArgs go to `berth server`; a kubernetes backend's server has
+	// kube (its cluster) and nsPrefix (its namespaces) too.
+	extraArgs []string
+	kube      *k8s.Kube
+	nsPrefix  string
 }
 
 // startServer starts `berth server` on a fresh data dir, its gateway on
@@ -149,6 +155,7 @@ func (s *server) start() {
 		"--bridge-prefix", s.bridges,
 		"--log-level", "debug",
 	)
+	s.cmd.Args = append(s.cmd.Args, s.extraArgs...)
 	s.cmd.Stdout, s.cmd.Stderr = lf, lf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -227,7 +234,15 @@ func (s *server) shutdown() {
 	}
 	// The bridges and host rules this server made (a real server's stay,
 	// as they should).
-	testutil.RemoveHostNetwork(s.bridges)
+	if s.bridges != "" {
+		testutil.RemoveHostNetwork(s.bridges)
+	}
+	// A cluster keeps what a server made there: its namespaces go.
+	if s.kube != nil {
+		for _, ns := range s.namespaces() {
+			s.kube.Kubectl(context.Background(), "delete", "namespace", ns, "--wait=false")
+		}
+	}
 }
 
 func (s *server) logs() string {
@@ -292,9 +307,19 @@ func (s *server) service(env, name string) *v1.Service {
 
 // gatewayGet sends a request through the gateway to NAME.ENV.
 func (s *server) gatewayGet(host, path string) (int, string, error) {
+	return s.gatewayGetWith(httpClient, host, path)
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// longClient waits for answers that include a cold start on a cluster.
+var longClient = &http.Client{Timeout: 2 * time.Minute}
+
+// gatewayGetWith is gatewayGet with another client.
+func (s *server) gatewayGetWith(c *http.Client, host, path string) (int, string, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+s.gateway+path, nil)
 	req.Host = host
-	resp, err := httpClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -303,8 +328,6 @@ func (s *server) gatewayGet(host, path string) (int, string, error) {
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String(), nil
 }
-
-var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 // direct sends a request straight to an instance, bypassing the gateway.
 func direct(method, ip string, port int32, path string) (int, string, error) {
