@@ -5,9 +5,10 @@
 GO      ?= go
 BIN     ?= bin/berth
 PKGS    ?= ./...
-# The suite needs root for containerd, runc and network namespaces; tests
-# that need root skip with a message when it is missing.
-TESTFLAGS ?= -count=1 -timeout 25m
+# The suite needs root for containerd, runc, network namespaces and the
+# test cluster; tests that need root skip with a message when it is
+# missing (and fail instead under BERTH_NO_SKIP, as in CI).
+TESTFLAGS ?= -count=1 -timeout 40m
 
 .PHONY: build test test-short vet fuzz bench tidy-check up clean
 
@@ -26,8 +27,10 @@ tidy-check:
 		cp /tmp/berth-go.mod.bak go.mod; cp /tmp/berth-go.sum.bak go.sum; \
 		echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; fi
 
+# As root it brings up a single-node Kubernetes cluster for the kubernetes
+# backend's tests (scripts/test.sh).
 test: build vet tidy-check
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	GO="$(GO)" TESTFLAGS="$(TESTFLAGS)" PKGS="$(PKGS)" ./scripts/test.sh
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
