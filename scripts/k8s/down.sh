@@ -42,6 +42,7 @@ stop coredns
 if [ -x "$B/kube-proxy" ]; then
 	"$B/kube-proxy" --cleanup >/dev/null 2>&1 || true
 fi
+ts "node agents stopped"
 
 # 3. containerd: what the kubelet did not tear down is killed here. The
 # network namespaces of its sandboxes are noted first, to be removed after.
@@ -56,6 +57,7 @@ if pid_of containerd >/dev/null; then
 	for c in $("${CTR[@]}" containers ls -q 2>/dev/null); do "${CTR[@]}" containers delete "$c" >/dev/null 2>&1; done
 fi
 stop containerd
+ts "containerd stopped"
 # Shims outlive containerd; the ones serving this cluster's socket are ours.
 for d in /proc/[0-9]*; do
 	if [ "$(readlink "$d/exe" 2>/dev/null)" = "$(readlink -f "$(command -v containerd-shim-runc-v2)")" ] &&
@@ -80,14 +82,17 @@ done
 # leaves (the kubelet's KUBE-KUBELET-CANARY and KUBE-IPTABLES-HINT chains):
 # the jumps to KUBE-* chains, then the chains.
 ip link del "$BRIDGE" 2>/dev/null
-for t in nat filter mangle; do
-	iptables-save -t "$t" 2>/dev/null | grep -E '^-A .*-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A/-D/' |
-		while read -r rule; do eval "iptables -w -t $t $rule" 2>/dev/null; done
-	for c in $(iptables-save -t "$t" 2>/dev/null | grep -oE '^:KUBE-[A-Z0-9-]+' | tr -d :); do
-		iptables -w -t "$t" -F "$c" 2>/dev/null
-	done
-	for c in $(iptables-save -t "$t" 2>/dev/null | grep -oE '^:KUBE-[A-Z0-9-]+' | tr -d :); do
-		iptables -w -t "$t" -X "$c" 2>/dev/null
+for ipt in iptables ip6tables; do
+	command -v "$ipt" >/dev/null || continue
+	for t in nat filter mangle; do
+		"$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A .*-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A/-D/' |
+			while read -r rule; do eval "$ipt -w -t $t $rule" 2>/dev/null; done
+		for c in $("$ipt-save" -t "$t" 2>/dev/null | grep -oE '^:KUBE-[A-Z0-9-]+' | tr -d :); do
+			"$ipt" -w -t "$t" -F "$c" 2>/dev/null
+		done
+		for c in $("$ipt-save" -t "$t" 2>/dev/null | grep -oE '^:KUBE-[A-Z0-9-]+' | tr -d :); do
+			"$ipt" -w -t "$t" -X "$c" 2>/dev/null
+		done
 	done
 done
 

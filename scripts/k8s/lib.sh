@@ -37,6 +37,10 @@ die() {
 
 pidfile() { echo "$S/pids/$1.pid"; }
 
+# alive PID: the process runs (a zombie, which our exited parent left for
+# init to reap, has no exe any more).
+alive() { readlink "/proc/$1/exe" >/dev/null 2>&1; }
+
 # pid_of NAME prints the recorded pid of component NAME if that process is
 # still the one recorded (same executable), so a recycled pid is never
 # taken for ours. Prints nothing and fails otherwise.
@@ -63,7 +67,15 @@ start() {
 	# Not a process group leader (no job control here), so setsid does not
 	# fork and $! is the component itself.
 	setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
-	echo "$! $exe" >"$(pidfile "$name")"
+	local pid=$! i
+	echo "$pid $exe" >"$(pidfile "$name")"
+	# Until the exec, /proc/PID/exe is this shell: wait for it, so pid_of
+	# does not take a starting component for a dead one.
+	for ((i = 0; i < 100; i++)); do
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && return 0
+		[ -d "/proc/$pid" ] || return 0
+		sleep 0.05
+	done
 }
 
 # stop NAME [SECONDS] sends SIGTERM to the recorded process, waits for it to
@@ -75,16 +87,16 @@ stop() {
 		return 0
 	}
 	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < grace * 10; i++)); do
-		[ -d "/proc/$pid" ] || break
-		sleep 0.1
+	for ((i = 0; i < grace * 20; i++)); do
+		alive "$pid" || break
+		sleep 0.05
 	done
-	if [ -d "/proc/$pid" ]; then
+	if alive "$pid"; then
 		echo "k8s: $name ($pid) did not stop in ${grace}s; killing it" >&2
 		kill -KILL "$pid" 2>/dev/null || true
-		for ((i = 0; i < 50; i++)); do
-			[ -d "/proc/$pid" ] || break
-			sleep 0.1
+		for ((i = 0; i < 100; i++)); do
+			alive "$pid" || break
+			sleep 0.05
 		done
 	fi
 	rm -f "$(pidfile "$name")"

@@ -82,13 +82,19 @@ ts "deployment hello (2 replicas) available"
 
 # From the host, through kube-proxy's rules.
 ip=$("${K[@]}" -n "$A" get svc hello -o 'jsonpath={.spec.clusterIP}')
+# kube-proxy programs the ready endpoints within a sync period (1 s) of
+# the EndpointSlice's update; until then the Service rejects.
+wait_until 30 kube-proxy "http://$ip/ answering" curl -sf --max-time 2 "http://$ip/"
+ts "host → http://$ip/ (ClusterIP) answers"
+# Both replicas, once kube-proxy has the second one too.
 seen=""
-for i in $(seq 1 20); do
+end=$(($(date +%s) + 30))
+until [ "$(printf '%s' "$seen" | sort -u | grep -c 'hello from hello-')" -eq 2 ]; do
+	[ "$(date +%s)" -lt "$end" ] ||
+		fail "host → ClusterIP $ip reached $(printf '%s' "$seen" | sort -u | tr '\n' ' ')only, not both replicas"
 	out=$(curl -sf --max-time 5 "http://$ip/") || fail "host → ClusterIP $ip"
 	seen+="$out"$'\n'
 done
-[ "$(printf '%s' "$seen" | sort -u | grep -c 'hello from hello-')" -eq 2 ] ||
-	fail "host → ClusterIP $ip reached $(printf '%s' "$seen" | sort -u | tr '\n' ' '), not both replicas"
 ts "host → http://$ip/ (ClusterIP) reaches both replicas"
 
 # From pods, by name (CoreDNS and the namespace's search path).

@@ -69,15 +69,16 @@ for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" 10248 10249 10250 10256 1025
 done
 [ -z "$busy" ] || die "ports in use:$busy. Another cluster? Stop it (scripts/k8s/down.sh ITS_DIR) or use it (BERTH_KUBECONFIG)"
 
-failed() {
+# From here on, a failed start takes down what it started.
+on_exit() {
 	local rc=$?
+	[ "$rc" -eq 0 ] && return
 	echo "k8s: up.sh failed (exit $rc); logs in $S/logs" >&2
 	if [ -z "${BERTH_K8S_KEEP_ON_FAIL:-}" ]; then
 		"$K8S_SCRIPTS/down.sh" "$S" >&2 || true
 	fi
-	exit "$rc"
 }
-trap failed ERR
+trap on_exit EXIT
 
 # --- binaries ------------------------------------------------------------------
 B=$("$K8S_SCRIPTS/build.sh" | tail -n 1)
@@ -187,7 +188,7 @@ ts "bridge $BRIDGE $POD_GW"
 start etcd "$B/etcd" --name berth-k8s --data-dir "$S/etcd" \
 	--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
 	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-	--initial-cluster "berth-k8s=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
+	--initial-cluster "berth-k8s=http://127.0.0.1:$ETCD_PEER_PORT" \
 	--unsafe-no-fsync --log-level warn
 wait_until 30 etcd "etcd health" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 ts "etcd ready"
@@ -206,7 +207,7 @@ start kube-apiserver "$B/kube-apiserver" \
 	--service-cluster-ip-range "$SVC_CIDR" --allow-privileged=true \
 	--authorization-mode Node,RBAC \
 	--kubelet-client-certificate "$P/apiserver-kubelet.crt" --kubelet-client-key "$P/apiserver-kubelet.key" \
-	--kubelet-preferred-address-types Hostname,InternalIP \
+	--kubelet-preferred-address-types InternalIP \
 	--cert-dir "$S/apiserver-certs" --profiling=false
 wait_until 90 kube-apiserver "kube-apiserver readyz" \
 	curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "$API_URL/readyz"
@@ -313,11 +314,14 @@ wait_until 30 coredns "CoreDNS ready" curl -sf http://127.0.0.1:18181/ready
 ts "coredns ready on $POD_GW:53"
 
 # --- kubelet ---------------------------------------------------------------------
+# The node's address, and the kubelet's, is the bridge's: a node IP cannot
+# be loopback, and the API server's node proxy (/api/v1/nodes/N/proxy/...,
+# where Berth reads /metrics/resource) refuses loopback addresses.
 : >"$S/resolv.conf" # pods see cluster DNS only; nothing from the host's resolver
 cat >"$S/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $POD_GW
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -341,7 +345,7 @@ serializeImagePulls: false
 EOF
 start kubelet "$B/kubelet" --kubeconfig "$P/node.kubeconfig" --config "$S/kubelet.yaml" \
 	--root-dir "$S/kubelet" --cert-dir "$S/kubelet/pki" \
-	--hostname-override "$NODE" --node-ip 127.0.0.1
+	--hostname-override "$NODE" --node-ip "$POD_GW"
 wait_until 60 kubelet "node $NODE registered" "${K[@]}" get node "$NODE"
 ts "node registered"
 
@@ -359,6 +363,7 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 iptables: {localhostNodePorts: false}
+nodePortAddresses: [primary]
 EOF
 start kube-proxy "$B/kube-proxy" --config "$S/kube-proxy.yaml"
 
@@ -406,6 +411,5 @@ wait_until 90 kubelet "node $NODE Ready" node_ready
 wait_until 30 kube-proxy "kube-proxy healthy" curl -sf http://127.0.0.1:10256/healthz
 # Pods can be created in `default` once its service account exists.
 wait_until 60 kube-controller-manager "default service account" "${K[@]}" -n default get serviceaccount default
-trap - ERR
 ts "node $NODE Ready: cluster up"
 echo "$KUBECONFIG_ADMIN"
