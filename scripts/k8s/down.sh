@@ -33,7 +33,6 @@ if pid_of kube-apiserver >/dev/null && pid_of kubelet >/dev/null && [ -x "$B/kub
 fi
 
 # 2. The node's agents and the add-ons.
-stop netpol # removes its nftables table on SIGTERM
 stop kubelet
 stop kube-proxy
 stop coredns
@@ -61,7 +60,7 @@ ts "containerd stopped"
 # Shims outlive containerd; the ones serving this cluster's socket are ours.
 for d in /proc/[0-9]*; do
 	if [ "$(readlink "$d/exe" 2>/dev/null)" = "$(readlink -f "$(command -v containerd-shim-runc-v2)")" ] &&
-		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "-address $CTD_SOCK "; then
+		tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "-address $CTD_SOCK "; then
 		kill -KILL "${d#/proc/}" 2>/dev/null
 	fi
 done
@@ -103,7 +102,7 @@ for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
 done
 
 # 8. The data: fresh at every start anyway.
-rm -rf --one-file-system "$S/etcd" "$S/kubelet" "$S/containerd" "$S/cni" "$S/apiserver-certs" "$S/netpol"
+rm -rf --one-file-system "$S/etcd" "$S/kubelet" "$S/containerd" "$S/cni" "$S/apiserver-certs"
 left=""
 for c in "${COMPONENTS[@]}"; do
 	f=$(pidfile "$c")

@@ -21,7 +21,7 @@ PAUSE_IMAGE=localhost/berth-k8s/pause:1
 CNI_BIN=${BERTH_K8S_CNI_BIN:-/usr/lib/cni}
 
 # The components in start order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd coredns kubelet kube-proxy netpol)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd coredns kubelet kube-proxy)
 
 K8S_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CTD_SOCK=$S/containerd/containerd.sock
@@ -58,12 +58,11 @@ pid_of() {
 
 # start NAME CMD ARGS... starts a component in its own session (so a ^C
 # or the end of the caller does not take it down; down.sh does), logs to
-# logs/NAME.log and records "PID EXE" in pids/NAME.pid. EXE is CMD's binary,
-# or $START_EXE when CMD execs another in place.
+# logs/NAME.log and records "PID EXE" in pids/NAME.pid.
 start() {
 	local name=$1 exe
 	shift
-	exe=$(readlink -f "$(command -v "${START_EXE:-$1}")")
+	exe=$(readlink -f "$(command -v "$1")")
 	# Not a process group leader (no job control here), so setsid does not
 	# fork and $! is the component itself.
 	setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &

@@ -45,7 +45,6 @@ fi
 "${CTR[@]}" images import --base-name "${IMG%:*}" "$S/images/httpd.tar" >/dev/null
 ts "image $IMG imported"
 
-T0=$(date +%s.%N)
 "${K[@]}" create ns "$A" >/dev/null
 "${K[@]}" create ns "$O" >/dev/null
 for ns in "$A" "$O"; do
@@ -154,7 +153,7 @@ for c in "${COMPONENTS[@]}"; do
 done
 shims=0
 for d in /proc/[0-9]*; do
-	if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "-address $CTD_SOCK "; then
+	if tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "-address $CTD_SOCK "; then
 		shims=$((shims + $(awk '/^VmRSS/{print $2}' "$d/status")))
 	fi
 done

@@ -10,9 +10,8 @@
 # Idempotent: when the cluster in STATE_DIR already runs, it only prints the
 # kubeconfig. Every process is recorded in STATE_DIR/pids; down.sh stops
 # them. Progress and timings go to stderr; the last line on stdout is the
-# admin kubeconfig's path. Options (environment):
-#   BERTH_K8S_NETPOL=kube-network-policies  enforce NetworkPolicies (nftables + NFQUEUE)
-#   BERTH_K8S_KEEP_ON_FAIL=1  leave a failed start running to debug it
+# admin kubeconfig's path. BERTH_K8S_KEEP_ON_FAIL=1 leaves a failed start
+# running to debug it. NetworkPolicies are not enforced (see README.md).
 set -euo pipefail
 S=${1:-${BERTH_K8S_DIR:-/var/lib/berth-k8s}}
 mkdir -p "$S"
@@ -20,7 +19,6 @@ S=$(cd "$S" && pwd)
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN=local
-NETPOL=${BERTH_K8S_NETPOL:-}
 
 # --- prerequisites -----------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "needs root (containerd, bridges, iptables)"
@@ -30,11 +28,6 @@ done
 for p in bridge host-local loopback portmap; do
 	[ -x "$CNI_BIN/$p" ] || die "CNI plugin $CNI_BIN/$p not found; run scripts/install-deps.sh"
 done
-case "$NETPOL" in
-"") ;;
-kube-network-policies) command -v unshare >/dev/null || die "unshare not found (util-linux)" ;;
-*) die "BERTH_K8S_NETPOL=$NETPOL: only kube-network-policies is known" ;;
-esac
 # A unix socket path must fit in 108 bytes.
 [ ${#CTD_SOCK} -lt 100 ] || die "state dir $S is too long for containerd's socket path"
 
@@ -47,7 +40,6 @@ running() {
 	[ -f "$S/bindir" ] || return 1
 	B=$(cat "$S/bindir")
 	for c in "${COMPONENTS[@]}"; do
-		[ "$c" = netpol ] && [ -z "$NETPOL" ] && continue
 		pid_of "$c" >/dev/null || return 1
 	done
 	node_ready
@@ -64,7 +56,7 @@ if compgen -G "$S/pids/*.pid" >/dev/null; then
 fi
 # The ports are fixed: one cluster per host.
 busy=""
-for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" 10248 10249 10250 10256 10257 10259 18181 19080; do
+for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" 10248 10249 10250 10256 10257 10259 18181; do
 	[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || busy+=" $p"
 done
 [ -z "$busy" ] || die "ports in use:$busy. Another cluster? Stop it (scripts/k8s/down.sh ITS_DIR) or use it (BERTH_KUBECONFIG)"
@@ -366,46 +358,6 @@ iptables: {localhostNodePorts: false}
 nodePortAddresses: [primary]
 EOF
 start kube-proxy "$B/kube-proxy" --config "$S/kube-proxy.yaml"
-
-# --- NetworkPolicies (optional) ------------------------------------------------------
-# Debian's bridge plugin enforces none. kube-network-policies (SIG Network's
-# enforcer) reads only an in-cluster config, from fixed paths under
-# /var/run/secrets: it runs as a host process in a mount namespace of its
-# own, where a tmpfs on /run holds its service account's token, so the
-# host's /run is not touched.
-if [ "$NETPOL" = kube-network-policies ]; then
-	NP=$("$K8S_SCRIPTS/build-netpol.sh" | tail -n 1)
-	"${K[@]}" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: kube-network-policies, namespace: kube-system}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: "berth-k8s:kube-network-policies"}
-rules:
-- {apiGroups: [""], resources: [pods, namespaces, nodes], verbs: [list, watch]}
-- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [list, watch]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: "berth-k8s:kube-network-policies"}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "berth-k8s:kube-network-policies"}
-subjects: [{kind: ServiceAccount, name: kube-network-policies, namespace: kube-system}]
-EOF
-	mkdir -p "$S/netpol"
-	"${K[@]}" -n kube-system create token kube-network-policies --duration=8760h >"$S/netpol/token"
-	cp "$P/ca.crt" "$S/netpol/ca.crt"
-	# unshare and sh exec in place, so the recorded pid is the enforcer's.
-	START_EXE=$NP start netpol unshare --mount --propagation private sh -c '
-		mount -t tmpfs -o size=1m,mode=0755 berth-k8s-netpol /run &&
-		mkdir -p /run/secrets/kubernetes.io/serviceaccount &&
-		cp "$0/token" "$0/ca.crt" /run/secrets/kubernetes.io/serviceaccount/ &&
-		exec env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT='"$API_PORT"' "$1" \
-			--hostname-override='"$NODE"' --disable-nri --metrics-bind-address=127.0.0.1:19080' "$S/netpol" "$NP"
-	wait_until 60 netpol "kube-network-policies serving" curl -sf http://127.0.0.1:19080/metrics
-	ts "kube-network-policies (NetworkPolicy enforcement) running"
-fi
 
 wait_until 90 kubelet "node $NODE Ready" node_ready
 wait_until 30 kube-proxy "kube-proxy healthy" curl -sf http://127.0.0.1:10256/healthz
