@@ -141,6 +141,12 @@ digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$reg
 "${K[@]}" -n "$A" wait --for=condition=Ready pod/pulled --timeout=60s >/dev/null ||
 	fail "pod from $reg: $("${K[@]}" -n "$A" describe pod pulled | tail -5)"
 ts "pod pulled $reg/smoke/hello@${digest:0:19}… over plain HTTP"
+# The same registry named localhost:PORT (a new name: containerd pulls again).
+"${K[@]}" -n "$A" run pulled2 --image="localhost:${reg##*:}/smoke/hello@$digest" --image-pull-policy=Always \
+	--restart=Never --overrides='{"spec":{"terminationGracePeriodSeconds":2}}' >/dev/null
+"${K[@]}" -n "$A" wait --for=condition=Ready pod/pulled2 --timeout=60s >/dev/null ||
+	fail "pod from localhost:${reg##*:}: $("${K[@]}" -n "$A" describe pod pulled2 | tail -5)"
+ts "pod pulled localhost:${reg##*:}/smoke/hello@… over plain HTTP"
 
 # Memory of the cluster: its recorded processes, the shims and the pods.
 total=0
