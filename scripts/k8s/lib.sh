@@ -64,8 +64,16 @@ start() {
 	shift
 	exe=$(readlink -f "$(command -v "$1")")
 	# Not a process group leader (no job control here), so setsid does not
-	# fork and $! is the component itself.
-	setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+	# fork and $! is the component itself. Descriptors above 2 are closed
+	# first: a component must not hold a lock (flock) or pipe of whoever
+	# ran this script for its whole life.
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+		done
+		exec setsid "$@"
+	) >"$S/logs/$name.log" 2>&1 </dev/null &
 	local pid=$! i
 	echo "$pid $exe" >"$(pidfile "$name")"
 	# Until the exec, /proc/PID/exe is this shell: wait for it, so pid_of
