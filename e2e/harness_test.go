@@ -80,7 +80,9 @@ func run(m *testing.M) int {
 	}
 	defer stop()
 	socket = sock
-	return m.Run()
+	// k8s.Main shares one test cluster among the kubernetes scenarios (or
+	// uses $BERTH_KUBECONFIG's).
+	return k8s.Main(m)
 }
 
 func requireSystem(t *testing.T) {

@@ -201,7 +201,7 @@ func New(cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	if err := b.pods.AddIndexers(cache.Indexers{
-		workloadIndex: workloadIndexFunc, cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, ipIndex: ipIndexFunc,
+		workloadIndex: workloadIndexFunc, ipIndex: ipIndexFunc,
 	}); err != nil {
 		return nil, err
 	}
