@@ -147,16 +147,21 @@ func (s *server) start() {
 		t.Fatal(err)
 	}
 	defer lf.Close()
-	s.cmd = exec.Command(berthBin, "server",
+	args := []string{"server",
 		"--data-dir", s.dataDir,
 		"--api", "127.0.0.1:0",
 		"--gateway", s.gwAddr,
-		"--containerd-socket", socket,
-		"--containerd-namespace", s.ns,
-		"--subnet-pool", s.pool,
-		"--bridge-prefix", s.bridges,
 		"--log-level", "debug",
-	)
+	}
+	if s.kube == nil {
+		args = append(args,
+			"--containerd-socket", socket,
+			"--containerd-namespace", s.ns,
+			"--subnet-pool", s.pool,
+			"--bridge-prefix", s.bridges,
+		)
+	}
+	s.cmd = exec.Command(berthBin, args...)
 	s.cmd.Args = append(s.cmd.Args, s.extraArgs...)
 	s.cmd.Stdout, s.cmd.Stderr = lf, lf
 	if err := s.cmd.Start(); err != nil {

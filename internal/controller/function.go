@@ -158,7 +158,7 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 
 	wake := func() { c.q.Add(key) }
 	cur, revs, err := c.currentRevision(ctx, ref, fn.Metadata.Labels, fn.Spec.Template,
-		progress{fn, &fn.Status.Conditions, &fn.Status.ObservedGeneration}, wake)
+		progress{fn, &fn.Status.Conditions}, wake)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 	}
 	wake := func() { c.q.Add(key) }
 	cur, revs, err := c.currentRevision(ctx, ref, svc.Metadata.Labels, svc.Spec.Template,
-		progress{svc, &svc.Status.Conditions, &svc.Status.ObservedGeneration}, wake)
+		progress{svc, &svc.Status.Conditions}, wake)
 	if err != nil {
 		return err
 	}

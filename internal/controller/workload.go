@@ -191,7 +191,6 @@ func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs [
 type progress struct {
 	obj        v1.Object
 	conditions *[]v1.Condition
-	observed   *int64
 }
 
 // currentRevision returns ref's revisions and the one it converges to.
@@ -210,13 +209,14 @@ func (w *workloads) currentRevision(ctx context.Context, ref backend.Ref, labels
 }
 
 // setCondition records a condition right away (used when a sync cannot go
-// further); it reports whether anything changed.
+// further); it reports whether anything changed. The observed generation
+// stays as it was: the new spec is not rolled out, and `rollout status`
+// and `apply --wait` must keep waiting (they show the condition's reason).
 func (w *workloads) setCondition(ctx context.Context, p progress, typ string, status bool, reason, msg string) bool {
 	if condIs(*p.conditions, typ, reason) {
 		return false
 	}
 	*p.conditions = putCondition(slices.Clone(*p.conditions), typ, status, reason, msg)
-	*p.observed = p.obj.GetMetadata().Generation
 	// A conflict is fine: the next sync recomputes it.
 	_ = store.Update(ctx, w.store, p.obj)
 	return true
