@@ -17,6 +17,8 @@ have skopeo || need+=(skopeo)
 have debootstrap || need+=(debootstrap)
 have git || need+=(git)
 have curl || need+=(curl ca-certificates)
+# The Kubernetes test cluster (scripts/k8s) makes its PKI with openssl.
+have openssl || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

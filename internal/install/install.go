@@ -173,7 +173,9 @@ func Rules() []rbacv1.PolicyRule {
 	}
 }
 
-func tm(apiVersion, kind string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind} }
+func tm(apiVersion, kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+}
 
 // Print writes the objects as one YAML stream.
 func Print(w io.Writer, o Options) error {

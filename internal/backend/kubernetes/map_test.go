@@ -109,10 +109,10 @@ func TestDeploymentCarriesTheTemplate(t *testing.T) {
 	}
 	tmpl := v1.Template{
 		Image: "team/web:v2", Port: 9000, Args: []string{"-x"},
-		Env: []v1.EnvVar{{Name: "A", Value: "1"}, {Name: "PW", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "db", Key: "password"}}}},
-		Resources:      v1.Resources{CPU: "250m", Memory: "64Mi"},
-		ReadinessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/ready"}, PeriodSeconds: 2},
-		SecretFiles:    []v1.SecretFile{{Secret: "tls", MountPath: "/etc/tls"}},
+		Env:                           []v1.EnvVar{{Name: "A", Value: "1"}, {Name: "PW", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "db", Key: "password"}}}},
+		Resources:                     v1.Resources{CPU: "250m", Memory: "64Mi"},
+		ReadinessProbe:                &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/ready"}, PeriodSeconds: 2},
+		SecretFiles:                   []v1.SecretFile{{Secret: "tls", MountPath: "/etc/tls"}},
 		TerminationGracePeriodSeconds: &grace,
 	}
 	d, err := b.deployment(w, tmpl)
