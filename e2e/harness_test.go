@@ -109,6 +109,10 @@ type server struct {
 	extraArgs []string
 	kube      *k8s.Kube
 	nsPrefix  string
+	// apiAddr is where the API listens: a free port at first, the same
+	// one after a restart (clients, and the registry address the
+	// cluster's nodes pull from, keep working).
+	apiAddr string
 }
 
 // startServer starts `berth server` on a fresh data dir, its gateway on
@@ -126,8 +130,10 @@ func startServerOn(t *testing.T, gatewayAddr string) *server {
 	s := &server{
 		t:       t,
 		dataDir: t.TempDir(),
-		pool:    fmt.Sprintf("10.%d.0.0/16", 230+nextPool),
-		ns:      fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
+		// 25 pools, reused in turn: servers of earlier tests are gone
+		// (their bridges removed) when a pool comes round again.
+		pool: fmt.Sprintf("10.%d.0.0/16", 230+nextPool%25),
+		ns:   fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
 		// Fixed width: no server's prefix may be a prefix of another's.
 		bridges: fmt.Sprintf("b%dx%02d", os.Getpid()%10000, nextPool),
 		gwAddr:  gatewayAddr,
@@ -141,6 +147,9 @@ func (s *server) start() {
 	t := s.t
 	t.Helper()
 	os.Remove(filepath.Join(s.dataDir, "client.json"))
+	if s.apiAddr == "" {
+		s.apiAddr = "127.0.0.1:0"
+	}
 	s.logFile = filepath.Join(s.dataDir, "server.log")
 	lf, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -149,7 +158,7 @@ func (s *server) start() {
 	defer lf.Close()
 	args := []string{"server",
 		"--data-dir", s.dataDir,
-		"--api", "127.0.0.1:0",
+		"--api", s.apiAddr,
 		"--gateway", s.gwAddr,
 		"--log-level", "debug",
 	}
@@ -185,6 +194,7 @@ func (s *server) start() {
 		t.Fatal(err)
 	}
 	s.gateway = cc.Gateway
+	s.apiAddr = strings.TrimPrefix(cc.Addr, "http://")
 	s.client = client.New(client.Config{Addr: cc.Addr, Token: cc.Token})
 	testutil.WaitForState(t, 30*time.Second, "server healthy", func() (bool, string) {
 		err := s.client.Health(context.Background())

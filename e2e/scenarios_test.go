@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,7 +53,7 @@ const clusterBridgeIP = "10.244.0.1"
 
 // startKubeServer starts `berth server --backend kubernetes` on the test
 // cluster, with namespaces of its own.
-func startKubeServer(t *testing.T) *server {
+func startKubeServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	requireSystem(t)
 	kube := k8s.Cluster(t)
@@ -68,8 +69,8 @@ func startKubeServer(t *testing.T) *server {
 	prefix := "e2e" + hex.EncodeToString(b) + "-"
 	s := &server{
 		t: t, dataDir: t.TempDir(), gwAddr: "127.0.0.1:0", kube: kube, nsPrefix: prefix,
-		extraArgs: []string{"--backend", "kubernetes", "--kubeconfig", kube.Kubeconfig,
-			"--namespace-prefix", prefix, "--cluster-gateway", podsAddr},
+		extraArgs: append([]string{"--backend", "kubernetes", "--kubeconfig", kube.Kubeconfig,
+			"--namespace-prefix", prefix, "--cluster-gateway", podsAddr}, args...),
 	}
 	s.start()
 	t.Cleanup(func() { s.shutdown() })
@@ -310,4 +311,78 @@ func TestScenarioKubernetesLifecycle(t *testing.T) {
 	if len(after) != len(before) || len(after) == 0 || after[0].Name != before[0].Name || after[0].Restarts != before[0].Restarts {
 		t.Fatalf("instances before the restart %+v, after %+v: the new server must adopt them as they are", before, after)
 	}
+}
+
+// What goes wrong on a cluster is said plainly: an unreachable cluster and
+// credentials RBAC refuses stop the server at start with the reason (which
+// verb on which resource); an image the nodes cannot pull shows as the
+// instance's ImagePullBackOff in describe.
+func TestKubernetesSaysWhatWentWrong(t *testing.T) {
+	requireSystem(t)
+	kube := k8s.Cluster(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	// A service account with no role at all, and a kubeconfig of its token.
+	ns := kube.Namespace(t)
+	if _, err := kube.Kubectl(ctx, "create", "serviceaccount", "nobody", "-n", ns); err != nil {
+		t.Fatal(err)
+	}
+	token, err := kube.Kubectl(ctx, "create", "token", "nobody", "-n", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := kube.Kubectl(ctx, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := kube.Kubectl(ctx, "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := func(server string) string {
+		return writeFile(t, dir, "kc-"+hex.EncodeToString([]byte(server))[:8]+".yaml", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: u, user: {token: %q}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, server, ca, strings.TrimSpace(token)))
+	}
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	unreachable := "https://" + closed.Addr().String()
+	closed.Close()
+	for _, c := range []struct {
+		name, kubeconfig string
+		want             []string
+	}{
+		{"unreachable", kubeconfig(unreachable), []string{"unreachable", closed.Addr().String()}},
+		{"RBAC denied", kubeconfig(server), []string{"refused", `"list"`, "namespaces"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, berthBin, "server", "--data-dir", t.TempDir(), "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
+				"--backend", "kubernetes", "--kubeconfig", c.kubeconfig, "--cluster-gateway", clusterBridgeIP+":0").CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("server did not refuse to start (%v):\n%s", err, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Fatalf("the error does not say %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+
+	t.Run("image the nodes cannot pull", func(t *testing.T) {
+		// Nodes are told to pull Berth's registry from a closed port.
+		s := startKubeServer(t, "--registry-advertise", unreachable[len("https://"):])
+		s.mustBerth("", "image", "import", imageV1)
+		s.mustBerth("", "apply", "-f", writeFile(t, dir, "web.yaml", fmt.Sprintf(namedService, "web", "default", echoV1, "v1")))
+		testutil.WaitForState(t, 2*time.Minute, "describe to show the pull failure", func() (bool, string) {
+			out, _, _ := s.berth("", "describe", "service", "web")
+			return strings.Contains(out, "ImagePullBackOff") || strings.Contains(out, "ErrImagePull"), out
+		})
+	})
 }
