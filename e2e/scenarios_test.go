@@ -336,14 +336,14 @@ func TestKubernetesSaysWhatWentWrong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := kube.Kubectl(ctx, "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority}")
+	ca, err := kube.Kubectl(ctx, "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := func(server string) string {
-		return writeFile(t, dir, "kc-"+hex.EncodeToString([]byte(server))[:8]+".yaml", fmt.Sprintf(`apiVersion: v1
+	kubeconfig := func(name, server string) string {
+		return writeFile(t, dir, name+".kubeconfig", fmt.Sprintf(`apiVersion: v1
 kind: Config
-clusters: [{name: c, cluster: {server: %q, certificate-authority: %q}}]
+clusters: [{name: c, cluster: {server: %q, certificate-authority-data: %q}}]
 users: [{name: u, user: {token: %q}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
@@ -356,8 +356,8 @@ current-context: c
 		name, kubeconfig string
 		want             []string
 	}{
-		{"unreachable", kubeconfig(unreachable), []string{"unreachable", closed.Addr().String()}},
-		{"RBAC denied", kubeconfig(server), []string{"refused", `"list"`, "namespaces"}},
+		{"unreachable", kubeconfig("unreachable", unreachable), []string{"unreachable", closed.Addr().String()}},
+		{"RBAC denied", kubeconfig("nobody", server), []string{"refused", `"list"`, "namespaces"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
