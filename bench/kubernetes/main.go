@@ -34,6 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"berth.dev/berth/client"
 	"berth.dev/berth/internal/testutil"
@@ -421,13 +422,15 @@ spec:
 	}
 	deploys := cs.AppsV1().Deployments("bench-plain")
 	scale := func(replicas int32) error {
-		sc, err := deploys.GetScale(ctx, "cold", metav1.GetOptions{})
-		if err != nil {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			sc, err := deploys.GetScale(ctx, "cold", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			sc.Spec.Replicas = replicas
+			_, err = deploys.UpdateScale(ctx, "cold", sc, metav1.UpdateOptions{})
 			return err
-		}
-		sc.Spec.Replicas = replicas
-		_, err = deploys.UpdateScale(ctx, "cold", sc, metav1.UpdateOptions{})
-		return err
+		})
 	}
 	for range n {
 		// At zero, with no pod left.
