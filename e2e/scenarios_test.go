@@ -18,6 +18,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/bench/loadgen"
+	"berth.dev/berth/internal/build"
 	"berth.dev/berth/internal/testutil"
 	"berth.dev/berth/internal/testutil/k8s"
 )
@@ -385,4 +386,78 @@ current-context: c
 			return strings.Contains(out, "ImagePullBackOff") || strings.Contains(out, "ErrImagePull"), out
 		})
 	})
+}
+
+// berth install runs Berth itself in the cluster: the server's pod comes
+// up with the RBAC install gives it (in-cluster config), its API answers
+// through the berth-api Service, and it makes an environment's namespace.
+func TestInstallRunsBerthInTheCluster(t *testing.T) {
+	requireSystem(t)
+	kube := k8s.Cluster(t)
+	if kube.ContainerdSocket == "" {
+		testutil.Skip(t, "the test cluster's containerd is unknown: berth's image cannot be put on its node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	// Berth's own image, built the way `berth build` builds Go.
+	src, _ := filepath.Abs("../cmd/berth")
+	tar := filepath.Join(dir, "berth.tar")
+	const image = "berth.local/berth:e2e"
+	if err := build.GoToFile(ctx, build.GoOptions{Dir: src, Ref: image, Binary: "/berth"}, tar); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.ImportImage(ctx, tar); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 2)
+	rand.Read(b)
+	ns, prefix := "berth-e2e-"+hex.EncodeToString(b), "in"+hex.EncodeToString(b)+"-"
+	state := filepath.Join(dir, "state")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		kube.Kubectl(ctx, "delete", "namespace", ns, prefix+"default", prefix+"inside", "--wait=false")
+		kube.Kubectl(ctx, "delete", "clusterrole,clusterrolebinding", "berth", "--ignore-not-found")
+	})
+	install := exec.CommandContext(ctx, berthBin, "install", "--kubeconfig", kube.Kubeconfig, "--image", image,
+		"--namespace", ns, "--namespace-prefix", prefix, "--state", "hostpath:"+state)
+	if out, err := install.CombinedOutput(); err != nil || !strings.Contains(string(out), "deployment/berth applied") {
+		t.Fatalf("berth install: %v\n%s", err, out)
+	}
+	if out, err := kube.Kubectl(ctx, "rollout", "status", "deployment/berth", "-n", ns, "--timeout=3m"); err != nil {
+		logs, _ := kube.Kubectl(ctx, "logs", "deployment/berth", "-n", ns, "--tail=30")
+		t.Fatalf("Berth's pod did not come up: %v %s\n%s", err, out, logs)
+	}
+	ip, err := kube.Kubectl(ctx, "get", "svc", "berth-api", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(filepath.Join(state, "token"))
+	if err != nil {
+		t.Fatalf("the server's token on its state volume: %v", err)
+	}
+	env := append(os.Environ(), "BERTH_ADDR=http://"+net.JoinHostPort(ip, "7070"), "BERTH_TOKEN="+strings.TrimSpace(string(token)))
+	cli := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, berthBin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("berth %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	testutil.WaitForState(t, 60*time.Second, "the in-cluster API through berth-api", func() (bool, string) {
+		cmd := exec.CommandContext(ctx, berthBin, "get", "environments")
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return err == nil && strings.Contains(string(out), "default"), fmt.Sprintf("%v %s", err, out)
+	})
+	cli("env", "create", "inside")
+	testutil.WaitForState(t, 60*time.Second, "the environment's namespace, made by the server in the pod", func() (bool, string) {
+		out, err := kube.Kubectl(ctx, "get", "namespace", prefix+"inside", "-o", "name")
+		return err == nil && strings.Contains(out, prefix+"inside"), fmt.Sprint(err)
+	})
+	if out := cli("get", "environment", "inside", "-o", "json"); !strings.Contains(out, `"namespace": "`+prefix+`inside"`) && !strings.Contains(out, `"namespace":"`+prefix+`inside"`) {
+		t.Fatalf("the environment's status does not name its namespace:\n%s", out)
+	}
 }

@@ -186,13 +186,14 @@ wait_until 30 etcd "etcd health" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 ts "etcd ready"
 
 # --- kube-apiserver --------------------------------------------------------------
-# A loopback advertise address needs the endpoint reconciler off: the
-# `kubernetes` Service has no endpoints, so pods cannot reach the API; the
-# host processes (CoreDNS, kube-proxy) use kubeconfigs.
+# Advertised on the pods' bridge, so the `kubernetes` Service has an
+# endpoint and a pod (Berth installed in the cluster, say) reaches the API
+# at kubernetes.default; the host's components and tools use 127.0.0.1.
+# It binds every address (client certificates only: no anonymous access).
 start kube-apiserver "$B/kube-apiserver" \
 	--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-	--bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address 127.0.0.1 \
-	--endpoint-reconciler-type none \
+	--bind-address 0.0.0.0 --secure-port "$API_PORT" --advertise-address "$POD_GW" \
+	--anonymous-auth=false \
 	--tls-cert-file "$P/apiserver.crt" --tls-private-key-file "$P/apiserver.key" --client-ca-file "$P/ca.crt" \
 	--service-account-issuer "https://kubernetes.default.svc.$DOMAIN" \
 	--service-account-key-file "$P/sa.pub" --service-account-signing-key-file "$P/sa.key" \
