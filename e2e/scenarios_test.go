@@ -461,3 +461,37 @@ func TestInstallRunsBerthInTheCluster(t *testing.T) {
 		t.Fatalf("the environment's status does not name its namespace:\n%s", out)
 	}
 }
+
+// Async invocations and topic triggers work the same on both backends:
+// the queue calls the function through the gateway, waking it from zero,
+// and a message published to a topic reaches its subscriber.
+func TestScenarioAsyncAndTopics(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *server) {
+		s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
+kind: Topic
+metadata: {name: orders}
+---
+apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: worker}
+spec:
+  image: %s
+  resources: {cpu: 100m, memory: 64Mi}
+  scale: {max: 1}
+  timeout: 90s
+  async: {maxRetries: 2, backoff: 100ms}
+  triggers: [{topic: orders}]
+`, echoV1), "apply", "-f", "-")
+		ctx := context.Background()
+		id := strings.TrimSpace(s.mustBerth("", "invoke", "worker", "--async", "-d", "flaky k1 1"))
+		testutil.WaitForState(t, 3*time.Minute, "the async invocation to succeed after a retry", func() (bool, string) {
+			inv, err := s.client.Invocation(ctx, "default", id)
+			return err == nil && inv.Status == v1.InvocationSucceeded && inv.Attempts == 2, fmt.Sprintf("%+v %v", inv, err)
+		})
+		s.mustBerth("", "publish", "orders", "-d", "order-1234")
+		testutil.WaitForState(t, 3*time.Minute, "the topic's message in the worker's logs", func() (bool, string) {
+			out, _, _ := s.berth("", "logs", "worker")
+			return strings.Contains(out, `body "order-1234"`), out
+		})
+	})
+}
