@@ -48,11 +48,12 @@ func newPlane(t *testing.T) *plane {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p := &plane{t: t, st: st, net: fake.New(100 + int(time.Now().UnixNano()%100)),
+	p := &plane{t: t, st: st, net: fake.New(0),
 		images: newImages(), table: &table{}, scaler: &scaler{desired: map[string]int{}}, policy: &policy{allow: map[string][]string{}}}
 	rec := &events.Recorder{Store: st}
+	drv := mock.New()
 	p.backend = local.New(local.Config{
-		Store: st, Driver: mock.New(), Network: p.net, Events: rec,
+		Store: st, Driver: drv, Network: p.net, Events: rec,
 		LogDir: filepath.Join(dir, "logs"), VolumeDir: filepath.Join(dir, "volumes"), StateDir: filepath.Join(dir, "run"),
 		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: logger,
 	})
@@ -76,6 +77,7 @@ func newPlane(t *testing.T) *plane {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
+		drv.Close()
 		st.Close()
 	})
 	p.create(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: v1.ObjectMeta{Name: "default"}})

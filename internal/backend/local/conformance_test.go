@@ -49,7 +49,7 @@ func mockBackend(t *testing.T, opts ...option) mockHarness {
 		t.Fatal(err)
 	}
 	drv := mock.New()
-	nw := fake.New(100 + int(time.Now().UnixNano()%100))
+	nw := fake.New(0)
 	cfg := local.Config{
 		Store: st, Driver: drv, Network: nw,
 		LogDir: filepath.Join(dir, "logs"), VolumeDir: filepath.Join(dir, "volumes"), StateDir: filepath.Join(dir, "run"),
@@ -66,6 +66,7 @@ func mockBackend(t *testing.T, opts ...option) mockHarness {
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		drv.Close()
 		st.Close()
 	})
 	if err := b.WaitForSync(ctx); err != nil {

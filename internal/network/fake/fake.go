@@ -16,10 +16,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/network"
 )
+
+// nextBase hands out address ranges within this process.
+var nextBase atomic.Int64
 
 // nsPrefix starts the namespace path of an attachment: the mock runtime
 // reads the instance's address from it (IPOf).
@@ -47,11 +51,12 @@ type attachment struct {
 }
 
 // New makes a fake network whose environments take 127.base.0.0/24,
-// 127.base+1.0.0/24 and so on (base between 1 and 200: tests running at the
-// same time pick different bases).
+// 127.base+1.0.0/24 and so on (base between 1 and 200). Base 0 takes the
+// next unused range of this process, so tests running at once never share
+// addresses.
 func New(base int) *Network {
 	if base < 1 || base > 200 {
-		base = 100
+		base = int(10 + nextBase.Add(8)%190)
 	}
 	return &Network{base: base, envs: map[string]*env{}, attached: map[string]attachment{}}
 }

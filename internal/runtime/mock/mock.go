@@ -304,6 +304,23 @@ func (d *Driver) Stats(_ context.Context, id string) (runtime.Stats, error) {
 	return runtime.Stats{CPUUsageNanos: uint64(time.Since(c.startedAt)), MemoryBytes: 8 << 20}, nil
 }
 
+// Close kills every process, as a host that goes away does: a test's
+// mock containers must not keep their addresses for the next test.
+func (d *Driver) Close() {
+	d.mu.Lock()
+	cs := make([]*container, 0, len(d.containers))
+	for _, c := range d.containers {
+		cs = append(cs, c)
+	}
+	d.mu.Unlock()
+	for _, c := range cs {
+		if c.done != nil {
+			c.killMu.Do(func() { close(c.kill) })
+			<-c.done
+		}
+	}
+}
+
 // Running counts the containers whose process runs (for tests).
 func (d *Driver) Running() int {
 	d.mu.Lock()
