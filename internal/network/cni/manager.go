@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/network"
 )
 
@@ -290,15 +292,45 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 		return network.Attachment{}, err
 	}
 	nsPath := m.netnsPath(id)
-	if _, err := os.Lstat(nsPath); err == nil {
-		if err := m.removeDebris(ctx, id); err != nil {
+	retry := backoff.Backoff{Base: 100 * time.Millisecond}
+	for attempt := 1; ; attempt++ {
+		rec, err := m.attachOnce(ctx, n, id, nsPath)
+		if err == nil {
+			m.log.Debug("attached", "id", id, "environment", environment, "ip", rec.IP)
+			return m.attachment(rec), nil
+		}
+		err = fmt.Errorf("attach %q to environment %q: %w", id, environment, err)
+		// A plugin that failed may have met host state another CNI user
+		// was changing under it: the firewall plugin's CNI-FORWARD chain
+		// is shared by every CNI user on the host, and one that deletes
+		// it between the plugin's check and its use fails our ADD. The
+		// attempt was undone, so trying again is safe, and a failure that
+		// is not transient costs only the retries.
+		var perr *cnitypes.Error
+		if attempt == attachAttempts || !errors.As(err, &perr) {
+			return network.Attachment{}, err
+		}
+		m.log.Warn("attach failed in a CNI plugin, retrying", "id", id, "environment", environment, "attempt", attempt, "error", err)
+		if !retry.Wait(ctx) {
 			return network.Attachment{}, err
 		}
 	}
-	if err := createNetNS(nsPath); err != nil {
-		return network.Attachment{}, err
-	}
+}
 
+// attachAttempts bounds the tries of one Attach whose plugins fail.
+const attachAttempts = 3
+
+// attachOnce makes id's namespace and runs CNI ADD in it, or undoes both
+// when that fails; the caller holds id's lock.
+func (m *Manager) attachOnce(ctx context.Context, n *envNet, id, nsPath string) (*record, error) {
+	if _, err := os.Lstat(nsPath); err == nil {
+		if err := m.removeDebris(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := createNetNS(nsPath); err != nil {
+		return nil, err
+	}
 	rec, err := m.cniAdd(ctx, n, id, nsPath)
 	if err == nil {
 		err = writeJSONAtomic(m.recordPath(id), rec)
@@ -313,10 +345,9 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 		if derr := removeNetNS(nsPath); derr != nil {
 			m.log.Warn("undo failed attachment", "id", id, "error", derr)
 		}
-		return network.Attachment{}, fmt.Errorf("attach %q to environment %q: %w", id, environment, err)
+		return nil, err
 	}
-	m.log.Debug("attached", "id", id, "environment", environment, "ip", rec.IP)
-	return m.attachment(rec), nil
+	return rec, nil
 }
 
 func (m *Manager) runtimeConf(id, nsPath, ifName string) *libcni.RuntimeConf {
