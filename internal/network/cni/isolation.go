@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -87,38 +88,47 @@ func (m *Manager) removeIsolation(ctx context.Context, bridge string) error {
 	return m.iptables(ctx, append([]string{"-t", "filter", "-D", m.isolationChain}, rule...)...)
 }
 
-// removeMasquerade deletes the bridge plugin's per-instance NAT rule and
-// chain for id. The plugin can only do that itself while the namespace
-// exists (it reads the address from the interface), so a DEL after the
-// namespace was lost leaves them behind, and a re-attach under the same id
-// would then make the plugin's own later DEL fail on the still-referenced
-// chain. Rules are found by the comment the plugin tags them with.
+// removeMasquerade deletes the bridge plugin's per-instance NAT rules and
+// chain for id. The plugin cannot always do that itself: its DEL reads the
+// address from the interface, so a DEL after the namespace was lost leaves
+// them behind; and a rule of an earlier attachment under the same id that
+// no DEL ever undid (one whose plugins ran on after a killed server, which
+// never recorded it) still jumps to the id's chain, so the plugin's own
+// later DEL fails to delete that chain. Rules are found by the comment the
+// plugin tags them with, and deleted by their text, not their number, which
+// other CNI users' rules shift meanwhile.
 func (m *Manager) removeMasquerade(ctx context.Context, netName, id string) error {
-	out, err := exec.CommandContext(ctx, m.iptablesPath, "-w", "-t", "nat", "-n", "-L", "POSTROUTING", "--line-numbers").Output()
+	out, err := exec.CommandContext(ctx, m.iptablesPath, "-w", "-t", "nat", "-S", "POSTROUTING").Output()
 	if err != nil {
 		return fmt.Errorf("list nat POSTROUTING: %w", err)
 	}
-	tag := fmt.Sprintf("/* name: %q id: %q */", netName, id)
-	var nums []string
+	comment := fmt.Sprintf("name: %q id: %q", netName, id)
+	// -S quotes the comment as %q does.
+	tag := "--comment " + strconv.Quote(comment) + " "
 	chains := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.Contains(line, tag) {
+		if !strings.HasPrefix(line, "-A POSTROUTING ") || !strings.Contains(line, tag) {
 			continue
 		}
-		nums = append(nums, f[0])
-		chains[f[1]] = true
-	}
-	// Highest number first, so earlier deletions do not renumber later ones.
-	for i := len(nums) - 1; i >= 0; i-- {
-		if err := m.iptables(ctx, "-t", "nat", "-D", "POSTROUTING", nums[i]); err != nil {
+		var src, chain string
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			switch f[i] {
+			case "-s":
+				src = f[i+1]
+			case "-j":
+				chain = f[i+1]
+			}
+		}
+		if src == "" || !strings.HasPrefix(chain, "CNI-") {
+			continue
+		}
+		if err := m.iptables(ctx, "-t", "nat", "-D", "POSTROUTING", "-s", src, "-m", "comment", "--comment", comment, "-j", chain); err != nil {
 			return err
 		}
+		chains[chain] = true
 	}
 	for chain := range chains {
-		if !strings.HasPrefix(chain, "CNI-") {
-			continue
-		}
 		if err := m.iptables(ctx, "-t", "nat", "-F", chain); err != nil {
 			return err
 		}

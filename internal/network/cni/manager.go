@@ -418,6 +418,13 @@ func (m *Manager) cniDel(ctx context.Context, n *envNet, id, nsPath string) erro
 		nsPath = ""
 	}
 	errBridge := m.cni.DelNetworkList(ctx, n.bridged, m.runtimeConf(id, nsPath, "eth0"))
+	if errBridge != nil && !lost {
+		// Most likely a masquerade rule that no DEL undid still holds the
+		// id's chain (see removeMasquerade); DEL is safe to repeat.
+		if err := m.removeMasquerade(ctx, n.bridged.Name, id); err == nil {
+			errBridge = m.cni.DelNetworkList(ctx, n.bridged, m.runtimeConf(id, nsPath, "eth0"))
+		}
+	}
 	errLo := m.cni.DelNetworkList(ctx, n.loopback, m.runtimeConf(id, nsPath, "lo"))
 	var errMasq error
 	if lost && errBridge == nil {

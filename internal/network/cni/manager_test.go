@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -571,4 +572,69 @@ func firewallFailures(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(m)
+}
+
+// A server killed while the CNI plugins ran for an instance leaves what
+// they made after it died: a namespace with no record, and an address and
+// a masquerade rule that libcni never cached, as it caches a result only
+// once every plugin returned. The restarted server attaches the same
+// instance again, and detaching it later must undo everything: a rule of
+// the first attachment still jumping to the id's masquerade chain made the
+// plugin's DEL fail ("CHAIN_DEL failed (Device or resource busy)"), and
+// the instance's namespace stayed mounted.
+func TestDetachAfterAKilledAttach(t *testing.T) {
+	cfg := testConfig(t, "10.250.208.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	const id = "default.killed"
+	first, err := m.Attach(ctx, id, "default")
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	// The firewall plugin's rules for the first address stay: nothing
+	// tells a later DEL which address that was. The test takes them away.
+	t.Cleanup(func() {
+		ip := first.IP.String() + "/32"
+		exec.Command("iptables", "-w", "-D", "CNI-FORWARD", "-d", ip, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT").Run()
+		exec.Command("iptables", "-w", "-D", "CNI-FORWARD", "-s", ip, "-j", "ACCEPT").Run()
+	})
+	// What the killed server never wrote: the record and libcni's cache.
+	if err := os.Remove(m.recordPath(id)); err != nil {
+		t.Fatal(err)
+	}
+	cached, _ := filepath.Glob(filepath.Join(m.cacheDir(), "results", "*-"+id+"-*"))
+	if len(cached) == 0 {
+		t.Fatal("no libcni cache to remove: the test no longer matches libcni")
+	}
+	for _, f := range cached {
+		os.Remove(f)
+	}
+
+	m2 := newManager(t, cfg)
+	second, err := m2.Attach(ctx, id, "default")
+	if err != nil {
+		t.Fatalf("Attach after the restart: %v", err)
+	}
+	if second.IP.Equal(first.IP) {
+		t.Logf("got the same address %s again", second.IP)
+	}
+	port := serveIn(t, second.NetNSPath, "again")
+	if got, err := dialFromHost(second.IP, port); err != nil || got != "again" {
+		t.Fatalf("host → %s:%d = %q, %v", second.IP, port, got, err)
+	}
+	if err := m2.Detach(ctx, id, "default"); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if isNetNS(second.NetNSPath) {
+		t.Errorf("namespace %s still mounted", second.NetNSPath)
+	}
+	out, err := exec.Command("iptables", "-w", "-t", "nat", "-S").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `name: \"`+cfg.BridgePrefix+`-default\" id: \"`+id+`\"`) {
+			t.Errorf("nat rule of the detached instance left: %s", line)
+		}
+	}
 }
