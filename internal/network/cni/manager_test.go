@@ -591,13 +591,6 @@ func TestDetachAfterAKilledAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
-	// The firewall plugin's rules for the first address stay: nothing
-	// tells a later DEL which address that was. The test takes them away.
-	t.Cleanup(func() {
-		ip := first.IP.String() + "/32"
-		exec.Command("iptables", "-w", "-D", "CNI-FORWARD", "-d", ip, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT").Run()
-		exec.Command("iptables", "-w", "-D", "CNI-FORWARD", "-s", ip, "-j", "ACCEPT").Run()
-	})
 	// What the killed server never wrote: the record and libcni's cache.
 	if err := os.Remove(m.recordPath(id)); err != nil {
 		t.Fatal(err)
@@ -615,8 +608,15 @@ func TestDetachAfterAKilledAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Attach after the restart: %v", err)
 	}
-	if second.IP.Equal(first.IP) {
-		t.Logf("got the same address %s again", second.IP)
+	// The first attachment's address, rules and lease went with its
+	// debris; the address may be given again.
+	if !second.IP.Equal(first.IP) {
+		if rules := hostRulesFor(t, first.IP); len(rules) > 0 {
+			t.Errorf("rules of the killed attachment left:\n%s", strings.Join(rules, "\n"))
+		}
+		if got := leasedIPs(t, cfg, "default"); len(got) != 1 || got[0] != second.IP.String() {
+			t.Errorf("addresses leased = %v, want [%s]", got, second.IP)
+		}
 	}
 	port := serveIn(t, second.NetNSPath, "again")
 	if got, err := dialFromHost(second.IP, port); err != nil || got != "again" {
@@ -628,13 +628,28 @@ func TestDetachAfterAKilledAttach(t *testing.T) {
 	if isNetNS(second.NetNSPath) {
 		t.Errorf("namespace %s still mounted", second.NetNSPath)
 	}
-	out, err := exec.Command("iptables", "-w", "-t", "nat", "-S").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, `name: \"`+cfg.BridgePrefix+`-default\" id: \"`+id+`\"`) {
-			t.Errorf("nat rule of the detached instance left: %s", line)
+	for _, ip := range []net.IP{first.IP, second.IP} {
+		if rules := hostRulesFor(t, ip); len(rules) > 0 {
+			t.Errorf("rules of the detached instance left:\n%s", strings.Join(rules, "\n"))
 		}
 	}
+}
+
+// hostRulesFor lists the rules that name ip in the firewall plugin's
+// chain and in nat POSTROUTING.
+func hostRulesFor(t *testing.T, ip net.IP) []string {
+	t.Helper()
+	var found []string
+	for _, args := range [][]string{{"-S", "CNI-FORWARD"}, {"-t", "nat", "-S", "POSTROUTING"}} {
+		out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("iptables %v: %v", args, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, " "+ip.String()+"/32 ") {
+				found = append(found, line)
+			}
+		}
+	}
+	return found
 }
