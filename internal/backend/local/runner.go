@@ -485,8 +485,21 @@ func (r *runner) terminate(ctx context.Context, att *network.Attachment, grace t
 		r.log.Warn("delete container", "err", err)
 	}
 	r.releaseValueFiles()
-	if err := r.a.cfg.Network.Detach(ctx, r.id, r.env); err != nil {
+	// The record goes only after the network: an attachment left behind
+	// keeps its address, host rules and mounted namespace, and nothing
+	// would try again before the server restarts. If the server stops
+	// first, the record stays and the next one terminates the instance.
+	retry := backoff.Backoff{Base: r.a.cfg.BackoffBase, Max: r.a.cfg.BackoffMax}
+	for {
+		err := r.a.cfg.Network.Detach(ctx, r.id, r.env)
+		if err == nil {
+			break
+		}
 		r.log.Warn("detach network", "err", err)
+		_ = r.patchStatus(ctx, func(st *v1.InstanceStatus) { st.Message = fmt.Sprintf("network: %v", err) })
+		if !retry.Wait(ctx) {
+			return
+		}
 	}
 	inst := r.object()
 	err := r.a.cfg.Store.Delete(ctx, store.KeyOf(inst), 0)

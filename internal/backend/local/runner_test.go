@@ -212,3 +212,54 @@ func (s secretsOf) Resolve(_ context.Context, _ string, refs []v1.ValueRef) (map
 	}
 	return out, nil
 }
+
+// A Detach that fails (a CNI plugin's DEL meeting host state it did not
+// expect) is tried again: the record of the instance goes only once its
+// network is undone, or the namespace, address and host rules would
+// outlive it with nothing left to retry them.
+func TestFailedDetachIsRetried(t *testing.T) {
+	var nw *failingDetach
+	h := mockBackend(t, func(c *local.Config) {
+		nw = &failingDetach{EnvironmentNetwork: c.Network, fails: 2}
+		c.Network = nw
+	})
+	runInstance(t, h, "web", v1.Template{}, false)
+	waitStatus(t, h, "web-a", "ready", func(s v1.InstanceStatus) bool { return s.Ready })
+	setSpec(t, h, "web-a", func(s *v1.InstanceSpec) { s.Draining = true })
+	testutil.WaitFor(t, 20*time.Second, "the record to go", func() bool {
+		_, ok := status(t, h, "web-a")
+		return !ok
+	})
+	id := local.ContainerID(env, "web-a")
+	if h.network.Attached(id) {
+		t.Fatal("the instance's record went, its address stayed")
+	}
+	if got := nw.calls(); got != 3 {
+		t.Fatalf("Detach called %d times, want 3 (two failures, then success)", got)
+	}
+}
+
+// failingDetach fails the first fails Detach calls.
+type failingDetach struct {
+	local.EnvironmentNetwork
+	mu    sync.Mutex
+	fails int
+	n     int
+}
+
+func (f *failingDetach) Detach(ctx context.Context, id, env string) error {
+	f.mu.Lock()
+	f.n++
+	fail := f.n <= f.fails
+	f.mu.Unlock()
+	if fail {
+		return fmt.Errorf("detach %q: plugin type=\"bridge\" failed (delete): CHAIN_DEL failed (Device or resource busy)", id)
+	}
+	return f.EnvironmentNetwork.Detach(ctx, id, env)
+}
+
+func (f *failingDetach) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 )
 
@@ -87,38 +88,59 @@ func (m *Manager) removeIsolation(ctx context.Context, bridge string) error {
 	return m.iptables(ctx, append([]string{"-t", "filter", "-D", m.isolationChain}, rule...)...)
 }
 
-// removeMasquerade deletes the bridge plugin's per-instance NAT rule and
-// chain for id. The plugin can only do that itself while the namespace
-// exists (it reads the address from the interface), so a DEL after the
-// namespace was lost leaves them behind, and a re-attach under the same id
-// would then make the plugin's own later DEL fail on the still-referenced
-// chain. Rules are found by the comment the plugin tags them with.
-func (m *Manager) removeMasquerade(ctx context.Context, netName, id string) error {
-	out, err := exec.CommandContext(ctx, m.iptablesPath, "-w", "-t", "nat", "-n", "-L", "POSTROUTING", "--line-numbers").Output()
+// masquerade is one of the bridge plugin's per-instance NAT rules: from
+// the instance's address to its chain, tagged with network and id.
+type masquerade struct {
+	network, id, source, chain string
+}
+
+// comment is the plugin's tag, as it wrote it.
+func (r masquerade) comment() string { return fmt.Sprintf("name: %q id: %q", r.network, r.id) }
+
+// masqueradeRE reads a tagged rule as -S prints it (the tag quoted as %q
+// quotes it; network names and ids hold no quotes).
+var masqueradeRE = regexp.MustCompile(`^-A POSTROUTING -s (\S+) -m comment --comment "name: \\"([^"\\]+)\\" id: \\"([^"\\]+)\\"" -j (CNI-\S+)$`)
+
+// masquerades lists id's masquerade rules, in any network.
+func (m *Manager) masquerades(ctx context.Context, id string) ([]masquerade, error) {
+	out, err := exec.CommandContext(ctx, m.iptablesPath, "-w", "-t", "nat", "-S", "POSTROUTING").Output()
 	if err != nil {
-		return fmt.Errorf("list nat POSTROUTING: %w", err)
+		return nil, fmt.Errorf("list nat POSTROUTING: %w", err)
 	}
-	tag := fmt.Sprintf("/* name: %q id: %q */", netName, id)
-	var nums []string
-	chains := map[string]bool{}
+	var rules []masquerade
 	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.Contains(line, tag) {
+		if f := masqueradeRE.FindStringSubmatch(line); f != nil && f[3] == id {
+			rules = append(rules, masquerade{network: f[2], id: f[3], source: f[1], chain: f[4]})
+		}
+	}
+	return rules, nil
+}
+
+// removeMasquerade deletes the bridge plugin's per-instance NAT rules and
+// chain for id in network netName. The plugin cannot always do that
+// itself: its DEL reads the address from the interface, so a DEL after the
+// namespace was lost leaves them behind; and a rule of an earlier
+// attachment under the same id that no DEL ever undid (one whose plugins
+// ran on after a killed server, which never recorded it) still jumps to
+// the id's chain, so the plugin's own later DEL fails to delete that chain.
+// Rules are deleted by their text, not their number, which other CNI
+// users' rules shift meanwhile.
+func (m *Manager) removeMasquerade(ctx context.Context, netName, id string) error {
+	rules, err := m.masquerades(ctx, id)
+	if err != nil {
+		return err
+	}
+	chains := map[string]bool{}
+	for _, r := range rules {
+		if r.network != netName {
 			continue
 		}
-		nums = append(nums, f[0])
-		chains[f[1]] = true
-	}
-	// Highest number first, so earlier deletions do not renumber later ones.
-	for i := len(nums) - 1; i >= 0; i-- {
-		if err := m.iptables(ctx, "-t", "nat", "-D", "POSTROUTING", nums[i]); err != nil {
+		if err := m.iptables(ctx, "-t", "nat", "-D", "POSTROUTING", "-s", r.source, "-m", "comment", "--comment", r.comment(), "-j", r.chain); err != nil {
 			return err
 		}
+		chains[r.chain] = true
 	}
 	for chain := range chains {
-		if !strings.HasPrefix(chain, "CNI-") {
-			continue
-		}
 		if err := m.iptables(ctx, "-t", "nat", "-F", chain); err != nil {
 			return err
 		}
@@ -128,3 +150,23 @@ func (m *Manager) removeMasquerade(ctx context.Context, netName, id string) erro
 	}
 	return nil
 }
+
+// removeFirewallRules deletes the firewall plugin's ACCEPT rules for ip
+// from its chain, those it makes for each instance.
+func (m *Manager) removeFirewallRules(ctx context.Context, ip string) error {
+	for _, rule := range [][]string{
+		{"-d", ip + "/32", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-s", ip + "/32", "-j", "ACCEPT"},
+	} {
+		if m.iptables(ctx, append([]string{"-t", "filter", "-C", firewallChain}, rule...)...) != nil {
+			continue
+		}
+		if err := m.iptables(ctx, append([]string{"-t", "filter", "-D", firewallChain}, rule...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firewallChain is the firewall plugin's chain, every CNI user's.
+const firewallChain = "CNI-FORWARD"

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backoff"
 	"berth.dev/berth/internal/network"
 )
 
@@ -290,15 +292,45 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 		return network.Attachment{}, err
 	}
 	nsPath := m.netnsPath(id)
-	if _, err := os.Lstat(nsPath); err == nil {
-		if err := m.removeDebris(ctx, id); err != nil {
+	retry := backoff.Backoff{Base: 100 * time.Millisecond}
+	for attempt := 1; ; attempt++ {
+		rec, err := m.attachOnce(ctx, n, id, nsPath)
+		if err == nil {
+			m.log.Debug("attached", "id", id, "environment", environment, "ip", rec.IP)
+			return m.attachment(rec), nil
+		}
+		err = fmt.Errorf("attach %q to environment %q: %w", id, environment, err)
+		// A plugin that failed may have met host state another CNI user
+		// was changing under it: the firewall plugin's CNI-FORWARD chain
+		// is shared by every CNI user on the host, and one that deletes
+		// it between the plugin's check and its use fails our ADD. The
+		// attempt was undone, so trying again is safe, and a failure that
+		// is not transient costs only the retries.
+		var perr *cnitypes.Error
+		if attempt == attachAttempts || !errors.As(err, &perr) {
+			return network.Attachment{}, err
+		}
+		m.log.Warn("attach failed in a CNI plugin, retrying", "id", id, "environment", environment, "attempt", attempt, "error", err)
+		if !retry.Wait(ctx) {
 			return network.Attachment{}, err
 		}
 	}
-	if err := createNetNS(nsPath); err != nil {
-		return network.Attachment{}, err
-	}
+}
 
+// attachAttempts bounds the tries of one Attach whose plugins fail.
+const attachAttempts = 3
+
+// attachOnce makes id's namespace and runs CNI ADD in it, or undoes both
+// when that fails; the caller holds id's lock.
+func (m *Manager) attachOnce(ctx context.Context, n *envNet, id, nsPath string) (*record, error) {
+	if _, err := os.Lstat(nsPath); err == nil {
+		if err := m.removeDebris(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := createNetNS(nsPath); err != nil {
+		return nil, err
+	}
 	rec, err := m.cniAdd(ctx, n, id, nsPath)
 	if err == nil {
 		err = writeJSONAtomic(m.recordPath(id), rec)
@@ -313,10 +345,9 @@ func (m *Manager) Attach(ctx context.Context, id, environment string) (network.A
 		if derr := removeNetNS(nsPath); derr != nil {
 			m.log.Warn("undo failed attachment", "id", id, "error", derr)
 		}
-		return network.Attachment{}, fmt.Errorf("attach %q to environment %q: %w", id, environment, err)
+		return nil, err
 	}
-	m.log.Debug("attached", "id", id, "environment", environment, "ip", rec.IP)
-	return m.attachment(rec), nil
+	return rec, nil
 }
 
 func (m *Manager) runtimeConf(id, nsPath, ifName string) *libcni.RuntimeConf {
@@ -387,6 +418,14 @@ func (m *Manager) cniDel(ctx context.Context, n *envNet, id, nsPath string) erro
 		nsPath = ""
 	}
 	errBridge := m.cni.DelNetworkList(ctx, n.bridged, m.runtimeConf(id, nsPath, "eth0"))
+	if errBridge != nil && !lost {
+		// Most likely a masquerade rule that no DEL undid still holds the
+		// id's chain (see removeMasquerade); DEL is safe to repeat.
+		m.log.Info("CNI DEL failed; removing the instance's masquerade rules and trying again", "id", id, "error", errBridge)
+		if err := m.removeMasquerade(ctx, n.bridged.Name, id); err == nil {
+			errBridge = m.cni.DelNetworkList(ctx, n.bridged, m.runtimeConf(id, nsPath, "eth0"))
+		}
+	}
 	errLo := m.cni.DelNetworkList(ctx, n.loopback, m.runtimeConf(id, nsPath, "lo"))
 	var errMasq error
 	if lost && errBridge == nil {
@@ -512,12 +551,14 @@ func (m *Manager) removeDebris(ctx context.Context, id string) error {
 		return fmt.Errorf("read CNI cache of %q: %w", id, err)
 	}
 	var errs []error
+	done := map[string]bool{}
 	for _, a := range cached {
 		list, err := libcni.NetworkConfFromBytes(a.Config)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		done[list.Name] = true
 		rt := m.runtimeConf(id, nsPath, a.IfName)
 		lost := !isNetNS(nsPath)
 		if lost {
@@ -529,7 +570,60 @@ func (m *Manager) removeDebris(ctx context.Context, id string) error {
 		}
 		errs = append(errs, err)
 	}
-	errs = append(errs, removeNetNS(nsPath))
+	errs = append(errs, m.removeUncached(ctx, id, done), removeNetNS(nsPath))
 	m.log.Info("removed debris of an interrupted attach", "id", id)
 	return errors.Join(errs...)
+}
+
+// removeUncached undoes what the bridge and firewall plugins made for id
+// in networks libcni holds no result of (all but done): a server killed
+// while they ran never cached it, as libcni caches a result only once
+// every plugin returned, but the plugins ran on and left an address, a
+// masquerade rule and the firewall's ACCEPT rules behind. The masquerade
+// rule, tagged with the network and id, says which network and address.
+// The caller holds id's lock.
+func (m *Manager) removeUncached(ctx context.Context, id string, done map[string]bool) error {
+	rules, err := m.masquerades(ctx, id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rules {
+		env, ok := strings.CutPrefix(r.network, m.cfg.BridgePrefix+"-")
+		if done[r.network] || !ok {
+			continue
+		}
+		m.mu.Lock()
+		_, allocated := m.alloc.Environments[env]
+		m.mu.Unlock()
+		if !allocated {
+			continue
+		}
+		n, err := m.ensureEnv(ctx, env)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// The firewall's rules name only the address: they are id's
+		// while its lease still names id, and another instance's once
+		// the address went to it.
+		if ip, _, _ := strings.Cut(r.source, "/"); m.leaseHolder(r.network, ip) == id {
+			errs = append(errs, m.removeFirewallRules(ctx, ip))
+		}
+		// An absent namespace makes the DEL release the lease, and then
+		// the masquerade rules go by their tag.
+		errs = append(errs, m.cniDel(ctx, n, id, ""))
+	}
+	return errors.Join(errs...)
+}
+
+// leaseHolder reads whom host-local gave ip in network: its file there
+// holds the id, then the interface name.
+func (m *Manager) leaseHolder(network, ip string) string {
+	b, err := os.ReadFile(filepath.Join(m.ipamDir(), network, ip))
+	if err != nil {
+		return ""
+	}
+	holder, _, _ := strings.Cut(strings.ReplaceAll(string(b), "\r", ""), "\n")
+	return strings.TrimSpace(holder)
 }

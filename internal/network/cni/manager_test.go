@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -442,4 +443,213 @@ func TestBridgeMACSurvivesDetach(t *testing.T) {
 		}
 	}
 	m.Detach(ctx, "mac-c", "mac")
+}
+
+// The firewall plugin's CNI-FORWARD chain is shared by every CNI user on
+// the host; one that deletes it between the plugin's check that it exists
+// and its use fails the plugin's ADD ("Chain 'CNI-FORWARD' does not
+// exist"), as seen when a test's cleanup ran beside another package's
+// servers. Such an ADD must not fail the instance: Attach undoes it and
+// tries again. The plugin here is the real one, failing its first ADD.
+func TestAttachRetriesAPluginThatFailedOnce(t *testing.T) {
+	plugins := flakyFirewall(t, 1)
+	cfg := testConfig(t, "10.250.176.0/20")
+	cfg.PluginDirs = []string{plugins}
+	ctx := t.Context()
+	m := newManager(t, cfg)
+
+	att, err := m.Attach(ctx, "retried", "default")
+	if err != nil {
+		t.Fatalf("Attach after one transient plugin failure: %v", err)
+	}
+	if n := firewallFailures(t, plugins); n != 1 {
+		t.Fatalf("the firewall plugin failed %d times, want 1", n)
+	}
+	port := serveIn(t, att.NetNSPath, "retried")
+	if got, err := dialFromHost(att.IP, port); err != nil || got != "retried" {
+		t.Fatalf("host → %s:%d = %q, %v; want the retried instance", att.IP, port, got, err)
+	}
+	// The failed try left nothing behind: one namespace, one address.
+	entries, _ := os.ReadDir(m.netnsDir())
+	if len(entries) != 1 || entries[0].Name() != "retried" {
+		t.Errorf("namespaces = %v, want [retried]", entries)
+	}
+	if got := leasedIPs(t, cfg, "default"); len(got) != 1 || got[0] != att.IP.String() {
+		t.Errorf("addresses leased = %v, want [%s]", got, att.IP)
+	}
+	if err := m.Detach(ctx, "retried", "default"); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+}
+
+// A plugin that keeps failing still fails the Attach, with its error, and
+// leaves neither a namespace nor an address behind.
+func TestAttachGivesUpOnAPluginThatKeepsFailing(t *testing.T) {
+	plugins := flakyFirewall(t, 1000)
+	cfg := testConfig(t, "10.250.192.0/20")
+	cfg.PluginDirs = []string{plugins}
+	ctx := t.Context()
+	m := newManager(t, cfg)
+
+	_, err := m.Attach(ctx, "doomed", "default")
+	if err == nil || !strings.Contains(err.Error(), "CNI-FORWARD") {
+		t.Fatalf("Attach = %v, want the plugin's error", err)
+	}
+	if n := firewallFailures(t, plugins); n != attachAttempts {
+		t.Errorf("the firewall plugin ran %d times, want %d", n, attachAttempts)
+	}
+	if entries, _ := os.ReadDir(m.netnsDir()); len(entries) != 0 {
+		t.Errorf("namespaces left: %v", entries)
+	}
+	if _, err := m.Lookup(ctx, "doomed", "default"); !v1.IsNotFound(err) {
+		t.Errorf("Lookup after a failed Attach: %v, want NotFound", err)
+	}
+	if got := leasedIPs(t, cfg, "default"); len(got) != 0 {
+		t.Errorf("addresses still leased: %v", got)
+	}
+}
+
+// leasedIPs lists the addresses host-local holds in env's network: one
+// file per address, named after it.
+func leasedIPs(t *testing.T, cfg Config, env string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(cfg.DataDir, "cni", "ipam", cfg.BridgePrefix+"-"+env))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range entries {
+		if net.ParseIP(e.Name()) != nil {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
+// flakyFirewall returns a plugin directory holding the host's plugins,
+// whose firewall fails its first n ADDs the way the real one does when
+// CNI-FORWARD vanishes under it, then runs the real one. Each failure
+// leaves a file "failed.N" in the directory.
+func flakyFirewall(t *testing.T, n int) string {
+	t.Helper()
+	requireHost(t)
+	dir := t.TempDir()
+	for _, p := range requiredPlugins {
+		real, err := findPlugin(defaultPluginDirs, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p != "firewall" {
+			if err := os.Symlink(real, filepath.Join(dir, p)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		script := fmt.Sprintf(`#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ]; then
+	i=1
+	while [ $i -le %d ]; do
+		if mkdir "%[2]s/failed.$i" 2>/dev/null; then
+			echo '{"cniVersion":"1.0.0","code":999,"msg":"running [iptables -t filter -C FORWARD -m comment --comment CNI firewall plugin rules -j CNI-FORWARD --wait]: exit status 2: iptables v1.8.9 (nf_tables): Chain CNI-FORWARD does not exist"}'
+			exit 1
+		fi
+		i=$((i+1))
+	done
+fi
+exec %[3]s
+`, n, dir, real)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func firewallFailures(t *testing.T, dir string) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "failed.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m)
+}
+
+// A server killed while the CNI plugins ran for an instance leaves what
+// they made after it died: a namespace with no record, and an address and
+// a masquerade rule that libcni never cached, as it caches a result only
+// once every plugin returned. The restarted server attaches the same
+// instance again, and detaching it later must undo everything: a rule of
+// the first attachment still jumping to the id's masquerade chain made the
+// plugin's DEL fail ("CHAIN_DEL failed (Device or resource busy)"), and
+// the instance's namespace stayed mounted.
+func TestDetachAfterAKilledAttach(t *testing.T) {
+	cfg := testConfig(t, "10.250.208.0/20")
+	ctx := t.Context()
+	m := newManager(t, cfg)
+	const id = "default.killed"
+	first, err := m.Attach(ctx, id, "default")
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	// What the killed server never wrote: the record and libcni's cache.
+	if err := os.Remove(m.recordPath(id)); err != nil {
+		t.Fatal(err)
+	}
+	cached, _ := filepath.Glob(filepath.Join(m.cacheDir(), "results", "*-"+id+"-*"))
+	if len(cached) == 0 {
+		t.Fatal("no libcni cache to remove: the test no longer matches libcni")
+	}
+	for _, f := range cached {
+		os.Remove(f)
+	}
+
+	m2 := newManager(t, cfg)
+	second, err := m2.Attach(ctx, id, "default")
+	if err != nil {
+		t.Fatalf("Attach after the restart: %v", err)
+	}
+	// The first attachment's address, rules and lease went with its
+	// debris; the address may be given again.
+	if !second.IP.Equal(first.IP) {
+		if rules := hostRulesFor(t, first.IP); len(rules) > 0 {
+			t.Errorf("rules of the killed attachment left:\n%s", strings.Join(rules, "\n"))
+		}
+		if got := leasedIPs(t, cfg, "default"); len(got) != 1 || got[0] != second.IP.String() {
+			t.Errorf("addresses leased = %v, want [%s]", got, second.IP)
+		}
+	}
+	port := serveIn(t, second.NetNSPath, "again")
+	if got, err := dialFromHost(second.IP, port); err != nil || got != "again" {
+		t.Fatalf("host → %s:%d = %q, %v", second.IP, port, got, err)
+	}
+	if err := m2.Detach(ctx, id, "default"); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if isNetNS(second.NetNSPath) {
+		t.Errorf("namespace %s still mounted", second.NetNSPath)
+	}
+	for _, ip := range []net.IP{first.IP, second.IP} {
+		if rules := hostRulesFor(t, ip); len(rules) > 0 {
+			t.Errorf("rules of the detached instance left:\n%s", strings.Join(rules, "\n"))
+		}
+	}
+}
+
+// hostRulesFor lists the rules that name ip in the firewall plugin's
+// chain and in nat POSTROUTING.
+func hostRulesFor(t *testing.T, ip net.IP) []string {
+	t.Helper()
+	var found []string
+	for _, args := range [][]string{{"-S", "CNI-FORWARD"}, {"-t", "nat", "-S", "POSTROUTING"}} {
+		out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("iptables %v: %v", args, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, " "+ip.String()+"/32 ") {
+				found = append(found, line)
+			}
+		}
+	}
+	return found
 }
