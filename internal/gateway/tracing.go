@@ -1,12 +1,13 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
+	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,57 +25,111 @@ const tracerName = "berth.dev/berth/internal/gateway"
 // must not depend on.
 var propagator = propagation.TraceContext{}
 
+// serverSpan is the span of one request through the gateway. Sampling is
+// decided when it starts (parent-based, a ratio of new traces); a request
+// the sampler skipped still carries a trace context, so every hop after it
+// agrees, and is recorded after all if it fails or waits for a cold start
+// (keep): those are the requests someone looks for.
+type serverSpan struct {
+	g      *Gateway
+	span   trace.Span
+	parent context.Context // the caller's span, if any
+	start  time.Time
+	r      *http.Request
+	rt     *route
+}
+
 // startServerSpan starts (or continues, from the request's traceparent)
-// the span of one request through the gateway. It returns the request to
-// serve, carrying the span, a writer that notes the status, and the end
-// function. Only called when tracing is on.
-func (g *Gateway) startServerSpan(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request, func()) {
-	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	name := "gateway"
+// the span of one request and returns the request carrying it. Only
+// called when tracing is on.
+func (g *Gateway) startServerSpan(r *http.Request, rt *route, start time.Time) (*http.Request, *serverSpan) {
+	ctx := r.Context()
+	if _, ok := r.Header["Traceparent"]; ok {
+		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	sp := &serverSpan{g: g, parent: ctx, start: start, r: r, rt: rt}
+	ctx, sp.span = g.tracer.Start(ctx, sp.name(), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	if sp.span.IsRecording() {
+		sp.span.SetAttributes(sp.attributes("")...)
+	}
+	return r.WithContext(ctx), sp
+}
+
+func (sp *serverSpan) name() string {
+	if sp.rt == nil {
+		return "gateway"
+	}
+	return sp.rt.spanName
+}
+
+func (sp *serverSpan) attributes(kept string) []attribute.KeyValue {
+	r, rt := sp.r, sp.rt
 	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs,
 		attribute.String("http.request.method", r.Method),
 		attribute.String("server.address", r.Host),
 		attribute.String("url.path", r.URL.Path),
 	)
-	// Routing is repeated here (a map lookup) so the span has its name
-	// and target from the start, without reaching into ServeHTTP.
-	if rt, _ := g.route(g.table.Load(), r); rt != nil {
-		name = "gateway " + rt.name + "." + rt.env
+	if rt != nil {
 		attrs = append(attrs,
 			attribute.String(tracing.AttrWorkload, rt.name),
 			attribute.String(tracing.AttrEnvironment, rt.env),
 			attribute.String(tracing.AttrKind, rt.kind),
 		)
-		if rt.path != "" && !g.hostRouted(r) {
+		if rt.path != "" && !sp.g.hostRouted(r) {
 			attrs = append(attrs, attribute.String("http.route", rt.path))
 		}
 	}
-	ctx, span := g.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-	sw := &statusWriter{ResponseWriter: w}
-	return sw, r.WithContext(ctx), func() {
-		status := sw.status
-		if status == 0 {
-			// Nothing written: the handler panicked (an aborted response)
-			// or the client went away before an answer.
-			span.SetStatus(codes.Error, "no response")
-		} else {
-			span.SetAttributes(attribute.Int("http.response.status_code", status))
-			if status >= 500 {
-				span.SetStatus(codes.Error, strconv.Itoa(status)+" "+http.StatusText(status))
-			}
-		}
-		span.End()
+	if kept != "" {
+		attrs = append(attrs, attribute.String(tracing.AttrKeep, kept))
 	}
+	return attrs
+}
+
+// keep records the request whatever the sampler decided (a cold start),
+// from its start on, and returns the request carrying the recorded span
+// so that what follows (the activator's wait, the upstream) is recorded
+// as its children.
+func (sp *serverSpan) keep(r *http.Request, why string) *http.Request {
+	if sp.span.IsRecording() {
+		return r
+	}
+	sp.span = sp.startKept(why)
+	return r.WithContext(trace.ContextWithSpan(sp.parent, sp.span))
+}
+
+func (sp *serverSpan) startKept(why string) trace.Span {
+	_, s := sp.g.tracer.Start(sp.parent, sp.name(), trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(sp.start), trace.WithAttributes(sp.attributes(why)...))
+	return s
+}
+
+// end ends the span with the status answered (0: none, the client went
+// away or the answer broke off). An unsampled request that failed is
+// recorded now, with its start.
+func (sp *serverSpan) end(status int, _ error) {
+	s := sp.span
+	failed := status == 0 || status >= 500
+	if !s.IsRecording() {
+		if !failed {
+			return
+		}
+		s = sp.startKept("error")
+	}
+	if status == 0 {
+		s.SetStatus(codes.Error, "no response")
+	} else {
+		s.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			s.SetStatus(codes.Error, strconv.Itoa(status)+" "+http.StatusText(status))
+		}
+	}
+	s.End()
 }
 
 // hostRouted reports a request addressed as NAME.ENV under the domain.
 func (g *Gateway) hostRouted(r *http.Request) bool {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	_, ok := cutSuffixFold(host, g.suffix)
+	_, ok := cutSuffixFold(strings.TrimSuffix(stripPort(r.Host), "."), g.suffix)
 	return ok
 }
 
@@ -97,7 +152,13 @@ func cutSuffixFold(s, suffix string) (string, bool) {
 // startUpstreamSpan starts the client span of one attempt on endpoint e
 // and writes its traceparent into the outgoing request, so the instance
 // (and any call it makes back through the gateway) continues the trace.
-func (g *Gateway) startUpstreamSpan(ctx context.Context, out *http.Request, c *call, e *endpoint, attempt int) trace.Span {
+func (g *Gateway) startUpstreamSpan(ctx context.Context, out http.Header, c *call, e *endpoint, attempt int) trace.Span {
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+		// Not sampled: no span, but the trace context goes on with its
+		// decision, so the workload and its calls follow it.
+		injectTraceparent(out, parent.SpanContext())
+		return nil
+	}
 	// out shares its header map with the other attempts of this request;
 	// each attempt overwrites traceparent with its own span.
 	ctx, span := g.tracer.Start(ctx, "upstream "+c.route.name+"."+c.route.env,
@@ -110,8 +171,29 @@ func (g *Gateway) startUpstreamSpan(ctx context.Context, out *http.Request, c *c
 			attribute.Int64(tracing.AttrRevision, e.revision),
 			attribute.Int(tracing.AttrAttempt, attempt),
 		))
-	propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	injectTraceparent(out, span.SpanContext())
 	return span
+}
+
+// injectTraceparent writes sc as W3C trace context, as
+// propagation.TraceContext does, without its allocations.
+func injectTraceparent(h http.Header, sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	var b [55]byte
+	copy(b[:], "00-")
+	tid, sid := sc.TraceID(), sc.SpanID()
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	flags := [1]byte{byte(sc.TraceFlags() & trace.FlagsSampled)}
+	hex.Encode(b[53:55], flags[:])
+	h["Traceparent"] = []string{string(b[:])}
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		h["Tracestate"] = []string{ts.String()}
+	}
 }
 
 // endUpstreamSpan ends an attempt's span with its outcome.
@@ -128,46 +210,4 @@ func endUpstreamSpan(span trace.Span, status int, err error) {
 		}
 	}
 	span.End()
-}
-
-// statusWriter notes the status the gateway answered. Unwrap lets
-// ReverseProxy's ResponseController reach Flush and Hijack (upgrades).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	// 1xx answers (103 Early Hints) come before the real one.
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *statusWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Hijack is for callers that type-assert instead of using a
-// ResponseController.
-// ReverseProxy hijacks for a protocol switch and writes the 101 itself.
-func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
-	}
-	return conn, rw, err
 }

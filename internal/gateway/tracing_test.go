@@ -15,9 +15,15 @@ import (
 	"berth.dev/berth/internal/testutil"
 )
 
+// newTracing records every trace.
 func newTracing(t testing.TB) *tracing.Tracing {
 	t.Helper()
-	tr, err := tracing.New(tracing.Config{})
+	return newTracingWith(t, tracing.Config{SampleRatio: 1})
+}
+
+func newTracingWith(t testing.TB, cfg tracing.Config) *tracing.Tracing {
+	t.Helper()
+	tr, err := tracing.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +249,68 @@ func BenchmarkTracing(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
+	}
+}
+
+// With the sampling ratio near zero, a request that succeeds is not
+// recorded, but one that fails is, and so is one that waited for a cold
+// start, with the activator's wait and the upstream under it.
+func TestUnsampledErrorsAndColdStartsAreTraced(t *testing.T) {
+	tr := newTracingWith(t, tracing.Config{SampleRatio: 1e-9})
+	ok := startUpstream(t, "ok", nil)
+	failing := startUpstream(t, "failing", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	fn := startUpstream(t, "fn-1", nil)
+	var g *Gateway
+	cfg := Config{TracerProvider: tr.TracerProvider(), Activator: activatorFunc(func(ctx context.Context, env, name string) error {
+		// As the activator does: its wait is a span under the request's.
+		_, sp := tr.TracerProvider().Tracer("test").Start(ctx, "cold start")
+		g.SetTargets([]Target{target("dev", "ok", ok), target("dev", "failing", failing), target("dev", "fn", fn)})
+		sp.End()
+		return nil
+	})}
+	g, url, c := startGateway(t, cfg, target("dev", "ok", ok), target("dev", "failing", failing), target("dev", "fn"))
+
+	for range 20 {
+		res, body := get(t, c, url+"/", "ok.dev.berth.localhost")
+		decodeEcho(t, res, body)
+	}
+	res, _ := get(t, c, url+"/", "failing.dev.berth.localhost")
+	if res.StatusCode != 500 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	res, body := get(t, c, url+"/", "fn.dev.berth.localhost")
+	decodeEcho(t, res, body)
+
+	var failed, cold v1.TraceSummary
+	testutil.WaitFor(t, 10*time.Second, "the error's and the cold start's traces", func() bool {
+		for _, s := range tr.Traces(tracing.Filter{}) {
+			switch s.Root {
+			case "gateway failing.dev":
+				failed = s
+			case "gateway fn.dev":
+				cold = s
+			}
+		}
+		return failed.TraceID != "" && cold.TraceID != ""
+	})
+	if n := len(tr.Traces(tracing.Filter{Name: "ok"})); n != 0 {
+		t.Errorf("%d of 20 successful requests traced at a ratio of 1e-9", n)
+	}
+	tc := waitTrace(t, tr, failed.TraceID, 1)
+	if sp := spanNamed(t, tc, "gateway failing.dev"); sp.Status != "error" || sp.Attributes[tracing.AttrKeep] != "error" {
+		t.Errorf("failed request's span %+v: want status error, kept for the error", sp)
+	}
+	tc = waitTrace(t, tr, cold.TraceID, 3)
+	srv := spanNamed(t, tc, "gateway fn.dev")
+	if srv.Attributes[tracing.AttrKeep] != "cold_start" {
+		t.Errorf("cold start's span %+v: want it kept for the cold start", srv)
+	}
+	if wait := spanNamed(t, tc, "cold start"); wait.ParentID != srv.SpanID {
+		t.Errorf("the activator's span is not under the request's: %+v", wait)
+	}
+	if up := spanNamed(t, tc, "upstream fn.dev"); up.ParentID != srv.SpanID {
+		t.Errorf("the upstream span is not under the request's: %+v", up)
 	}
 }
