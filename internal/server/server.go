@@ -394,6 +394,7 @@ func (s *Server) buildBackend() error {
 		}
 		s.backend = kb
 		s.clusterSrv = connlimit.NewServer(s.gateway.ForCallers(kb.EnvironmentOf), connlimit.DefaultTimeouts)
+		s.clusterSrv.Protocols = gateway.Protocols()
 		return nil
 	}
 	s.backend = local.New(local.Config{
@@ -553,6 +554,7 @@ func (s *Server) buildAPI() error {
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
 	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
+	s.gwSrv.Protocols = gateway.Protocols()
 	return nil
 }
 
