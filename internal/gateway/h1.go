@@ -88,8 +88,16 @@ type connPool struct {
 	sweep  *time.Timer
 }
 
-// get returns a live idle connection, or nil.
-func (p *connPool) get(idleTimeout time.Duration) *upConn {
+// recentlyUsed is how long after its last answer a pooled connection is
+// taken without peeking at it, for a request that can be replayed should
+// the endpoint have closed it meanwhile: the peek is a system call, and
+// under load nearly every connection is this fresh.
+const recentlyUsed = time.Second
+
+// get returns a live idle connection, or nil. replayable says the request
+// can be sent again on a fresh connection if the endpoint closed this one
+// unseen.
+func (p *connPool) get(idleTimeout time.Duration, replayable bool) *upConn {
 	now := time.Now()
 	for {
 		p.mu.Lock()
@@ -102,7 +110,8 @@ func (p *connPool) get(idleTimeout time.Duration) *upConn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(uc.idle) < idleTimeout && uc.alive() {
+		idle := now.Sub(uc.idle)
+		if idle < idleTimeout && ((replayable && idle < recentlyUsed && uc.br.Buffered() == 0) || uc.alive()) {
 			uc.reuse = true
 			return uc
 		}

@@ -77,16 +77,20 @@ func forwardHeaders(r *http.Request, h http.Header) {
 	// The client gets its 100 Continue from the gateway, when the body
 	// is read to be forwarded.
 	delete(h, "Expect")
+	// One backing array for the values set here: fewer allocations.
+	vals := make([]string, 2)
 	// Append to the client's chain, as nginx's $proxy_add_x_forwarded_for.
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
 		}
-		h["X-Forwarded-For"] = []string{ip}
+		vals[0] = ip
+		h["X-Forwarded-For"] = vals[0:1:1]
 	} else {
 		delete(h, "X-Forwarded-For")
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
+	vals[1] = r.Host
+	h["X-Forwarded-Host"] = vals[1:2:2]
 	if r.TLS == nil {
 		h["X-Forwarded-Proto"] = protoHTTP
 	} else {
@@ -96,8 +100,27 @@ func forwardHeaders(r *http.Request, h http.Header) {
 		// Send none rather than a made-up one.
 		h["User-Agent"] = nil
 	}
-	h["Via"] = append(h["Via"], via(r.ProtoMajor, r.ProtoMinor))
+	h["Via"] = appendVia(h["Via"], r.ProtoMajor, r.ProtoMinor)
 }
+
+// appendVia adds the gateway to a Via header, sharing one read-only slice
+// when it is the only entry (the common case).
+func appendVia(vs []string, major, minor int) []string {
+	if len(vs) == 0 {
+		switch {
+		case major == 1 && minor == 1:
+			return via11
+		case major == 2:
+			return via2
+		}
+	}
+	return append(vs[:len(vs):len(vs)], via(major, minor))
+}
+
+var (
+	via11 = []string{"1.1 berth"}
+	via2  = []string{"2 berth"}
+)
 
 var (
 	protoHTTP  = []string{"http"}
@@ -135,10 +158,14 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 		return nil, retryable, err
 	}
 	ctx := r.Context()
+	// A request that may be sent twice can go on a pooled connection
+	// without a look at it first: if the endpoint closed it, nothing was
+	// answered and the request goes again on a fresh one.
+	resend := c.replayable && idempotent(r)
 	for fresh := !c.replayable; ; fresh = true {
 		var uc *upConn
 		if !fresh {
-			uc = e.pool.get(g.idleTimeout)
+			uc = e.pool.get(g.idleTimeout, resend)
 		}
 		if uc == nil {
 			var err error
@@ -147,6 +174,7 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 				return fail(err, ctx.Err() == nil)
 			}
 		}
+		uc.read = 0
 		stop := context.AfterFunc(ctx, uc.abort)
 		err := writeRequest(uc.bw, r, uri, c)
 		if err == nil {
@@ -169,7 +197,7 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			e.failed(g)
 			return fail(errUpstreamTimeout, false)
-		case uc.reuse && uc.read == 0:
+		case uc.reuse && uc.read == 0 && resend:
 			// The endpoint closed the pooled connection as it was
 			// taken: not its answer. A fresh connection decides.
 			continue
@@ -224,7 +252,7 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, r *http.Request, c *call, 
 	for k, vs := range res.Header {
 		h[k] = vs
 	}
-	h["Via"] = append(h["Via"], via(res.ProtoMajor, res.ProtoMinor))
+	h["Via"] = appendVia(h["Via"], res.ProtoMajor, res.ProtoMinor)
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {
