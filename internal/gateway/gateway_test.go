@@ -85,7 +85,9 @@ func startGateway(t *testing.T, cfg Config, ts ...Target) (*Gateway, string, *ht
 	}
 	g := New(cfg)
 	g.SetTargets(ts)
-	srv := httptest.NewServer(g)
+	srv := httptest.NewUnstartedServer(g)
+	srv.Config.Protocols = Protocols()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	t.Cleanup(g.CloseIdleConnections)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
