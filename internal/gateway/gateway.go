@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	v1 "berth.dev/berth/api/v1"
@@ -73,6 +72,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
+	// DisableMetrics leaves requests uncounted for Prometheus (the
+	// Collector reports no requests): for measuring what counting costs.
+	DisableMetrics bool
 }
 
 // Gateway is an http.Handler proxying to the targets of its routing table.
@@ -328,6 +330,10 @@ type call struct {
 	revision int64 // of the endpoint that answered, for the metrics
 	start    time.Time
 	span     *serverSpan // nil: not tracing
+	spanMem  serverSpan  // span's memory: one allocation less
+	// ctx is the request's context with its span, when tracing: kept
+	// here rather than in a copy of the request.
+	ctx context.Context
 
 	// spooled holds a body of unknown length too large for body, until
 	// the call is over.
@@ -352,19 +358,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, inside bool) {
 	start := time.Now()
 	rt, miss := g.route(g.table.Load(), r, caller, inside)
-	var sp *serverSpan
+	c := &call{route: rt, start: start, ctx: r.Context()}
 	if g.tracer != nil {
-		r, sp = g.startServerSpan(r, rt, start)
+		c.span = &c.spanMem
+		c.ctx = g.startServerSpan(c.ctx, c.span, r, rt, start)
 	}
 	if rt == nil {
 		status := writeError(w, miss.kind, miss.msg)
 		g.unrouted.record(status)
-		if sp != nil {
-			sp.end(status, nil)
+		if c.span != nil {
+			c.span.end(status, nil)
 		}
 		return
 	}
-	c := &call{route: rt, start: start, span: sp}
+	sp := c.span
 	rt.stats.arrivals.Add(1)
 	rt.stats.active.Add(1)
 	// Deferred: a response that breaks mid-body is aborted by panicking
@@ -373,9 +380,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 	if !rt.ready() && g.cfg.Activator != nil {
 		if sp != nil {
 			// Every cold start is traced, sampled or not.
-			r = sp.keep(r, "cold_start")
+			c.ctx = sp.keep(c.ctx, "cold_start")
 		}
-		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
+		if err := g.cfg.Activator.Activate(c.ctx, rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)
 			// A workload that crashed before it was ready is a bad
 			// gateway; one that already holds as many requests as it may
@@ -415,7 +422,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		// it comes, never buffered, and bounded by gRPC's own message
 		// limits rather than the body cap.
 		c.h2 = true
-		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(c.ctx, callKey{}, c)))
 		return
 	}
 	err := g.prepareBody(w, r, c)
@@ -439,7 +446,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		g.serveH1(w, r, c)
 		return
 	}
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(c.ctx, callKey{}, c)))
 }
 
 // finish counts a routed request once it was answered: the status sent
@@ -450,7 +457,9 @@ func (g *Gateway) finish(c *call) {
 	rt := c.route
 	rt.stats.active.Add(-1)
 	rt.stats.record(c.status)
-	g.metrics.observe(rt, c.revision, c.status, time.Since(c.start))
+	if !g.cfg.DisableMetrics {
+		g.metrics.observe(rt, c.revision, c.status, time.Since(c.start))
+	}
 	if c.span != nil {
 		c.span.end(c.status, nil)
 	}
@@ -708,8 +717,7 @@ type targetStats struct {
 
 	// The target's metric series, once looked up (metrics.observe).
 	seriesMu sync.Mutex
-	series   map[seriesKey]prometheus.Counter
-	latency  prometheus.Observer
+	series   atomic.Pointer[seriesCache]
 }
 
 // waitFree returns a channel closed at the next signal.

@@ -53,27 +53,38 @@ func newMetrics(g *Gateway) *metrics {
 func (m *metrics) observe(rt *route, revision int64, status int, d time.Duration) {
 	s := rt.stats
 	k := seriesKey{kind: rt.kind, revision: revision, status: status}
-	s.seriesMu.Lock()
-	ctr := s.series[k]
-	lat := s.latency
-	s.seriesMu.Unlock()
-	if ctr == nil || lat == nil {
-		rev := ""
-		if revision > 0 {
-			rev = strconv.FormatInt(revision, 10)
+	if sc := s.series.Load(); sc != nil {
+		if ctr := sc.counters[k]; ctr != nil {
+			ctr.Inc()
+			sc.latency.Observe(d.Seconds())
+			return
 		}
-		ctr = m.requests.WithLabelValues(rt.env, rt.name, rt.kind, rev, strconv.Itoa(status))
-		lat = m.latency.WithLabelValues(rt.env, rt.name)
-		s.seriesMu.Lock()
-		if s.series == nil {
-			s.series = map[seriesKey]prometheus.Counter{}
-		}
-		s.series[k] = ctr
-		s.latency = lat
-		s.seriesMu.Unlock()
 	}
+	rev := ""
+	if revision > 0 {
+		rev = strconv.FormatInt(revision, 10)
+	}
+	ctr := m.requests.WithLabelValues(rt.env, rt.name, rt.kind, rev, strconv.Itoa(status))
+	lat := m.latency.WithLabelValues(rt.env, rt.name)
+	// Copy on write: the request path reads the cache without a lock.
+	s.seriesMu.Lock()
+	next := &seriesCache{latency: lat, counters: map[seriesKey]prometheus.Counter{k: ctr}}
+	if sc := s.series.Load(); sc != nil {
+		for k2, c := range sc.counters {
+			next.counters[k2] = c
+		}
+	}
+	s.series.Store(next)
+	s.seriesMu.Unlock()
 	ctr.Inc()
 	lat.Observe(d.Seconds())
+}
+
+// seriesCache is a target's metric series once looked up: immutable,
+// replaced whole when a series is added.
+type seriesCache struct {
+	latency  prometheus.Observer
+	counters map[seriesKey]prometheus.Counter
 }
 
 // seriesKey names one berth_requests_total series of a target.

@@ -131,7 +131,7 @@ var (
 func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, c *call) {
 	uri := outURI(c.route, r)
 	forwardHeaders(r, r.Header)
-	res, err := g.roundTrip(r.Context(), c, func(e *endpoint, deadline time.Time, attempt int) (*http.Response, bool, error) {
+	res, err := g.roundTrip(c.ctx, c, func(e *endpoint, deadline time.Time, attempt int) (*http.Response, bool, error) {
 		return g.tryH1(r, c, e, deadline, attempt, uri)
 	})
 	if err != nil {
@@ -148,7 +148,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, c *call) {
 func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Time, attempt int, uri string) (*http.Response, bool, error) {
 	var span trace.Span
 	if g.tracer != nil {
-		span = g.startUpstreamSpan(r.Context(), r.Header, c, e, attempt)
+		span = g.startUpstreamSpan(c.ctx, r.Header, c, e, attempt)
 	}
 	fail := func(err error, retryable bool) (*http.Response, bool, error) {
 		e.release(g)
@@ -157,7 +157,7 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 		}
 		return nil, retryable, err
 	}
-	ctx := r.Context()
+	ctx := c.ctx
 	// A request that may be sent twice can go on a pooled connection
 	// without a look at it first: if the endpoint closed it, nothing was
 	// answered and the request goes again on a fresh one.

@@ -40,20 +40,22 @@ type serverSpan struct {
 }
 
 // startServerSpan starts (or continues, from the request's traceparent)
-// the span of one request and returns the request carrying it. Only
+// the span of one request and returns the context carrying it. Only
 // called when tracing is on.
-func (g *Gateway) startServerSpan(r *http.Request, rt *route, start time.Time) (*http.Request, *serverSpan) {
-	ctx := r.Context()
+func (g *Gateway) startServerSpan(ctx context.Context, sp *serverSpan, r *http.Request, rt *route, start time.Time) context.Context {
 	if _, ok := r.Header["Traceparent"]; ok {
 		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
-	sp := &serverSpan{g: g, parent: ctx, start: start, r: r, rt: rt}
-	ctx, sp.span = g.tracer.Start(ctx, sp.name(), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	*sp = serverSpan{g: g, parent: ctx, start: start, r: r, rt: rt}
+	ctx, sp.span = g.tracer.Start(ctx, sp.name(), serverKind)
 	if sp.span.IsRecording() {
 		sp.span.SetAttributes(sp.attributes("")...)
 	}
-	return r.WithContext(ctx), sp
+	return ctx
 }
+
+// serverKind is built once: an option is an allocation.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 func (sp *serverSpan) name() string {
 	if sp.rt == nil {
@@ -87,19 +89,19 @@ func (sp *serverSpan) attributes(kept string) []attribute.KeyValue {
 }
 
 // keep records the request whatever the sampler decided (a cold start),
-// from its start on, and returns the request carrying the recorded span
-// so that what follows (the activator's wait, the upstream) is recorded
-// as its children.
-func (sp *serverSpan) keep(r *http.Request, why string) *http.Request {
+// from its start on, and returns ctx carrying the recorded span so that
+// what follows (the activator's wait, the upstream) is recorded as its
+// children.
+func (sp *serverSpan) keep(ctx context.Context, why string) context.Context {
 	if sp.span.IsRecording() {
-		return r
+		return ctx
 	}
 	sp.span = sp.startKept(why)
-	return r.WithContext(trace.ContextWithSpan(sp.parent, sp.span))
+	return trace.ContextWithSpan(sp.parent, sp.span)
 }
 
 func (sp *serverSpan) startKept(why string) trace.Span {
-	_, s := sp.g.tracer.Start(sp.parent, sp.name(), trace.WithSpanKind(trace.SpanKindServer),
+	_, s := sp.g.tracer.Start(sp.parent, sp.name(), serverKind,
 		trace.WithTimestamp(sp.start), trace.WithAttributes(sp.attributes(why)...))
 	return s
 }
