@@ -148,6 +148,9 @@ func (s *server) start() {
 		"--subnet-pool", s.pool,
 		"--bridge-prefix", s.bridges,
 		"--log-level", "debug",
+		// Every trace recorded (the default samples 5% of new ones): the
+		// tests read traces of requests they made.
+		"--trace-sample-ratio", "1",
 	)
 	s.cmd.Stdout, s.cmd.Stderr = lf, lf
 	if err := s.cmd.Start(); err != nil {
