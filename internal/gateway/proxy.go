@@ -181,7 +181,12 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 			uc.nc.SetReadDeadline(deadline)
 			var res *http.Response
 			if res, err = readResponse(uc, r); err == nil {
-				uc.nc.SetReadDeadline(time.Time{})
+				if res.ContentLength < 0 || int64(uc.br.Buffered()) < res.ContentLength {
+					// The body is still to come: it may take as long as
+					// it takes. (One already buffered whole needs no
+					// read, and the next request sets its own deadline.)
+					uc.nc.SetReadDeadline(time.Time{})
+				}
 				e.succeeded()
 				c.conn, c.stop, c.ep, c.upSpn, c.revision = uc, stop, e, span, e.revision
 				return res, false, nil
