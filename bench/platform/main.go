@@ -45,14 +45,18 @@ func main() {
 	conc := flag.String("c", "1,32", "concurrent connections for the gateway measurement, a comma-separated list")
 	protos := flag.String("proto", "h1,h2c", "protocols for the gateway measurement")
 	runs := flag.Int("runs", 3, "runs of each gateway measurement, interleaved")
+	tool := flag.String("tool", "auto", "HTTP/1.1 load generator for the gateway measurement: wrk, go or auto")
 	only := flag.String("only", "", "run only these parts, e.g. \"a\" or \"a,e\" (default: all)")
 	keep := flag.Bool("keep", false, "keep the data dir")
 	flag.Parse()
+	loadTool = *tool
 	if err := run(*duration, *conc, *protos, *runs, *only, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/platform:", err)
 		os.Exit(1)
 	}
 }
+
+var loadTool = "auto"
 
 type bench struct {
 	dir, bin string
@@ -108,7 +112,7 @@ func run(duration time.Duration, conc, protos string, runs int, only string, kee
 			return err
 		}
 	}
-	if !part("b") && !part("c") && !part("d") {
+	if only != "" && !part("b") && !part("c") && !part("d") {
 		return b.cleanup(ctx)
 	}
 
@@ -177,7 +181,7 @@ func (b *bench) overhead(ctx context.Context, duration time.Duration, conc, prot
 	}
 	gw := exec.Command(gwBin,
 		"-direct", directURL, "-gateway", "http://"+b.gateway+"/", "-host", "echo.default.berth.localhost",
-		"-duration", duration.String(), "-c", conc, "-proto", protos, "-runs", fmt.Sprint(runs),
+		"-duration", duration.String(), "-c", conc, "-proto", protos, "-runs", fmt.Sprint(runs), "-tool", loadTool,
 		"-gateway-pid", fmt.Sprint(b.cmd.Process.Pid), "-metrics", b.api+"/metrics", "-token", b.token)
 	gw.Stdout, gw.Stderr = os.Stdout, os.Stderr
 	if err := gw.Run(); err != nil {
