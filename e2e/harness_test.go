@@ -148,7 +148,7 @@ func (s *server) start() {
 		"--subnet-pool", s.pool,
 		"--bridge-prefix", s.bridges,
 		"--log-level", "debug",
-		// Every trace recorded (the default samples 5% of new ones): the
+		// Every trace recorded (the default samples 1% of new ones): the
 		// tests read traces of requests they made.
 		"--trace-sample-ratio", "1",
 	)

@@ -469,7 +469,7 @@ func startSelf(withTelemetry bool) (direct, gw, host string, cleanup func(), err
 			stopChild()
 			return "", "", "", nil, err
 		}
-		cfg.TracerProvider = tr.TracerProvider()
+		cfg.TracerProvider, cfg.SampleRatio = tr.TracerProvider(), tr.SampleRatio()
 	}
 	g := gateway.New(cfg)
 	g.SetTargets([]gateway.Target{{

@@ -2,7 +2,7 @@
 // in the same run, through gateways that differ only in tracing and
 // metrics, in interleaved rounds, printed as one table against both off.
 // The modes: both off; metrics only; the server's defaults (metrics, and
-// tracing with parent-based sampling of 5% of new traces, every error and
+// tracing with parent-based sampling of 1% of new traces, every error and
 // cold start kept); every request traced into the built-in store; the same
 // with OTLP export to a loopback collector too.
 //
@@ -136,7 +136,7 @@ func run(ctx context.Context, duration time.Duration, rounds, conc int) error {
 	modes := []mode{
 		{"both off", false, nil},
 		{"metrics only", true, nil},
-		{"defaults (metrics, 5% sampled)", true, &tracing.Config{}},
+		{"defaults (metrics, 1% sampled)", true, &tracing.Config{}},
 		{"metrics, every request traced", true, &tracing.Config{SampleRatio: 1}},
 		{"metrics, every request traced + OTLP", true, &tracing.Config{SampleRatio: 1, OTLPEndpoint: colAddr}},
 	}
@@ -152,7 +152,7 @@ func run(ctx context.Context, duration time.Duration, rounds, conc int) error {
 			if tr, err = tracing.New(*m.cfg); err != nil {
 				return err
 			}
-			cfg.TracerProvider = tr.TracerProvider()
+			cfg.TracerProvider, cfg.SampleRatio = tr.TracerProvider(), tr.SampleRatio()
 		}
 		g := gateway.New(cfg)
 		g.SetTargets([]gateway.Target{{Environment: "bench", Name: "echo", Kind: "Service",

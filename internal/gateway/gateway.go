@@ -66,10 +66,18 @@ type Config struct {
 	MaxRetries int
 	// MaxIdleConnsPerHost is the keep-alive pool size per endpoint.
 	MaxIdleConnsPerHost int
-	// TracerProvider, when set, traces every request (a server span, a
-	// client span per upstream attempt) and passes traceparent on; nil
-	// traces nothing and costs nothing.
+	// TracerProvider, when set, traces requests (a server span, a client
+	// span per upstream attempt) and passes traceparent on; nil traces
+	// nothing and costs nothing.
 	TracerProvider trace.TracerProvider
+	// SampleRatio, when set, is the share of new traces (requests without
+	// a sampled caller) the gateway records, deciding itself: a request it
+	// skips then costs no span, only the trace context it passes on. A
+	// caller's decision is followed, and failed requests and cold starts
+	// are recorded regardless (the provider's sampler must honour
+	// tracing.AttrKeep, as Berth's does). 0: the provider's sampler
+	// decides for every request.
+	SampleRatio float64
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
 	// DisableMetrics leaves requests uncounted for Prometheus (the

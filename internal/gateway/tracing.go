@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -30,14 +32,21 @@ var propagator = propagation.TraceContext{}
 // the sampler skipped still carries a trace context, so every hop after it
 // agrees, and is recorded after all if it fails or waits for a cold start
 // (keep): those are the requests someone looks for.
+//
+// With Config.SampleRatio set the gateway decides itself, and a request
+// it skips costs no span at all: a trace context of its own (sc) is all it
+// passes on. Otherwise the provider's sampler decides on every request.
 type serverSpan struct {
 	g      *Gateway
-	span   trace.Span
+	span   trace.Span // nil: skipped by the gateway's own sampling
+	sc     trace.SpanContext
 	parent context.Context // the caller's span, if any
 	start  time.Time
 	r      *http.Request
 	rt     *route
 }
+
+func (sp *serverSpan) recording() bool { return sp.span != nil && sp.span.IsRecording() }
 
 // startServerSpan starts (or continues, from the request's traceparent)
 // the span of one request and returns the context carrying it. Only
@@ -47,7 +56,25 @@ func (g *Gateway) startServerSpan(ctx context.Context, sp *serverSpan, r *http.R
 		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
 	*sp = serverSpan{g: g, parent: ctx, start: start, r: r, rt: rt}
-	ctx, sp.span = g.tracer.Start(ctx, sp.name(), serverKind)
+	opts := serverOpts
+	if ratio := g.cfg.SampleRatio; ratio > 0 && ratio < 1 {
+		psc := trace.SpanContextFromContext(ctx)
+		sampled := psc.IsSampled() || (!psc.IsValid() && rand.Float64() < ratio)
+		if !sampled {
+			tid := psc.TraceID()
+			if !psc.IsValid() {
+				tid = newTraceID()
+			}
+			sp.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: newSpanID(), TraceState: psc.TraceState()})
+			return ctx
+		}
+		if !psc.IsValid() {
+			// Chosen here: the provider's own ratio must not choose again.
+			opts = keptServerOpts
+		}
+	}
+	ctx, sp.span = g.tracer.Start(ctx, sp.name(), opts...)
+	sp.sc = sp.span.SpanContext()
 	if sp.span.IsRecording() {
 		sp.span.SetAttributes(sp.attributes("")...)
 	}
@@ -56,6 +83,29 @@ func (g *Gateway) startServerSpan(ctx context.Context, sp *serverSpan, r *http.R
 
 // serverKind is built once: an option is an allocation.
 var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// Span options, built once: an option is an allocation.
+var (
+	serverOpts     = []trace.SpanStartOption{serverKind}
+	keptServerOpts = []trace.SpanStartOption{serverKind, trace.WithAttributes(attribute.String(tracing.AttrKeep, "sampled"))}
+)
+
+func newTraceID() trace.TraceID {
+	var id trace.TraceID
+	for id == (trace.TraceID{}) {
+		binary.BigEndian.PutUint64(id[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func newSpanID() trace.SpanID {
+	var id trace.SpanID
+	for id == (trace.SpanID{}) {
+		binary.BigEndian.PutUint64(id[:], rand.Uint64())
+	}
+	return id
+}
 
 func (sp *serverSpan) name() string {
 	if sp.rt == nil {
@@ -93,7 +143,7 @@ func (sp *serverSpan) attributes(kept string) []attribute.KeyValue {
 // what follows (the activator's wait, the upstream) is recorded as its
 // children.
 func (sp *serverSpan) keep(ctx context.Context, why string) context.Context {
-	if sp.span.IsRecording() {
+	if sp.recording() {
 		return ctx
 	}
 	sp.span = sp.startKept(why)
@@ -112,8 +162,11 @@ func (sp *serverSpan) startKept(why string) trace.Span {
 func (sp *serverSpan) end(status int, _ error) {
 	s := sp.span
 	failed := status == 0 || status >= 500
-	if !s.IsRecording() {
+	if !sp.recording() {
 		if !failed {
+			if s != nil {
+				s.End()
+			}
 			return
 		}
 		s = sp.startKept("error")
@@ -155,9 +208,13 @@ func cutSuffixFold(s, suffix string) (string, bool) {
 // and writes its traceparent into the outgoing request, so the instance
 // (and any call it makes back through the gateway) continues the trace.
 func (g *Gateway) startUpstreamSpan(ctx context.Context, out http.Header, c *call, e *endpoint, attempt int) trace.Span {
-	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+	if c.span != nil && !c.span.recording() {
 		// Not sampled: no span, but the trace context goes on with its
 		// decision, so the workload and its calls follow it.
+		injectTraceparent(out, c.span.sc)
+		return nil
+	}
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
 		injectTraceparent(out, parent.SpanContext())
 		return nil
 	}

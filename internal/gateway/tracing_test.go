@@ -255,9 +255,22 @@ func BenchmarkTracing(b *testing.B) {
 // With the sampling ratio near zero, a request that succeeds is not
 // recorded, but one that fails is, and so is one that waited for a cold
 // start, with the activator's wait and the upstream under it.
+//
+// Either the provider's sampler decides for each request, or the gateway
+// decides itself (Config.SampleRatio); both behave the same.
 func TestUnsampledErrorsAndColdStartsAreTraced(t *testing.T) {
+	for _, mode := range []string{"provider decides", "gateway decides"} {
+		t.Run(mode, func(t *testing.T) { testUnsampled(t, mode == "gateway decides") })
+	}
+}
+
+func testUnsampled(t *testing.T, gatewayDecides bool) {
 	tr := newTracingWith(t, tracing.Config{SampleRatio: 1e-9})
-	ok := startUpstream(t, "ok", nil)
+	sawTP := make(chan string, 100)
+	ok := startUpstream(t, "ok", func(w http.ResponseWriter, r *http.Request) {
+		sawTP <- r.Header.Get("Traceparent")
+		io.WriteString(w, `{}`)
+	})
 	failing := startUpstream(t, "failing", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	})
@@ -270,11 +283,30 @@ func TestUnsampledErrorsAndColdStartsAreTraced(t *testing.T) {
 		sp.End()
 		return nil
 	})}
+	if gatewayDecides {
+		cfg.SampleRatio = 1e-9
+	}
 	g, url, c := startGateway(t, cfg, target("dev", "ok", ok), target("dev", "failing", failing), target("dev", "fn"))
 
 	for range 20 {
-		res, body := get(t, c, url+"/", "ok.dev.berth.localhost")
-		decodeEcho(t, res, body)
+		res, _ := get(t, c, url+"/", "ok.dev.berth.localhost")
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		// The skipped request still passes a trace context on, marked
+		// not sampled, so the workload's own calls agree.
+		if tp := <-sawTP; !strings.HasSuffix(tp, "-00") {
+			t.Fatalf("traceparent %q of a skipped request, want one marked not sampled", tp)
+		}
+	}
+	// A caller's decision not to sample is followed, in its trace.
+	const callerTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	req := mustRequest(t, http.MethodGet, url+"/", nil)
+	req.Host = "ok.dev.berth.localhost"
+	req.Header.Set("Traceparent", callerTP)
+	do(t, c, req)
+	if tp := <-sawTP; !strings.HasPrefix(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-") || !strings.HasSuffix(tp, "-00") || tp == callerTP {
+		t.Errorf("traceparent %q passed on for an unsampled caller, want its trace, a span of the gateway's, not sampled", tp)
 	}
 	res, _ := get(t, c, url+"/", "failing.dev.berth.localhost")
 	if res.StatusCode != 500 {

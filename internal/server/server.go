@@ -310,7 +310,7 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
-		TracerProvider: s.tracing.TracerProvider(),
+		TracerProvider: s.tracing.TracerProvider(), SampleRatio: s.tracing.SampleRatio(),
 	})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's

@@ -43,7 +43,7 @@ const (
 	DefaultStoreSize   = 1000
 	// DefaultSampleRatio is the share of new traces recorded when none is
 	// configured. Errors and cold starts are recorded whatever it is.
-	DefaultSampleRatio = 0.05
+	DefaultSampleRatio = 0.01
 	// spansPerTrace sizes the span bound from the trace bound: a request
 	// through two hops with a cold start is about five spans.
 	spansPerTrace = 10
@@ -72,6 +72,7 @@ type Config struct {
 
 // Tracing is the process's tracer provider with its store and exporter.
 type Tracing struct {
+	ratio    float64
 	provider *sdktrace.TracerProvider
 	store    *Store
 	log      *slog.Logger
@@ -118,7 +119,7 @@ func New(cfg Config) (*Tracing, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 		cfg.Logger.Info("exporting traces", "endpoint", u, "sampleRatio", cfg.SampleRatio)
 	}
-	return &Tracing{provider: sdktrace.NewTracerProvider(opts...), store: store, log: cfg.Logger}, nil
+	return &Tracing{ratio: cfg.SampleRatio, provider: sdktrace.NewTracerProvider(opts...), store: store, log: cfg.Logger}, nil
 }
 
 // keepSampler is parent-based ratio sampling, except that a span started
@@ -161,6 +162,10 @@ func otlpURL(endpoint string) (string, error) {
 // TracerProvider is what the gateway, the activator and the workflow engine
 // take.
 func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
+
+// SampleRatio is the share of new traces recorded (the configured ratio,
+// or the default), for a caller that decides before asking the provider.
+func (t *Tracing) SampleRatio() float64 { return t.ratio }
 
 // Propagator is W3C trace context (traceparent, tracestate): what Berth
 // reads from requests and passes to workloads.
