@@ -267,13 +267,14 @@ func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
 				e.removed.Store(false)
 				e.drained.Store(false)
 			}
-			e.revision = ep.Revision
+			e.revision.Store(ep.Revision)
 			return e
 		}
 		e.removed.Store(true)
 		e.pool.closeIdle(true)
 	}
-	e := &endpoint{id: ep.ID, address: ep.Address, revision: ep.Revision}
+	e := &endpoint{id: ep.ID, address: ep.Address}
+	e.revision.Store(ep.Revision)
 	g.endpoints[ep.ID] = e
 	return e
 }

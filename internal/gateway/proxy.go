@@ -188,7 +188,7 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 					uc.nc.SetReadDeadline(time.Time{})
 				}
 				e.succeeded()
-				c.conn, c.stop, c.ep, c.upSpn, c.revision = uc, stop, e, span, e.revision
+				c.conn, c.stop, c.ep, c.upSpn, c.revision = uc, stop, e, span, e.revision.Load()
 				return res, false, nil
 			}
 		}

@@ -59,7 +59,7 @@ type route struct {
 type endpoint struct {
 	id       string
 	address  string
-	revision int64
+	revision atomic.Int64 // a new table may name a new revision at the same address
 
 	inflight atomic.Int64
 	// limit is the target's per-endpoint concurrency (0: none) and freed

@@ -227,7 +227,7 @@ func (g *Gateway) startUpstreamSpan(ctx context.Context, out http.Header, c *cal
 			attribute.String(tracing.AttrEnvironment, c.route.env),
 			attribute.String(tracing.AttrEndpoint, e.id),
 			attribute.String("network.peer.address", e.address),
-			attribute.Int64(tracing.AttrRevision, e.revision),
+			attribute.Int64(tracing.AttrRevision, e.revision.Load()),
 			attribute.Int(tracing.AttrAttempt, attempt),
 		))
 	injectTraceparent(out, span.SpanContext())

@@ -176,7 +176,7 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		return nil, isDialError(err) || (!wrote.Load() && req.Context().Err() == nil && err != errUpstreamTimeout), err
 	}
 	e.succeeded()
-	c.revision = e.revision
+	c.revision = e.revision.Load()
 	status := res.StatusCode
 	res.Body = wrapBody(res.Body, func() {
 		cancel(nil)
