@@ -652,6 +652,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, c *call, er
 		}
 	case errors.As(err, new(*http.MaxBytesError)):
 		kind, msg = v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)
+	case errors.Is(err, connlimit.ErrBodyTooSlow):
+		kind, msg = v1.ErrRequestTimeout, connlimit.ErrBodyTooSlow.Error()
+	case errors.As(err, new(*bodyReadError)) && r.Context().Err() == nil:
+		// The client's body broke off while it was forwarded: its fault,
+		// not the endpoint's.
+		var be *bodyReadError
+		errors.As(err, &be)
+		kind, msg = v1.ErrInvalid, be.Error()
 	case errors.As(err, &ue) && ue.timeout:
 		kind = v1.ErrGatewayTimeout
 	case r.Context().Err() != nil:

@@ -277,13 +277,32 @@ func writeRequest(bw *bufio.Writer, r *http.Request, uri string, c *call) error 
 		bw.Write(c.body)
 	case n > 0:
 		bp := copyBuffers.Get().(*[]byte)
-		_, err := io.CopyBuffer(bw, io.LimitReader(r.Body, n), *bp)
+		body := &trackingReader{r: io.LimitReader(r.Body, n)}
+		_, err := io.CopyBuffer(bw, body, *bp)
 		copyBuffers.Put(bp)
+		if body.err != nil {
+			return &bodyReadError{body.err}
+		}
 		if err != nil {
-			return &bodyReadError{err}
+			return err
 		}
 	}
 	return bw.Flush()
+}
+
+// trackingReader notes a read error, to tell the client's failure from the
+// endpoint's in a copy between them.
+type trackingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackingReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
 }
 
 // bodyReadError is a failure to read the client's body while forwarding

@@ -176,7 +176,18 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 		}
 		uc.read = 0
 		stop := context.AfterFunc(ctx, uc.abort)
+		// A body is written within the wait for the answer's head, as
+		// http.Transport did: an endpoint that stops reading it cannot
+		// hold the request for ever. (A head alone fits the socket's
+		// buffer.)
+		withBody := c.body != nil || r.ContentLength > 0
+		if withBody {
+			uc.nc.SetWriteDeadline(deadline)
+		}
 		err := writeRequest(uc.bw, r, uri, c)
+		if withBody && err == nil {
+			uc.nc.SetWriteDeadline(time.Time{})
+		}
 		if err == nil {
 			uc.nc.SetReadDeadline(deadline)
 			var res *http.Response
