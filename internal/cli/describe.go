@@ -326,6 +326,13 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 		cold += fmt.Sprintf(" (last took %s, %s ago)", coldStartDuration(lc.DurationMS), age(now, lc.At))
 	}
 	d.kv("Cold Starts", cold)
+	if lc := st.LastColdStart; lc != nil && len(lc.Phases) > 0 {
+		parts := make([]string, 0, len(lc.Phases))
+		for _, p := range lc.Phases {
+			parts = append(parts, fmt.Sprintf("%s %.1fms", p.Name, p.MS))
+		}
+		d.kv("Last Cold Start", strings.Join(parts, ", "))
+	}
 	d.kv("Route", routeString(s.Route))
 	d.kv("URL", serviceURL(fn.Metadata.Name, fn.Metadata.Environment, c.Gateway()))
 	if err := d.flush(o.out); err != nil {
@@ -364,10 +371,14 @@ func asyncString(a *v1.Async) string {
 // "850ms", "1.24s".
 func coldStartDuration(ms float64) string {
 	d := time.Duration(ms * float64(time.Millisecond))
-	if d >= time.Second {
+	switch {
+	case d >= time.Second:
 		return d.Round(10 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
 	}
-	return d.Round(time.Millisecond).String()
+	// A cold start from a standby takes milliseconds: its tenths count.
+	return d.Round(100 * time.Microsecond).String()
 }
 
 // header writes what every workload's description starts with: who it is
