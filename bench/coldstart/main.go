@@ -8,7 +8,11 @@
 //
 // and where the containerd path spends its time. Run as root:
 //
-//	go run ./bench/coldstart [-n 30]
+//	go run ./bench/coldstart [-n 30] [-moments 10]
+//
+// With -moments N it also runs N rounds of the hard moments (moments.go):
+// right after a deploy, after a burst, after a server restart, two
+// functions at once, ten instances at once.
 package main
 
 import (
@@ -37,8 +41,9 @@ const image = "berth.bench/echo:cold"
 
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
+	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	if err := run(*n, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)
 	}
@@ -59,7 +64,7 @@ func (s series) pct(p float64) time.Duration {
 	return d[i]
 }
 
-func run(n int) error {
+func run(n, rounds int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bcold-")
 	if err != nil {
@@ -157,6 +162,9 @@ func run(n int) error {
 	fmt.Printf("%-30s %10s %10s %10s\n", "path", "p50", "p90", "p99")
 	for _, s := range []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth} {
 		fmt.Printf("%-30s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
+	}
+	if rounds > 0 {
+		return moments(ctx, dir, sock, tar, rounds)
 	}
 	return nil
 }
