@@ -8,11 +8,12 @@
 //
 // and where the containerd path spends its time. Run as root:
 //
-//	go run ./bench/coldstart [-n 30] [-moments 10]
+//	go run ./bench/coldstart [-n 30] [-moments 6] [-runtimes 100]
 //
 // With -moments N it also runs N rounds of the hard moments (moments.go):
 // right after a deploy, after a burst, after a server restart, two
-// functions at once, ten instances at once.
+// functions at once, ten instances at once. With -runtimes N, N cold
+// starts each of Go, Python and Node functions (runtimes.go).
 package main
 
 import (
@@ -42,8 +43,9 @@ const image = "berth.bench/echo:cold"
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
+	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
 	flag.Parse()
-	if err := run(*n, *rounds); err != nil {
+	if err := run(*n, *rounds, *perRuntime); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)
 	}
@@ -64,7 +66,7 @@ func (s series) pct(p float64) time.Duration {
 	return d[i]
 }
 
-func run(n, rounds int) error {
+func run(n, rounds, perRuntime int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bcold-")
 	if err != nil {
@@ -164,7 +166,14 @@ func run(n, rounds int) error {
 		fmt.Printf("%-30s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
 	}
 	if rounds > 0 {
-		return moments(ctx, dir, sock, tar, rounds)
+		if err := moments(ctx, dir, sock, tar, rounds); err != nil {
+			return fmt.Errorf("moments: %w", err)
+		}
+	}
+	if perRuntime > 0 {
+		if err := runtimes(ctx, dir, sock, tar, perRuntime); err != nil {
+			return fmt.Errorf("runtimes: %w", err)
+		}
 	}
 	return nil
 }

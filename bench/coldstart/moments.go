@@ -17,10 +17,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/client"
@@ -31,6 +33,7 @@ import (
 // on the same data dir.
 type berthServer struct {
 	bin, data, sock, logPath string
+	namespace, pool, bridges string
 	cmd                      *exec.Cmd
 	c                        *client.Client
 	gw                       string
@@ -44,7 +47,7 @@ func (s *berthServer) start(ctx context.Context) error {
 	defer logf.Close()
 	os.Remove(filepath.Join(s.data, "client.json"))
 	s.cmd = exec.Command(s.bin, "server", "--data-dir", s.data, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
-		"--containerd-socket", s.sock, "--containerd-namespace", "coldmoments", "--subnet-pool", "10.229.0.0/16", "--bridge-prefix", "bcoldm")
+		"--containerd-socket", s.sock, "--containerd-namespace", s.namespace, "--subnet-pool", s.pool, "--bridge-prefix", s.bridges)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		return err
@@ -137,46 +140,50 @@ func (s *berthServer) hit(name, path string) (time.Duration, error) {
 	return d, nil
 }
 
-// phaseSums reads the server's cold start phase histograms: the sum of
-// each phase's seconds and the count, over all functions.
-func (s *berthServer) phaseSums(ctx context.Context) (map[string]float64, float64, error) {
+// phaseOrder is the order of a cold start's phases.
+var phaseOrder = v1.ColdStartPhases
+
+// phaseMeans reads the server's cold start phase histograms: per function,
+// the sum of each phase's seconds, and the number of cold starts.
+func (s *berthServer) phaseMeans(ctx context.Context) (map[string]map[string]float64, map[string]float64, error) {
 	rc, err := s.c.Metrics(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer rc.Close()
-	raw, err := io.ReadAll(rc)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(rc)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	sums, count := map[string]float64{}, 0.0
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "berth_cold_start_phase_seconds_sum{") && !strings.HasPrefix(line, "berth_cold_start_phase_seconds_count{") {
-			continue
+	sums, counts := map[string]map[string]float64{}, map[string]float64{}
+	for _, m := range fams["berth_cold_start_phase_seconds"].GetMetric() {
+		var fn, phase string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "function":
+				fn = l.GetValue()
+			case "phase":
+				phase = l.GetValue()
+			}
 		}
-		i := strings.Index(line, `phase="`)
-		j := strings.LastIndexByte(line, ' ')
-		if i < 0 || j < 0 {
-			continue
+		if sums[fn] == nil {
+			sums[fn] = map[string]float64{}
 		}
-		phase := line[i+len(`phase="`):]
-		phase = phase[:strings.IndexByte(phase, '"')]
-		var v float64
-		fmt.Sscan(line[j+1:], &v)
-		if strings.HasPrefix(line, "berth_cold_start_phase_seconds_sum") {
-			sums[phase] += v
-		} else if phase == v1.ColdPhaseRoute {
-			count += v
+		sums[fn][phase] += m.GetHistogram().GetSampleSum()
+		if phase == v1.ColdPhaseRoute {
+			counts[fn] += float64(m.GetHistogram().GetSampleCount())
 		}
 	}
-	return sums, count, nil
+	return sums, counts, nil
 }
 
 // moments runs the hard moments, rounds times over, and prints each
 // moment's percentiles, all of them together, and the mean of each
 // phase of the server's cold starts in this server's last life.
 func moments(ctx context.Context, dir, sock, tar string, rounds int) error {
-	s := &berthServer{bin: filepath.Join(dir, "berth"), data: filepath.Join(dir, "mdata"), sock: sock, logPath: filepath.Join(dir, "moments.log")}
+	s := &berthServer{bin: filepath.Join(dir, "berth"), data: filepath.Join(dir, "mdata"), sock: sock, logPath: filepath.Join(dir, "moments.log"),
+		namespace: "coldmoments", pool: "10.229.0.0/16", bridges: "bcoldm"}
 	if out, err := exec.Command("go", "build", "-o", s.bin, "./cmd/berth").CombinedOutput(); err != nil {
 		return fmt.Errorf("%v %s", err, out)
 	}
@@ -307,12 +314,21 @@ func moments(ctx context.Context, dir, sock, tar string, rounds int) error {
 		fmt.Printf("%-30s %5d %10s %10s %10s %10s\n", sr.name, len(sr.d), ms(sr.pct(0.5)), ms(sr.pct(0.9)), ms(sr.pct(0.99)), ms(sr.pct(1)))
 	}
 	fmt.Printf("%-30s %5d %10s %10s %10s %10s\n", all.name, len(all.d), ms(all.pct(0.5)), ms(all.pct(0.9)), ms(all.pct(0.99)), ms(all.pct(1)))
-	if sums, n, err := s.phaseSums(ctx); err == nil && n > 0 {
-		fmt.Printf("mean of each phase, %d cold starts since the last restart (berth_cold_start_phase_seconds):\n ", int(n))
-		for _, p := range v1.ColdStartPhases {
-			fmt.Printf(" %s %.2fms", p, sums[p]/n*1000)
+	if sums, counts, err := s.phaseMeans(ctx); err == nil {
+		total, n := map[string]float64{}, 0.0
+		for fn, c := range counts {
+			n += c
+			for p, v := range sums[fn] {
+				total[p] += v
+			}
 		}
-		fmt.Println()
+		if n > 0 {
+			fmt.Printf("mean of each phase, %d cold starts since the last restart (berth_cold_start_phase_seconds):\n ", int(n))
+			for _, p := range phaseOrder {
+				fmt.Printf(" %s %.2fms", p, total[p]/n*1000)
+			}
+			fmt.Println()
+		}
 	}
 	return nil
 }
