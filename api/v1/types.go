@@ -470,6 +470,9 @@ type FunctionStatus struct {
 	ColdStarts int64 `json:"coldStarts"`
 	// LastColdStart is how long the latest request waited for an instance.
 	LastColdStart *ColdStart `json:"lastColdStart,omitempty"`
+	// KeepAlive is how long idle instances and the standby are kept now,
+	// and why (learned from the function's own idle gaps).
+	KeepAlive *KeepAliveStatus `json:"keepAlive,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
@@ -481,6 +484,20 @@ type ColdStart struct {
 	// Phases split DurationMS, in order (ColdStartPhases names them);
 	// empty when the instance that answered did not report its start.
 	Phases []ColdStartPhase `json:"phases,omitempty"`
+}
+
+// KeepAliveStatus is a function's current keep-alive choice.
+type KeepAliveStatus struct {
+	// IdleTimeout is how long an idle instance is kept before zero.
+	IdleTimeout string `json:"idleTimeout"`
+	// StandbyIdle is how long the prepared standby outlives the last
+	// request; after it, the next request starts from nothing.
+	StandbyIdle string `json:"standbyIdle"`
+	// Standby says whether a standby is wanted now.
+	Standby bool `json:"standby"`
+	// Learned: from the function's idle gaps rather than defaults.
+	Learned bool   `json:"learned"`
+	Reason  string `json:"reason"`
 }
 
 // ColdStartPhase is one step of a cold start.
