@@ -45,6 +45,10 @@ type Config struct {
 	// at a time, never after Remove returned. It must not call Set, Remove
 	// or Demand (Desired and Status are fine): enqueue and return.
 	OnChange func(env, name string, desired int)
+	// MaxStandbys caps the prepared standbys of all functions together
+	// (0: no cap). Over it, the functions least recently active give
+	// theirs back first.
+	MaxStandbys int
 }
 
 type key struct{ env, name string }
@@ -328,14 +332,52 @@ func (a *Autoscaler) tick() {
 			f.sawGap(last, f.state.LastActive)
 		}
 		f.standby = f.wantsStandby(now)
-		changed := f.state.Desired != f.reported || f.standby != f.standbyReported
 		if !f.registered && f.state.Desired == 0 && f.reported == 0 {
 			delete(a.fns, k)
 		}
 		a.mu.Unlock()
-		if changed {
-			a.deliver(k, "tick")
+	}
+	// Decisions are told once the standby cap had its say, so a capped
+	// function's standby does not flap within a tick.
+	a.capStandbys()
+	for _, k := range keys {
+		a.deliver(k, "tick")
+	}
+}
+
+// capStandbys takes the standby from the functions least recently active
+// while more than MaxStandbys want one.
+func (a *Autoscaler) capStandbys() {
+	if a.cfg.MaxStandbys <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	type cand struct {
+		k    key
+		last time.Time
+	}
+	var want []cand
+	for k, f := range a.fns {
+		if f.standby && f.state.Desired < f.p.Max {
+			last := f.since
+			if f.state.LastActive.After(last) {
+				last = f.state.LastActive
+			}
+			want = append(want, cand{k, last})
 		}
+	}
+	if len(want) <= a.cfg.MaxStandbys {
+		return
+	}
+	sort.Slice(want, func(i, j int) bool {
+		if !want[i].last.Equal(want[j].last) {
+			return want[i].last.After(want[j].last)
+		}
+		return want[i].k.env+"/"+want[i].k.name < want[j].k.env+"/"+want[j].k.name
+	})
+	for _, c := range want[a.cfg.MaxStandbys:] {
+		a.fns[c.k].standby = false
 	}
 }
 

@@ -131,3 +131,28 @@ func TestIdleFunctionGivesItsStandbyBack(t *testing.T) {
 		t.Fatalf("the hour of silence was not recorded as a gap: %+v", st.KeepAlive)
 	}
 }
+
+// Over the node's cap, the functions least recently active give their
+// standbys back; a request brings one back (taking it from the next
+// least recent).
+func TestStandbysAreCapped(t *testing.T) {
+	src := newSource()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	a := New(Config{Source: src, Clock: c.Now, MaxStandbys: 2})
+	for _, name := range []string{"a", "b", "c"} {
+		a.Set("dev", name, Params{IdleTimeout: time.Second}, 0)
+		c.advance(time.Second)
+	}
+	a.tick()
+	if a.WantsStandby("dev", "a") || !a.WantsStandby("dev", "b") || !a.WantsStandby("dev", "c") {
+		t.Fatalf("standbys a=%v b=%v c=%v; want the least recent (a) without one", a.WantsStandby("dev", "a"), a.WantsStandby("dev", "b"), a.WantsStandby("dev", "c"))
+	}
+	// A request to a: it is the most recent now; b is the least.
+	c.advance(time.Second)
+	a.Demand("dev", "a")
+	src.set("dev", "a", 0, 1)
+	a.tick()
+	if !a.WantsStandby("dev", "a") || a.WantsStandby("dev", "b") || !a.WantsStandby("dev", "c") {
+		t.Fatalf("after a request to a: standbys a=%v b=%v c=%v; want b without one", a.WantsStandby("dev", "a"), a.WantsStandby("dev", "b"), a.WantsStandby("dev", "c"))
+	}
+}
