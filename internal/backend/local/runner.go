@@ -56,6 +56,24 @@ type runner struct {
 	start        v1.StartPhases
 	startStarted time.Time
 	startPending bool
+	// activated says the backend took this standby out of standby in
+	// memory, ahead of its record (Agent.activateNow).
+	activated bool
+}
+
+// activate starts a waiting standby ahead of its record.
+func (r *runner) activate() {
+	r.mu.Lock()
+	r.activated = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+// standby says whether the instance is still to wait as a standby.
+func (r *runner) standby() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.obj.Spec.Standby && !r.activated
 }
 
 func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
@@ -266,7 +284,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, fmt.Errorf("create container: %w", err)
 		}
 	}
-	if r.object().Spec.Standby {
+	if r.standby() {
 		err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 			st.Phase = v1.PhaseStandby
 			st.Ready = false
@@ -278,7 +296,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, err
 		}
 		// Wait, prepared, until the instance is needed or drained.
-		for r.object().Spec.Standby && !r.stopping() {
+		for r.standby() && !r.stopping() {
 			select {
 			case <-ctx.Done():
 				return time.Time{}, ctx.Err()
