@@ -107,7 +107,7 @@ func (s *berthServer) atZero(ctx context.Context, name string, standby bool) err
 		}
 		prepared, others := false, 0
 		for _, i := range fn.Status.Instances {
-			if i.Phase == v1.PhaseStandby {
+			if i.Phase == v1.PhaseStandby && i.IP != "" { // an address: prepared, not only asked for
 				prepared = true
 			} else {
 				others++
