@@ -207,6 +207,16 @@ func (r *runner) run(ctx context.Context) {
 		if !adopted {
 			var err error
 			startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, prepared)
+			if err != nil && !errors.Is(err, errStopping) && ctx.Err() == nil {
+				// Once more from nothing before it counts as a failure:
+				// what a server stopped mid-create leaves behind (a task's
+				// state, a half-made container) is removed by Delete, and
+				// a request held for this instance should not get a 502
+				// for it.
+				r.log.Info("start failed; removing what is left and starting again", "err", err)
+				_ = r.a.cfg.Driver.Delete(ctx, r.id)
+				startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, false)
+			}
 			prepared = false
 			if errors.Is(err, errStopping) {
 				continue
