@@ -627,5 +627,3 @@ func (a *API) listParts(q *request) error {
 	}
 	return reply(q, http.StatusOK, out)
 }
-
-
