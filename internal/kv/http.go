@@ -180,34 +180,31 @@ func revisionCondition(r *http.Request) (*uint64, error) {
 }
 
 func (h *Handler) watch(w http.ResponseWriter, r *http.Request, env, prefix string) error {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	// In place before the answer starts: a change the client makes once
+	// it has the headers is seen.
+	events, err := h.store.Watch(ctx, env, prefix)
+	if err != nil {
+		return err
+	}
 	rc := http.NewResponseController(w)
 	// A watch lasts: no write deadline from the server's defaults.
 	rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	enc := json.NewEncoder(w)
-	events := make(chan Entry, 64)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- h.store.Watch(ctx, env, prefix, func(e Entry) error {
-			select {
-			case events <- e:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
 	// A blank line now and then shows a client (and proxies) that the
 	// watch is alive.
 	tick := time.NewTicker(30 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
-		case e := <-events:
+		case e, ok := <-events:
+			if !ok {
+				return nil
+			}
 			if err := enc.Encode(e); err != nil {
 				return nil
 			}
@@ -215,13 +212,6 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request, env, prefix stri
 			if _, err := w.Write([]byte("\n")); err != nil {
 				return nil
 			}
-		case err := <-errc:
-			if err != nil && ctx.Err() == nil {
-				h.log.Warn("kv watch ended", "environment", env, "err", err)
-			}
-			return nil
-		case <-ctx.Done():
-			return nil
 		}
 		rc.Flush()
 	}

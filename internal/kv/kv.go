@@ -379,44 +379,52 @@ func (s *Store) List(ctx context.Context, env, prefix, after string, limit int, 
 	}
 }
 
-// Watch calls fn with every change under prefix from now on (Op "put" with
-// the value, or "delete"), until ctx ends or fn returns an error.
-func (s *Store) Watch(ctx context.Context, env, prefix string, fn func(Entry) error) error {
+// Watch returns the changes under prefix from now on (Op "put" with the
+// value, or "delete"): the watch is in place when Watch returns, and the
+// channel is closed when ctx ends or the watch breaks.
+func (s *Store) Watch(ctx context.Context, env, prefix string) (<-chan Entry, error) {
 	b, err := s.open(ctx, env, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w, err := b.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
-		return v1.Unavailable("key-value store of environment %s: %v", env, err)
+		return nil, v1.Unavailable("key-value store of environment %s: %v", env, err)
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil {
-				continue
-			}
-			key, ok := decodeKey(e.Key())
-			if !ok || !strings.HasPrefix(key, prefix) {
-				continue
-			}
-			ev := Entry{Key: key, Revision: e.Revision(), Created: e.Created().UTC(), Op: "put"}
-			if e.Operation() != jetstream.KeyValuePut {
-				ev.Op = "delete"
-			} else {
-				ev.Value = e.Value()
-			}
-			if err := fn(ev); err != nil {
-				return err
+	out := make(chan Entry, 64)
+	go func() {
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				key, ok := decodeKey(e.Key())
+				if !ok || !strings.HasPrefix(key, prefix) {
+					continue
+				}
+				ev := Entry{Key: key, Revision: e.Revision(), Created: e.Created().UTC(), Op: "put"}
+				if e.Operation() != jetstream.KeyValuePut {
+					ev.Op = "delete"
+				} else {
+					ev.Value = e.Value()
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
-	}
+	}()
+	return out, nil
 }
 
 // DeleteEnvironment removes env's bucket and everything in it.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -188,7 +187,7 @@ func TestHTTP(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("without credentials: %s", res.Status)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/?prefix=visits/&watch=true", nil)
 	wreq.SetBasicAuth("AKID", "secret")
@@ -233,7 +232,7 @@ func TestHTTP(t *testing.T) {
 	if len(list.Items) != 0 {
 		t.Fatalf("list after delete = %+v", list.Items)
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
-		t.Fatal("watch cancelled early")
+	if ctx.Err() != nil {
+		t.Fatal("the watch timed out")
 	}
 }
