@@ -89,6 +89,9 @@ type Gateway struct {
 	tracer    trace.Tracer            // nil: tracing off
 	envs      environments            // allowFrom per environment
 	metrics   *metrics
+	// platform are the platform's own endpoints (SetPlatform), set
+	// before serving and only read after.
+	platform map[string]PlatformHandler
 }
 
 // New returns a Gateway with an empty routing table.
@@ -318,6 +321,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var end func()
 		w, r, end = g.startServerSpan(w, r)
 		defer end()
+	}
+	if g.servePlatform(w, r) {
+		return
 	}
 	rt, miss := g.route(g.table.Load(), r)
 	if rt == nil {

@@ -18,7 +18,7 @@ import (
 type Identity interface {
 	// Allowed says whether it may read (write false) or write env's
 	// keys: nil, or an error (v1 kind Forbidden) saying why not.
-	Allowed(env string, write bool) error
+	CanAccess(env string, write bool) error
 }
 
 // Authenticator finds who a request to the gateway's KV endpoint is: an
@@ -70,7 +70,7 @@ func (h *Handler) ServePlatform(w http.ResponseWriter, r *http.Request, env, sub
 		return
 	}
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
-	if err := who.Allowed(env, write); err != nil {
+	if err := who.CanAccess(env, write); err != nil {
 		writeError(w, err)
 		return
 	}

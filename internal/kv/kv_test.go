@@ -157,7 +157,7 @@ func TestTTL(t *testing.T) {
 
 type allowAll struct{}
 
-func (allowAll) Allowed(string, bool) error { return nil }
+func (allowAll) CanAccess(string, bool) error { return nil }
 
 // Over HTTP: put with CAS, get, list, and a watch that sees the changes.
 func TestHTTP(t *testing.T) {

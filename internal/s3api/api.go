@@ -23,7 +23,7 @@ import (
 type Identity interface {
 	// Allowed says whether the key may read (write false) or write the
 	// objects of env: nil, or an error saying why not.
-	Allowed(env string, write bool) error
+	CanAccess(env string, write bool) error
 }
 
 // KeyLookup finds the secret of an access key and whom it acts as; an
@@ -138,7 +138,7 @@ func (a *API) ServePlatform(w http.ResponseWriter, r *http.Request, env, sub str
 		a.fail(q, objects.Errorf(objects.CodeAccessDenied, "Access Denied"))
 		return
 	}
-	if err := who.Allowed(env, write); err != nil {
+	if err := who.CanAccess(env, write); err != nil {
 		a.fail(q, objects.Errorf(objects.CodeAccessDenied, "Access Denied: %v", err))
 		return
 	}

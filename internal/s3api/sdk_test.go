@@ -35,7 +35,7 @@ type key struct {
 	write bool
 }
 
-func (k key) Allowed(env string, write bool) error {
+func (k key) CanAccess(env string, write bool) error {
 	if env != k.env {
 		return fmt.Errorf("the key is for environment %s, not %s", k.env, env)
 	}
