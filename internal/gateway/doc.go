@@ -8,6 +8,9 @@
 // user's listener it serves each environment on its bridge address
 // (Listeners, ForEnvironment), where a request is routed only within that
 // environment, or into another one whose allowFrom lists it (403 otherwise).
+// The platform's own endpoints of each environment (s3.ENV, kv.ENV and
+// their subdomains: SetPlatform) are served by their handlers, reached from
+// inside an environment only for that environment.
 //
 // It owns the routing table and per-endpoint in-flight counts. It does not
 // watch the store or decide which endpoints are ready: the platform pushes
