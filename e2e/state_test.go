@@ -190,20 +190,20 @@ spec:
 	if got := s.mustBerth("", "object", "get", fmt.Sprintf("bodies/bodies/%06d", n), "-e", "alpha"); got != fmt.Sprintf("body of visit %d", n) {
 		t.Fatalf("object get = %q", got)
 	}
-	describe := func() {
+	describe := func(kind string) {
 		t.Helper()
-		out := s.mustBerth("", "describe", "environment", "alpha")
+		out := s.mustBerth("", "describe", kind, "alpha")
 		if !strings.Contains(out, "1 buckets, 6 objects, 90 B of 1.0 MiB (at most 20 objects)") || !strings.Contains(out, "1 entries") {
 			t.Errorf("describe environment:\n%s", out)
 		}
 	}
-	describe()
+	describe("environment")
 	// The quota holds for people too, and what it refused is not counted.
 	big := writeFile(t, t.TempDir(), "big", strings.Repeat("x", 2<<20))
 	if _, errOut, code := s.berth("", "object", "put", "bodies/big", big, "-e", "alpha"); code == 0 || !strings.Contains(errOut, "quota") {
 		t.Fatalf("object put over the quota: exit %d, %s", code, errOut)
 	}
-	describe()
+	describe("env")
 	if got := s.gauge("berth_object_store_objects", "alpha"); got != 6 {
 		t.Errorf("berth_object_store_objects{environment=alpha} = %v, want 6", got)
 	}
