@@ -110,6 +110,9 @@ type Gateway struct {
 	// loaded is closed by the first SetTargets (WaitForTable).
 	loaded     chan struct{}
 	loadedOnce sync.Once
+	// platform are the platform's own endpoints (SetPlatform), set
+	// before serving and only read after.
+	platform map[string]PlatformHandler
 }
 
 // New returns a Gateway with an empty routing table.
@@ -374,6 +377,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve routes and proxies one request; inside says it came from inside
 // environment caller (its bridge listener or a cluster's pod).
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, inside bool) {
+	if g.servePlatform(w, r, caller) {
+		return
+	}
 	start := time.Now()
 	rt, miss := g.route(g.table.Load(), r, caller, inside)
 	if rt == nil && g.cfg.WaitForTable > 0 {

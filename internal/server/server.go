@@ -77,6 +77,7 @@ type Server struct {
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
+	state      *state // the environments' object and key-value stores
 	parts      []part
 
 	apiLn, gwLn net.Listener
@@ -365,6 +366,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 
+	if err := s.buildState(); err != nil {
+		return err
+	}
 	if err := s.buildBackend(); err != nil {
 		return err
 	}
@@ -403,7 +407,7 @@ func (s *Server) buildBackend() error {
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
-		Events:    s.events, Secrets: s.values,
+		Events:    s.events, Secrets: s.values, InstanceEnv: s.instanceEnv,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
 		Logger: s.log.With("part", "backend"),
 	})
@@ -550,6 +554,7 @@ func (s *Server) buildAPI() error {
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
+		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
@@ -619,6 +624,7 @@ func (s *Server) stop() {
 	if s.queue != nil {
 		s.queue.Close()
 	}
+	s.state.close()
 	if s.tracing != nil {
 		// Flushes what is queued for the OTLP collector.
 		_ = s.tracing.Shutdown(ctx)

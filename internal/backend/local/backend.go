@@ -71,6 +71,10 @@ type Config struct {
 	// Secrets reads the secret and config values templates reference;
 	// nil fails instances that reference any.
 	Secrets Secrets
+	// InstanceEnv, when set, gives the platform's variables every
+	// instance of an environment gets (its object and key-value stores'
+	// endpoints and key pair), NAME=VALUE; a template's own env wins.
+	InstanceEnv func(ctx context.Context, env string) ([]string, error)
 	// LogDir and VolumeDir are roots under the data dir.
 	LogDir    string
 	VolumeDir string

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -355,6 +356,18 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 	values, err := r.resolveValues(ctx, inst.Metadata.Environment, t)
 	if err != nil {
 		return runtime.ContainerSpec{}, err
+	}
+	if f := r.a.cfg.InstanceEnv; f != nil {
+		extra, err := f(ctx, inst.Metadata.Environment)
+		if err != nil {
+			return runtime.ContainerSpec{}, fmt.Errorf("platform environment variables: %w", err)
+		}
+		for _, kv := range extra {
+			name, _, _ := strings.Cut(kv, "=")
+			if !slices.ContainsFunc(t.Env, func(e v1.EnvVar) bool { return e.Name == name }) {
+				env = append(env, kv)
+			}
+		}
 	}
 	for _, e := range t.Env {
 		val := e.Value
