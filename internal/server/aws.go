@@ -1,0 +1,37 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/awsapi"
+	"berth.dev/berth/internal/sigv4"
+)
+
+// awsAPIs wraps next (the API server) with the AWS Step Functions and
+// Lambda APIs, signed with the keys of tokens and instances (docs/aws.md).
+func (s *Server) awsAPIs(next http.Handler) http.Handler {
+	api := awsapi.New(awsapi.Config{
+		Store:       s.store,
+		Executions:  s.workflows,
+		Invocations: invocations{gatewayInvoker: s.invoker, q: s.queue},
+		Keys: func(ctx context.Context, id string) (string, awsapi.Identity, error) {
+			f, err := s.state.keys.Lookup(ctx, id)
+			if err != nil {
+				return "", nil, err
+			}
+			p, err := s.auth.KeyPrincipal(ctx, f)
+			if v1.KindOf(err) == v1.ErrUnauthorized {
+				return "", nil, fmt.Errorf("%w: %v", sigv4.ErrUnknownKey, err)
+			}
+			if err != nil {
+				return "", nil, err
+			}
+			return f.Secret, p, nil
+		},
+		Logger: s.log.With("part", "aws"),
+	})
+	return awsapi.Route(api, next)
+}
