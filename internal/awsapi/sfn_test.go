@@ -449,3 +449,73 @@ func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+const approveDef = `{"StartAt": "Ask", "States": {
+  "Ask": {"Type": "Task", "Resource": "function:callback.waitForTaskToken",
+    "Parameters": {"token.$": "$$.Task.Token"}, "ResultPath": "$.approval", "Next": "Again"},
+  "Again": {"Type": "Task", "Resource": "function:callback.waitForTaskToken",
+    "Parameters": {"token.$": "$$.Task.Token"}, "ResultPath": "$.second",
+    "Catch": [{"ErrorEquals": ["Rejected"], "ResultPath": "$.rejected", "Next": "Done"}], "Next": "Done"},
+  "Done": {"Type": "Succeed"}}}`
+
+func (f *fixture) token(t *testing.T) string {
+	t.Helper()
+	select {
+	case tok := <-f.work.tokens:
+		return tok
+	case <-time.After(10 * time.Second):
+		t.Fatal("the task never handed out its token")
+	}
+	return ""
+}
+
+func TestStepFunctionsTaskTokenRoundTrip(t *testing.T) {
+	f := newFixture(t, map[string]string{"approve": approveDef})
+	c := f.client("BKDEPLOYER")
+	ctx := context.Background()
+	start, err := c.StartExecution(ctx, &sfn.StartExecutionInput{
+		StateMachineArn: aws.String("arn:aws:states:us-east-1:default:stateMachine:approve"), Input: aws.String(`{"order": 3}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t)
+
+	// Only a key that may write in the token's environment answers it.
+	if _, err := f.client("BKVIEWER").SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{}`)}); apiCode(err) != "AccessDeniedException" {
+		t.Fatalf("a viewer's SendTaskSuccess: %v, want AccessDeniedException", err)
+	}
+	if _, err := c.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{not json`)}); !errorAs[*types.InvalidOutput](err) {
+		t.Fatalf("output not JSON: %v, want InvalidOutput", err)
+	}
+	if _, err := c.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(tok)}); err != nil {
+		t.Fatalf("SendTaskHeartbeat: %v", err)
+	}
+	if _, err := c.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{"approved": true}`)}); err != nil {
+		t.Fatalf("SendTaskSuccess: %v", err)
+	}
+	if _, err := c.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{}`)}); !errorAs[*types.TaskTimedOut](err) {
+		t.Fatalf("the same token twice: %v, want TaskTimedOut", err)
+	}
+	if _, err := c.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String("bogus"), Output: aws.String(`{}`)}); !errorAs[*types.InvalidToken](err) {
+		t.Fatalf("a bogus token: %v, want InvalidToken", err)
+	}
+
+	// The second task is refused; Catch routes on the error named.
+	tok2 := f.token(t)
+	if _, err := c.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{TaskToken: aws.String(tok2), Error: aws.String("Rejected"), Cause: aws.String("too dear")}); err != nil {
+		t.Fatalf("SendTaskFailure: %v", err)
+	}
+	done := waitDone(t, c, aws.ToString(start.ExecutionArn))
+	want := `{"approval":{"approved":true},"order":3,"rejected":{"Cause":"too dear","Error":"Rejected"}}`
+	if done.Status != types.ExecutionStatusSucceeded || aws.ToString(done.Output) != want {
+		t.Fatalf("execution = %s %s", done.Status, aws.ToString(done.Output))
+	}
+	if _, err := c.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(tok2)}); !errorAs[*types.TaskTimedOut](err) {
+		t.Fatalf("a heartbeat after the end: %v, want TaskTimedOut", err)
+	}
+}
+
+func errorAs[T error](err error) bool {
+	var target T
+	return errors.As(err, &target)
+}
