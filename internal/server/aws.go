@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/apiserver"
 	"berth.dev/berth/internal/awsapi"
 	"berth.dev/berth/internal/sigv4"
 )
@@ -29,9 +30,20 @@ func (s *Server) awsAPIs(next http.Handler) http.Handler {
 			if err != nil {
 				return "", nil, err
 			}
-			return f.Secret, p, nil
+			return f.Secret, homedPrincipal{p}, nil
 		},
 		Logger: s.log.With("part", "aws"),
 	})
 	return awsapi.Route(api, next)
+}
+
+// homedPrincipal gives a key's plain Lambda function names an environment:
+// an instance key's own, a token's when it has only one, else "default".
+type homedPrincipal struct{ apiserver.Principal }
+
+func (p homedPrincipal) Home() string {
+	if len(p.Environments) == 1 && p.Environments[0] != v1.AllEnvironments {
+		return p.Environments[0]
+	}
+	return ""
 }
