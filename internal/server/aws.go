@@ -13,6 +13,10 @@ import (
 
 // awsAPIs wraps next (the API server) with the AWS Step Functions and
 // Lambda APIs, signed with the keys of tokens and instances (docs/aws.md).
+// The gateway serves them too, at states.ENV.DOMAIN (and sync-states, the
+// host StartSyncExecution goes to) and lambda.ENV.DOMAIN, where an
+// environment's instances reach them (AWS_ENDPOINT_URL_SFN and
+// AWS_ENDPOINT_URL_LAMBDA).
 func (s *Server) awsAPIs(next http.Handler) http.Handler {
 	api := awsapi.New(awsapi.Config{
 		Store:       s.store,
@@ -34,7 +38,19 @@ func (s *Server) awsAPIs(next http.Handler) http.Handler {
 		},
 		Logger: s.log.With("part", "aws"),
 	})
+	onGateway := awsPlatform{awsapi.Route(api, http.NotFoundHandler())}
+	for _, name := range []string{"states", "sync-states", "lambda"} {
+		s.gateway.SetPlatform(name, onGateway)
+	}
 	return awsapi.Route(api, next)
+}
+
+// awsPlatform serves the AWS APIs on the gateway; the key's identity
+// decides what each request may reach.
+type awsPlatform struct{ h http.Handler }
+
+func (p awsPlatform) ServePlatform(w http.ResponseWriter, r *http.Request, env, sub string) {
+	p.h.ServeHTTP(w, r)
 }
 
 // homedPrincipal gives a key's plain Lambda function names an environment:
