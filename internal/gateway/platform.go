@@ -67,10 +67,10 @@ func (g *Gateway) platformTarget(host, caller string) (h PlatformHandler, env, s
 	return h, labels[n-1], strings.Join(labels[:n-2], ".")
 }
 
-// servePlatform answers r when its host names a platform endpoint; it
-// reports whether it did.
-func (g *Gateway) servePlatform(w http.ResponseWriter, r *http.Request) bool {
-	caller, _ := callerOf(r)
+// servePlatform answers r, from inside environment caller ("": the
+// user's listener), when its host names a platform endpoint; it reports
+// whether it did.
+func (g *Gateway) servePlatform(w http.ResponseWriter, r *http.Request, caller string) bool {
 	h, env, sub := g.platformTarget(r.Host, caller)
 	if h == nil {
 		return false

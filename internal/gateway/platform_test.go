@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -36,6 +37,8 @@ func TestPlatformEndpoints(t *testing.T) {
 		return rec.Code, string(b)
 	}
 	fromDev := g.ForEnvironment("dev")
+	// A cluster's pod of dev, told apart by its address.
+	fromPod := g.ForCallers(func(net.IP) (string, bool) { return "dev", true })
 	for _, tc := range []struct {
 		h    http.Handler
 		host string
@@ -55,6 +58,9 @@ func TestPlatformEndpoints(t *testing.T) {
 		{fromDev, "photos.s3.prod.berth.localhost", 403, ""},
 		{fromDev, "kv.prod", 403, ""},
 		{fromDev, "api.prod.berth.localhost", 200, ""},
+		{fromPod, "s3.dev.berth.localhost", 200, "s3 env=dev sub="},
+		{fromPod, "s3.prod.berth.localhost", 403, ""},
+		{fromPod, "kv.prod", 403, ""},
 	} {
 		code, body := do(tc.h, tc.host)
 		if code != tc.code || (tc.body != "" && body != tc.body) {

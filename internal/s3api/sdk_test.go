@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -132,6 +133,17 @@ func apiCode(err error) string {
 		return ae.ErrorCode()
 	}
 	return ""
+}
+
+// signedAgo presigns as if the clock were ago behind.
+type signedAgo struct {
+	*v4.Signer
+	ago time.Duration
+}
+
+func (s signedAgo) PresignHTTP(ctx context.Context, creds aws.Credentials, r *http.Request, payloadHash, service, region string,
+	at time.Time, optFns ...func(*v4.SignerOptions)) (string, http.Header, error) {
+	return s.Signer.PresignHTTP(ctx, creds, r, payloadHash, service, region, at.Add(-s.ago), optFns...)
 }
 
 func random(n int) []byte {
@@ -330,6 +342,21 @@ func TestSDKMultipartAndPresign(t *testing.T) {
 	res, _ = h.httpClient().Get(strings.Replace(pg.URL, "video.bin", "uploaded.txt", 1))
 	if res.StatusCode != http.StatusForbidden {
 		t.Fatalf("presigned URL used for another key: %s", res.Status)
+	}
+	// Expired: signed two hours ago for one hour.
+	old := s3.NewPresignClient(c, func(o *s3.PresignOptions) { o.Presigner = signedAgo{v4.NewSigner(), 2 * time.Hour} })
+	pe, err := old.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String("video.bin")}, s3.WithPresignExpires(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = h.httpClient().Get(pe.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "<Code>AccessDenied</Code>") || !strings.Contains(string(body), "expired") {
+		t.Fatalf("expired presigned URL: %s %s", res.Status, body)
 	}
 }
 

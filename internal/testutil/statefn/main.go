@@ -7,7 +7,12 @@
 //	POST /visit        count the visit in KV (compare-and-swap), store the
 //	                   body as the object bodies/NNNNNN of $BUCKET ("bodies")
 //	GET  /peek?env=E&bucket=B   try to list bucket B through environment E's
-//	                   S3 endpoint; answers {"ok":…,"error":…}
+//	                   S3 endpoint; answers {"ok":…,"error":…}; with
+//	                   &dial=own it connects to its own environment's
+//	                   endpoint whatever the name (as if E's name resolved)
+//	GET  /presign?env=E&bucket=B&key=K   a GET URL for object K of bucket B
+//	                   on environment E's endpoint, presigned with this
+//	                   instance's key pair (its secret stays inside)
 package main
 
 import (
@@ -16,7 +21,9 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -59,6 +66,9 @@ func main() {
 			o.BaseEndpoint = aws.String("http://s3." + env + ".berth.localhost")
 			o.UsePathStyle = true
 			o.RetryMaxAttempts = 1
+			if r.URL.Query().Get("dial") == "own" {
+				o.HTTPClient = ownEndpointClient()
+			}
 		})
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
@@ -75,12 +85,41 @@ func main() {
 		}
 		json.NewEncoder(w).Encode(res)
 	})
+	http.HandleFunc("/presign", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		c := s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.BaseEndpoint = aws.String("http://s3." + q.Get("env") + ".berth.localhost")
+			o.UsePathStyle = true
+		})
+		req, err := s3.NewPresignClient(c).PresignGetObject(r.Context(), &s3.GetObjectInput{
+			Bucket: aws.String(q.Get("bucket")), Key: aws.String(q.Get("key"))})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, req.URL)
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "statefn\n") })
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = "8080"
 	}
 	log.Fatal(http.ListenAndServe(":"+port, nil))
+}
+
+// ownEndpointClient connects to this environment's S3 endpoint (the
+// address its name resolves to) whatever host a request names.
+func ownEndpointClient() *http.Client {
+	u, _ := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	own := u.Host
+	if u.Port() == "" {
+		own = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, own)
+		},
+	}}
 }
 
 // countVisit adds one to the key "visits" with compare-and-swap, retrying
