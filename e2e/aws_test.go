@@ -144,8 +144,9 @@ spec: {image: %s}
 			t.Fatalf("ListExecutions = %v, %v", list, err)
 		}
 		// The same execution through Berth's own CLI.
-		if out := s.mustBerth("", "get", "executions"); !strings.Contains(out, "SUCCEEDED") {
-			t.Errorf("berth get executions:\n%s", out)
+		id := aws.ToString(start.ExecutionArn)[strings.LastIndex(aws.ToString(start.ExecutionArn), ":")+1:]
+		if out := s.mustBerth("", "workflow", "list", "approval"); !strings.Contains(out, id) || !strings.Contains(out, "SUCCEEDED") {
+			t.Errorf("berth workflow list:\n%s", out)
 		}
 	})
 
