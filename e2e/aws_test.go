@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +177,50 @@ spec: {image: %s}
 		if out, _, _ := s.berth("", "logs", "worker"); !strings.Contains(out, `body "{\"event\": 1}"`) {
 			t.Errorf("the Event's delivery is not in the worker's logs:\n%s", out)
 		}
+	})
+
+	t.Run("a Go Lambda handler built by berth build", func(t *testing.T) {
+		// internal/build/testdata/golambda: aws-lambda-go's lambda.Start,
+		// written for AWS and unchanged.
+		_, self, _, _ := runtime.Caller(0)
+		src := filepath.Join(filepath.Dir(self), "..", "internal", "build", "testdata", "golambda")
+		out := s.mustBerth("", "build", src, "-t", "golambda:v1")
+		if !strings.Contains(out, "built golambda:v1 sha256:") {
+			t.Fatalf("build: %s", out)
+		}
+		s.mustBerth(`apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: hello}
+spec: {image: "golambda:v1", timeout: 20s}
+`, "apply", "-f", "-")
+		// Through the gateway: an API Gateway v2 event, a proxy response.
+		var body string
+		testutil.WaitForState(t, 90*time.Second, "the handler answering through the gateway", func() (bool, string) {
+			code, b, err := s.gatewayDo(http.MethodPost, "hello.default.berth.localhost", "/orders/7?full=1", []byte("hi"))
+			body = b
+			return err == nil && code == 201, fmt.Sprintf("%d %v %s", code, err, b)
+		})
+		if want := `POST /orders/7?full=1 body="hi" name=hello deadline=true arn=arn:aws:lambda:us-east-1:default:function:hello`; body != want {
+			t.Fatalf("through the gateway: %q, want %q", body, want)
+		}
+		// Through the Lambda API: the event as it is.
+		res, err := fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"n": 5}`)})
+		if err != nil || res.FunctionError != nil || !strings.HasPrefix(string(res.Payload), `{"echo":{"n":5},"requestId":"`) {
+			t.Fatalf("Invoke = %v %s, %v", res.FunctionError, res.Payload, err)
+		}
+		res, err = fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"fail": "card declined"}`)})
+		if err != nil || aws.ToString(res.FunctionError) != "Unhandled" || !strings.Contains(string(res.Payload), `"errorMessage":"card declined"`) {
+			t.Fatalf("a handler's error through Invoke = %v %s, %v", aws.ToString(res.FunctionError), res.Payload, err)
+		}
+		ev, err := fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), InvocationType: lambdatypes.InvocationTypeEvent, Payload: []byte(`{"n": 6}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := awsmiddleware.GetRequestIDMetadata(ev.ResultMetadata)
+		testutil.WaitForState(t, 90*time.Second, "the Event to the handler to succeed", func() (bool, string) {
+			inv, err := s.client.Invocation(ctx, "default", id)
+			return err == nil && inv.Status == v1.InvocationSucceeded, fmt.Sprintf("%+v %v", inv, err)
+		})
 	})
 
 	t.Run("the key dies with its token", func(t *testing.T) {
