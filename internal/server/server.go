@@ -312,6 +312,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(), SampleRatio: s.tracing.SampleRatio(),
+		// The routes controller loads the table once the caches are
+		// synced, moments after the listeners open.
+		WaitForTable: 10 * time.Second,
 	})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's
