@@ -111,7 +111,7 @@ func TestReplayFunction(t *testing.T) {
 		name: "steady load is carried by concurrency × target per instance",
 		// 10 requests/s of 350 ms: 3.5 in flight; at concurrency 1 and
 		// 0.7 the autoscaler wants 5.
-		ms: func() []history.Minute { ms := minutes(10); steadyLoad(ms, 0, 10, 10, 0.35); return ms },
+		ms:  func() []history.Minute { ms := minutes(10); steadyLoad(ms, 0, 10, 10, 0.35); return ms },
 		way: FunctionWay{ColdStart: cold, Start: 150 * time.Millisecond},
 		check: func(t *testing.T, o Outcome) {
 			mean := o.PerMinute[9] / 60
