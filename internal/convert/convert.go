@@ -106,6 +106,12 @@ func (c *Converter) Convert(ctx context.Context, objs Objects, from, env, name s
 		}
 	}
 	old, err := objs.Get(ctx, from, env, name)
+	if v1.IsNotFound(err) {
+		if _, terr := objs.Get(ctx, to, env, name); terr == nil {
+			return v1.ConvertResult{}, v1.Conflict("%s is already a %s", name, to)
+		}
+		return v1.ConvertResult{}, v1.NotFound("no %s %q in environment %q", from, name, env)
+	}
 	if err != nil {
 		return v1.ConvertResult{}, err
 	}
