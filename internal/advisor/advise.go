@@ -64,9 +64,9 @@ const (
 	// margin is how much cheaper the other way must be to be worth a
 	// switch.
 	margin = 0.10
-	// maxWaitShare is the share of requests that may wait for a free
-	// instance before a Function is ruled out.
-	maxWaitShare = 0.01
+	// medianShare of the p99 allowance is what a Function may add to the
+	// median request: half (500 ms by default).
+	medianShare = 0.5
 )
 
 // Input is everything one piece of advice is computed from.
@@ -474,12 +474,19 @@ func unfit(fn v1.AdviceWay, requests int64, maxP99 time.Duration) string {
 	switch {
 	case fn.Shed >= 0.5:
 		return fmt.Sprintf("%s requests would be refused after waiting too long", count(fn.Shed))
-	case requests > 0 && fn.Waited > maxWaitShare*float64(requests):
-		return fmt.Sprintf("%s of the requests would wait for a free instance", pct(fn.Waited/float64(requests)))
 	case fn.AddedLatencyP99MS > ms(maxP99):
-		return fmt.Sprintf("waits would add %s at p99 (more than the %s allowed)", msWords(fn.AddedLatencyP99MS), msWords(ms(maxP99)))
+		return fmt.Sprintf("cold starts and waits for an instance would add %s at p99 (more than the %s allowed)%s", msWords(fn.AddedLatencyP99MS), msWords(ms(maxP99)), waitedWords(fn, requests))
+	case fn.AddedLatencyP50MS > medianShare*ms(maxP99):
+		return fmt.Sprintf("cold starts and waits for an instance would add %s to the median request (more than the %s allowed)%s", msWords(fn.AddedLatencyP50MS), msWords(medianShare*ms(maxP99)), waitedWords(fn, requests))
 	}
 	return ""
+}
+
+func waitedWords(fn v1.AdviceWay, requests int64) string {
+	if requests == 0 || fn.Waited < 0.5 {
+		return ""
+	}
+	return fmt.Sprintf("; %s of the requests would wait for a free instance", pct(fn.Waited/float64(requests)))
 }
 
 func reason(a v1.Advice, j judgement, fn, svc v1.AdviceWay, c coldStart) string {

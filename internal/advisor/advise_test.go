@@ -131,6 +131,12 @@ func TestAdvise(t *testing.T) {
 		if a.Recommend != v1.KindService || !strings.Contains(a.Reason, "requests would be refused after waiting too long") {
 			t.Fatalf("recommend %s: %s", a.Recommend, a.Reason)
 		}
+		if len(a.Alternatives) != 4 || a.Alternatives[3].Setting != "max 58" || a.Alternatives[2].Setting != "concurrency 6" {
+			t.Errorf("alternatives: %+v", a.Alternatives)
+		}
+		if a.Recommend != v1.KindService {
+			t.Fatalf("recommend %s: %s", a.Recommend, a.Reason)
+		}
 		if !strings.Contains(a.WouldChange, "a Function would fit") {
 			t.Errorf("would change: %q", a.WouldChange)
 		}
