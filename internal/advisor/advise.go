@@ -728,5 +728,6 @@ func moneyWords(x float64, currency string) string {
 	case x == 0:
 		return sym + "0"
 	}
-	return fmt.Sprintf("%s%s%.4f", sign, sym, x)
+	// Two significant digits of a small amount: $0.000029, not $0.0000.
+	return fmt.Sprintf("%s%s%.*f", sign, sym, int(math.Ceil(-math.Log10(x)))+1, x)
 }

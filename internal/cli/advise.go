@@ -272,15 +272,14 @@ func printChart(w io.Writer, a *v1.Advice) {
 	}
 	req := top(s.Requests)
 	inst := top(s.Current, s.Other)
-	label := fmt.Sprintf("%-22s", "requests / "+humanDuration(s.Step))
-	fmt.Fprintf(w, "%s %s  max %s\n", label, sparkline(s.Requests, s.Recorded, req), count(req))
-	fmt.Fprintf(w, "%-22s %s  max %.1f\n", "instances, "+strings.ToLower(a.Current.Kind)+" (now)", sparkline(s.Current, s.Recorded, inst), top(s.Current))
-	fmt.Fprintf(w, "%-22s %s  max %.1f\n", "instances, "+strings.ToLower(a.Other.Kind), sparkline(s.Other, s.Recorded, inst), top(s.Other))
+	fmt.Fprintf(w, "%-18s %s  max %s\n", "requests / "+humanDuration(s.Step), sparkline(s.Requests, s.Recorded, req), count(req))
+	fmt.Fprintf(w, "%-18s %s  max %.1f instances\n", strings.ToLower(a.Current.Kind)+" (now)", sparkline(s.Current, s.Recorded, inst), top(s.Current))
+	fmt.Fprintf(w, "%-18s %s  max %.1f instances\n", "as a "+strings.ToLower(a.Other.Kind), sparkline(s.Other, s.Recorded, inst), top(s.Other))
 	end := s.Start.Add(time.Duration(len(s.Requests)) * s.Step)
 	from, to := s.Start.Format("01-02 15:04"), end.Format("01-02 15:04")
 	pad := max(1, len(s.Requests)-len(from)-len(to))
-	fmt.Fprintf(w, "%-22s %s%s%s UTC\n", "", from, strings.Repeat(" ", pad), to)
-	fmt.Fprintln(w, "(both instance lines share one scale; a blank column is time with no history)")
+	fmt.Fprintf(w, "%-18s %s%s%s UTC\n", "", from, strings.Repeat(" ", pad), to)
+	fmt.Fprintln(w, "(the instance lines share one scale; a blank column is time without history)")
 }
 
 func recorded(minutes int) string {
@@ -338,5 +337,6 @@ func money(x float64, currency string) string {
 	case x == 0:
 		return sym + "0"
 	}
-	return fmt.Sprintf("%s%.4f", sym, x)
+	// Two significant digits of a small amount: $0.000029, not $0.0000.
+	return fmt.Sprintf("%s%.*f", sym, int(math.Ceil(-math.Log10(x)))+1, x)
 }
