@@ -292,3 +292,30 @@ func parseQuery(raw string) (map[string][]string, error) {
 	k, v, _ := strings.Cut(raw, "=")
 	return map[string][]string{k: {v}}, nil
 }
+
+// TestAdviceAfterAConversion: the minutes a workload ran the other way are
+// not "how it ran".
+func TestAdviceAfterAConversion(t *testing.T) {
+	now := t0.Add(24 * time.Hour)
+	w := function("conv", 1)
+	ms := asRan(day(rare), w)
+	for i := range 12 * 60 { // the first half of the day it was a service
+		ms[i].Kinds = history.RanAsService
+		ms[i].InstanceSeconds = 60
+	}
+	ms[12*60].Kinds = history.RanAsService | history.RanAsFunction // the conversion's minute
+	a, err := New(Config{History: fakeHistory{"conv": ms}, Workloads: fakeWorkloads{"conv": w}, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv, err := a.Advice(context.Background(), "prod", "conv", v1.AdviceQuery{Since: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !adv.From.Equal(t0.Add(12*time.Hour)) || adv.Minutes != 12*60 {
+		t.Errorf("from %v, %d minutes: want the 12 hours since the conversion", adv.From, adv.Minutes)
+	}
+	if adv.Current.InstanceHoursPerDay > 2 {
+		t.Errorf("the function's measured instance-hours a day, %.1f, count the service's", adv.Current.InstanceHoursPerDay)
+	}
+}

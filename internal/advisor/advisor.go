@@ -98,6 +98,7 @@ func (a *Advisor) input(w Workload, q v1.AdviceQuery, from, to time.Time, altern
 	if err != nil {
 		return Input{}, fmt.Errorf("read history of %s: %w", w.Name, err)
 	}
+	ms, from = sinceConverted(ms, w.Kind, from)
 	var covered int
 	for _, m := range ms {
 		covered += m.Covered
@@ -197,6 +198,21 @@ func (a *Advisor) List(ctx context.Context, env string, q v1.AdviceQuery) (v1.Ad
 		}
 	}
 	return out, nil
+}
+
+// sinceConverted keeps the minutes since the workload last ran only the
+// other way (before a conversion): "how it ran" is then how it runs now.
+func sinceConverted(ms []history.Minute, kind string, from time.Time) ([]history.Minute, time.Time) {
+	bit := history.RanAsService
+	if kind == v1.KindFunction {
+		bit = history.RanAsFunction
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].Kinds != 0 && ms[i].Kinds&bit == 0 {
+			return ms[i+1:], ms[i].At.Add(time.Minute)
+		}
+	}
+	return ms, from
 }
 
 // roundWords writes a span of history the way a person says it.
