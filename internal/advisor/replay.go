@@ -60,6 +60,9 @@ type cohort struct {
 	arrived float64 // seconds since the replay's start
 	started bool
 	held    bool
+	// woke: the first of these arrivals found no instance at all and
+	// woke the function.
+	woke bool
 }
 
 // instances are the function's instances in the replay.
@@ -175,7 +178,7 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 			for k := range stepsPerSecond {
 				now := base + float64(s) + float64(k)*stepSeconds
 				a := m.arrivals[s*stepsPerSecond+k]
-				held := false
+				held, woke := false, false
 				if a > 0 {
 					requests += int64(a)
 					out.Requests += float64(a)
@@ -185,12 +188,13 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 						// Wake, and the controller applies it at once.
 						if inst.total() == 0 {
 							out.Wakes++
+							woke = true
 						}
 						state = autoscaler.Wake(norm, state, clock(now))
 						setDesired(state.Desired, now)
 					}
 				}
-				area += stepOnce(&out, &inst, &queue, cohortArrival(a, m.service, now, held), now, conc, timeout, capTimeout, maxHeld)
+				area += stepOnce(&out, &inst, &queue, cohortArrival(a, m.service, now, held, woke), now, conc, timeout, capTimeout, maxHeld)
 				out.InstanceSeconds += float64(inst.total()) * stepSeconds
 				out.PerMinute[mi] += float64(inst.total()) * stepSeconds
 				if k < stepsPerSecond-1 && waiting(queue) {
@@ -217,11 +221,11 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 }
 
 // cohortArrival is a step's arrivals as a cohort (nil when none).
-func cohortArrival(a int, service, now float64, held bool) *cohort {
+func cohortArrival(a int, service, now float64, held, woke bool) *cohort {
 	if a <= 0 {
 		return nil
 	}
-	return &cohort{n: float64(a), rem: service, arrived: now, held: held}
+	return &cohort{n: float64(a), rem: service, arrived: now, held: held, woke: woke}
 }
 
 // stepOnce moves one step: instances that become ready in it, the
@@ -252,14 +256,25 @@ func stepOnce(out *Outcome, inst *instances, queue *[]cohort, arrival *cohort, n
 	}
 	if arrival != nil {
 		if arrival.held {
-			// Held at zero: the first arrival of the step waits until the
-			// instance is ready; arrivals after that moment are not held.
+			// Held at zero until the instance is ready; arrivals after that
+			// moment are not held. The step's arrivals come at n a step:
+			// those within the start are held, plus, when the first of
+			// them woke the function, that first one (a wake's held
+			// requests are 1 + rate × cold start, as with Poisson
+			// arrivals).
 			heldN := arrival.n
-			if firstReady < end && arrival.n > 1 {
-				heldN = 1 + (arrival.n-1)*min(1, (firstReady-now)/stepSeconds)
+			if firstReady < end {
+				f := min(1, (firstReady-now)/stepSeconds)
+				heldN = arrival.n * f
+				if arrival.woke {
+					heldN = min(arrival.n, 1+arrival.n*f)
+				}
 			}
 			out.ColdStarts += heldN
-			if heldN < arrival.n {
+			if heldN <= 1e-9 {
+				arrival.held = false
+				*queue = append(*queue, *arrival)
+			} else if heldN < arrival.n {
 				rest := *arrival
 				rest.n, rest.held, rest.arrived = arrival.n-heldN, false, firstReady
 				arrival.n = heldN

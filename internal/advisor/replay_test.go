@@ -116,14 +116,26 @@ func TestReplayFunction(t *testing.T) {
 		check: func(t *testing.T, o Outcome) {
 			mean := o.PerMinute[9] / 60
 			want(t, "instances in the last minute", mean, 5, 0.01)
-			// The first step's two requests: the first is held the whole
-			// cold start, the second only if it came within it (a tenth).
-			want(t, "cold starts", o.ColdStarts, 1.1, 1e-9)
+			// The first request wakes the function and is held the whole
+			// cold start; of those after it, at 10 a second, the 20 ms
+			// start holds 0.2: 1 + rate × cold start.
+			want(t, "cold starts", o.ColdStarts, 1.2, 1e-9)
 			if o.Waited > 0.02*o.Requests {
 				t.Errorf("%v of %v requests waited: only the ramp from zero should", o.Waited, o.Requests)
 			}
 			// Less the part still in service when the window ends.
 			want(t, "service-seconds", o.ServiceSeconds, 6000*0.35, 1)
+		},
+	}, {
+		name: "a start longer than a step holds what arrives until it is ready",
+		// 10 requests/s, two a step: a 300 ms start holds the first step's
+		// two and the half of the next step's before the instance is
+		// ready.
+		ms:  func() []history.Minute { ms := minutes(2); steadyLoad(ms, 0, 1, 10, 0.05); return ms },
+		way: FunctionWay{ColdStart: 300 * time.Millisecond},
+		check: func(t *testing.T, o Outcome) {
+			want(t, "cold starts", o.ColdStarts, 3, 1e-9)
+			want(t, "wakes", float64(o.Wakes), 1, 0)
 		},
 	}, {
 		name: "more than max can carry waits, and past the timeout is refused",
