@@ -259,12 +259,19 @@ func functionWayFor(w Workload, s Settings, c coldStart) FunctionWay {
 	if s.IdleTimeout > 0 {
 		p.IdleTimeout = s.IdleTimeout
 	}
-	return FunctionWay{Scale: p.Normalized(), ColdStart: c.cold, Start: c.start, Timeout: timeout}
+	// Neither the spec nor the question sets one: the autoscaler learns
+	// it from the function's idle gaps, and so does the replay.
+	learn := p.IdleTimeout <= 0
+	return FunctionWay{Scale: p.Normalized(), ColdStart: c.cold, Start: c.start, Timeout: timeout, LearnIdle: learn}
 }
 
 func (f FunctionWay) describe() (words string, conc int32, min *int32, max int32, idle string) {
 	p := f.Scale.Normalized()
 	m := int32(p.Min)
+	if f.LearnIdle {
+		return fmt.Sprintf("concurrency %d, min %d, max %d, idle timeout learned", p.Concurrency, p.Min, p.Max),
+			int32(p.Concurrency), &m, int32(p.Max), ""
+	}
 	return fmt.Sprintf("concurrency %d, min %d, max %d, idle timeout %v", p.Concurrency, p.Min, p.Max, p.IdleTimeout),
 		int32(p.Concurrency), &m, int32(p.Max), p.IdleTimeout.String()
 }
@@ -555,6 +562,7 @@ func alternatives(tr []minuteTraffic, base FunctionWay, peak int, days float64, 
 	}
 	if p.IdleTimeout < 5*time.Minute {
 		with("idle timeout 5m0s", func(q *autoscaler.Params) { q.IdleTimeout = 5 * time.Minute })
+		alts[len(alts)-1].way.LearnIdle = false
 	}
 	with(fmt.Sprintf("concurrency %d", conc), func(q *autoscaler.Params) { q.Concurrency = conc })
 	with(fmt.Sprintf("max %d", maxN), func(q *autoscaler.Params) { q.Max = maxN })

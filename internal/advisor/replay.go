@@ -22,6 +22,10 @@ type FunctionWay struct {
 	Timeout, CapacityTimeout time.Duration
 	// MaxHeld is the activator's bound on requests held at zero (1000).
 	MaxHeld int
+	// LearnIdle: no idle timeout is set (neither the spec nor the
+	// question), so the autoscaler learns it from the idle gaps, as the
+	// running one does; Scale.IdleTimeout is then ignored.
+	LearnIdle bool
 }
 
 // Outcome is what a replay, or the history itself, says of one way of
@@ -48,6 +52,11 @@ type Outcome struct {
 	// PerMinute is the instance-seconds of each replayed minute, aligned
 	// with the minutes given.
 	PerMinute []float64
+	// KeepAlive is the autoscaler's keep-alive choice at the end.
+	KeepAlive autoscaler.KeepAlive
+	// FullStarts are wakes that found no prepared standby (given back
+	// after a long silence): their first instance took a full start.
+	FullStarts int
 }
 
 // cohort is requests that arrived in the same step and are alike: how
@@ -116,23 +125,50 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 		samples  []autoscaler.Sample
 		requests int64
 		origin   time.Time
+		// The keep-alive as the autoscaler learns it: gaps seen, its
+		// choice, and the parameters with the idle timeout it chose.
+		gaps     autoscaler.Gaps
+		userIdle time.Duration
+		eff      = norm
+		// since is when the function was (re)registered; noStandby that
+		// the next instance started has no prepared standby to take.
+		since     float64
+		noStandby bool
 	)
+	if !w.LearnIdle {
+		userIdle = norm.IdleTimeout
+	}
+	learn := func() {
+		out.KeepAlive = gaps.KeepAlive(userIdle)
+		eff.IdleTimeout = out.KeepAlive.IdleTimeout
+	}
+	learn()
 	if len(ms) > 0 {
 		origin = ms[0].at
 	}
 	// The replay's clock, in seconds since origin; the autoscaler's in
 	// time.Time.
 	clock := func(sec float64) time.Time { return origin.Add(time.Duration(sec * float64(time.Second))) }
+	// decide is the autoscaler's tick, learning from the gap that ends
+	// when it first sees activity again.
+	decide := func(samples []autoscaler.Sample, at time.Time) {
+		last := state.LastActive
+		_, state = autoscaler.Decide(eff, samples, state, state.Desired, at)
+		if state.LastActive.After(last) && gaps.Saw(last, state.LastActive) {
+			learn()
+		}
+	}
 
 	// setDesired applies a decision: start or stop instances.
 	setDesired := func(desired int, now float64) {
 		desired = min(max(desired, norm.Min), norm.Max)
 		for n := inst.total(); n < desired; n++ {
 			d := start
-			if n == inst.ready && len(inst.starting) == 0 {
+			if n == inst.ready && len(inst.starting) == 0 && !noStandby {
 				// The first of a scale-out is the prepared standby.
 				d = coldStart
 			}
+			noStandby = false
 			inst.starting = append(inst.starting, now+d)
 		}
 		for inst.total() > desired {
@@ -156,6 +192,9 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 			samples = samples[:0]
 			state = autoscaler.State{}
 			inst = instances{}
+			gaps = autoscaler.Gaps{}
+			learn()
+			since = base
 			setDesired(norm.Min, base)
 			state.Desired = inst.total()
 		}
@@ -189,8 +228,17 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 						if inst.total() == 0 {
 							out.Wakes++
 							woke = true
+							// The standby was given back after
+							// StandbyIdle without activity.
+							if now-max(since, state.LastActive.Sub(origin).Seconds()) >= out.KeepAlive.StandbyIdle.Seconds() {
+								noStandby = true
+								out.FullStarts++
+							}
 						}
-						state = autoscaler.Wake(norm, state, clock(now))
+						if gaps.Saw(state.LastActive, clock(now)) {
+							learn()
+						}
+						state = autoscaler.Wake(eff, state, clock(now))
 						setDesired(state.Desired, now)
 					}
 				}
@@ -204,7 +252,7 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 					// end) rather than a second late.
 					at := clock(now + stepSeconds)
 					prov := append(samples, autoscaler.Sample{At: at, InFlight: area / (float64(k+1) * stepSeconds), Requests: requests})
-					_, state = autoscaler.Decide(norm, prov, state, state.Desired, at)
+					decide(prov, at)
 					setDesired(state.Desired, now+stepSeconds)
 				}
 			}
@@ -213,7 +261,7 @@ func ReplayFunction(ms []minuteTraffic, w FunctionWay) Outcome {
 			samples = append(trimSamples(samples, at.Add(-norm.StableWindow)), autoscaler.Sample{At: at, InFlight: area, Requests: requests})
 			// The real loop passes its own last decision as the ready count
 			// (the gateway is not a ReadySource).
-			_, state = autoscaler.Decide(norm, samples, state, state.Desired, at)
+			decide(samples, at)
 			setDesired(state.Desired, base+float64(s+1))
 		}
 	}

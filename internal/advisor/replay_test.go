@@ -127,6 +127,43 @@ func TestReplayFunction(t *testing.T) {
 			want(t, "service-seconds", o.ServiceSeconds, 6000*0.35, 1)
 		},
 	}, {
+		name: "with no idle timeout set, it is learned from the gaps, as the autoscaler does",
+		// A request every 20 minutes: after 10 gaps the autoscaler keeps
+		// an instance 10 s rather than 60 s.
+		ms: func() []history.Minute {
+			ms := minutes(241)
+			for m := 0; m <= 240; m += 20 {
+				at(ms, m, 30, 1, 0.02)
+			}
+			return ms
+		},
+		way: FunctionWay{ColdStart: cold, LearnIdle: true},
+		check: func(t *testing.T, o Outcome) {
+			if !o.KeepAlive.Learned || o.KeepAlive.IdleTimeout != 10*time.Second {
+				t.Errorf("keep-alive %+v, want learned, 10s", o.KeepAlive)
+			}
+			want(t, "cold starts", o.ColdStarts, 13, 0)
+			// The first ten with the default 60 s, the three after the
+			// tenth gap with 10 s.
+			want(t, "instance-seconds", o.InstanceSeconds, 10*60.6+3*10.6, 0.01)
+		},
+	}, {
+		name: "after an hour without a request the standby is given back: the next wake is a full start",
+		ms: func() []history.Minute {
+			ms := minutes(70)
+			at(ms, 0, 30, 1, 0.02)
+			at(ms, 65, 30, 1, 0.02)
+			return ms
+		},
+		way: FunctionWay{ColdStart: cold, Start: 500 * time.Millisecond},
+		check: func(t *testing.T, o Outcome) {
+			want(t, "wakes", float64(o.Wakes), 2, 0)
+			want(t, "full starts", float64(o.FullStarts), 1, 0)
+			if p := o.Latency.Quantile(1); p < 0.49 || p > 0.51 {
+				t.Errorf("the longest wait %v s, want the full start, 0.5 s", p)
+			}
+		},
+	}, {
 		name: "a start longer than a step holds what arrives until it is ready",
 		// 10 requests/s, two a step: a 300 ms start holds the first step's
 		// two and the half of the next step's before the instance is
