@@ -148,6 +148,15 @@ func TestReplayFunction(t *testing.T) {
 			want(t, "instance-seconds", o.InstanceSeconds, 10*60.6+3*10.6, 0.01)
 		},
 	}, {
+		name: "a continuous stream has no idle gaps to learn from",
+		ms:   func() []history.Minute { ms := minutes(15); steadyLoad(ms, 0, 15, 4, 0.05); return ms },
+		way:  FunctionWay{ColdStart: cold, LearnIdle: true},
+		check: func(t *testing.T, o Outcome) {
+			if o.KeepAlive.Gaps != 0 || o.KeepAlive.Learned {
+				t.Errorf("keep-alive %+v: learned gaps from seconds in a row", o.KeepAlive)
+			}
+		},
+	}, {
 		name: "after an hour without a request the standby is given back: the next wake is a full start",
 		ms: func() []history.Minute {
 			ms := minutes(70)
