@@ -88,7 +88,7 @@ func (s *Server) convert(from string) handlerFunc {
 		if err := json.Unmarshal(body, &req); err != nil {
 			return v1.Invalid("convert request: %v", err)
 		}
-		res, err := s.converter.Convert(r.Context(), objects{s}, from, r.PathValue("env"), r.PathValue("name"), req)
+		res, err := s.converter.Convert(r.Context(), admission{s}, from, r.PathValue("env"), r.PathValue("name"), req)
 		if err != nil {
 			return err
 		}
@@ -97,13 +97,13 @@ func (s *Server) convert(from string) handlerFunc {
 	}
 }
 
-// objects lets a conversion read and write workloads through this
+// admission lets a conversion read and write workloads through this
 // server's admission, as an apply does.
-type objects struct{ s *Server }
+type admission struct{ s *Server }
 
-var _ convert.Objects = objects{}
+var _ convert.Objects = admission{}
 
-func (o objects) Get(ctx context.Context, kind, env, name string) (v1.Object, error) {
+func (o admission) Get(ctx context.Context, kind, env, name string) (v1.Object, error) {
 	res, ok := byKind(kind)
 	if !ok {
 		return nil, v1.Invalid("unknown kind %q", kind)
@@ -111,7 +111,7 @@ func (o objects) Get(ctx context.Context, kind, env, name string) (v1.Object, er
 	return o.s.load(ctx, res, env, name)
 }
 
-func (o objects) Apply(ctx context.Context, obj v1.Object) (v1.Object, error) {
+func (o admission) Apply(ctx context.Context, obj v1.Object) (v1.Object, error) {
 	res, ok := byKind(obj.GetTypeMeta().Kind)
 	if !ok {
 		return nil, v1.Invalid("unknown kind %q", obj.GetTypeMeta().Kind)
@@ -125,7 +125,7 @@ func (o objects) Apply(ctx context.Context, obj v1.Object) (v1.Object, error) {
 	return out, err
 }
 
-func (o objects) Delete(ctx context.Context, kind, env, name string) error {
+func (o admission) Delete(ctx context.Context, kind, env, name string) error {
 	obj, err := o.Get(ctx, kind, env, name)
 	if err != nil {
 		return err

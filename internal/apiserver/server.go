@@ -58,6 +58,12 @@ type Config struct {
 	// answers them Unavailable.
 	Advisor   Advisor
 	Converter Converter
+	// Objects, KV and AccessKeys serve the environments' state (buckets,
+	// objects, keys) and the key pairs of tokens; nil answers their
+	// endpoints Unavailable.
+	Objects    ObjectStore
+	KV         KVStore
+	AccessKeys AccessKeys
 }
 
 // Server answers the HTTP API.
@@ -78,6 +84,9 @@ type Server struct {
 	capacity    NodeCapacity
 	advisor     Advisor
 	converter   Converter
+	objects     ObjectStore
+	kv          KVStore
+	accessKeys  AccessKeys
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -98,6 +107,9 @@ func New(cfg Config) *Server {
 		capacity:    cfg.Capacity,
 		advisor:     cfg.Advisor,
 		converter:   cfg.Converter,
+		objects:     cfg.Objects,
+		kv:          cfg.KV,
+		accessKeys:  cfg.AccessKeys,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)
@@ -168,6 +180,7 @@ func (s *Server) routes() http.Handler {
 	// A function's logs live where a service's do (DATA/logs/ENV/NAME).
 	api("/api/v1/environments/{env}/functions/{name}/logs", methods{http.MethodGet: s.logs})
 	s.valueRoutes(api)
+	s.stateRoutes(api)
 	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
 	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
