@@ -375,6 +375,17 @@ func failure(obj v1.Object) string {
 
 // settle applies the function's final scale over what is stored now.
 func (c *Converter) settle(ctx context.Context, objs Objects, kind, env, name string, final v1.Object) (v1.Object, error) {
+	// The function's controller writes its status meanwhile: a conflict
+	// is a write between our read and ours, so read again and retry.
+	for attempt := 0; ; attempt++ {
+		obj, err := c.settleOnce(ctx, objs, kind, env, name, final)
+		if err == nil || !v1.IsConflict(err) || attempt == 9 || ctx.Err() != nil {
+			return obj, err
+		}
+	}
+}
+
+func (c *Converter) settleOnce(ctx context.Context, objs Objects, kind, env, name string, final v1.Object) (v1.Object, error) {
 	cur, err := objs.Get(ctx, kind, env, name)
 	if err != nil {
 		return nil, err
