@@ -427,7 +427,12 @@ func TestSameNameRoutesOlderUntilNewerIsReady(t *testing.T) {
 		t.Fatalf("%d targets named web in the table, want 1", n)
 	}
 	p.images.set("fn-web:1", "sha256:"+strings.Repeat("2", 64))
-	testutil.WaitFor(t, 20*time.Second, "the function routed once ready", routedAs(v1.KindFunction, 1))
+	testutil.WaitForState(t, 20*time.Second, "the function routed once ready", func() (bool, string) {
+		tg, _ := p.table.target("default", "web")
+		rt, _ := p.routes.Routed("default", "web")
+		fn, _ := get[v1.Function](p, store.Key{Kind: v1.KindFunction, Environment: "default", Name: "web"})
+		return routedAs(v1.KindFunction, 1)(), fmt.Sprintf("table %s with %d endpoints, routed %s; function instances %+v", tg.Kind, len(tg.Endpoints), rt.Kind, fn.Status.Instances)
+	})
 	// Its revisions continue the service's numbers: names are NAME-N for
 	// both kinds.
 	if revs := p.revisions(v1.KindFunction, "web"); len(revs) != 1 || revs[0].Spec.Number != 2 {

@@ -52,6 +52,10 @@ type Routes struct {
 
 	mu     sync.Mutex
 	routed map[string]gateway.Target // "env/name" → the target last pushed
+	// olderOnTie is, per "env/name" held by a Service and a Function
+	// created within the same second, the kind that held it first (only
+	// push touches it).
+	olderOnTie map[string]string
 }
 
 // NewRoutes builds the routes controller; Run starts it.
@@ -150,7 +154,10 @@ func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 		}
 		targets = append(targets, t)
 	}
-	targets = onePerName(targets, created, prev)
+	if r.olderOnTie == nil {
+		r.olderOnTie = map[string]string{}
+	}
+	targets = onePerName(targets, created, prev, r.olderOnTie)
 	// A stable order, so equal tables compare equal.
 	slices.SortFunc(targets, func(a, b gateway.Target) int {
 		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
@@ -177,10 +184,20 @@ func (r *Routes) endpoints(ref backend.Ref) []gateway.Endpoint {
 // Function share a name only while `berth convert` switches one into the
 // other: the older keeps the host and the route until the newer has a
 // ready instance, so no request finds the newer one cold. (Creation times
-// are to the second: on a tie the one routed before is the older.)
-func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target) []gateway.Target {
+// are to the second: on a tie the older is the one routed when the two
+// were first seen together, remembered in olderOnTie; deciding it from the
+// last table alone flipped the route at every push.)
+func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target, olderOnTie map[string]string) []gateway.Target {
 	byName := make(map[string]int, len(ts))
 	out := ts[:0]
+	tied := map[string]bool{}
+	defer func() {
+		for k := range olderOnTie {
+			if !tied[k] {
+				delete(olderOnTie, k) // one of the two is gone
+			}
+		}
+	}()
 	for _, t := range ts {
 		k := t.Environment + "/" + t.Name
 		i, dup := byName[k]
@@ -191,7 +208,20 @@ func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[stri
 		}
 		old, cur := out[i], t
 		oc, cc := created[old.Kind+"/"+k], created[cur.Kind+"/"+k]
-		if cc.Before(oc) || (cc.Equal(oc) && prev[k].Kind == cur.Kind) {
+		swap := cc.Before(oc)
+		if cc.Equal(oc) {
+			tied[k] = true
+			first, ok := olderOnTie[k]
+			if !ok {
+				first = prev[k].Kind
+				if first == "" {
+					first = old.Kind
+				}
+				olderOnTie[k] = first
+			}
+			swap = cur.Kind == first
+		}
+		if swap {
 			old, cur = cur, old
 		}
 		if len(cur.Endpoints) > 0 {
