@@ -244,7 +244,7 @@ func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
 		}
 		e.removed.Store(true)
 	}
-	e := &endpoint{id: ep.ID, address: ep.Address, revision: ep.Revision}
+	e := &endpoint{id: ep.ID, address: ep.Address, revision: ep.Revision, transport: ep.Transport}
 	g.endpoints[ep.ID] = e
 	return e
 }

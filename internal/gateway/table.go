@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,9 @@ type Endpoint struct {
 	ID       string
 	Address  string // ip:port
 	Revision int64
+	// Transport, when set, serves the endpoint in-process instead of over
+	// the network (a Wasm function); Address then only names it.
+	Transport http.RoundTripper
 }
 
 // Target is a Service or Function as the gateway sees it: where it is
@@ -56,9 +60,10 @@ type route struct {
 // the same *endpoint is reused while SetTargets keeps listing its ID, so
 // in-flight counts and the drained mark survive table swaps.
 type endpoint struct {
-	id       string
-	address  string
-	revision int64
+	id        string
+	address   string
+	revision  int64
+	transport http.RoundTripper
 
 	inflight atomic.Int64
 	// limit is the target's per-endpoint concurrency (0: none) and freed

@@ -132,7 +132,11 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		span = t.g.startUpstreamSpan(req.Context(), out, c, e, attempt)
 	}
 
-	res, err = t.g.upstream.RoundTrip(out)
+	var upstream http.RoundTripper = t.g.upstream
+	if e.transport != nil {
+		upstream = e.transport
+	}
+	res, err = upstream.RoundTrip(out)
 	fired := !timer.Stop()
 	if err == nil && fired {
 		res.Body.Close()

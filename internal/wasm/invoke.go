@@ -45,7 +45,15 @@ type transport struct {
 // answered, not returned: a 502 or 504 in the API's error shape that says
 // what the module did, so the gateway passes it on as the upstream's
 // answer (and never retries an invocation that may have had effects).
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *transport) RoundTrip(req *http.Request) (res *http.Response, err error) {
+	defer func() {
+		// A bug of ours (not the module's: its traps are errors) must not
+		// take the server down or leak the gateway's slot.
+		if p := recover(); p != nil {
+			t.h.log.Error("wasm invocation panicked", "environment", t.k.env, "function", t.k.name, "panic", p)
+			res, err = errorResponse(req, v1.ErrInternal, fmt.Sprintf("function %s: internal error running the module", t.k.name)), nil
+		}
+	}()
 	t.h.mu.Lock()
 	fn := t.h.fns[t.k]
 	t.h.mu.Unlock()
