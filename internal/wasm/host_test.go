@@ -327,3 +327,19 @@ func BenchmarkGoInstance(b *testing.B) {
 		}
 	}
 }
+
+// Instances that wait (a Go time.Sleep is WASI poll_oneoff) run side by
+// side: one blocked instance holds no other back.
+func TestWaitingInstancesRunTogether(t *testing.T) {
+	h := newHost(t, Config{})
+	apply(t, h, "fn", goHandler(t), nil)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if a := call(t, h, "fn", "GET", "/sleep?d=300ms", ""); a.body != "slept" {
+				t.Errorf("sleep: %d %q", a.status, a.body)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -120,6 +120,7 @@ import (
 	"net/http/cgi"
 	"os"
 	"strings"
+	"time"
 )
 
 var hog [][]byte
@@ -164,6 +165,10 @@ func main() {
 		case "/loop":
 			for {
 			}
+		case "/sleep":
+			d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+			time.Sleep(d)
+			fmt.Fprint(w, "slept")
 		default:
 			fmt.Fprintf(w, "hello from wasm %s", strings.TrimPrefix(r.URL.Path, "/"))
 		}
@@ -185,4 +190,31 @@ func BuildGoHandler(dir string) ([]byte, error) {
 		return nil, err
 	}
 	return BuildGo(src, filepath.Join(dir, "handler.wasm"))
+}
+
+// GoPlain is the source of the smallest Go Wasm function: a plain main
+// that writes a CGI response, no net/http (whose package initialisation is
+// about half of a Go instance's start).
+const GoPlain = `package main
+
+import "os"
+
+func main() {
+	os.Stdout.WriteString("Content-Type: text/plain\n\nhello\n")
+}
+`
+
+// BuildGoPlain builds GoPlain under dir.
+func BuildGoPlain(dir string) ([]byte, error) {
+	src := filepath.Join(dir, "goplain")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module plain\n\ngo 1.21\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(GoPlain), 0o644); err != nil {
+		return nil, err
+	}
+	return BuildGo(src, filepath.Join(dir, "plain.wasm"))
 }
