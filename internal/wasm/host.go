@@ -157,7 +157,10 @@ type revision struct {
 	pages    uint32
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	fsys     wazero.FSConfig
+	// image is the initial memory when the module's data was split out of
+	// it (splitData); nil when wazero applies the data itself.
+	image *memoryImage
+	fsys  wazero.FSConfig
 	// refs counts the requests using it plus one for being current; the
 	// runtime is closed when it reaches zero.
 	refs atomic.Int64
@@ -166,6 +169,7 @@ type revision struct {
 func (r *revision) release(ctx context.Context) {
 	if r.refs.Add(-1) == 0 {
 		_ = r.rt.Close(ctx)
+		r.image.Close()
 	}
 }
 
@@ -189,7 +193,7 @@ func (h *Host) Apply(ctx context.Context, f Function) error {
 			return nil
 		}
 		// Same code, new settings: share the compiled module.
-		next := &revision{spec: f, digest: f.Digest, pages: pages, rt: old.rt, compiled: old.compiled, fsys: filesConfig(f.Files)}
+		next := &revision{spec: f, digest: f.Digest, pages: pages, rt: old.rt, compiled: old.compiled, image: old.image, fsys: filesConfig(f.Files)}
 		old.refs.Add(1) // the runtime is now also next's
 		next.refs.Store(1)
 		h.swap(ctx, fn, next, old, true)
@@ -199,11 +203,11 @@ func (h *Host) Apply(ctx context.Context, f Function) error {
 	if err != nil {
 		return err
 	}
-	rt, compiled, err := h.compile(ctx, b, pages)
+	rt, compiled, image, err := h.compile(ctx, b, pages)
 	if err != nil {
 		return err
 	}
-	next := &revision{spec: f, digest: f.Digest, pages: pages, rt: rt, compiled: compiled, fsys: filesConfig(f.Files)}
+	next := &revision{spec: f, digest: f.Digest, pages: pages, rt: rt, compiled: compiled, image: image, fsys: filesConfig(f.Files)}
 	next.refs.Store(1)
 	h.swap(ctx, fn, next, old, false)
 	h.log.Info("wasm module ready", "environment", f.Environment, "function", f.Name,
@@ -268,21 +272,31 @@ func (h *Host) runtimeConfig(pages uint32) wazero.RuntimeConfig {
 // compile makes a runtime for one module and compiles it there. The
 // runtime is the module's own: its memory limit is per function, and
 // closing it frees the compiled code.
-func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (wazero.Runtime, wazero.CompiledModule, error) {
+func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (wazero.Runtime, wazero.CompiledModule, *memoryImage, error) {
 	if len(b) > MaxModuleBytes {
-		return nil, nil, v1.Invalid("the module is %d bytes; the most a Wasm function may be is %d", len(b), MaxModuleBytes)
+		return nil, nil, nil, v1.Invalid("the module is %d bytes; the most a Wasm function may be is %d", len(b), MaxModuleBytes)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, h.runtimeConfig(pages))
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
-		return nil, nil, fmt.Errorf("wasi: %w", err)
+		return nil, nil, nil, fmt.Errorf("wasi: %w", err)
 	}
+	// The whole module is checked (its data included), then what runs is
+	// the module without its data when the data can be an image.
 	compiled, err := checkModule(ctx, rt, b)
 	if err != nil {
 		rt.Close(ctx)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rt, compiled, nil
+	var image *memoryImage
+	if stripped, img, ok := splitData(b); ok && splitsData {
+		lean, err := rt.CompileModule(ctx, stripped)
+		if err == nil {
+			compiled.Close(ctx)
+			compiled, image = lean, newMemoryImage(img)
+		}
+	}
+	return rt, compiled, image, nil
 }
 
 // checkModule compiles b in rt and checks that it is a WASI command that
