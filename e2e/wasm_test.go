@@ -182,7 +182,8 @@ spec: {runtime: wasm, image: %s}
 		s.start()
 		testutil.WaitForState(t, 60*time.Second, "handler answering after the restart", func() (bool, string) {
 			code, body := s.gatewayDo("GET", host, "/back", "")
-			return code == 200 && body == "hello from wasm back", fmt.Sprintf("%d %s", code, body)
+			fn := s.function("default", "handler")
+			return code == 200 && body == "hello from wasm back", fmt.Sprintf("%d %s; status %+v", code, body, fn.Status)
 		})
 	})
 }

@@ -152,24 +152,37 @@ type function struct {
 // immutable once published; requests hold it while they run, so a new
 // revision can be swapped in under them.
 type revision struct {
-	spec     Function
-	digest   string
-	pages    uint32
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	// image is the initial memory when the module's data was split out of
-	// it (splitData); nil when wazero applies the data itself.
-	image *memoryImage
-	fsys  wazero.FSConfig
-	// refs counts the requests using it plus one for being current; the
-	// runtime is closed when it reaches zero.
+	spec   Function
+	digest string
+	pages  uint32
+	code   *code
+	fsys   wazero.FSConfig
+	// refs counts the requests using it plus one for being current; its
+	// hold on the code goes when it reaches zero.
 	refs atomic.Int64
 }
 
 func (r *revision) release(ctx context.Context) {
 	if r.refs.Add(-1) == 0 {
-		_ = r.rt.Close(ctx)
-		r.image.Close()
+		r.code.release(ctx)
+	}
+}
+
+// code is a compiled module in its own runtime, shared by the revisions
+// that differ only in settings; freed when the last lets go.
+type code struct {
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	// image is the initial memory when the module's data was split out of
+	// it (splitData); nil when wazero applies the data itself.
+	image *memoryImage
+	refs  atomic.Int64
+}
+
+func (c *code) release(ctx context.Context) {
+	if c.refs.Add(-1) == 0 {
+		_ = c.rt.Close(ctx)
+		c.image.Close()
 	}
 }
 
@@ -193,40 +206,34 @@ func (h *Host) Apply(ctx context.Context, f Function) error {
 			return nil
 		}
 		// Same code, new settings: share the compiled module.
-		next := &revision{spec: f, digest: f.Digest, pages: pages, rt: old.rt, compiled: old.compiled, image: old.image, fsys: filesConfig(f.Files)}
-		old.refs.Add(1) // the runtime is now also next's
+		old.code.refs.Add(1)
+		next := &revision{spec: f, digest: f.Digest, pages: pages, code: old.code, fsys: filesConfig(f.Files)}
 		next.refs.Store(1)
-		h.swap(ctx, fn, next, old, true)
+		h.swap(ctx, fn, next, old)
 		return nil
 	}
 	b, err := f.Module(ctx)
 	if err != nil {
 		return err
 	}
-	rt, compiled, image, err := h.compile(ctx, b, pages)
+	c, err := h.compile(ctx, b, pages)
 	if err != nil {
 		return err
 	}
-	next := &revision{spec: f, digest: f.Digest, pages: pages, rt: rt, compiled: compiled, image: image, fsys: filesConfig(f.Files)}
+	next := &revision{spec: f, digest: f.Digest, pages: pages, code: c, fsys: filesConfig(f.Files)}
 	next.refs.Store(1)
-	h.swap(ctx, fn, next, old, false)
+	h.swap(ctx, fn, next, old)
 	h.log.Info("wasm module ready", "environment", f.Environment, "function", f.Name,
 		"revision", f.Revision, "digest", f.Digest, "memoryPages", pages)
 	return nil
 }
 
-// swap publishes next. A revision that shares old's runtime took a
-// reference for it; old's own "current" reference goes either way.
-func (h *Host) swap(ctx context.Context, fn *function, next, old *revision, shared bool) {
+// swap publishes next and drops old's "current" reference: old goes when
+// its last request ends.
+func (h *Host) swap(ctx context.Context, fn *function, next, old *revision) {
 	fn.cur.Store(next)
 	if old != nil {
-		if shared {
-			// old's runtime lives on in next: drop old's current
-			// reference, which the extra one keeps from closing it.
-			old.refs.Add(-1)
-		} else {
-			old.release(ctx)
-		}
+		old.release(ctx)
 	}
 	h.notify(fn.env, fn.name)
 }
@@ -272,21 +279,21 @@ func (h *Host) runtimeConfig(pages uint32) wazero.RuntimeConfig {
 // compile makes a runtime for one module and compiles it there. The
 // runtime is the module's own: its memory limit is per function, and
 // closing it frees the compiled code.
-func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (wazero.Runtime, wazero.CompiledModule, *memoryImage, error) {
+func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (*code, error) {
 	if len(b) > MaxModuleBytes {
-		return nil, nil, nil, v1.Invalid("the module is %d bytes; the most a Wasm function may be is %d", len(b), MaxModuleBytes)
+		return nil, v1.Invalid("the module is %d bytes; the most a Wasm function may be is %d", len(b), MaxModuleBytes)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, h.runtimeConfig(pages))
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
-		return nil, nil, nil, fmt.Errorf("wasi: %w", err)
+		return nil, fmt.Errorf("wasi: %w", err)
 	}
 	// The whole module is checked (its data included), then what runs is
 	// the module without its data when the data can be an image.
 	compiled, err := checkModule(ctx, rt, b)
 	if err != nil {
 		rt.Close(ctx)
-		return nil, nil, nil, err
+		return nil, err
 	}
 	var image *memoryImage
 	if stripped, img, ok := splitData(b); ok && splitsData {
@@ -296,7 +303,9 @@ func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (wazero.Runt
 			compiled, image = lean, newMemoryImage(img)
 		}
 	}
-	return rt, compiled, image, nil
+	c := &code{rt: rt, compiled: compiled, image: image}
+	c.refs.Store(1)
+	return c, nil
 }
 
 // checkModule compiles b in rt and checks that it is a WASI command that

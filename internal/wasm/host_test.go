@@ -17,6 +17,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/telemetry/logs"
+	"berth.dev/berth/internal/testutil"
 	"berth.dev/berth/internal/wasm/wasmtest"
 )
 
@@ -342,4 +343,27 @@ func TestWaitingInstancesRunTogether(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// New settings of the same module share its compiled code; a request
+// running on an older revision finishes on it whatever is swapped in
+// meanwhile, and the code is freed only after the last revision using it.
+func TestSettingsChangeUnderARunningRequest(t *testing.T) {
+	h := newHost(t, Config{})
+	mod := goHandler(t)
+	apply(t, h, "fn", mod, func(f *Function) { f.Env = []string{"V=1"} })
+	done := make(chan answer)
+	go func() { done <- call(t, h, "fn", "GET", "/sleep?d=500ms", "") }()
+	testutil.WaitForState(t, 10*time.Second, "the request running", func() (bool, string) {
+		running, _ := h.Stats("default", "fn")
+		return running == 1, fmt.Sprint(running)
+	})
+	apply(t, h, "fn", mod, func(f *Function) { f.Revision, f.Env = 2, []string{"V=2"} })
+	apply(t, h, "fn", mod, func(f *Function) { f.Revision, f.Env = 3, []string{"V=3"} })
+	if a := <-done; a.status != 200 || a.body != "slept" {
+		t.Fatalf("the request on revision 1: %d %q", a.status, a.body)
+	}
+	if a := call(t, h, "fn", "GET", "/env?name=V", ""); a.body != "3" {
+		t.Fatalf("V = %q, want 3", a.body)
+	}
 }
