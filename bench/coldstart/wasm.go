@@ -180,12 +180,14 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 	runtimeGC(gw)
 	base := rss(pid)
 	fmt.Printf("%8d %8s %9s %12s %14s %10s\n", 0, "", "", mib(base), "", "")
+	var per int64
 	for _, n := range []int{100, 500, 1000, 2000, 4000, 8000} {
-		if n > maxInstances {
+		// The machine is shared: never plan past 8 GiB of instances.
+		if n > maxInstances || per*int64(n) > 8<<30 {
 			break
 		}
 		ok, failed, peak, wall := holdInstances(gw, "w-cgi", pid, n, 3*time.Second)
-		per := int64(0)
+		per = 0
 		if ok > 0 {
 			per = (peak - base) / int64(n)
 		}
