@@ -8,7 +8,12 @@
 //
 // and where the containerd path spends its time. Run as root:
 //
-//	go run ./bench/coldstart [-n 30]
+//	go run ./bench/coldstart [-n 30] [-moments 6] [-runtimes 100]
+//
+// With -moments N it also runs N rounds of the hard moments (moments.go):
+// right after a deploy, after a burst, after a server restart, two
+// functions at once, ten instances at once. With -runtimes N, N cold
+// starts each of Go, Python and Node functions (runtimes.go).
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -40,8 +46,10 @@ var maxWasmInstances int
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
 	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
+	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
+	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	if err := run(*n, *rounds, *perRuntime); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)
 	}
@@ -62,7 +70,7 @@ func (s series) pct(p float64) time.Duration {
 	return d[i]
 }
 
-func run(n int) error {
+func run(n, rounds, perRuntime int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bcold-")
 	if err != nil {
@@ -106,6 +114,7 @@ func run(n int) error {
 		parts[p] = &series{name: "  " + p}
 	}
 	plain, standby := series{name: "containerd create+start"}, series{name: "containerd standby start"}
+	var standbyMem []uint64
 	for i := range n {
 		id := fmt.Sprintf("cold-%d", i)
 		t0 := time.Now()
@@ -138,6 +147,11 @@ func run(n int) error {
 		if err := drv.Create(ctx, spec); err != nil {
 			return err
 		}
+		// What a standby holds while it waits: the created task's cgroup
+		// (runc's init, paused before the program's exec).
+		if st, err := drv.Stats(ctx, id); err == nil {
+			standbyMem = append(standbyMem, st.MemoryBytes)
+		}
 		s0 := time.Now()
 		if err := drv.Start(ctx, id); err != nil {
 			return err
@@ -165,7 +179,26 @@ func run(n int) error {
 	for _, s := range all {
 		fmt.Printf("%-40s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
 	}
-	return extras()
+	if len(standbyMem) > 0 {
+		slices.Sort(standbyMem)
+		fmt.Printf("memory of a standby (its cgroup, created task not started): median %.2f MiB over %d; "+
+			"the network namespace and veth pair add kernel memory outside it\n",
+			float64(standbyMem[len(standbyMem)/2])/(1<<20), len(standbyMem))
+	}
+	if err := extras(); err != nil {
+		return fmt.Errorf("wasm: %w", err)
+	}
+	if rounds > 0 {
+		if err := moments(ctx, dir, sock, tar, rounds); err != nil {
+			return fmt.Errorf("moments: %w", err)
+		}
+	}
+	if perRuntime > 0 {
+		if err := runtimes(ctx, dir, sock, tar, perRuntime); err != nil {
+			return fmt.Errorf("runtimes: %w", err)
+		}
+	}
+	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
