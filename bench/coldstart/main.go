@@ -48,7 +48,20 @@ func main() {
 	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
+	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")
 	flag.Parse()
+	if *wasmOnly {
+		dir, err := os.MkdirTemp("", "bcold-wasm-")
+		if err == nil {
+			defer os.RemoveAll(dir)
+			err = wasmInProcess(context.Background(), dir, *n, maxWasmInstances)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *rounds, *perRuntime); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"berth.dev/berth/bench/loadgen"
 	"berth.dev/berth/client"
 	"berth.dev/berth/internal/build"
+	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/wasm"
 	"berth.dev/berth/internal/wasm/wasmtest"
 )
 
@@ -173,26 +176,39 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 		fmt.Printf("\ncontainer instance memory (its cgroup, idle after the load): %s\n", mib(m))
 	}
 
-	// Memory per running Wasm instance: n instances of the Go handler
-	// held in a sleep; the server's resident memory at the peak.
-	fmt.Printf("\nserver memory with N Go (net/http/cgi) instances running at once (each sleeping 3 s)\n")
-	fmt.Printf("%8s %8s %9s %12s %14s %10s\n", "N", "ok", "failures", "server RSS", "per instance", "wall")
+	return holdTable(gw, pid, "server", maxInstances, nil)
+}
+
+// holdTable holds ever more Go (net/http/cgi) instances running at once
+// and prints the resident memory of process pid at the peak: memory per
+// running instance, and how many one machine holds. Each sleeps 3 s plus
+// 5 ms per instance, so that the last starts (each start is a few ms of
+// CPU, on 2 cores) before the first ends. running, when not nil, counts
+// the instances running now; the peak is the N the memory is divided by.
+func holdTable(gw string, pid int, whose string, maxInstances int, running func() int) error {
+	fmt.Printf("\n%s memory with N Go (net/http/cgi) instances held running at once\n", whose)
+	fmt.Printf("%8s %8s %9s %12s %12s %14s %10s\n", "N", "ok", "failures", "peak running", "RSS", "per instance", "wall")
 	runtimeGC(gw)
 	base := rss(pid)
-	fmt.Printf("%8d %8s %9s %12s %14s %10s\n", 0, "", "", mib(base), "", "")
+	fmt.Printf("%8d %8s %9s %12s %12s %14s %10s\n", 0, "", "", "", mib(base), "", "")
 	var per int64
 	for _, n := range []int{100, 500, 1000, 2000, 4000, 8000} {
-		// The machine is shared: never plan past 8 GiB of instances.
-		if n > maxInstances || per*int64(n) > 8<<30 {
+		// The machine is shared: never plan past 12 GiB of instances.
+		if n > maxInstances || per*int64(n) > 12<<30 {
 			break
 		}
-		ok, failed, peak, wall := holdInstances(gw, "w-cgi", pid, n, 3*time.Second)
+		ok, failed, peak, peakRunning, wall := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*5*time.Millisecond, running)
+		held := "?"
+		div := n
+		if running != nil {
+			held, div = strconv.Itoa(peakRunning), max(peakRunning, 1)
+		}
 		per = 0
 		if ok > 0 {
-			per = (peak - base) / int64(n)
+			per = (peak - base) / int64(div)
 		}
-		fmt.Printf("%8d %8d %9d %12s %14s %10s\n", n, ok, failed, mib(peak), mib(per), wall.Round(10*time.Millisecond))
-		if failed > 0 || peak > 12<<30 {
+		fmt.Printf("%8d %8d %9d %12s %12s %14s %10s\n", n, ok, failed, held, mib(peak), mib(per), wall.Round(10*time.Millisecond))
+		if failed > 0 || peak > 14<<30 {
 			break
 		}
 	}
@@ -205,7 +221,7 @@ func runtimeGC(gw string) { time.Sleep(2 * time.Second) }
 
 // holdInstances starts n requests that each keep an instance running for
 // d, and samples the server's RSS meanwhile.
-func holdInstances(gw, fn string, pid, n int, d time.Duration) (ok, failed int, peak int64, wall time.Duration) {
+func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() int) (ok, failed int, peak int64, peakRunning int, wall time.Duration) {
 	// The gateway allows 512 connections per client address: spread the
 	// clients over loopback addresses, as many machines' clients would be.
 	var next atomic.Int64
@@ -222,7 +238,7 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration) (ok, failed int, 
 	var okN, failN atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	var peakV atomic.Int64
+	var peakV, peakR atomic.Int64
 	go func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
@@ -233,6 +249,11 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration) (ok, failed int, 
 			case <-t.C:
 				if r := rss(pid); r > peakV.Load() {
 					peakV.Store(r)
+				}
+				if running != nil {
+					if r := int64(running()); r > peakR.Load() {
+						peakR.Store(r)
+					}
 				}
 			}
 		}
@@ -259,7 +280,7 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration) (ok, failed int, 
 	wall = time.Since(t0)
 	close(stop)
 	time.Sleep(2 * time.Second)
-	return int(okN.Load()), int(failN.Load()), peakV.Load(), wall
+	return int(okN.Load()), int(failN.Load()), peakV.Load(), int(peakR.Load()), wall
 }
 
 // containerMemory reads a function's instance memory from the server's
@@ -282,4 +303,82 @@ func containerMemory(ctx context.Context, c *client.Client, fn string) (int64, e
 		}
 	}
 	return int64(total), sc.Err()
+}
+
+// wasmInProcess measures the Wasm path alone, in this process: the
+// gateway and the Wasm host exactly as the server wires them (one
+// in-process endpoint per function), without the API server, containerd
+// or any network namespace, so it needs neither root nor the host lock.
+// It prints the same rows as the full run's Wasm part.
+func wasmInProcess(ctx context.Context, dir string, n, maxInstances int) error {
+	host, err := wasm.New(wasm.Config{CacheDir: filepath.Join(dir, "wasm-cache")})
+	if err != nil {
+		return err
+	}
+	defer host.Close(ctx)
+	plain, err := wasmtest.BuildGoPlain(dir)
+	if err != nil {
+		return err
+	}
+	cgi, err := wasmtest.BuildGoHandler(dir)
+	if err != nil {
+		return err
+	}
+	fns := []*wasmFn{
+		{name: "w-tiny", what: "wasm, 150-byte module", module: wasmtest.Hello()},
+		{name: "w-plain", what: "wasm, Go main (no net/http)", module: plain},
+		{name: "w-cgi", what: "wasm, Go net/http/cgi", module: cgi},
+	}
+	g := gateway.New(gateway.Config{})
+	var targets []gateway.Target
+	for i, f := range fns {
+		mod := f.module
+		if err := host.Apply(ctx, wasm.Function{
+			Environment: "default", Name: f.name, Revision: 1, Digest: fmt.Sprintf("sha256:%064d", i),
+			Module:  func(context.Context) ([]byte, error) { return mod, nil },
+			Timeout: time.Minute, MemoryBytes: 64 << 20,
+		}); err != nil {
+			return err
+		}
+		targets = append(targets, gateway.Target{
+			Environment: "default", Name: f.name, Kind: v1.KindFunction, Concurrency: 10000,
+			Endpoints: []gateway.Endpoint{{ID: "default." + f.name + "-wasm", Address: "wasm:" + f.name, Revision: 1, Transport: host.Transport("default", f.name)}},
+		})
+		f.cold.name = "in-process " + f.what
+	}
+	g.SetTargets(targets)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: g}
+	go srv.Serve(ln)
+	defer srv.Close()
+	gw := ln.Addr().String()
+	for range n {
+		if err := coldWasm(gw, fns); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("Wasm functions through an in-process gateway, request to response on a fresh connection, %d each\n", n)
+	fmt.Printf("%-40s %10s %10s %10s\n", "path", "p50", "p90", "p99")
+	for _, f := range fns {
+		fmt.Printf("%-40s %10s %10s %10s\n", f.cold.name, ms(f.cold.pct(0.5)), ms(f.cold.pct(0.9)), ms(f.cold.pct(0.99)))
+	}
+	fmt.Printf("\nrequests/s through the gateway, 16 keep-alive clients, 5 s each\n")
+	fmt.Printf("%-34s %10s %10s %10s %9s\n", "function", "req/s", "p50", "p99", "failures")
+	for _, f := range fns {
+		res, err := loadgen.Run(ctx, loadgen.Options{
+			URL: "http://" + gw + "/", Host: f.name + ".default.berth.localhost",
+			Concurrency: 16, Duration: 5 * time.Second,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-34s %10.0f %10s %10s %9d\n", f.what, res.RPS, ms(res.P50), ms(res.P99), res.Failures)
+	}
+	return holdTable(gw, os.Getpid(), "this process (gateway, host and clients)", maxInstances, func() int {
+		running, _ := host.Stats("default", "w-cgi")
+		return running
+	})
 }
