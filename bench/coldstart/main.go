@@ -275,10 +275,19 @@ func runcFloor(ctx context.Context, dir string, n int) (series, error) {
 	for i := range n {
 		id := fmt.Sprintf("bcold-runc-%d-%d", os.Getpid(), i)
 		t0 := time.Now()
+		// The container inherits runc's stdio: a file, not a pipe, or
+		// reading runc's output would wait for the container to exit.
+		out, err := os.Create(filepath.Join(dir, "runc.out"))
+		if err != nil {
+			return s, err
+		}
 		cmd := exec.Command("runc", "run", "-d", "--bundle", bundle, id)
-		cmd.Stdout, cmd.Stderr = nil, nil
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return s, fmt.Errorf("runc run: %v %s", err, out)
+		cmd.Stdout, cmd.Stderr = out, out
+		err = cmd.Run()
+		out.Close()
+		if err != nil {
+			msg, _ := os.ReadFile(out.Name())
+			return s, fmt.Errorf("runc run: %v %s", err, msg)
 		}
 		if err := waitReady(ctx, "http://127.0.0.1:18999/ready"); err != nil {
 			return s, err

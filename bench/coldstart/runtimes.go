@@ -80,7 +80,7 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 	}
 
 	s := &berthServer{bin: bin, data: filepath.Join(dir, "rdata"), sock: sock, logPath: filepath.Join(dir, "runtimes.log"),
-		namespace: "coldruntimes", pool: "10.230.0.0/16", bridges: "bcoldr"}
+		namespace: "coldruntimes", pool: "10.224.0.0/16", bridges: "bcoldr"}
 	if err := s.start(ctx); err != nil {
 		return err
 	}
