@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,7 +179,9 @@ spec: {runtime: wasm, image: %s}
 		if err != nil || len(entries) == 0 {
 			t.Fatalf("compilation cache %s: %v entries, %v", cache, len(entries), err)
 		}
-		s.shutdown()
+		// A clean stop (shutdown() would delete the functions first).
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Process.Wait()
 		s.start()
 		testutil.WaitForState(t, 60*time.Second, "handler answering after the restart", func() (bool, string) {
 			code, body := s.gatewayDo("GET", host, "/back", "")
