@@ -38,7 +38,7 @@ func (s *server) pushWasm(t *testing.T, ref string, module []byte) {
 	}
 }
 
-func (s *server) gatewayDo(method, host, path, body string) (int, string) {
+func (s *server) wasmDo(method, host, path, body string) (int, string) {
 	s.t.Helper()
 	req, _ := http.NewRequest(method, "http://"+s.gateway+path, strings.NewReader(body))
 	req.Host = host
@@ -96,22 +96,22 @@ spec:
 `, "apply", "-f", "-", "--wait", "--timeout", "2m")
 
 	const host = "handler.default.berth.localhost"
-	if code, body := s.gatewayDo("POST", host, "/echo?q=1", "payload"); code != 200 || body != "POST /echo?q=1 payload" {
+	if code, body := s.wasmDo("POST", host, "/echo?q=1", "payload"); code != 200 || body != "POST /echo?q=1 payload" {
 		t.Fatalf("echo: %d %q", code, body)
 	}
-	if code, body := s.gatewayDo("GET", "anything.example", "/h/env?name=GREETING", ""); code != 200 || body != "ahoy" {
+	if code, body := s.wasmDo("GET", "anything.example", "/h/env?name=GREETING", ""); code != 200 || body != "ahoy" {
 		t.Fatalf("env through the route path: %d %q", code, body)
 	}
-	if code, body := s.gatewayDo("GET", host, "/env?name=BERTH_REVISION", ""); code != 200 || body != "1" {
+	if code, body := s.wasmDo("GET", host, "/env?name=BERTH_REVISION", ""); code != 200 || body != "1" {
 		t.Fatalf("BERTH_REVISION: %d %q", code, body)
 	}
-	if code, body := s.gatewayDo("GET", host, "/file?path=/etc/app/colour", ""); code != 200 || body != "blue" {
+	if code, body := s.wasmDo("GET", host, "/file?path=/etc/app/colour", ""); code != 200 || body != "blue" {
 		t.Fatalf("config file: %d %q", code, body)
 	}
-	if code, body := s.gatewayDo("GET", host, "/file?path=/etc/passwd", ""); code != 404 {
+	if code, body := s.wasmDo("GET", host, "/file?path=/etc/passwd", ""); code != 404 {
 		t.Fatalf("the host's /etc/passwd: %d %q, want 404", code, body)
 	}
-	if code, body := s.gatewayDo("GET", host, "/log?msg=from-the-module", ""); code != 200 || body != "logged" {
+	if code, body := s.wasmDo("GET", host, "/log?msg=from-the-module", ""); code != 200 || body != "logged" {
 		t.Fatalf("log: %d %q", code, body)
 	}
 	testutil.WaitForState(t, 10*time.Second, "the module's stderr in berth logs", func() (bool, string) {
@@ -129,7 +129,7 @@ spec:
 			{"/oom", 502, "out of memory"},
 			{"/loop", 504, "did not answer within its timeout of 2s"},
 		} {
-			code, body := s.gatewayDo("GET", host, c.path, "")
+			code, body := s.wasmDo("GET", host, c.path, "")
 			if code != c.status || !strings.Contains(body, c.says) {
 				t.Errorf("%s: %d %s, want %d saying %q", c.path, code, body, c.status, c.says)
 			}
@@ -137,7 +137,7 @@ spec:
 		if code, body, err := s.gatewayGet("hello-wasm.default.berth.localhost", "/"); err != nil || code != 200 {
 			t.Fatalf("the other function after the failures: %d %v %s", code, err, body)
 		}
-		if code, body := s.gatewayDo("GET", host, "/fine", ""); code != 200 || body != "hello from wasm fine" {
+		if code, body := s.wasmDo("GET", host, "/fine", ""); code != 200 || body != "hello from wasm fine" {
 			t.Fatalf("the same function after the failures: %d %q", code, body)
 		}
 	})
@@ -184,7 +184,7 @@ spec: {runtime: wasm, image: %s}
 		s.cmd.Process.Wait()
 		s.start()
 		testutil.WaitForState(t, 60*time.Second, "handler answering after the restart", func() (bool, string) {
-			code, body := s.gatewayDo("GET", host, "/back", "")
+			code, body := s.wasmDo("GET", host, "/back", "")
 			fn := s.function("default", "handler")
 			return code == 200 && body == "hello from wasm back", fmt.Sprintf("%d %s; status %+v", code, body, fn.Status)
 		})
