@@ -409,6 +409,11 @@ type FunctionSpec struct {
 	// Template is everything that, when changed, makes a new revision.
 	// Functions are stateless: volumes are not allowed.
 	Template `json:",inline"`
+	// Runtime is "container" (the default: an OCI image serving HTTP on
+	// $PORT) or "wasm": the image is a WebAssembly module (an OCI artifact
+	// with the Wasm media types in the built-in registry) that the server
+	// runs in-process, one fresh instance per request (docs/wasm.md).
+	Runtime string `json:"runtime,omitempty"`
 	// Concurrency is how many requests one instance serves at once
 	// (default 1, like Lambda).
 	Concurrency int32         `json:"concurrency,omitempty"`

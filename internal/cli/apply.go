@@ -237,6 +237,11 @@ func functionProgress(fn *v1.Function) (bool, string) {
 	switch {
 	case st.ObservedGeneration < fn.Metadata.Generation:
 		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", fn.Metadata.Generation, st.ObservedGeneration)
+	case fn.IsWasm():
+		// Instances are made per request: ready once the module is
+		// compiled, which the controller says before it records the
+		// generation.
+		return true, ""
 	case st.ReadyInstances < min:
 		return false, fmt.Sprintf("%d of %d minimum instances ready", st.ReadyInstances, min)
 	}

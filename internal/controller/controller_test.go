@@ -23,6 +23,7 @@ import (
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/testutil"
+	"berth.dev/berth/internal/wasm"
 )
 
 // plane is the control plane as the composition root wires it, on the
@@ -39,6 +40,8 @@ type plane struct {
 	policy  *policy
 	fns     *controller.FunctionController
 	routes  *controller.Routes
+	wasm    *wasm.Host
+	modules *modules
 }
 
 func newPlane(t *testing.T) *plane {
@@ -65,9 +68,14 @@ func newPlane(t *testing.T) *plane {
 	revs := controller.NewRevisionInformer(icfg(v1.KindRevision))
 	ec := controller.NewEnvironments(controller.EnvironmentConfig{Store: st, Environments: envs, Backend: p.backend, Policy: p.policy, Logger: logger, Resync: 200 * time.Millisecond})
 	sc := controller.NewServices(controller.ServiceConfig{Store: st, Services: svcs, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Logger: logger, ImageRetry: 100 * time.Millisecond})
-	p.fns = controller.NewFunctions(controller.FunctionConfig{Store: st, Functions: fns, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Scaler: p.scaler, Logger: logger, ImageRetry: 100 * time.Millisecond})
+	if p.wasm, err = wasm.New(wasm.Config{Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	p.modules = &modules{m: map[string][]byte{}}
+	p.fns = controller.NewFunctions(controller.FunctionConfig{Store: st, Functions: fns, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Scaler: p.scaler, Logger: logger, ImageRetry: 100 * time.Millisecond,
+		Wasm: p.wasm, WasmModules: p.modules})
 	p.scaler.wake = p.fns.Enqueue
-	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Logger: logger})
+	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Wasm: p.wasm, Logger: logger})
 	p.routes = rc
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,6 +88,7 @@ func newPlane(t *testing.T) *plane {
 		cancel()
 		wg.Wait()
 		drv.Close()
+		p.wasm.Close(context.Background())
 		st.Close()
 	})
 	p.create(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: v1.ObjectMeta{Name: "default"}})

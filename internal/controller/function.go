@@ -70,6 +70,11 @@ type FunctionConfig struct {
 	// ImageRetry is how soon a function whose image could not be had is
 	// tried again (default 5s).
 	ImageRetry time.Duration
+	// Wasm runs the functions with runtime: wasm; nil refuses them (their
+	// status says so). WasmModules and Values feed it.
+	Wasm        WasmHost
+	WasmModules WasmModules
+	Values      ValueResolver
 }
 
 // FunctionController turns each Function into revisions and asks the
@@ -153,6 +158,9 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	fn, err := c.cfg.Functions.Get(store.Key{Kind: v1.KindFunction, Environment: env, Name: name})
 	if v1.IsNotFound(err) {
 		c.cfg.Scaler.Remove(env, name)
+		if c.cfg.Wasm != nil {
+			c.cfg.Wasm.Remove(ctx, env, name)
+		}
 		c.publish()
 		return c.remove(ctx, ref)
 	}
@@ -172,6 +180,20 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	if cur == nil {
 		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
+	}
+	if fn.IsWasm() {
+		if c.cfg.Wasm == nil {
+			msg := "this server does not run Wasm functions"
+			if c.setCondition(ctx, progress{fn, &fn.Status.Conditions}, v1.ConditionProgressing, false, "WasmUnavailable", msg) {
+				c.event(ctx, ref, "Warning", "WasmUnavailable", msg)
+			}
+			return nil
+		}
+		return c.syncWasm(ctx, key, ref, fn, cur, revs)
+	}
+	if c.cfg.Wasm != nil {
+		// It may have been a Wasm function until this change.
+		c.cfg.Wasm.Remove(ctx, env, name)
 	}
 
 	p := scaleParams(fn)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,13 +31,23 @@ type InstanceSource interface {
 	WaitForSync(ctx context.Context) error
 }
 
+// WasmEndpoints is what the routes need of the Wasm host: which functions
+// have a compiled module, and the in-process transport that serves them.
+type WasmEndpoints interface {
+	Ready(env, name string) (revision int64, ok bool)
+	Transport(env, name string) http.RoundTripper
+	Watch(fn func(env, name string))
+}
+
 // RoutesConfig configures the routes controller.
 type RoutesConfig struct {
 	Services  *Services
 	Functions *Functions
 	Backend   InstanceSource
 	Table     RouteTable
-	Logger    *slog.Logger
+	// Wasm, when set, serves the functions with runtime: wasm.
+	Wasm   WasmEndpoints
+	Logger *slog.Logger
 	// Synced, if not nil, is closed after the first table is in place.
 	Synced chan struct{}
 }
@@ -64,6 +75,9 @@ func NewRoutes(cfg RoutesConfig) *Routes {
 	cfg.Services.AddHandler(func(_ store.Key, old, cur *v1.Service) { r.poke() })
 	cfg.Functions.AddHandler(func(_ store.Key, old, cur *v1.Function) { r.poke() })
 	cfg.Backend.Watch(func(backend.Ref) { r.poke() })
+	if cfg.Wasm != nil {
+		cfg.Wasm.Watch(func(string, string) { r.poke() })
+	}
 	return r
 }
 
@@ -152,6 +166,9 @@ func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 			t.RoutePath = f.Spec.Route.Path
 			t.StripPrefix = f.Spec.Route.StripPrefix
 		}
+		if f.IsWasm() {
+			r.wasmTarget(f, &t)
+		}
 		targets = append(targets, t)
 	}
 	if r.olderOnTie == nil {
@@ -231,4 +248,26 @@ func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[stri
 		}
 	}
 	return out
+}
+
+// wasmTarget serves a Wasm function from one in-process endpoint that
+// runs a fresh instance per request, up to concurrency × max at once: the
+// most requests a container function of the same settings serves.
+func (r *Routes) wasmTarget(f *v1.Function, t *gateway.Target) {
+	t.Endpoints = nil
+	if r.cfg.Wasm == nil {
+		return
+	}
+	env, name := f.Metadata.Environment, f.Metadata.Name
+	rev, ok := r.cfg.Wasm.Ready(env, name)
+	if !ok {
+		return // the activator holds requests until the module is compiled
+	}
+	t.Concurrency = scaleParams(f).Concurrency * scaleParams(f).Max
+	t.Endpoints = []gateway.Endpoint{{
+		ID:        backend.EndpointID(env, name+"-wasm"),
+		Address:   "wasm:" + name + "-r" + strconv.FormatInt(rev, 10),
+		Revision:  rev,
+		Transport: r.cfg.Wasm.Transport(env, name),
+	}}
 }

@@ -285,7 +285,7 @@ func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
 		e.removed.Store(true)
 		e.pool.closeIdle(true)
 	}
-	e := &endpoint{id: ep.ID, address: ep.Address}
+	e := &endpoint{id: ep.ID, address: ep.Address, transport: ep.Transport}
 	e.revision.Store(ep.Revision)
 	g.endpoints[ep.ID] = e
 	return e
@@ -482,7 +482,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		}
 		return
 	}
-	if fastPath(r) {
+	// An in-process endpoint (a Wasm function) is a RoundTripper: the
+	// reverse proxy's path calls it instead of a connection.
+	if fastPath(r) && !rt.inProcess() {
 		g.serveH1(w, r, c)
 		return
 	}

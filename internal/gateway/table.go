@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,9 @@ type Endpoint struct {
 	ID       string
 	Address  string // ip:port
 	Revision int64
+	// Transport, when set, serves the endpoint in-process instead of over
+	// the network (a Wasm function); Address then only names it.
+	Transport http.RoundTripper
 }
 
 // Target is a Service or Function as the gateway sees it: where it is
@@ -60,6 +64,8 @@ type endpoint struct {
 	id       string
 	address  string
 	revision atomic.Int64 // a new table may name a new revision at the same address
+	// transport serves the endpoint in-process (Endpoint.Transport).
+	transport http.RoundTripper
 
 	inflight atomic.Int64
 	// limit is the target's per-endpoint concurrency (0: none) and freed
@@ -322,4 +328,15 @@ func (r *route) saturated(exclude []*endpoint) bool {
 		}
 	}
 	return any
+}
+
+// inProcess reports a route served by in-process endpoints (a Wasm
+// function's), which the gateway's own HTTP/1.1 client cannot dial.
+func (r *route) inProcess() bool {
+	for _, e := range r.endpoints {
+		if e.transport != nil {
+			return true
+		}
+	}
+	return false
 }

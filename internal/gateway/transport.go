@@ -151,8 +151,11 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		span = t.g.startUpstreamSpan(req.Context(), out.Header, c, e, attempt)
 	}
 
-	rt := t.g.upstream
-	if c.h2 {
+	var rt http.RoundTripper = t.g.upstream
+	switch {
+	case e.transport != nil:
+		rt = e.transport
+	case c.h2:
 		rt = t.g.upstreamH2
 	}
 	res, err = rt.RoundTrip(out)

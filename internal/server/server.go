@@ -48,6 +48,7 @@ import (
 	"berth.dev/berth/internal/telemetry/logs"
 	"berth.dev/berth/internal/telemetry/metrics"
 	"berth.dev/berth/internal/telemetry/tracing"
+	"berth.dev/berth/internal/wasm"
 	"berth.dev/berth/internal/workflow/engine"
 )
 
@@ -83,6 +84,7 @@ type Server struct {
 	history    *history.DB
 	advisor    *advisor.Advisor
 	converter  *convert.Converter
+	wasm       *wasm.Host
 	state      *state // the environments' object and key-value stores
 	parts      []part
 
@@ -472,15 +474,26 @@ func (s *Server) buildControlPlane() error {
 		Logger:         s.log.With("part", "activator"),
 	})
 	s.gateway.SetActivator(act)
+	// Wasm functions run in this process; compiled code is cached under
+	// the data dir so that a restart does not compile again.
+	wasmHost, err := wasm.New(wasm.Config{
+		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), LogDir: cfg.LogDir(),
+		TracerProvider: s.tracing.TracerProvider(), Logger: s.log.With("part", "wasm"),
+	})
+	if err != nil {
+		return err
+	}
+	s.wasm = wasmHost
 	functions = controller.NewFunctions(controller.FunctionConfig{
 		Store: s.store, Functions: fns, Revisions: revs, Backend: s.backend,
 		Images: s.images, Events: s.events,
 		Scaler: scalerAdapter{scaler}, Stats: &loadStats{gateway: s.gateway, activator: act},
 		OnFunctions: s.setQueueFunctions, RoutesSynced: routesSynced,
+		Wasm: wasmHost, WasmModules: s.images, Values: s.values,
 		Logger: s.log.With("part", "functions"),
 	})
 	routes := controller.NewRoutes(controller.RoutesConfig{
-		Services: svcs, Functions: fns, Backend: s.backend, Table: act, Synced: routesSynced,
+		Services: svcs, Functions: fns, Backend: s.backend, Table: act, Synced: routesSynced, Wasm: wasmHost,
 		Logger: s.log.With("part", "routes"),
 	})
 	for _, inf := range []struct {
@@ -639,6 +652,9 @@ func (s *Server) stop() {
 	}
 	if s.queue != nil {
 		s.queue.Close()
+	}
+	if s.wasm != nil {
+		_ = s.wasm.Close(ctx)
 	}
 	s.state.close()
 	if s.tracing != nil {
