@@ -100,6 +100,11 @@ type ServiceSpec struct {
 	Template `json:",inline"`
 	Strategy UpdateStrategy `json:"strategy,omitzero"`
 	Route    *Route         `json:"route,omitempty"`
+	// Traffic splits requests between revisions (docs/delivery.md);
+	// empty means all of them to the latest.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// StickySessions keeps a client on the revision it first got.
+	StickySessions bool `json:"stickySessions,omitempty"`
 }
 
 // Template describes one instance. Services (and later Functions) embed it.
@@ -198,6 +203,9 @@ type ServiceStatus struct {
 	Replicas        int32 `json:"replicas"`
 	ReadyReplicas   int32 `json:"readyReplicas"`
 	UpdatedReplicas int32 `json:"updatedReplicas"`
+	// Traffic is spec.traffic as the gateway applies it: latestRevision
+	// resolved to a number.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
@@ -396,6 +404,9 @@ type FunctionSpec struct {
 	Route    *Route    `json:"route,omitempty"`
 	Triggers []Trigger `json:"triggers,omitempty"`
 	Async    Async     `json:"async,omitzero"`
+	// Traffic and StickySessions are as a Service's.
+	Traffic        []TrafficTarget `json:"traffic,omitempty"`
+	StickySessions bool            `json:"stickySessions,omitempty"`
 }
 
 type FunctionScale struct {
@@ -447,6 +458,8 @@ type FunctionStatus struct {
 	ColdStarts int64 `json:"coldStarts"`
 	// LastColdStart is how long the latest request waited for an instance.
 	LastColdStart *ColdStart `json:"lastColdStart,omitempty"`
+	// Traffic is as a Service's.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
