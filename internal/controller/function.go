@@ -176,21 +176,28 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	c.cfg.Scaler.Set(env, name, p)
 	desired := min(max(c.cfg.Scaler.Desired(env, name), p.Min), p.Max)
 
+	// A split shares the autoscaler's demand between its revisions; at
+	// zero every revision is at zero.
+	plan := planRevisions(fn.Spec.Traffic, revs, cur, desired, min(desired, 1))
+	if len(plan.missing) > 0 {
+		c.log.Warn("traffic names missing revisions", "function", key, "revisions", plan.missing)
+	}
 	// A new revision replaces all instances at once (surge = desired): a
 	// function's instances are interchangeable and short-lived.
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
-		Replicas: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max,
+		Replicas: plan.current, MaxSurge: max(plan.current, 1), MaxUnavailable: 0,
+		Standby: desired < p.Max && (plan.current > 0 || len(plan.pinned) == 0),
+		Pinned:  plan.pinned,
 	})
 	if err != nil {
 		return err
 	}
 	insts := c.cfg.Backend.Instances(ref)
-	if err := c.updateStatus(ctx, fn, cur, insts, desired); err != nil {
+	if err := c.updateStatus(ctx, fn, cur, insts, desired, plan.traffic); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts)
+	return c.pruneRevisions(ctx, cur, revs, insts, fn.Spec.Traffic)
 }
 
 // functionStatus computes a function's status from its instances.
@@ -215,8 +222,9 @@ func functionStatus(fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus
 	return st
 }
 
-func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int) error {
+func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int, traffic []v1.TrafficTarget) error {
 	st := functionStatus(fn, cur, insts, desired, time.Now())
+	st.Traffic = traffic
 	if c.cfg.Stats != nil {
 		inFlight, cold, last := c.cfg.Stats.Stats(fn.Metadata.Environment, fn.Metadata.Name)
 		st.InFlight, st.ColdStarts = int32(inFlight), cold

@@ -100,6 +100,8 @@ func (r *Routes) targets() []gateway.Target {
 			t.RoutePath = s.Spec.Route.Path
 			t.StripPrefix = s.Spec.Route.StripPrefix
 		}
+		t.Sticky = s.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(s.Status.Traffic)
 		targets = append(targets, t)
 	}
 	for _, f := range fns {
@@ -115,6 +117,8 @@ func (r *Routes) targets() []gateway.Target {
 			t.RoutePath = f.Spec.Route.Path
 			t.StripPrefix = f.Spec.Route.StripPrefix
 		}
+		t.Sticky = f.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(f.Status.Traffic)
 		targets = append(targets, t)
 	}
 	// A stable order, so equal tables compare equal.

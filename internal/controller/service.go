@@ -119,33 +119,44 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
+	replicas := int(ptrOr(svc.Spec.Replicas, 1))
+	plan := planRevisions(svc.Spec.Traffic, revs, cur, replicas, min(replicas, 1))
+	if len(plan.missing) > 0 {
+		c.log.Warn("traffic names missing revisions", "service", key, "revisions", plan.missing)
+	}
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: svc.Metadata.Labels, Revision: cur,
-		Replicas:       int(ptrOr(svc.Spec.Replicas, 1)),
+		Replicas:       plan.current,
 		MaxSurge:       int(ptrOr(svc.Spec.Strategy.MaxSurge, 1)),
 		MaxUnavailable: int(ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)),
+		Pinned:         plan.pinned,
 	})
 	if err != nil {
 		return err
 	}
 	insts := c.cfg.Backend.Instances(ref)
-	if err := c.updateStatus(ctx, svc, cur, insts); err != nil {
+	if err := c.updateStatus(ctx, svc, cur, plan, insts); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts)
+	return c.pruneRevisions(ctx, cur, revs, insts, svc.Spec.Traffic)
 }
 
 // serviceStatus computes a service's status from its instances: pure, so
 // that its cases are tested apart from any store or backend.
-func serviceStatus(svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus, now time.Time) (st v1.ServiceStatus, done bool, updatedReady int32) {
-	desired := ptrOr(svc.Spec.Replicas, 1)
+func serviceStatus(svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts []v1.InstanceStatus, now time.Time) (st v1.ServiceStatus, done bool, updatedReady int32) {
+	desired := int32(plan.total())
 	unavail := ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)
 	st = svc.Status
 	st.ObservedGeneration = svc.Metadata.Generation
 	st.Revision = cur.Spec.Number
 	st.ImageDigest = cur.Spec.ImageDigest
+	st.Traffic = plan.traffic
 	st.Replicas, st.ReadyReplicas, st.UpdatedReplicas = 0, 0, 0
 	st.Instances = slices.Clone(insts)
+	// pinnedOK counts the pinned revisions' instances that are ready and
+	// wanted: a split is rolled out when each revision has its count.
+	var pinnedOK int32
+	pinnedHave := map[int64]int{}
 	for _, i := range insts {
 		if i.Phase == v1.PhaseTerminating {
 			continue
@@ -159,9 +170,14 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus,
 			if i.Ready {
 				updatedReady++
 			}
+		} else if i.Ready && pinnedHave[i.Revision] < plan.want(cur.Spec.Number, i.Revision) {
+			pinnedHave[i.Revision]++
+			pinnedOK++
 		}
 	}
-	done = st.UpdatedReplicas == desired && updatedReady == desired && st.Replicas == desired && len(st.Instances) == int(desired)
+	want := int32(plan.current)
+	done = st.UpdatedReplicas == want && updatedReady == want && pinnedOK == desired-want &&
+		st.Replicas == desired && len(st.Instances) == int(desired)
 	conds := slices.Clone(st.Conditions)
 	conds = putConditionAt(conds, v1.ConditionAvailable, st.ReadyReplicas >= desired-unavail, "MinimumReplicasAvailable",
 		fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired), now)
@@ -176,8 +192,8 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus,
 	return st, done, updatedReady
 }
 
-func (c *ServiceController) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus) error {
-	st, done, updatedReady := serviceStatus(svc, cur, insts, time.Now())
+func (c *ServiceController) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts []v1.InstanceStatus) error {
+	st, done, updatedReady := serviceStatus(svc, cur, plan, insts, time.Now())
 	if jsonEqual(svc.Status, st) {
 		return nil
 	}
