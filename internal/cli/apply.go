@@ -251,6 +251,16 @@ func rolloutProgress(svc *v1.Service) (bool, string) {
 	switch {
 	case st.ObservedGeneration < svc.Metadata.Generation:
 		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", svc.Metadata.Generation, st.ObservedGeneration)
+	case len(st.Traffic) > 0:
+		// A traffic split keeps instances of several revisions, each its
+		// share: the controller, which knows the shares, says when each
+		// has them (docs/delivery.md).
+		for _, c := range st.Conditions {
+			if c.Type == v1.ConditionProgressing {
+				return c.Reason == "RolloutComplete", c.Message
+			}
+		}
+		return false, "waiting for the controller's progress"
 	case st.UpdatedReplicas < want:
 		msg := fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, want)
 		if st.Revision > 0 {

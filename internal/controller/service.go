@@ -181,10 +181,20 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts [
 	conds := slices.Clone(st.Conditions)
 	conds = putConditionAt(conds, v1.ConditionAvailable, st.ReadyReplicas >= desired-unavail, "MinimumReplicasAvailable",
 		fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired), now)
-	if done {
+	switch {
+	case done && len(plan.pinned) > 0:
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RolloutComplete",
+			fmt.Sprintf("every revision of the traffic split is available (%d instances)", desired), now)
+	case done:
 		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RolloutComplete",
 			fmt.Sprintf("revision %d is available", cur.Spec.Number), now)
-	} else {
+	case len(plan.pinned) > 0:
+		msg := fmt.Sprintf("traffic split: revision %d %d of %d ready", cur.Spec.Number, updatedReady, plan.current)
+		for _, p := range plan.pinned {
+			msg += fmt.Sprintf(", revision %d %d of %d ready", p.Revision.Spec.Number, pinnedHave[p.Revision.Spec.Number], p.Replicas)
+		}
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RollingOut", msg, now)
+	default:
 		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RollingOut",
 			fmt.Sprintf("revision %d: %d of %d updated instances ready", cur.Spec.Number, updatedReady, desired), now)
 	}
