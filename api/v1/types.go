@@ -184,6 +184,13 @@ type UpdateStrategy struct {
 	// MaxUnavailable is how many below the desired count may be not ready
 	// during a rollout (default 0).
 	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+	// Canary, when set, rolls each new revision out as a canary.
+	Canary *Canary `json:"canary,omitempty"`
+}
+
+// FunctionStrategy is how a Function's new revisions are rolled out.
+type FunctionStrategy struct {
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Route exposes the workload at a path prefix on the gateway, in addition to
@@ -206,6 +213,8 @@ type ServiceStatus struct {
 	// Traffic is spec.traffic as the gateway applies it: latestRevision
 	// resolved to a number.
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Canary is the progress of the latest canary.
+	Canary *CanaryStatus `json:"canary,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
@@ -404,9 +413,10 @@ type FunctionSpec struct {
 	Route    *Route    `json:"route,omitempty"`
 	Triggers []Trigger `json:"triggers,omitempty"`
 	Async    Async     `json:"async,omitzero"`
-	// Traffic and StickySessions are as a Service's.
-	Traffic        []TrafficTarget `json:"traffic,omitempty"`
-	StickySessions bool            `json:"stickySessions,omitempty"`
+	// Strategy, Traffic and StickySessions are as a Service's.
+	Strategy       FunctionStrategy `json:"strategy,omitzero"`
+	Traffic        []TrafficTarget  `json:"traffic,omitempty"`
+	StickySessions bool             `json:"stickySessions,omitempty"`
 }
 
 type FunctionScale struct {
@@ -460,6 +470,8 @@ type FunctionStatus struct {
 	LastColdStart *ColdStart `json:"lastColdStart,omitempty"`
 	// Traffic is as a Service's.
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Canary is the progress of the latest canary.
+	Canary *CanaryStatus `json:"canary,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`

@@ -135,6 +135,9 @@ func validateService(s *Service) error {
 	if err := validateTraffic(spec.Traffic, s.Metadata.Name); err != nil {
 		return err
 	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
+		return err
+	}
 	return validateRoute(spec.Route)
 }
 
@@ -534,6 +537,9 @@ func validateFunction(f *Function) error {
 		return err
 	}
 	if err := validateTraffic(spec.Traffic, f.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
 		return err
 	}
 	topics := map[string]int{}

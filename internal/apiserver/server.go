@@ -143,6 +143,12 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/services/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindService)})
 	api("/api/v1/environments/{env}/functions/{name}/revisions", methods{http.MethodGet: s.listRevisions(v1.KindFunction)})
 	api("/api/v1/environments/{env}/functions/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindFunction)})
+	for _, kind := range []string{v1.KindService, v1.KindFunction} {
+		for _, action := range []string{"promote", "abort"} {
+			res, _ := byKind(kind)
+			api("/api/v1/environments/{env}/"+res.plural+"/{name}/"+action, methods{http.MethodPost: s.canaryAction(kind, action)})
+		}
+	}
 	api("/api/v1/environments/{env}/functions/{name}/invoke", methods{http.MethodPost: s.invoke})
 	api("/api/v1/environments/{env}/functions/{name}/invocations", methods{http.MethodPost: s.enqueue})
 	api("/api/v1/environments/{env}/invocations/{id}", methods{http.MethodGet: s.getInvocation})

@@ -3,9 +3,11 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/store"
 )
 
@@ -98,4 +100,55 @@ func revisionNumbers(revs []*v1.Revision) string {
 		fmt.Fprint(&b, r.Spec.Number)
 	}
 	return b.String()
+}
+
+// canaryAction answers POST .../{services|functions}/NAME/{promote|abort}:
+// a canary in progress is promoted at once (every remaining step
+// skipped) or rolled back to its stable revision. The workload's
+// controller moves the instances and the split, as when the canary
+// controller decides.
+func (s *Server) canaryAction(kind, action string) handlerFunc {
+	res, _ := byKind(kind)
+	what := strings.ToLower(kind)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctx := r.Context()
+		env, name := r.PathValue("env"), r.PathValue("name")
+		obj, err := s.load(ctx, res, env, name)
+		if err != nil {
+			return err
+		}
+		var c **v1.CanaryStatus
+		switch o := obj.(type) {
+		case *v1.Service:
+			c = &o.Status.Canary
+		case *v1.Function:
+			c = &o.Status.Canary
+		}
+		if !(*c).Active() {
+			msg := "it has no canary"
+			if *c != nil {
+				msg = fmt.Sprintf("its canary of revision %d is %s", (*c).Revision, strings.ToLower((*c).Phase))
+			}
+			return v1.Conflict("%s %q in environment %q has no canary in progress to %s: %s", what, name, env, action, msg)
+		}
+		next := **c
+		if action == "promote" {
+			next.Phase, next.Percent = v1.CanaryPromoted, 100
+			next.Message = fmt.Sprintf("promoted by hand at step %d", next.Step+1)
+		} else {
+			next.Phase = v1.CanaryAborted
+			next.Message = fmt.Sprintf("aborted by hand at step %d (%d%%)", next.Step+1, next.Percent)
+		}
+		*c = &next
+		if err := store.Update(ctx, s.store, obj); err != nil {
+			return err
+		}
+		reason, typ := "CanaryPromoted", "Normal"
+		if action == "abort" {
+			reason, typ = "CanaryAborted", "Warning"
+		}
+		(&events.Recorder{Store: s.store}).Record(ctx, env, kind+"/"+name, typ, reason, fmt.Sprintf("Canary revision %d %s", next.Revision, next.Message))
+		writeJSON(w, http.StatusOK, obj)
+		return nil
+	}
 }

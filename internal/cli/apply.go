@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,15 +215,33 @@ func (w *waiter) progress(ctx context.Context, kind, env, name string) (done boo
 		if err := w.c.Get(ctx, v1.KindFunction, env, name, &fn); err != nil {
 			return false, "", "", err
 		}
+		if err := canaryFailed(v1.KindFunction, name, fn.Status.Revision, fn.Status.Canary); err != nil {
+			return false, "", "", err
+		}
 		done, msg = functionProgress(&fn)
+		if c := fn.Status.Canary; done && c.Active() && c.Revision == fn.Status.Revision {
+			done, msg = false, "canary of revision "+strconv.FormatInt(c.Revision, 10)+": "+c.Message
+		}
 		return done, msg, instanceTrouble(fn.Status.Conditions, fn.Status.Instances), nil
 	}
 	var svc v1.Service
 	if err := w.c.Get(ctx, v1.KindService, env, name, &svc); err != nil {
 		return false, "", "", err
 	}
+	if err := canaryFailed(v1.KindService, name, svc.Status.Revision, svc.Status.Canary); err != nil {
+		return false, "", "", err
+	}
 	done, msg = rolloutProgress(&svc)
 	return done, msg, instanceTrouble(svc.Status.Conditions, svc.Status.Instances), nil
+}
+
+// canaryFailed is the error a wait ends with when the revision it waits
+// for was rolled back as a canary: it will not roll out.
+func canaryFailed(kind, name string, rev int64, c *v1.CanaryStatus) error {
+	if c == nil || c.Revision != rev || (c.Phase != v1.CanaryRolledBack && c.Phase != v1.CanaryAborted) {
+		return nil
+	}
+	return v1.Conflict("%s/%s: canary of revision %d %s", strings.ToLower(kind), name, c.Revision, c.Message)
 }
 
 // functionProgress says whether fn is ready: its controller has seen its

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,8 @@ func NewServices(cfg ServiceConfig) *ServiceController {
 		cfg: cfg, log: cfg.Logger, q: newQueue(),
 	}
 	cfg.Services.AddHandler(func(k store.Key, old, cur *v1.Service) {
-		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) {
+		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) &&
+			(old == nil || canaryKey(old.Status.Canary) == canaryKey(cur.Status.Canary)) {
 			return // our own status write: nothing to do
 		}
 		c.q.Add(k.Environment + "/" + k.Name)
@@ -119,8 +121,15 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
+	canary, started := canaryAt(svc.Spec.Strategy.Canary, svc.Spec.Traffic, svc.Status.Canary, svc.Status.Revision,
+		cur.Spec.Number, revisionExists(revs), time.Now())
+	traffic := svc.Spec.Traffic
+	if ct := canaryTraffic(canary); ct != nil {
+		traffic = ct
+	}
 	replicas := int(ptrOr(svc.Spec.Replicas, 1))
-	plan := planRevisions(svc.Spec.Traffic, revs, cur, replicas, min(replicas, 1))
+	plan := planRevisions(traffic, revs, cur, replicas, min(replicas, 1))
+	plan.canary = canary
 	if len(plan.missing) > 0 {
 		c.log.Warn("traffic names missing revisions", "service", key, "revisions", plan.missing)
 	}
@@ -138,7 +147,11 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 	if err := c.updateStatus(ctx, svc, cur, plan, insts); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts, svc.Spec.Traffic)
+	if started {
+		c.event(ctx, ref, "Normal", "CanaryStarted", fmt.Sprintf("Canary of revision %d against revision %d: %s",
+			canary.Revision, canary.Stable, canary.Message))
+	}
+	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
 }
 
 // serviceStatus computes a service's status from its instances: pure, so
@@ -151,6 +164,7 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts [
 	st.Revision = cur.Spec.Number
 	st.ImageDigest = cur.Spec.ImageDigest
 	st.Traffic = plan.traffic
+	st.Canary = plan.canary
 	st.Replicas, st.ReadyReplicas, st.UpdatedReplicas = 0, 0, 0
 	st.Instances = slices.Clone(insts)
 	// pinnedOK counts the pinned revisions' instances that are ready and
@@ -197,6 +211,15 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts [
 	default:
 		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RollingOut",
 			fmt.Sprintf("revision %d: %d of %d updated instances ready", cur.Spec.Number, updatedReady, desired), now)
+	}
+	switch c := plan.canary; {
+	case c == nil || c.Phase == v1.CanaryPromoted:
+	case c.Phase == v1.CanaryProgressing:
+		done = false
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "Canary", "canary of revision "+strconv.FormatInt(c.Revision, 10)+": "+c.Message, now)
+	default:
+		done = false
+		conds = putConditionAt(conds, v1.ConditionProgressing, false, "CanaryRolledBack", "canary of revision "+strconv.FormatInt(c.Revision, 10)+" "+c.Message, now)
 	}
 	st.Conditions = conds
 	return st, done, updatedReady

@@ -18,6 +18,15 @@ type revisionPlan struct {
 	// missing are revisions spec.traffic names that are not stored (the
 	// API refuses them; one pruned or deleted later ends up here).
 	missing []int64
+	// canary is the canary in progress, or the last one's outcome.
+	canary *v1.CanaryStatus
+}
+
+// revisionExists reports whether revs holds revision n.
+func revisionExists(revs []*v1.Revision) func(int64) bool {
+	return func(n int64) bool {
+		return slices.ContainsFunc(revs, func(r *v1.Revision) bool { return r.Spec.Number == n })
+	}
 }
 
 // total is the instances of every revision together.

@@ -533,8 +533,17 @@ func (g *Gateway) finish(c *call) {
 	rt := c.route
 	rt.stats.active.Add(-1)
 	rt.stats.record(c.status)
+	d := time.Since(c.start)
+	// Counted for the revision that answered, or the one the request was
+	// meant for when none did (a 502 of a failing canary counts against
+	// it).
+	rev := c.revision
+	if rev == 0 {
+		rev = c.want
+	}
+	rt.stats.revs.observe(rev, c.status, d)
 	if !g.cfg.DisableMetrics {
-		g.metrics.observe(rt, c.revision, c.status, time.Since(c.start))
+		g.metrics.observe(rt, c.revision, c.status, d)
 	}
 	if c.span != nil {
 		c.span.end(c.status, nil)
@@ -801,6 +810,9 @@ type targetStats struct {
 	// endpoint of the target frees a slot or the table changes.
 	freeMu sync.Mutex
 	free   chan struct{}
+
+	// revs measures each revision apart, for the canary judge.
+	revs revisionTable
 
 	// The target's metric series, once looked up (metrics.observe).
 	seriesMu sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"testing"
+	"time"
 )
 
 // revEndpoint is an upstream as an endpoint of revision rev.
@@ -109,5 +110,32 @@ func TestStickySessionKeepsTheFirstRevision(t *testing.T) {
 	}
 	if len(seen) != 2 {
 		t.Errorf("20 new clients all got the same revision: %v", seen)
+	}
+}
+
+func TestRevisionStats(t *testing.T) {
+	ok := startUpstream(t, "ok", nil)
+	bad := startUpstream(t, "bad", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	g, url, c := startGateway(t, Config{}, Target{
+		Environment: "dev", Name: "web", Kind: "Service",
+		Endpoints: []Endpoint{revEndpoint(ok, 1), revEndpoint(bad, 2)},
+		Split:     []RevisionShare{{Revision: 1, Percent: 50}, {Revision: 2, Percent: 50}},
+	})
+	base := g.RevisionStats("dev", "web")
+	for range 200 {
+		get(t, c, url+"/", "web.dev.berth.localhost")
+	}
+	now := g.RevisionStats("dev", "web")
+	s1, s2 := now[1].Sub(base[1]), now[2].Sub(base[2])
+	if s1.Requests+s2.Requests != 200 || s1.Errors != 0 || s2.Errors != s2.Requests || s2.Requests == 0 {
+		t.Fatalf("revision 1: %+v; revision 2: %+v", s1, s2)
+	}
+	if s1.ErrorRate() != 0 || s2.ErrorRate() != 1 {
+		t.Errorf("error rates %v %v", s1.ErrorRate(), s2.ErrorRate())
+	}
+	if q := s1.Quantile(0.99); q <= 0 || q > time.Second {
+		t.Errorf("p99 of loopback answers: %v", q)
 	}
 }
