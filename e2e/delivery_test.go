@@ -156,3 +156,208 @@ func TestTrafficSplitAndTags(t *testing.T) {
 		}
 	})
 }
+
+const canaryService = `apiVersion: berth.dev/v1
+kind: Service
+metadata:
+  name: shop
+spec:
+  image: %s
+  replicas: 2
+  port: 8080
+  env:
+    - {name: FAIL_PERCENT, value: "%d"}
+  readinessProbe:
+    httpGet: {path: /ready}
+    periodSeconds: 1
+  terminationGracePeriodSeconds: 2
+  strategy:
+    maxSurge: 1
+    maxUnavailable: 0
+    canary:
+      steps:
+        - {percent: 10, pause: 2s}
+        - {percent: 50, pause: 2s}
+      analysis:
+        maxErrorRate: 0.05
+        maxP99Latency: 2s
+        minRequests: 20
+        interval: 200ms
+`
+
+// load sends requests to host through the gateway until stopped, and
+// counts the answers: by revision for a 200, "app-500" for a failure the
+// workload itself answered, "code-N" or "error" for anything else.
+type load struct {
+	mu     sync.Mutex
+	counts map[string]int
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (s *server) startLoad(host string, workers int) *load {
+	l := &load{counts: map[string]int{}, stop: make(chan struct{})}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				code, body, err := s.gatewayGet(host, "/")
+				key := ""
+				switch {
+				case err != nil:
+					key = "error"
+				case code == http.StatusOK:
+					var r struct{ Revision string }
+					json.Unmarshal([]byte(body), &r)
+					key = r.Revision
+				case code == http.StatusInternalServerError && strings.Contains(body, "FAIL_PERCENT"):
+					key = "app-500"
+				default:
+					key = fmt.Sprintf("code-%d", code)
+				}
+				l.mu.Lock()
+				l.counts[key]++
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// take returns the counts so far and starts counting afresh.
+func (l *load) take() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.counts
+	l.counts = map[string]int{}
+	return c
+}
+
+func (l *load) end() map[string]int {
+	close(l.stop)
+	l.wg.Wait()
+	return l.take()
+}
+
+func TestCanary(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	s.mustBerth("", "image", "import", imageV1)
+	s.mustBerth("", "image", "import", imageV2)
+	s.mustBerth("", "apply", "-f", writeFile(t, dir, "v1.yaml", fmt.Sprintf(canaryService, echoV1, 0)), "--wait", "--timeout", "2m")
+
+	l := s.startLoad("shop.default.berth.localhost", 4)
+	defer func() {
+		if l != nil {
+			l.end()
+		}
+	}()
+
+	t.Run("a healthy canary is promoted through every step", func(t *testing.T) {
+		s.mustBerth("", "apply", "-f", writeFile(t, dir, "v2.yaml", fmt.Sprintf(canaryService, echoV2, 0)))
+		testutil.WaitForState(t, 3*time.Minute, "the canary of revision 2 promoted", func() (bool, string) {
+			svc := s.service("default", "shop")
+			c := svc.Status.Canary
+			return c != nil && c.Revision == 2 && c.Phase == v1.CanaryPromoted, fmt.Sprintf("%+v %s", c, instancesOf(svc))
+		})
+		s.mustBerth("", "rollout", "status", "shop", "--timeout", "2m")
+		testutil.WaitForState(t, time.Minute, "revision 1 drained", func() (bool, string) {
+			svc := s.service("default", "shop")
+			r := readyByRevision(svc)
+			return r[1] == 0 && r[2] == 2 && len(svc.Status.Instances) == 2, instancesOf(svc)
+		})
+		got := l.take()
+		t.Logf("answers during the healthy canary: %v", got)
+		if got["1"] == 0 || got["2"] == 0 {
+			t.Errorf("both revisions should have answered: %v", got)
+		}
+		for k, n := range got {
+			if k != "1" && k != "2" {
+				t.Errorf("%d requests answered %s", n, k)
+			}
+		}
+		out := s.mustBerth("", "describe", "service", "shop")
+		for _, want := range []string{"CanaryStarted", "CanaryStep", "CanaryPromoted"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("describe lacks the event %s:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("a canary failing 20% of requests rolls itself back", func(t *testing.T) {
+		s.mustBerth("", "apply", "-f", writeFile(t, dir, "v3.yaml", fmt.Sprintf(canaryService, echoV1, 20)))
+		testutil.WaitForState(t, 3*time.Minute, "the canary of revision 3 rolled back", func() (bool, string) {
+			svc := s.service("default", "shop")
+			c := svc.Status.Canary
+			return c != nil && c.Revision == 3 && c.Phase == v1.CanaryRolledBack, fmt.Sprintf("%+v %s", c, instancesOf(svc))
+		})
+		svc := s.service("default", "shop")
+		if c := svc.Status.Canary; c.Step != 0 || !strings.Contains(c.Message, "error rate") {
+			t.Errorf("rolled back at step %d: %q; want the first step, for its error rate", c.Step, c.Message)
+		}
+		_, stderr, code := s.berth("", "rollout", "status", "shop", "--timeout", "30s")
+		if code == 0 || !strings.Contains(stderr, "rolled back") {
+			t.Errorf("rollout status of a rolled-back canary: exit %d, %s", code, stderr)
+		}
+		testutil.WaitForState(t, time.Minute, "the canary's instances gone", func() (bool, string) {
+			svc := s.service("default", "shop")
+			r := readyByRevision(svc)
+			return r[3] == 0 && r[2] == 2 && len(svc.Status.Instances) == 2, instancesOf(svc)
+		})
+		during := l.take()
+		t.Logf("answers during the failing canary: %v", during)
+		// Failures only from the canary itself, within its 10% share.
+		total := 0
+		for k, n := range during {
+			total += n
+			if k != "2" && k != "3" && k != "app-500" {
+				t.Errorf("%d requests answered %s", n, k)
+			}
+		}
+		if f := during["app-500"]; f == 0 || f > total/10 {
+			t.Errorf("%d of %d requests failed; want some, and no more than the canary's 10%% share", f, total)
+		}
+		// Then everything is the stable revision's, and nothing fails.
+		after := s.countRevisions(t, "shop.default.berth.localhost", 500)
+		if after["2"] != 500 {
+			t.Errorf("after the rollback: %v, want revision 2 only", after)
+		}
+		out := s.mustBerth("", "describe", "service", "shop")
+		if !strings.Contains(out, "CanaryRolledBack") {
+			t.Errorf("describe lacks the rollback event:\n%s", out)
+		}
+	})
+
+	t.Run("a canary aborted by hand", func(t *testing.T) {
+		// A healthy template again, but the canary is stopped by hand at
+		// its first step.
+		s.mustBerth("", "apply", "-f", writeFile(t, dir, "v4.yaml", fmt.Sprintf(canaryService, echoV2, 1)))
+		testutil.WaitForState(t, time.Minute, "the canary of revision 4 started", func() (bool, string) {
+			c := s.service("default", "shop").Status.Canary
+			return c != nil && c.Revision == 4 && c.Phase == v1.CanaryProgressing, fmt.Sprintf("%+v", c)
+		})
+		s.mustBerth("", "rollout", "abort", "shop")
+		testutil.WaitForState(t, time.Minute, "revision 4 aborted and gone", func() (bool, string) {
+			svc := s.service("default", "shop")
+			r := readyByRevision(svc)
+			return svc.Status.Canary.Phase == v1.CanaryAborted && r[4] == 0 && r[2] == 2 && len(svc.Status.Instances) == 2, instancesOf(svc)
+		})
+		_, stderr, code := s.berth("", "rollout", "promote", "shop")
+		if code == 0 || !strings.Contains(stderr, "no canary in progress") {
+			t.Errorf("promote after an abort: exit %d, %s", code, stderr)
+		}
+	})
+	got := l.end()
+	l = nil
+	for k, n := range got {
+		if k != "2" && k != "4" && k != "app-500" {
+			t.Errorf("%d requests answered %s at the end", n, k)
+		}
+	}
+}
