@@ -148,7 +148,12 @@ type CanaryController struct {
 	log    *slog.Logger
 	base   map[string]stepBase
 	judged map[string]time.Time
+	wrote  map[string]time.Time // the last status write per canary
 }
+
+// measureWriteEvery bounds how often a canary's status is written only to
+// show newer measurements.
+const measureWriteEvery = 2 * time.Second
 
 type stepBase struct {
 	key            string // canaryKey of the step measured
@@ -169,7 +174,7 @@ func NewCanaries(cfg CanaryConfig) *CanaryController {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &CanaryController{cfg: cfg, log: cfg.Logger, base: map[string]stepBase{}, judged: map[string]time.Time{}}
+	return &CanaryController{cfg: cfg, log: cfg.Logger, base: map[string]stepBase{}, judged: map[string]time.Time{}, wrote: map[string]time.Time{}}
 }
 
 // Run judges canaries until ctx ends.
@@ -209,6 +214,7 @@ func (c *CanaryController) tick(ctx context.Context) {
 		if !seen[k] {
 			delete(c.base, k) // ended, or its workload is gone
 			delete(c.judged, k)
+			delete(c.wrote, k)
 		}
 	}
 }
@@ -277,10 +283,16 @@ func (c *CanaryController) step(ctx context.Context, key string, obj v1.Object, 
 	if jsonEqual(&next, st) {
 		return
 	}
-	if err := c.write(ctx, obj, st, &next); err != nil {
+	if event == nil && next.Message == st.Message && now.Sub(c.wrote[key]) < measureWriteEvery {
+		// Only the measurements moved: they are shown, not acted on, and
+		// every write wakes the workload's controller and the routes.
+		return
+	}
+	if err := c.write(ctx, obj, &next); err != nil {
 		c.log.Debug("canary status not written", "workload", key, "err", err)
 		return
 	}
+	c.wrote[key] = now
 	if event != nil {
 		c.log.Info("canary", "workload", key, "phase", next.Phase, "step", next.Step, "message", next.Message)
 		event()
@@ -298,7 +310,7 @@ func stepDone(s v1.CanaryStep, st *v1.CanaryStatus, now time.Time) bool {
 
 // write stores the new canary status if the canary is still the one
 // judged (its workload may have changed meanwhile: a conflict then).
-func (c *CanaryController) write(ctx context.Context, obj v1.Object, old, next *v1.CanaryStatus) error {
+func (c *CanaryController) write(ctx context.Context, obj v1.Object, next *v1.CanaryStatus) error {
 	switch o := obj.(type) {
 	case *v1.Service:
 		cp := *o
