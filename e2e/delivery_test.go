@@ -361,3 +361,72 @@ func TestCanary(t *testing.T) {
 		}
 	}
 }
+
+const canaryFunction = `apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: pay}
+spec:
+  image: %s
+  concurrency: 4
+  env:
+    - {name: FAIL_PERCENT, value: "%d"}
+  scale: {max: 3, idleTimeout: 30s}
+  timeout: 30s
+  strategy:
+    canary:
+      steps:
+        - {percent: 20, pause: 2s}
+        - {percent: 60, pause: 2s}
+      analysis: {maxErrorRate: 0.05, minRequests: 20, interval: 200ms}
+`
+
+func TestFunctionCanaryFromZero(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	s.mustBerth("", "image", "import", imageV1)
+	s.mustBerth("", "image", "import", imageV2)
+	s.mustBerth("", "apply", "-f", writeFile(t, dir, "v1.yaml", fmt.Sprintf(canaryFunction, echoV1, 0)))
+	testutil.WaitForState(t, time.Minute, "revision 1 at zero", func() (bool, string) {
+		fn := s.function("default", "pay")
+		return fn.Status.Revision == 1 && fn.Status.ReadyInstances == 0, fnState(fn)
+	})
+	// The bad revision is applied while the function sleeps: its canary
+	// starts at zero and the first request wakes both revisions.
+	s.mustBerth("", "apply", "-f", writeFile(t, dir, "v2.yaml", fmt.Sprintf(canaryFunction, echoV2, 20)))
+	testutil.WaitForState(t, time.Minute, "the canary of revision 2 started", func() (bool, string) {
+		fn := s.function("default", "pay")
+		c := fn.Status.Canary
+		return c != nil && c.Revision == 2 && c.Phase == v1.CanaryProgressing, fnState(fn)
+	})
+	l := s.startLoad("pay.default.berth.localhost", 4)
+	testutil.WaitForState(t, 3*time.Minute, "the canary of revision 2 rolled back", func() (bool, string) {
+		fn := s.function("default", "pay")
+		c := fn.Status.Canary
+		return c != nil && c.Phase == v1.CanaryRolledBack, fmt.Sprintf("%+v %s", c, fnState(fn))
+	})
+	testutil.WaitForState(t, time.Minute, "revision 2's instances gone", func() (bool, string) {
+		fn := s.function("default", "pay")
+		for _, i := range fn.Status.Instances {
+			if i.Revision == 2 && i.Phase != v1.PhaseTerminating {
+				return false, fnState(fn)
+			}
+		}
+		return true, fnState(fn)
+	})
+	during := l.take()
+	t.Logf("answers during the function's canary: %v", during)
+	total := 0
+	for k, n := range during {
+		total += n
+		if k != "1" && k != "2" && k != "app-500" {
+			t.Errorf("%d requests answered %s", n, k)
+		}
+	}
+	if f := during["app-500"]; f == 0 || f > total/5 {
+		t.Errorf("%d of %d requests failed; want some, and no more than the canary's 20%% share", f, total)
+	}
+	l.end()
+	if after := s.countRevisions(t, "pay.default.berth.localhost", 300); after["1"] != 300 {
+		t.Errorf("after the rollback: %v, want revision 1 only", after)
+	}
+}
