@@ -37,6 +37,13 @@ type Scaler interface {
 	Desired(env, name string) int
 }
 
+// KeepAlives is optional on a Scaler: whether a function keeps a prepared
+// standby now, and its keep-alive choice for its status.
+type KeepAlives interface {
+	WantsStandby(env, name string) bool
+	KeepAlive(env, name string) (*v1.KeepAliveStatus, bool)
+}
+
 // ColdStartStats reports what the activator saw of a function.
 type ColdStartStats interface {
 	Stats(env, name string) (inFlight int, coldStarts int64, last *v1.ColdStart)
@@ -195,7 +202,7 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
 		Replicas: plan.current, MaxSurge: max(plan.current, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max && (plan.current > 0 || len(plan.pinned) == 0),
+		Standby: desired < p.Max && c.wantsStandby(env, name) && (plan.current > 0 || len(plan.pinned) == 0),
 		Pinned:  plan.pinned,
 	})
 	if err != nil {
@@ -210,6 +217,11 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 			canary.Revision, canary.Stable, canary.Message))
 	}
 	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
+}
+
+func (c *FunctionController) wantsStandby(env, name string) bool {
+	k, ok := c.cfg.Scaler.(KeepAlives)
+	return !ok || k.WantsStandby(env, name)
 }
 
 // functionStatus computes a function's status from its instances.
@@ -244,6 +256,11 @@ func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, 
 			st.LastColdStart = last
 		}
 	}
+	if k, ok := c.cfg.Scaler.(KeepAlives); ok {
+		if ka, ok := k.KeepAlive(fn.Metadata.Environment, fn.Metadata.Name); ok {
+			st.KeepAlive = ka
+		}
+	}
 	if jsonEqual(fn.Status, st) {
 		return nil
 	}
@@ -272,7 +289,8 @@ func scaleParams(fn *v1.Function) ScaleParams {
 		TargetUtilization: ptrOr(fn.Spec.Scale.TargetUtilization, 0.7),
 		Min:               int(ptrOr(fn.Spec.Scale.Min, 0)),
 		Max:               int(ptrOr(fn.Spec.Scale.Max, 10)),
-		IdleTimeout:       60 * time.Second,
+		// Unset: the autoscaler learns it from the function's idle gaps.
+		IdleTimeout: 0,
 	}
 	if p.Concurrency < 1 {
 		p.Concurrency = 1

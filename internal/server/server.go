@@ -436,8 +436,9 @@ func (s *Server) buildControlPlane() error {
 	var functions *controller.FunctionController
 	routesSynced := make(chan struct{})
 	scaler := autoscaler.New(autoscaler.Config{
-		Source: s.gateway,
-		Logger: s.log.With("part", "autoscaler"),
+		Source:      s.gateway,
+		MaxStandbys: cfg.MaxStandbys,
+		Logger:      s.log.With("part", "autoscaler"),
 		OnChange: func(env, name string, _ int) {
 			if functions != nil {
 				functions.Enqueue(env, name)

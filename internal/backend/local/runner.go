@@ -48,6 +48,14 @@ type runner struct {
 	// startedAt is when the current task was started, if the store does
 	// not know it yet (a standby's start is recorded with readiness).
 	startedAt time.Time
+	// attachBegan is when the network attach of a fresh instance began:
+	// the start of its sandbox phase.
+	attachBegan time.Time
+	// start is where the current start spent its time so far; the first
+	// readiness after it completes and records it (startPending).
+	start        v1.StartPhases
+	startStarted time.Time
+	startPending bool
 }
 
 func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
@@ -133,6 +141,7 @@ func (r *runner) run(ctx context.Context) {
 
 	var att network.Attachment
 	retry := backoff.Backoff{Base: r.a.cfg.BackoffBase, Max: r.a.cfg.BackoffMax}
+	r.attachBegan = time.Now()
 	for {
 		if r.stopping() {
 			r.terminate(ctx, nil, grace)
@@ -236,6 +245,11 @@ var errStopping = errors.New("stopping")
 // one is already there), waits while the instance is a standby, then
 // starts the task. It returns when the task was started.
 func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared bool) (time.Time, error) {
+	began := r.attachBegan
+	if began.IsZero() {
+		began = time.Now()
+	}
+	r.attachBegan = time.Time{}
 	if !prepared {
 		spec, err := r.containerSpec(ctx, inst, rev, t, att)
 		if err != nil {
@@ -280,12 +294,15 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 			return time.Time{}, fmt.Errorf("start container: %w", err)
 		}
+		r.beginStart(v1.StartPhases{FromStandby: true, BeganAt: now}, now)
 		return now, nil
 	}
+	created := time.Now()
 	if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 		return time.Time{}, fmt.Errorf("start container: %w", err)
 	}
 	now := time.Now().UTC()
+	r.beginStart(v1.StartPhases{BeganAt: began.UTC(), SandboxMS: ms(created.Sub(began))}, created)
 	return now, r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 		st.Phase = v1.PhaseStarting
 		st.Ready = false
@@ -678,3 +695,32 @@ func (r *runner) releaseValueFiles() {
 		r.log.Warn("remove secret files", "err", err)
 	}
 }
+
+// beginStart records a task's start that began (with its sandbox) as p
+// says and whose task start began at startAt; the first readiness after
+// it completes the record.
+func (r *runner) beginStart(p v1.StartPhases, startAt time.Time) {
+	now := time.Now()
+	p.StartMS = ms(now.Sub(startAt))
+	r.mu.Lock()
+	r.start, r.startStarted, r.startPending = p, now, true
+	r.mu.Unlock()
+}
+
+// finishStart completes the pending start record at the first readiness,
+// nil when there is none.
+func (r *runner) finishStart(readyAt time.Time) *v1.StartPhases {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.startPending {
+		return nil
+	}
+	r.startPending = false
+	p := r.start
+	p.InitMS = ms(readyAt.Sub(r.startStarted))
+	p.ReadyAt = readyAt.UTC()
+	return &p
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
