@@ -342,6 +342,11 @@ func TestCanary(t *testing.T) {
 			c := s.service("default", "shop").Status.Canary
 			return c != nil && c.Revision == 4 && c.Phase == v1.CanaryProgressing, fmt.Sprintf("%+v", c)
 		})
+		// In progress, the canary has a host of its own.
+		testutil.WaitForState(t, time.Minute, "canary-shop to answer from revision 4", func() (bool, string) {
+			got := s.countRevisions(t, "canary-shop.default.berth.localhost", 20)
+			return got["4"]+got["app-500"] == 20, fmt.Sprint(got)
+		})
 		s.mustBerth("", "rollout", "abort", "shop")
 		testutil.WaitForState(t, time.Minute, "revision 4 aborted and gone", func() (bool, string) {
 			svc := s.service("default", "shop")

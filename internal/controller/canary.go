@@ -42,6 +42,11 @@ func canaryAt(strategy *v1.Canary, traffic []v1.TrafficTarget, prev *v1.CanarySt
 	}, true
 }
 
+// CanaryTag is the tag a canary in progress is reachable by
+// (canary-NAME.ENV), whatever its share: a blue/green step at 0 % is
+// previewed there.
+const CanaryTag = "canary"
+
 // canaryTraffic is the split a canary asks for: its share to the canary,
 // the rest to stable; everything to stable once rolled back or aborted,
 // and nil (spec.traffic as written) once promoted.
@@ -51,7 +56,7 @@ func canaryTraffic(c *v1.CanaryStatus) []v1.TrafficTarget {
 	}
 	switch c.Phase {
 	case v1.CanaryProgressing:
-		return []v1.TrafficTarget{{Revision: c.Stable, Percent: 100 - c.Percent}, {LatestRevision: true, Percent: c.Percent}}
+		return []v1.TrafficTarget{{Revision: c.Stable, Percent: 100 - c.Percent}, {LatestRevision: true, Percent: c.Percent, Tag: CanaryTag}}
 	case v1.CanaryRolledBack, v1.CanaryAborted:
 		return []v1.TrafficTarget{{Revision: c.Stable, Percent: 100}, {LatestRevision: true, Percent: 0}}
 	}
