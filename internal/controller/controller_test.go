@@ -38,6 +38,10 @@ type plane struct {
 	scaler  *scaler
 	policy  *policy
 	fns     *controller.FunctionController
+	// gw is a real gateway fed by the routes controller, and canaries
+	// judges on its measurements.
+	gw       *gateway.Gateway
+	canaries *controller.CanaryController
 }
 
 func newPlane(t *testing.T) *plane {
@@ -67,10 +71,13 @@ func newPlane(t *testing.T) *plane {
 	p.fns = controller.NewFunctions(controller.FunctionConfig{Store: st, Functions: fns, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Scaler: p.scaler, Logger: logger, ImageRetry: 100 * time.Millisecond})
 	p.scaler.wake = p.fns.Enqueue
 	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Logger: logger})
+	p.gw = gateway.New(gateway.Config{Logger: logger})
+	p.table.gw = p.gw
+	p.canaries = controller.NewCanaries(controller.CanaryConfig{Store: st, Services: svcs, Functions: fns, Stats: p.gw, Events: rec, Logger: logger, Tick: 20 * time.Millisecond})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run} {
+	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run, p.canaries.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -466,16 +473,22 @@ func (i *images) ResolveImageIn(ctx context.Context, env, ref string) (string, e
 	return "", v1.NotFound("image %q not found", ref)
 }
 
-// table keeps the last routing table.
+// table keeps the last routing table, and passes it on to a real
+// gateway when the test has one.
 type table struct {
 	mu      sync.Mutex
 	targets []gateway.Target
+	gw      *gateway.Gateway
 }
 
 func (t *table) SetTargets(ts []gateway.Target) {
 	t.mu.Lock()
 	t.targets = ts
+	gw := t.gw
 	t.mu.Unlock()
+	if gw != nil {
+		gw.SetTargets(ts)
+	}
 }
 
 func (t *table) target(env, name string) (gateway.Target, bool) {
