@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/testutil"
 )
 
@@ -197,4 +198,73 @@ func canaryUpdate(cur, next *v1.Service) *v1.Service {
 	out := *cur
 	out.Spec = next.Spec
 	return &out
+}
+
+func TestFunctionCanaryRolledBack(t *testing.T) {
+	p := newPlane(t)
+	srv := httptest.NewServer(p.gw)
+	t.Cleanup(srv.Close)
+	p.images.set("pay:1", "sha256:"+strings.Repeat("1", 64))
+	p.images.set("pay:2", "sha256:"+strings.Repeat("2", 64))
+	max, rate := int32(3), 0.05
+	fn := func(image string, fail int) v1.FunctionSpec {
+		return v1.FunctionSpec{
+			Template:    v1.Template{Image: image, Port: 8080, Env: []v1.EnvVar{{Name: "FAIL_PERCENT", Value: fmt.Sprint(fail)}}},
+			Concurrency: 8,
+			Scale:       v1.FunctionScale{Max: &max},
+			Strategy: v1.FunctionStrategy{Canary: &v1.Canary{
+				Steps:    []v1.CanaryStep{{Percent: 30, Pause: "300ms"}},
+				Analysis: v1.CanaryAnalysis{MaxErrorRate: &rate, MinRequests: 20, Interval: "50ms"},
+			}},
+		}
+	}
+	key := store.Key{Kind: v1.KindFunction, Environment: "default", Name: "pay"}
+	p.create(&v1.Function{TypeMeta: tm(v1.KindFunction), Metadata: v1.ObjectMeta{Name: "pay", Environment: "default"}, Spec: fn("pay:1", 0)})
+	p.scaler.set("default", "pay", 2)
+	testutil.WaitForState(t, 20*time.Second, "revision 1 awake", func() (bool, string) {
+		f, _ := get[v1.Function](p, key)
+		return f.Status.Revision == 1 && f.Status.ReadyInstances == 2, fmt.Sprint(f.Status.Instances)
+	})
+	update[v1.Function](p, key, func(f *v1.Function) { f.Spec = fn("pay:2", 20) })
+	// Demand shared: 2 × 70 % → 2 of revision 1, 2 × 30 % → 1 of revision 2.
+	testutil.WaitForState(t, 20*time.Second, "the canary of revision 2 running", func() (bool, string) {
+		f, _ := get[v1.Function](p, key)
+		ready := map[int64]int{}
+		for _, i := range f.Status.Instances {
+			if i.Ready && i.Phase != v1.PhaseTerminating {
+				ready[i.Revision]++
+			}
+		}
+		return f.Status.Canary.Active() && ready[1] == 2 && ready[2] == 1, fmt.Sprint(ready, f.Status.Canary)
+	})
+	var got map[string]int
+	testutil.WaitForState(t, 20*time.Second, "the canary rolled back", func() (bool, string) {
+		g := p.send(t, srv.URL, "pay", 100)
+		for k, n := range g {
+			if got == nil {
+				got = map[string]int{}
+			}
+			got[k] += n
+		}
+		f, _ := get[v1.Function](p, key)
+		return f.Status.Canary != nil && f.Status.Canary.Phase == v1.CanaryRolledBack, fmt.Sprint(f.Status.Canary)
+	})
+	t.Logf("answers: %v", got)
+	for k := range got {
+		if k != "1" && k != "2" && k != "fail-500" {
+			t.Errorf("answers %s: %v", k, got)
+		}
+	}
+	testutil.WaitForState(t, 20*time.Second, "revision 2 gone", func() (bool, string) {
+		f, _ := get[v1.Function](p, key)
+		for _, i := range f.Status.Instances {
+			if i.Revision == 2 && i.Phase != v1.PhaseTerminating {
+				return false, fmt.Sprint(f.Status.Instances)
+			}
+		}
+		return true, ""
+	})
+	if after := p.send(t, srv.URL, "pay", 200); after["1"] != 200 {
+		t.Errorf("after the rollback: %v", after)
+	}
 }
