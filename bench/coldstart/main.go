@@ -351,7 +351,7 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 			}
 			prepared := false
 			for _, i := range fn.Status.Instances {
-				prepared = prepared || i.Phase == v1.PhaseStandby
+				prepared = prepared || (i.Phase == v1.PhaseStandby && i.IP != "") // an address: prepared, not only asked for
 			}
 			if prepared && fn.Status.ReadyInstances == 0 && len(fn.Status.Instances) == 1 {
 				break

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -106,7 +107,7 @@ func (s *berthServer) atZero(ctx context.Context, name string, standby bool) err
 		}
 		prepared, others := false, 0
 		for _, i := range fn.Status.Instances {
-			if i.Phase == v1.PhaseStandby {
+			if i.Phase == v1.PhaseStandby && i.IP != "" { // an address: prepared, not only asked for
 				prepared = true
 			} else {
 				others++
@@ -181,7 +182,7 @@ func (s *berthServer) phaseMeans(ctx context.Context) (map[string]map[string]flo
 // moments runs the hard moments, rounds times over, and prints each
 // moment's percentiles, all of them together, and the mean of each
 // phase of the server's cold starts in this server's last life.
-func moments(ctx context.Context, dir, sock, tar string, rounds int) error {
+func moments(ctx context.Context, dir, sock, tar string, rounds int) (err error) {
 	s := &berthServer{bin: filepath.Join(dir, "berth"), data: filepath.Join(dir, "mdata"), sock: sock, logPath: filepath.Join(dir, "moments.log"),
 		namespace: "coldmoments", pool: "10.229.0.0/16", bridges: "bcoldm"}
 	if out, err := exec.Command("go", "build", "-o", s.bin, "./cmd/berth").CombinedOutput(); err != nil {
@@ -192,10 +193,17 @@ func moments(ctx context.Context, dir, sock, tar string, rounds int) error {
 	}
 	defer func() {
 		s.stop()
-		testutil.RemoveHostNetwork("bcoldm")
+		testutil.RemoveHostNetwork(s.bridges)
+		if err != nil {
+			// The data dir goes with the run: show why from the server.
+			if raw, rerr := os.ReadFile(s.logPath); rerr == nil {
+				lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+				fmt.Fprintf(os.Stderr, "last lines of the server's log:\n%s\n", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
 	}()
 	f, _ := os.Open(tar)
-	_, err := s.c.ImportImage(ctx, f)
+	_, err = s.c.ImportImage(ctx, f)
 	f.Close()
 	if err != nil {
 		return err

@@ -16,8 +16,8 @@ import (
 
 func newDescribeCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "describe service|function|workflow NAME",
-		Short:   "Show a service, function or workflow in detail",
+		Use:     "describe service|function|workflow|environment NAME",
+		Short:   "Show a service, function, workflow or environment in detail",
 		Example: "  berth describe service web\n  berth describe svc/web -e staging\n  berth describe fn/resize\n  berth describe workflow checkout",
 		Args:    rangeArgs(1, 2, "the kind", "the name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -25,11 +25,14 @@ func newDescribeCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if k.Kind != v1.KindService && k.Kind != v1.KindFunction && k.Kind != v1.KindWorkflow {
-				return usageErrorf(cmd, "describe supports services, functions and workflows only; use `berth get %s NAME -o yaml`", k.Plural)
+			if k.Kind != v1.KindService && k.Kind != v1.KindFunction && k.Kind != v1.KindWorkflow && k.Kind != v1.KindEnvironment {
+				return usageErrorf(cmd, "describe supports services, functions, workflows and environments only; use `berth get %s NAME -o yaml`", k.Plural)
 			}
 			if name == "" {
 				return usageErrorf(cmd, "missing the name")
+			}
+			if k.Kind == v1.KindEnvironment {
+				return o.describeEnvironment(cmd, name)
 			}
 			if k.Kind == v1.KindWorkflow {
 				return o.describeWorkflow(cmd, name)

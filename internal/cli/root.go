@@ -80,6 +80,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newBuildCommand(o), newInitCommand(o), newDeployCommand(o),
 		newTracesCommand(o), newTraceCommand(o),
 		newEnvCommand(o), newValuesCommand(o, v1.KindSecret), newValuesCommand(o, v1.KindConfig), newTokenCommand(o), newStackCommand(o),
+		newBucketCommand(o), newObjectCommand(o), newKVCommand(o), newAccessKeyCommand(o),
 		newVersionCommand(o),
 	)
 	return root

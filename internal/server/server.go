@@ -77,6 +77,7 @@ type Server struct {
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
+	state      *state // the environments' object and key-value stores
 	parts      []part
 
 	apiLn, gwLn net.Listener
@@ -311,6 +312,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(), SampleRatio: s.tracing.SampleRatio(),
+		// The routes controller loads the table once the caches are
+		// synced, moments after the listeners open.
+		WaitForTable: 10 * time.Second,
 	})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's
@@ -362,6 +366,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 
+	if err := s.buildState(); err != nil {
+		return err
+	}
 	if err := s.buildBackend(); err != nil {
 		return err
 	}
@@ -400,7 +407,7 @@ func (s *Server) buildBackend() error {
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
-		Events:    s.events, Secrets: s.values,
+		Events:    s.events, Secrets: s.values, InstanceEnv: s.instanceEnv,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
 		Logger: s.log.With("part", "backend"),
 	})
@@ -551,6 +558,7 @@ func (s *Server) buildAPI() error {
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
+		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
@@ -620,6 +628,7 @@ func (s *Server) stop() {
 	if s.queue != nil {
 		s.queue.Close()
 	}
+	s.state.close()
 	if s.tracing != nil {
 		// Flushes what is queued for the OTLP collector.
 		_ = s.tracing.Shutdown(ctx)

@@ -146,7 +146,7 @@ func (r *runner) setReady(ctx context.Context, ready bool) {
 	if ready {
 		start = r.finishStart(time.Now())
 	}
-	err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+	change := func(st *v1.InstanceStatus) {
 		st.Ready = ready
 		st.Phase = v1.PhaseRunning
 		if startedAt.After(st.StartedAt) {
@@ -155,9 +155,26 @@ func (r *runner) setReady(ctx context.Context, ready bool) {
 		if start != nil {
 			st.Start = start
 		}
-	})
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("record readiness", "err", err)
+	}
+	inst := r.object()
+	if r.a.readyNow != nil {
+		// Said before it is written: the gateway need not wait for the
+		// disk sync to route to a woken instance.
+		st := inst.Status
+		change(&st)
+		r.a.readyNow(inst, st)
+	}
+	err := r.patchStatus(ctx, change)
+	if err != nil {
+		if r.a.readyNow != nil && ready {
+			// Not recorded: withdraw the word.
+			st := inst.Status
+			st.Ready = false
+			r.a.readyNow(inst, st)
+		}
+		if ctx.Err() == nil {
+			r.log.Warn("record readiness", "err", err)
+		}
 	}
 }
 

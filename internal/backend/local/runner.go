@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,24 @@ type runner struct {
 	start        v1.StartPhases
 	startStarted time.Time
 	startPending bool
+	// activated says the backend took this standby out of standby in
+	// memory, ahead of its record (Agent.activateNow).
+	activated bool
+}
+
+// activate starts a waiting standby ahead of its record.
+func (r *runner) activate() {
+	r.mu.Lock()
+	r.activated = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+// standby says whether the instance is still to wait as a standby.
+func (r *runner) standby() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.obj.Spec.Standby && !r.activated
 }
 
 func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
@@ -189,6 +208,16 @@ func (r *runner) run(ctx context.Context) {
 		if !adopted {
 			var err error
 			startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, prepared)
+			if err != nil && !errors.Is(err, errStopping) && ctx.Err() == nil {
+				// Once more from nothing before it counts as a failure:
+				// what a server stopped mid-create leaves behind (a task's
+				// state, a half-made container) is removed by Delete, and
+				// a request held for this instance should not get a 502
+				// for it.
+				r.log.Info("start failed; removing what is left and starting again", "err", err)
+				_ = r.a.cfg.Driver.Delete(ctx, r.id)
+				startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, false)
+			}
 			prepared = false
 			if errors.Is(err, errStopping) {
 				continue
@@ -266,7 +295,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, fmt.Errorf("create container: %w", err)
 		}
 	}
-	if r.object().Spec.Standby {
+	if r.standby() {
 		err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 			st.Phase = v1.PhaseStandby
 			st.Ready = false
@@ -278,7 +307,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, err
 		}
 		// Wait, prepared, until the instance is needed or drained.
-		for r.object().Spec.Standby && !r.stopping() {
+		for r.standby() && !r.stopping() {
 			select {
 			case <-ctx.Done():
 				return time.Time{}, ctx.Err()
@@ -327,6 +356,18 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 	values, err := r.resolveValues(ctx, inst.Metadata.Environment, t)
 	if err != nil {
 		return runtime.ContainerSpec{}, err
+	}
+	if f := r.a.cfg.InstanceEnv; f != nil {
+		extra, err := f(ctx, inst.Metadata.Environment)
+		if err != nil {
+			return runtime.ContainerSpec{}, fmt.Errorf("platform environment variables: %w", err)
+		}
+		for _, kv := range extra {
+			name, _, _ := strings.Cut(kv, "=")
+			if !slices.ContainsFunc(t.Env, func(e v1.EnvVar) bool { return e.Name == name }) {
+				env = append(env, kv)
+			}
+		}
 	}
 	for _, e := range t.Env {
 		val := e.Value
