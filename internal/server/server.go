@@ -562,7 +562,7 @@ func (s *Server) buildAPI() error {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
-	mux.Handle("/", api.WithMetrics(s.metrics, cfg.MetricsPublic))
+	mux.Handle("/", s.awsAPIs(api.WithMetrics(s.metrics, cfg.MetricsPublic)))
 	// Bounded per listener and per client, with no whole-request
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)

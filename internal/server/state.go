@@ -133,6 +133,8 @@ func (s *Server) instanceEnv(ctx context.Context, env string) ([]string, error) 
 		"AWS_REGION=" + stateRegion,
 		"AWS_DEFAULT_REGION=" + stateRegion,
 		"BERTH_KV_URL=http://kv." + host,
+		"AWS_ENDPOINT_URL_SFN=http://states." + host,
+		"AWS_ENDPOINT_URL_LAMBDA=http://lambda." + host,
 	}, nil
 }
 

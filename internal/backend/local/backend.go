@@ -248,7 +248,9 @@ func (b *Backend) Instances(ref backend.Ref) []v1.InstanceStatus {
 		}
 		if i.Spec.Standby && !fresh {
 			s.Ready = false
-			if s.Phase != v1.PhaseFailed {
+			// Pending while it is being prepared; Standby once it is
+			// (the runner says so).
+			if s.Phase != v1.PhaseFailed && s.Phase != v1.PhasePending && s.Phase != "" {
 				s.Phase = v1.PhaseStandby
 			}
 		}
