@@ -188,15 +188,15 @@ spec:
 // load sends requests to host through the gateway until stopped, and
 // counts the answers: by revision for a 200, "app-500" for a failure the
 // workload itself answered, "code-N" or "error" for anything else.
-type load struct {
+type revisionLoad struct {
 	mu     sync.Mutex
 	counts map[string]int
 	stop   chan struct{}
 	wg     sync.WaitGroup
 }
 
-func (s *server) startLoad(host string, workers int) *load {
-	l := &load{counts: map[string]int{}, stop: make(chan struct{})}
+func (s *server) startLoad(host string, workers int) *revisionLoad {
+	l := &revisionLoad{counts: map[string]int{}, stop: make(chan struct{})}
 	for range workers {
 		l.wg.Add(1)
 		go func() {
@@ -231,7 +231,7 @@ func (s *server) startLoad(host string, workers int) *load {
 }
 
 // take returns the counts so far and starts counting afresh.
-func (l *load) take() map[string]int {
+func (l *revisionLoad) take() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.counts
@@ -239,7 +239,7 @@ func (l *load) take() map[string]int {
 	return c
 }
 
-func (l *load) end() map[string]int {
+func (l *revisionLoad) end() map[string]int {
 	close(l.stop)
 	l.wg.Wait()
 	return l.take()
