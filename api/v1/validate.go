@@ -135,6 +135,12 @@ func validateService(s *Service) error {
 	case surge == 0 && unavailable == 0:
 		return FieldError("spec.strategy", "maxSurge and maxUnavailable are both 0, so a rollout could never make progress; set one of them above 0")
 	}
+	if err := validateTraffic(spec.Traffic, s.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
+		return err
+	}
 	return validateRoute(spec.Route)
 }
 
@@ -537,6 +543,12 @@ func validateFunction(f *Function) error {
 		return err
 	}
 	if err := validateRoute(spec.Route); err != nil {
+		return err
+	}
+	if err := validateTraffic(spec.Traffic, f.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
 		return err
 	}
 	topics := map[string]int{}

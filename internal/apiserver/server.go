@@ -163,6 +163,12 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/services/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindService)})
 	api("/api/v1/environments/{env}/functions/{name}/revisions", methods{http.MethodGet: s.listRevisions(v1.KindFunction)})
 	api("/api/v1/environments/{env}/functions/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindFunction)})
+	for _, kind := range []string{v1.KindService, v1.KindFunction} {
+		for _, action := range []string{"promote", "abort"} {
+			res, _ := byKind(kind)
+			api("/api/v1/environments/{env}/"+res.plural+"/{name}/"+action, methods{http.MethodPost: s.canaryAction(kind, action)})
+		}
+	}
 	api("/api/v1/environments/{env}/services/{name}/convert", methods{http.MethodPost: s.convert(v1.KindService)})
 	api("/api/v1/environments/{env}/functions/{name}/convert", methods{http.MethodPost: s.convert(v1.KindFunction)})
 	api("/api/v1/environments/{env}/advice", methods{http.MethodGet: s.adviceList})

@@ -71,6 +71,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newLogsCommand(o),
 		newTopCommand(o),
 		newRolloutCommand(o),
+		newTrafficCommand(o),
 		newInvokeCommand(o),
 		newInvocationCommand(o),
 		newPublishCommand(o),

@@ -42,6 +42,10 @@ type plane struct {
 	routes  *controller.Routes
 	wasm    *wasm.Host
 	modules *modules
+	// gw is a real gateway fed by the routes controller, and canaries
+	// judges on its measurements.
+	gw       *gateway.Gateway
+	canaries *controller.CanaryController
 }
 
 func newPlane(t *testing.T) *plane {
@@ -76,11 +80,14 @@ func newPlane(t *testing.T) *plane {
 		Wasm: p.wasm, WasmModules: p.modules})
 	p.scaler.wake = p.fns.Enqueue
 	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Wasm: p.wasm, Logger: logger})
+	p.gw = gateway.New(gateway.Config{Logger: logger})
+	p.table.gw = p.gw
+	p.canaries = controller.NewCanaries(controller.CanaryConfig{Store: st, Services: svcs, Functions: fns, Stats: p.gw, Events: rec, Logger: logger, Tick: 20 * time.Millisecond})
 	p.routes = rc
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run} {
+	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run, p.canaries.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -544,16 +551,22 @@ func (i *images) ResolveImageIn(ctx context.Context, env, ref string) (string, e
 	return "", v1.NotFound("image %q not found", ref)
 }
 
-// table keeps the last routing table.
+// table keeps the last routing table, and passes it on to a real
+// gateway when the test has one.
 type table struct {
 	mu      sync.Mutex
 	targets []gateway.Target
+	gw      *gateway.Gateway
 }
 
 func (t *table) SetTargets(ts []gateway.Target) {
 	t.mu.Lock()
 	t.targets = ts
+	gw := t.gw
 	t.mu.Unlock()
+	if gw != nil {
+		gw.SetTargets(ts)
+	}
 }
 
 func (t *table) snapshot() []gateway.Target {

@@ -113,7 +113,8 @@ func NewFunctions(cfg FunctionConfig) *FunctionController {
 		cfg: cfg, log: cfg.Logger, q: newQueue(),
 	}
 	cfg.Functions.AddHandler(func(k store.Key, old, cur *v1.Function) {
-		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) {
+		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) &&
+			(old == nil || canaryKey(old.Status.Canary) == canaryKey(cur.Status.Canary)) {
 			return // our own status write
 		}
 		c.q.Add(k.Environment + "/" + k.Name)
@@ -205,21 +206,39 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	c.cfg.Scaler.Set(env, name, p)
 	desired := min(max(c.cfg.Scaler.Desired(env, name), p.Min), p.Max)
 
+	// A split shares the autoscaler's demand between its revisions; at
+	// zero every revision is at zero.
+	canary, started := canaryAt(fn.Spec.Strategy.Canary, fn.Spec.Traffic, fn.Status.Canary, fn.Status.Revision,
+		cur.Spec.Number, revisionExists(revs), time.Now())
+	traffic := fn.Spec.Traffic
+	if ct := canaryTraffic(canary); ct != nil {
+		traffic = ct
+	}
+	plan := planRevisions(traffic, revs, cur, desired, min(desired, 1))
+	plan.canary = canary
+	if len(plan.missing) > 0 {
+		c.log.Warn("traffic names missing revisions", "function", key, "revisions", plan.missing)
+	}
 	// A new revision replaces all instances at once (surge = desired): a
 	// function's instances are interchangeable and short-lived.
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
-		Replicas: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max && c.wantsStandby(env, name),
+		Replicas: plan.current, MaxSurge: max(plan.current, 1), MaxUnavailable: 0,
+		Standby: desired < p.Max && c.wantsStandby(env, name) && (plan.current > 0 || len(plan.pinned) == 0),
+		Pinned:  plan.pinned,
 	})
 	if err != nil {
 		return err
 	}
 	insts := c.cfg.Backend.Instances(ref)
-	if err := c.updateStatus(ctx, fn, cur, insts, desired); err != nil {
+	if err := c.updateStatus(ctx, fn, cur, insts, desired, plan); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts)
+	if started {
+		c.event(ctx, ref, "Normal", "CanaryStarted", fmt.Sprintf("Canary of revision %d against revision %d: %s",
+			canary.Revision, canary.Stable, canary.Message))
+	}
+	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
 }
 
 func (c *FunctionController) wantsStandby(env, name string) bool {
@@ -249,8 +268,9 @@ func functionStatus(fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus
 	return st
 }
 
-func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int) error {
+func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int, plan revisionPlan) error {
 	st := functionStatus(fn, cur, insts, desired, time.Now())
+	st.Traffic, st.Canary = plan.traffic, plan.canary
 	if c.cfg.Stats != nil {
 		inFlight, cold, last := c.cfg.Stats.Stats(fn.Metadata.Environment, fn.Metadata.Name)
 		st.InFlight, st.ColdStarts = int32(inFlight), cold

@@ -150,6 +150,8 @@ func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 			t.RoutePath = s.Spec.Route.Path
 			t.StripPrefix = s.Spec.Route.StripPrefix
 		}
+		t.Sticky = s.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(s.Status.Traffic)
 		targets = append(targets, t)
 	}
 	for _, f := range fns {
@@ -166,6 +168,8 @@ func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 			t.RoutePath = f.Spec.Route.Path
 			t.StripPrefix = f.Spec.Route.StripPrefix
 		}
+		t.Sticky = f.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(f.Status.Traffic)
 		if f.IsWasm() {
 			r.wasmTarget(f, &t)
 		}

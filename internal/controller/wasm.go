@@ -74,7 +74,7 @@ func (c *FunctionController) syncWasm(ctx context.Context, key string, ref backe
 			return err
 		}
 	}
-	return c.pruneRevisions(ctx, cur, revs, nil)
+	return c.pruneRevisions(ctx, cur, revs, nil, fn.Spec.Traffic)
 }
 
 // wasmFunction is what the host needs of fn's revision cur.

@@ -176,12 +176,15 @@ func (w *workloads) remove(ctx context.Context, ref backend.Ref) error {
 }
 
 // pruneRevisions keeps the newest historyLimit revisions plus any still
-// running.
-func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs []*v1.Revision, insts []v1.InstanceStatus) error {
+// running or named by spec.traffic.
+func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs []*v1.Revision, insts []v1.InstanceStatus, traffic []v1.TrafficTarget) error {
 	if len(revs) <= w.historyLimit {
 		return nil
 	}
 	inUse := map[int64]bool{cur.Spec.Number: true}
+	for _, n := range trafficRevisions(traffic) {
+		inUse[n] = true
+	}
 	for _, i := range insts {
 		inUse[i.Revision] = true
 	}

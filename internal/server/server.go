@@ -510,6 +510,10 @@ func (s *Server) buildControlPlane() error {
 	s.addPart("functions", functions.Run)
 	s.addPart("autoscaler", scaler.Run)
 	s.addPart("routes", routes.Run)
+	s.addPart("canaries", controller.NewCanaries(controller.CanaryConfig{
+		Store: s.store, Services: svcs, Functions: fns, Stats: s.gateway, Events: s.events,
+		Logger: s.log.With("part", "canaries"),
+	}).Run)
 	s.addPart("events-pruner", func(ctx context.Context) error {
 		return events.RunPruner(ctx, s.store, 30*time.Second, func(err error) {
 			s.log.Warn("prune events", "err", err)
