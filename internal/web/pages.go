@@ -44,11 +44,11 @@ func superuser(who v1.WhoAmI) bool {
 
 // envSummary is one environment as the environments pages show it.
 type envSummary struct {
-	Env                                   v1.Environment
+	Env                                    v1.Environment
 	Services, Functions, Workflows, Topics int
-	CPUUsed, CPUQuota                     int64 // millicores; quota 0: none
-	MemUsed, MemQuota                     int64 // bytes
-	Tokens                                []v1.Token
+	CPUUsed, CPUQuota                      int64 // millicores; quota 0: none
+	MemUsed, MemQuota                      int64 // bytes
+	Tokens                                 []v1.Token
 }
 
 func (e envSummary) CPUPct() int { return pct(e.CPUUsed, e.CPUQuota) }
@@ -645,11 +645,11 @@ func (d *Dashboard) logStream(w http.ResponseWriter, r *http.Request, rq *reques
 // ---- traces ----
 
 type tracesData struct {
-	Traces                               []v1.TraceSummary
-	Err                                  *v1.Error
-	Workload, Environment, MinDuration   string
-	Errors                               bool
-	Limit                                int
+	Traces                             []v1.TraceSummary
+	Err                                *v1.Error
+	Workload, Environment, MinDuration string
+	Errors                             bool
+	Limit                              int
 }
 
 func (d *Dashboard) tracesPage(r *http.Request, rq *request, v *view) (string, error) {
