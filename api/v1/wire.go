@@ -112,3 +112,11 @@ type WhoAmI struct {
 	Role         string   `json:"role"`
 	Environments []string `json:"environments"`
 }
+
+// DashboardLink is the answer of POST /ui/login-links (a bearer token in
+// the request): a one-use login link to the dashboard for that token.
+type DashboardLink struct {
+	// Path is the link's path and query on the API address.
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}

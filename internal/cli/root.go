@@ -79,6 +79,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newBuildCommand(o), newInitCommand(o), newDeployCommand(o),
 		newTracesCommand(o), newTraceCommand(o),
 		newEnvCommand(o), newValuesCommand(o, v1.KindSecret), newValuesCommand(o, v1.KindConfig), newTokenCommand(o), newStackCommand(o),
+		newDashboardCommand(o),
 		newVersionCommand(o),
 	)
 	return root

@@ -498,13 +498,6 @@ func (d *Dashboard) loginLink(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/environments", http.StatusSeeOther)
 }
 
-// LoginLink is the answer of POST /ui/login-links.
-type LoginLink struct {
-	// Path is the link's path and query on the API address.
-	Path    string    `json:"path"`
-	Expires time.Time `json:"expires"`
-}
-
 // issueLoginLink makes a one-use login link for the bearer token of the
 // request (`berth dashboard`), after the API has taken the token.
 func (d *Dashboard) issueLoginLink(w http.ResponseWriter, r *http.Request) {
@@ -526,7 +519,7 @@ func (d *Dashboard) issueLoginLink(w http.ResponseWriter, r *http.Request) {
 	code, exp := d.links.issue(token)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(LoginLink{Path: "/ui/login/link?code=" + code, Expires: exp})
+	json.NewEncoder(w).Encode(v1.DashboardLink{Path: "/ui/login/link?code=" + code, Expires: exp})
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {

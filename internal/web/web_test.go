@@ -199,7 +199,7 @@ func TestLoginSessionsAndLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var link web.LoginLink
+	var link v1.DashboardLink
 	json.NewDecoder(resp.Body).Decode(&link)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(link.Path, "/ui/login/link?code=") || strings.Contains(link.Path, adminToken) {

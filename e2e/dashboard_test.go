@@ -1,0 +1,364 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/testutil"
+)
+
+// browser is a headless Chromium (Debian's) driven over the DevTools
+// protocol. Every console error, uncaught exception and failed load is
+// kept, and each step fails the test if one came that the step did not
+// expect.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+	dir  string
+
+	mu      sync.Mutex
+	errs    []string
+	allowed []string // substrings of errors the current step expects
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		testutil.Skip(t, "chromium is not installed (scripts/install-deps.sh installs Debian's)")
+	}
+	b := &browser{t: t, base: base, dir: t.ArtifactDir()}
+	// The machine's network is closed and the test owns the profile: no
+	// sandbox (root in a container), no GPU, nothing that phones home.
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(b.listen))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first Run starts the browser; it lives as long as ctx.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	b.ctx = ctx
+	return b
+}
+
+func (b *browser) listen(ev any) {
+	var msg string
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type != runtime.ConsoleAPICalledTypeError && ev.Type != runtime.ConsoleAPICalledTypeAssert {
+			return
+		}
+		var parts []string
+		for _, a := range ev.Args {
+			parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
+		}
+		msg = "console." + string(ev.Type) + ": " + strings.Join(parts, " ")
+	case *runtime.EventExceptionThrown:
+		msg = "exception: " + ev.ExceptionDetails.Text
+		if ev.ExceptionDetails.Exception != nil {
+			msg += " " + ev.ExceptionDetails.Exception.Description
+		}
+	case *log.EventEntryAdded:
+		if ev.Entry.Level != log.EntryLevelError {
+			return
+		}
+		msg = fmt.Sprintf("%s: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+	default:
+		return
+	}
+	b.mu.Lock()
+	b.errs = append(b.errs, msg)
+	b.mu.Unlock()
+}
+
+// expect lets the next steps see errors containing these substrings (a
+// form the API refuses answers 4xx, which Chromium logs).
+func (b *browser) expect(substrings ...string) {
+	b.mu.Lock()
+	b.allowed = substrings
+	b.mu.Unlock()
+}
+
+// checkConsole fails on errors the step did not expect.
+func (b *browser) checkConsole(step string) {
+	b.t.Helper()
+	b.mu.Lock()
+	errs, allowed := b.errs, b.allowed
+	b.errs, b.allowed = nil, nil
+	b.mu.Unlock()
+	for _, e := range errs {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || strings.Contains(e, a)
+		}
+		if !ok {
+			b.t.Errorf("%s: the browser reported an error: %s", step, e)
+		}
+	}
+}
+
+func (b *browser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.shot("failed-" + step)
+		b.t.Fatalf("%s: %v", step, err)
+	}
+	b.checkConsole(step)
+}
+
+// until waits, with a deadline, for a JavaScript predicate to hold on the
+// page; the page keeps its own state (no reload).
+func (b *browser) until(what, predicate string, timeout time.Duration) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		body, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string]("document.querySelector('main') ? document.querySelector('main').innerText : ''"))
+		b.t.Fatalf("waiting for %s: %v\npage:\n%s", what, err, body)
+	}
+	b.checkConsole(what)
+}
+
+func (b *browser) eval(js string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return s
+}
+
+// shot saves a PNG of the whole page into the test's artifact directory
+// (go test -artifacts keeps it).
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	p := filepath.Join(b.dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot %s (%d KiB)", p, len(png)>>10)
+}
+
+func (b *browser) open(path string) chromedp.Action[chromedp.Void] {
+	return chromedp.Navigate(b.base + path)
+}
+
+const dashboardWorkflow = `apiVersion: berth.dev/v1
+kind: Workflow
+metadata: {name: order}
+spec:
+  definition:
+    StartAt: Check
+    States:
+      Check:
+        Type: Choice
+        Choices:
+          - {Variable: "$.qty", NumericGreaterThan: 0, Next: Charge}
+        Default: Reject
+      Charge:
+        Type: Task
+        Resource: "function:fn"
+        ResultPath: "$.payment"
+        Next: Done
+      Done: {Type: Succeed}
+      Reject: {Type: Fail, Error: Rejected}
+`
+
+// TestDashboard drives the web dashboard in a real browser against a real
+// server: log in with `berth dashboard`'s link, see a service and its
+// instances, watch a function scale from zero after a request (the page
+// redraws itself), follow logs as lines arrive, open a trace's waterfall,
+// get the API's error for bad input, start a workflow and see its path,
+// and, as a viewer, be refused an action. Each page is screenshotted into
+// the test's artifact directory, at 1280 and 390 px wide.
+func TestDashboard(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t, "http://"+s.apiAddr)
+	s.mustBerth("", "image", "import", imageV1)
+	s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: web}
+spec: {image: %s, replicas: 2}
+---
+apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: fn}
+spec:
+  image: %s
+  scale: {max: 2, idleTimeout: 300s}
+---
+`, echoV1, echoV1)+dashboardWorkflow, "apply", "-f", "-")
+	testutil.WaitForState(t, 90*time.Second, "web 2/2 ready and fn at zero with a standby", func() (bool, string) {
+		svc := s.service("default", "web")
+		fn := s.function("default", "fn")
+		standby := false
+		for _, i := range fn.Status.Instances {
+			standby = standby || i.Phase == v1.PhaseStandby
+		}
+		return svc.Status.ReadyReplicas == 2 && standby, fmt.Sprintf("web %d ready; fn %s", svc.Status.ReadyReplicas, fnState(fn))
+	})
+
+	t.Run("log in with the link of berth dashboard", func(t *testing.T) {
+		link := strings.TrimSpace(s.mustBerth("", "dashboard"))
+		if !strings.HasPrefix(link, "http://"+s.apiAddr+"/ui/login/link?code=") {
+			t.Fatalf("berth dashboard printed %q", link)
+		}
+		b.do("login", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#envs")))
+		if loc := b.eval("location.pathname + location.search"); loc != "/ui/environments" {
+			t.Fatalf("after the link the browser is at %s", loc)
+		}
+		b.until("the default environment listed", `!!document.querySelector('#envs a[href="/ui/env/default"]')`, 10*time.Second)
+		b.shot("01-environments")
+		// Keyboard: the first Tab reaches the skip link, the next the
+		// navigation.
+		b.do("tab", chromedp.KeyEvent("\t"))
+		if got := b.eval("document.activeElement.textContent"); got != "Skip to content" {
+			t.Errorf("the first Tab focuses %q", got)
+		}
+		b.do("environment page", b.open("/ui/env/default"), chromedp.WaitVisible(chromedp.CSS("#workloads")))
+		b.until("web and fn listed", `document.querySelector('#workloads').textContent.includes('web') && document.querySelector('#workloads').textContent.includes('fn')`, 10*time.Second)
+		b.shot("02-environment")
+	})
+
+	t.Run("a service and its instances", func(t *testing.T) {
+		b.do("service page", b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
+		b.until("two running instances", `document.querySelectorAll('#instances tr[data-instance]').length === 2 && document.getElementById('ready-count').textContent.startsWith('2/2')`, 20*time.Second)
+		weight := b.eval(`(() => { const n = performance.getEntriesByType('navigation')[0]; let total = n.encodedBodySize; const parts = ['html ' + n.encodedBodySize];
+			for (const r of performance.getEntriesByType('resource')) { if (r.name.includes('/ui/static/')) { total += r.encodedBodySize; parts.push(r.name.split('/').pop().split('?')[0] + ' ' + r.encodedBodySize); } }
+			return total + ' bytes: ' + parts.join(', '); })()`)
+		t.Logf("page weight of the service page: %s", weight)
+		var total int
+		fmt.Sscan(weight, &total)
+		if total == 0 || total > 100<<10 {
+			t.Errorf("the service page weighs %s; it should stay under 100 KiB", weight)
+		}
+		b.shot("03-service")
+	})
+
+	t.Run("a function scales from zero on the page", func(t *testing.T) {
+		b.do("function page", b.open("/ui/env/default/functions/fn"), chromedp.WaitVisible(chromedp.CSS("#instances")))
+		b.until("fn at zero and the live stream open", `document.getElementById('ready-count').textContent.startsWith('0 ready') && document.body.getAttribute('data-live-open') === '1'`, 20*time.Second)
+		b.eval(`window.berthMarker = 'same page'; ''`)
+		code, body, err := s.gatewayGetWith(longClient, "fn.default.berth.localhost", "/")
+		if err != nil || code != 200 {
+			t.Fatalf("request to fn: %d %v %s", code, err, body)
+		}
+		b.until("one ready instance and a cold start, drawn without a reload",
+			`window.berthMarker === 'same page' && document.getElementById('ready-count').textContent.startsWith('1 ready') && document.getElementById('cold-starts').textContent.startsWith('1')`, 30*time.Second)
+		b.until("the chart's first points", `document.querySelectorAll('#charts svg polyline, #charts svg circle').length > 0`, 30*time.Second)
+		b.shot("04-function-after-cold-start")
+	})
+
+	t.Run("logs follow as lines arrive", func(t *testing.T) {
+		b.do("logs page", b.open("/ui/env/default/services/web/logs"), chromedp.WaitVisible(chromedp.CSS("#log-lines")))
+		b.until("the stream open", `document.getElementById('log-lines').getAttribute('data-following') === '1'`, 20*time.Second)
+		b.eval(`window.berthMarker = 'same page'; ''`)
+		for i := 1; i <= 3; i++ {
+			if code, _, err := s.gatewayGet("web.default.berth.localhost", fmt.Sprintf("/log?msg=dashboard-line-%d", i)); err != nil || code != 200 {
+				t.Fatalf("log request: %d %v", code, err)
+			}
+		}
+		b.until("the three lines on the page", `window.berthMarker === 'same page' && ['1','2','3'].every(n => document.getElementById('log-lines').textContent.includes('dashboard-line-' + n))`, 20*time.Second)
+		b.shot("05-logs")
+	})
+
+	t.Run("a trace's waterfall", func(t *testing.T) {
+		b.do("traces page", b.open("/ui/traces?workload=fn&environment=default"), chromedp.WaitVisible(chromedp.CSS("main")))
+		b.until("fn's traces listed", `!!document.querySelector('table a[href^="/ui/traces/"]')`, 20*time.Second)
+		b.shot("06-traces")
+		// The oldest of fn's traces is the cold start's.
+		b.do("open the oldest", chromedp.Click(chromedp.Search(`(//table//a[starts-with(@href, "/ui/traces/")])[last()]`)), chromedp.WaitVisible(chromedp.CSS("#waterfall")))
+		b.until("spans laid out, the cold start among them", `document.querySelectorAll('#waterfall tr.span-row').length >= 2 && document.getElementById('waterfall').textContent.includes('cold start')`, 10*time.Second)
+		b.shot("07-trace-waterfall")
+	})
+
+	t.Run("bad input gets the API's error, then a workflow runs and shows its path", func(t *testing.T) {
+		b.do("workflow page", b.open("/ui/env/default/workflows/order"), chromedp.WaitVisible(chromedp.CSS(`[data-state="Charge"]`)))
+		b.expect("400")
+		b.do("start with bad input", chromedp.SetValue(chromedp.CSS("#start-input"), `{"qty": 1`), chromedp.Click(chromedp.CSS("#start-button")), chromedp.WaitVisible(chromedp.CSS("#action-error")))
+		if msg := b.eval(`document.getElementById('action-error').textContent`); !strings.Contains(msg, "Invalid") || !strings.Contains(msg, "field input") {
+			t.Fatalf("the error shown for input that is not JSON: %q", msg)
+		}
+		if kept := b.eval(`document.getElementById('start-input').value`); kept != `{"qty": 1` {
+			t.Errorf("the form lost what was typed: %q", kept)
+		}
+		b.shot("08-workflow-bad-input")
+		b.do("start", chromedp.SetValue(chromedp.CSS("#start-input"), `{"qty": 1}`), chromedp.Click(chromedp.CSS("#start-button")), chromedp.WaitVisible(chromedp.CSS("#exec-state")))
+		b.until("the execution succeeded on the page", `document.getElementById('exec-state').textContent === 'SUCCEEDED'`, 60*time.Second)
+		b.until("its path drawn", `['Check','Charge','Done'].every(s => document.querySelector('[data-state="' + s + '"]').classList.contains('visited')) && !document.querySelector('[data-state="Reject"]').classList.contains('visited')`, 10*time.Second)
+		if path := b.eval(`document.getElementById('exec-path').textContent`); path != "Check → Charge → Done" {
+			t.Errorf("path shown: %q", path)
+		}
+		b.shot("09-execution-path")
+	})
+
+	t.Run("at 390 px wide", func(t *testing.T) {
+		b.do("narrow", chromedp.EmulateViewport(390, 844), b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
+		if w := b.eval(`String(document.documentElement.scrollWidth) + ' ' + String(window.innerWidth)`); func() bool {
+			var sw, iw int
+			fmt.Sscan(w, &sw, &iw)
+			return sw > iw
+		}() {
+			t.Errorf("the page is wider than the screen at 390 px (scrollWidth, innerWidth): %s", w)
+		}
+		b.shot("10-service-390px")
+		b.do("narrow execution", b.open("/ui/env/default/workflows/order"), chromedp.WaitVisible(chromedp.CSS(`[data-state="Charge"]`)))
+		b.shot("11-workflow-390px")
+		b.do("wide again", chromedp.EmulateViewport(1280, 900))
+	})
+
+	t.Run("a viewer is refused an action", func(t *testing.T) {
+		tok := strings.TrimSpace(s.mustBerth("", "token", "create", "--env", "default", "--role", "viewer", "--name", "looker"))
+		b.do("log out", chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.CSS("#token")))
+		b.do("log in as the viewer", chromedp.SetValue(chromedp.CSS("#token"), tok), chromedp.Submit(chromedp.CSS("#token")), chromedp.WaitVisible(chromedp.CSS("#envs")))
+		if role := b.eval(`document.getElementById('role').textContent`); role != "viewer" {
+			t.Fatalf("logged in as %q", role)
+		}
+		b.do("service page", b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
+		b.expect("403")
+		b.do("scale", chromedp.SetValue(chromedp.CSS(`input[name="replicas"]`), "3"), chromedp.Click(chromedp.CSS("#scale-button")), chromedp.WaitVisible(chromedp.CSS("#action-error")))
+		msg := b.eval(`document.getElementById('action-error').textContent`)
+		if !strings.Contains(msg, "Forbidden") || !strings.Contains(msg, "needs role deployer") {
+			t.Fatalf("the viewer's scale showed %q", msg)
+		}
+		if svc := s.service("default", "web"); *svc.Spec.Replicas != 2 {
+			t.Fatalf("the viewer's scale changed replicas to %d", *svc.Spec.Replicas)
+		}
+		b.shot("12-viewer-refused")
+	})
+}
