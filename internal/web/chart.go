@@ -25,9 +25,9 @@ type chartSeries struct {
 
 // Chart geometry, in the SVG's own units; it scales to its box.
 const (
-	chartW, chartH       = 600.0, 170.0
-	plotL, plotR         = 56.0, 592.0
-	plotT, plotB         = 28.0, 146.0
+	chartW, chartH       = 440.0, 170.0
+	plotL, plotR         = 56.0, 432.0
+	plotT, plotB         = 30.0, 144.0
 	chartSeriesClasses   = 4
 	chartMinPointsToDraw = 2
 )
@@ -99,20 +99,25 @@ func (c chart) SVG() template.HTML {
 	}
 	top := niceMax(maxV)
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %g %g" role="img" aria-label="%s">`, chartW, chartH, template.HTMLEscapeString(c.summary()))
-	fmt.Fprintf(&b, `<text class="ct" x="4" y="16">%s</text>`, template.HTMLEscapeString(c.Title))
+	fmt.Fprintf(&b, `<text class="ct" x="4" y="18">%s</text>`, template.HTMLEscapeString(c.Title))
 	// Legend, right-aligned at the top.
 	x := plotR
 	for i := len(c.Series) - 1; i >= 0; i-- {
 		s := c.Series[i]
 		last := lastValue(s.Values)
 		label := s.Name + " " + formatValue(last, c.Unit)
-		fmt.Fprintf(&b, `<text class="cl s%d" x="%g" y="16" text-anchor="end">%s</text>`, i%chartSeriesClasses, x, template.HTMLEscapeString(label))
-		x -= float64(len([]rune(label)))*8 + 14
+		fmt.Fprintf(&b, `<text class="cl s%d" x="%g" y="18" text-anchor="end">%s</text>`, i%chartSeriesClasses, x, template.HTMLEscapeString(label))
+		x -= float64(len([]rune(label)))*7.5 + 14
 	}
 	for _, f := range []float64{0, 0.5, 1} {
 		y := plotB - f*(plotB-plotT)
 		fmt.Fprintf(&b, `<line class="cg" x1="%g" y1="%g" x2="%g" y2="%g"/>`, plotL, y, plotR, y)
-		fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g" text-anchor="end">%s</text>`, plotL-6, y+5, template.HTMLEscapeString(formatValue(f*top, c.Unit)))
+		// The unit is in the legend; the axis has the numbers.
+		axisUnit := ""
+		if c.Unit == "s" {
+			axisUnit = "s"
+		}
+		fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g" text-anchor="end">%s</text>`, plotL-6, y+5, template.HTMLEscapeString(formatValue(f*top, axisUnit)))
 	}
 	if len(c.Times) < chartMinPointsToDraw {
 		fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g" text-anchor="middle">collecting data…</text>`, (plotL+plotR)/2, (plotT+plotB)/2+5)

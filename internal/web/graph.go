@@ -277,8 +277,6 @@ func workflowGraph(def json.RawMessage, status map[string]string, taken map[[2]s
 	// Room on the right for the arcs of back edges.
 	width += 40
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="graph" viewBox="0 0 %g %g" width="%g" role="img" aria-label="%s">`, width, height, width,
-		template.HTMLEscapeString(graphSummary(start, states, status)))
 	b.WriteString(`<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ah"/></marker>` +
 		`<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ah taken"/></marker></defs>`)
 	for _, n := range nodes {
@@ -297,7 +295,20 @@ func workflowGraph(def json.RawMessage, status map[string]string, taken map[[2]s
 				marker = "arrow-taken"
 			}
 			var d string
-			if m.layer > n.layer {
+			if m.layer > n.layer+1 {
+				// Over rows in between: round the right of what is there,
+				// so the line passes behind no state.
+				x1, y1 := n.x+nodeW, n.y+nodeH/2
+				x2, y2 := m.x+nodeW, m.y+nodeH/2
+				bend := max(x1, x2) + 30
+				for _, o := range nodes {
+					if o.layer > n.layer && o.layer < m.layer {
+						bend = max(bend, o.x+nodeW+30)
+					}
+				}
+				width = max(width, bend+graphPad)
+				d = fmt.Sprintf("M%.1f,%.1f C%.1f,%.1f %.1f,%.1f %.1f,%.1f", x1, y1, bend, y1, bend, y2, x2, y2)
+			} else if m.layer > n.layer {
 				x1, y1 := n.x+nodeW/2, n.y+nodeH
 				x2, y2 := m.x+nodeW/2, m.y
 				d = fmt.Sprintf("M%.1f,%.1f C%.1f,%.1f %.1f,%.1f %.1f,%.1f", x1, y1, x1, y1+30, x2, y2-30, x2, y2)
@@ -337,7 +348,9 @@ func workflowGraph(def json.RawMessage, status map[string]string, taken map[[2]s
 		fmt.Fprintf(&b, `<text class="nt" x="%.1f" y="%.1f" text-anchor="middle">%s</text></g>`, n.x+nodeW/2, n.y+35, template.HTMLEscapeString(clip(sub, 24)))
 	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String()), nil
+	head := fmt.Sprintf(`<svg class="graph" viewBox="0 0 %g %g" width="%g" role="img" aria-label="%s">`, width, height, width,
+		template.HTMLEscapeString(graphSummary(start, states, status)))
+	return template.HTML(head + b.String()), nil
 }
 
 func howLabel(how string) string {

@@ -13,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	v1 "berth.dev/berth/api/v1"
 )
 
 // point is one interval of a workload's traffic, between two scrapes.
@@ -142,7 +144,10 @@ func (h *history) sample() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		h.err = err.Error()
+		h.err = asAPIError(err).Message
+		if v1.IsNotFound(err) {
+			h.err = "this server serves no /metrics"
+		}
 		h.log.Debug("dashboard metrics scrape", "err", err)
 		return
 	}

@@ -495,7 +495,7 @@ func (d *Dashboard) loginLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The code leaves the address bar and the history at once.
-	http.Redirect(w, r, "/ui/environments", http.StatusSeeOther)
+	http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 }
 
 // issueLoginLink makes a one-use login link for the bearer token of the
