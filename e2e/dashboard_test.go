@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -178,6 +180,30 @@ func (b *browser) open(path string) chromedp.Action[chromedp.Void] {
 	return chromedp.Navigate(b.base + path)
 }
 
+// colorScheme makes the page's prefers-color-scheme light or dark.
+func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+		return err
+	})
+}
+
+// lowContrast lists the visible text of the page whose contrast with its
+// background is under WCAG AA's 4.5:1.
+const lowContrast = `(() => {
+  const lum = c => { const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const bg = el => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor; const m = c.match(/[\d.]+/g); if (m && (m.length < 4 || Number(m[3]) > 0.5)) return c; } return 'rgb(255, 255, 255)'; };
+  const bad = [];
+  for (const el of document.querySelectorAll('h1, h2, h3, p, td, th, dt, dd, a, button, label, .badge, .muted, code')) {
+    if (!el.offsetParent || !el.textContent.trim()) continue;
+    const a = lum(getComputedStyle(el).color), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(el.tagName + '.' + el.className + ' ' + ratio.toFixed(2) + ' "' + el.textContent.trim().slice(0, 24) + '"');
+  }
+  return bad.join('; ');
+})()`
+
 const dashboardWorkflow = `apiVersion: berth.dev/v1
 kind: Workflow
 metadata: {name: order}
@@ -268,6 +294,14 @@ spec:
 			t.Errorf("the service page weighs %s; it should stay under 100 KiB", weight)
 		}
 		b.shot("03-service")
+		for _, scheme := range []string{"light", "dark"} {
+			b.do("colour scheme "+scheme, colorScheme(scheme))
+			if bad := b.eval(lowContrast); bad != "" {
+				t.Errorf("text under 4.5:1 contrast in the %s scheme: %s", scheme, bad)
+			}
+		}
+		b.shot("03-service-dark")
+		b.do("light again", colorScheme("light"))
 	})
 
 	t.Run("a function scales from zero on the page", func(t *testing.T) {

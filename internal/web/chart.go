@@ -213,12 +213,12 @@ func workloadCharts(pts []point, function bool) []chart {
 		times[i] = p.At
 	}
 	charts := []chart{
-		{Title: "Requests", Unit: "req/s", Times: times, Series: []chartSeries{{"req/s", col(func(p point) float64 { return p.RPS })}}},
+		{Title: "Requests", Unit: "req/s", Times: times, Series: []chartSeries{{"now", col(func(p point) float64 { return p.RPS })}}},
 		{Title: "Latency", Unit: "s", Times: times, Series: []chartSeries{
 			{"p50", col(func(p point) float64 { return p.P50 })},
 			{"p99", col(func(p point) float64 { return p.P99 })},
 		}},
-		{Title: "Errors (5xx)", Unit: "/s", Times: times, Series: []chartSeries{{"5xx/s", col(func(p point) float64 { return p.ErrPS })}}},
+		{Title: "Errors (5xx)", Unit: "err/s", Times: times, Series: []chartSeries{{"now", col(func(p point) float64 { return p.ErrPS })}}},
 		{Title: "Instances", Unit: "", Times: times, Series: []chartSeries{
 			{"ready", col(func(p point) float64 { return p.Ready })},
 			{"desired", col(func(p point) float64 { return p.Desired })},
@@ -226,7 +226,7 @@ func workloadCharts(pts []point, function bool) []chart {
 	}
 	if function {
 		charts = append(charts, chart{Title: "Cold starts", Unit: "", Times: times, Series: []chartSeries{
-			{"starts", col(func(p point) float64 { return p.ColdStarts })},
+			{"last interval", col(func(p point) float64 { return p.ColdStarts })},
 		}}, chart{Title: "Cold start wait", Unit: "s", Times: times, Series: []chartSeries{
 			{"mean", col(func(p point) float64 { return p.ColdWait })},
 		}})

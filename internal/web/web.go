@@ -533,8 +533,10 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 // ---- live updates ----
 
 // live is the page's event stream (server-sent events): the names of
-// changed objects, from the API's watch with the session's token, and a
-// tick after each new chart point. The page's script decides what to
+// changed objects, from the API's watch with the session's token, a
+// "resync" when a watch from now starts (the page redraws once: a change
+// made since it was drawn came before the watch), and a tick after each
+// new chart point. The page's script decides what to
 // redraw; no page polls.
 func (d *Dashboard) live(w http.ResponseWriter, r *http.Request, rq *request) {
 	ctx := r.Context()
@@ -567,8 +569,15 @@ func (d *Dashboard) live(w http.ResponseWriter, r *http.Request, rq *request) {
 		var last uint64
 		for ctx.Err() == nil {
 			err := rq.c.Watch(ctx, client.WatchOptions{Environment: env, ResourceVersion: last}, func(ev v1.WatchEvent) error {
+				first := last == 0
 				last = ev.ResourceVersion
 				if ev.Type == v1.WatchBookmark {
+					// Watching from now: what changed between the page's
+					// drawing and now is not in the stream, so the page
+					// draws itself once more.
+					if first && !send("resync", "{}") {
+						return context.Canceled
+					}
 					return nil
 				}
 				b, _ := json.Marshal(ev)
@@ -583,9 +592,8 @@ func (d *Dashboard) live(w http.ResponseWriter, r *http.Request, rq *request) {
 			case err == nil:
 				// The server ended the stream: go on from the last change.
 			case v1.KindOf(err) == v1.ErrConflict:
-				// Too far behind: everything may have changed.
+				// Too far behind: watch from now, which resyncs the page.
 				last = 0
-				send("change", `{"kind":"*"}`)
 			default:
 				ended <- asAPIError(err).Kind
 				return

@@ -54,6 +54,7 @@
     es.addEventListener('change', function (e) {
       if (matches(JSON.parse(e.data))) schedule();
     });
+    es.addEventListener('resync', schedule);
     if (metrics) es.addEventListener('metrics', schedule);
     es.addEventListener('expired', function () { es.close(); location.reload(); });
     es.onopen = function () { setStatus('● live'); body.setAttribute('data-live-open', '1'); };
