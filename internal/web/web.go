@@ -563,9 +563,12 @@ func (d *Dashboard) live(w http.ResponseWriter, r *http.Request, rq *request) {
 	defer stop()
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ended := make(chan string, 1)
+	watching := make(chan struct{})
+	// The watch writes to w: it must be over before the handler returns.
+	defer func() { cancel(); <-watching }()
 	go func() {
+		defer close(watching)
 		var last uint64
 		for ctx.Err() == nil {
 			err := rq.c.Watch(ctx, client.WatchOptions{Environment: env, ResourceVersion: last}, func(ev v1.WatchEvent) error {
