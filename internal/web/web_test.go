@@ -179,6 +179,13 @@ func TestLoginSessionsAndLinks(t *testing.T) {
 	if p := b.do(req); p.status != http.StatusForbidden {
 		t.Fatalf("a cross-site login: %d", p.status)
 	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"/ui/login", strings.NewReader("token="+adminToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "null")
+	if p := b.do(req); p.status != http.StatusForbidden {
+		t.Fatalf("a cross-site login with Sec-Fetch-Site: %d", p.status)
+	}
 	b.login(adminToken)
 	p = b.get("/ui/environments")
 	if p.status != 200 || !strings.Contains(p.body, `href="/ui/env/default"`) || !strings.Contains(p.body, ">admin<") {
