@@ -277,8 +277,10 @@ func workflowGraph(def json.RawMessage, status map[string]string, taken map[[2]s
 	// Room on the right for the arcs of back edges.
 	width += 40
 	var b strings.Builder
+	// A marker scales with its edge's stroke: a taken edge is twice as
+	// thick, so its arrow is declared half as big to draw the same size.
 	b.WriteString(`<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ah"/></marker>` +
-		`<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ah taken"/></marker></defs>`)
+		`<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="4" markerHeight="4" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ah taken"/></marker></defs>`)
 	for _, n := range nodes {
 		for _, t := range n.s.Targets {
 			m := byName[t.To]
