@@ -444,3 +444,55 @@ func TestEveryPageDraws(t *testing.T) {
 		}
 	}
 }
+
+// What the API refuses reaches the page in its words, with what was typed
+// kept: a roll back with nothing to roll back to, an invocation and a
+// publish on a server that runs none, a body that is not JSON, a delete
+// confirmed with the wrong name.
+func TestRefusedActionsShowTheAPIsError(t *testing.T) {
+	s := newStack(t)
+	s.apply(service("default", "web", 1))
+	s.apply(&v1.Function{TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindFunction},
+		Metadata: v1.ObjectMeta{Name: "fn", Environment: "default"},
+		Spec:     v1.FunctionSpec{Template: v1.Template{Image: "berth.test/echo:v1", Port: 8080}}})
+	s.apply(&v1.Topic{TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindTopic},
+		Metadata: v1.ObjectMeta{Name: "orders", Environment: "default"}})
+	b := s.browser()
+	b.login(s.token("ci", v1.RoleDeployer, "default"))
+	csrf := b.csrf()
+	for _, c := range []struct {
+		what, path string
+		form       url.Values
+		status     int
+		want       []string
+	}{
+		{"a roll back with no earlier revision", "/ui/env/default/services/web", url.Values{"action": {"undo"}},
+			http.StatusNotFound, []string{"NotFound", "no revision before its current one"}},
+		{"a body that is not JSON", "/ui/env/default/functions/fn", url.Values{"action": {"invoke"}, "contentType": {"application/json"}, "body": {`{"a": 1`}},
+			http.StatusBadRequest, []string{"field body", "the body is not JSON", `{&#34;a&#34;: 1</textarea>`}},
+		{"an invocation the server cannot run", "/ui/env/default/functions/fn", url.Values{"action": {"invoke"}, "contentType": {"text/plain"}, "body": {"hello"}},
+			http.StatusServiceUnavailable, []string{"Unavailable", "does not run function invocations", "hello</textarea>"}},
+		{"a publish the server cannot run", "/ui/env/default", url.Values{"action": {"publish"}, "topic": {"orders"}, "body": {"order-1"}},
+			http.StatusServiceUnavailable, []string{"Unavailable", "does not run function invocations", "order-1</textarea>"}},
+		{"a publish to no topic", "/ui/env/default", url.Values{"action": {"publish"}, "body": {"order-2"}},
+			http.StatusBadRequest, []string{"field topic", "order-2</textarea>"}},
+		{"an environment delete with the wrong name", "/ui/env/default", url.Values{"action": {"delete"}, "confirm": {"defualt"}},
+			http.StatusBadRequest, []string{"field confirm", `type &#34;default&#34; to confirm`}},
+	} {
+		c.form.Set("_csrf", csrf)
+		p := b.post(c.path, c.form)
+		if p.status != c.status || !strings.Contains(p.body, `id="action-error"`) {
+			t.Errorf("%s: %d, want %d: %s", c.what, p.status, c.status, p.body)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(p.body, w) {
+				t.Errorf("%s: the page has no %q: %s", c.what, w, p.body)
+			}
+		}
+	}
+	var env v1.Environment
+	if err := s.admin.Get(t.Context(), v1.KindEnvironment, "", "default", &env); err != nil {
+		t.Fatalf("the environment after a delete with the wrong name: %v", err)
+	}
+}
