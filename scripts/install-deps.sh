@@ -21,7 +21,8 @@ have curl || need+=(curl ca-certificates)
 have openssl || need+=(openssl)
 # The dashboard's end-to-end test drives Debian's Chromium headless
 # (e2e/dashboard_test.go); fonts-dejavu-core gives its pages a font.
-have chromium || need+=(chromium fonts-dejavu-core)
+have chromium || need+=(chromium)
+have /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
