@@ -90,47 +90,55 @@ spec:
 	})
 
 	t.Run("50 concurrent requests at zero all succeed within max", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var maxStarted atomic.Int64
-		go func() {
-			for ctx.Err() == nil {
-				var fn v1.Function
-				if s.client.Get(ctx, v1.KindFunction, "default", "fn", &fn) == nil {
-					if n := int64(started(&fn)); n > maxStarted.Load() {
-						maxStarted.Store(n)
-					}
+		s.burstWithinMax(t, "fn", 50, "/sleep?ms=300", 3, httpClient)
+	})
+}
+
+// burstWithinMax sends n concurrent requests to function name at zero and
+// checks that all succeed, that it scaled out, and that no more than max
+// instances were ever started (sampled from its status meanwhile).
+func (s *server) burstWithinMax(t *testing.T, name string, n int, path string, max int64, c *http.Client) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var maxStarted atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			var fn v1.Function
+			if s.client.Get(ctx, v1.KindFunction, "default", name, &fn) == nil {
+				if k := int64(started(&fn)); k > maxStarted.Load() {
+					maxStarted.Store(k)
 				}
-				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body, err := s.gatewayGetWith(c, name+".default.berth.localhost", path)
+			if err != nil || code != 200 {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprint(code, err, body))
 			}
 		}()
-		var wg sync.WaitGroup
-		var failed atomic.Int64
-		var firstErr atomic.Value
-		for range 50 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				code, body, err := s.gatewayGet("fn.default.berth.localhost", "/sleep?ms=300")
-				if err != nil || code != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(code, err, body))
-				}
-			}()
-		}
-		wg.Wait()
-		// Let the sampler see the final state.
-		testutil.WaitForState(t, 10*time.Second, "the scale-out to be visible", func() (bool, string) {
-			return maxStarted.Load() > 1, fmt.Sprint(maxStarted.Load())
-		})
-		cancel()
-		if failed.Load() != 0 {
-			t.Fatalf("%d of 50 requests failed; first: %v", failed.Load(), firstErr.Load())
-		}
-		if maxStarted.Load() > 3 {
-			t.Fatalf("%d instances started, max is 3", maxStarted.Load())
-		}
+	}
+	wg.Wait()
+	// Let the sampler see the final state.
+	testutil.WaitForState(t, 10*time.Second, "the scale-out to be visible", func() (bool, string) {
+		return maxStarted.Load() > 1, fmt.Sprint(maxStarted.Load())
 	})
+	cancel()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed; first: %v", failed.Load(), n, firstErr.Load())
+	}
+	if maxStarted.Load() > max {
+		t.Fatalf("%d instances started, max is %d", maxStarted.Load(), max)
+	}
 }
 
 // TestFunctionCrashGives502: a function whose process exits before it is

@@ -161,6 +161,9 @@ func (s *server) start() {
 		"--api", s.apiAddr,
 		"--gateway", s.gwAddr,
 		"--log-level", "debug",
+		// Every trace recorded (the default samples 1% of new ones): the
+		// tests read traces of requests they made.
+		"--trace-sample-ratio", "1",
 	}
 	if s.kube == nil {
 		args = append(args,

@@ -11,8 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,45 +162,7 @@ spec:
 			t.Fatalf("first request at zero: %d %v %s", code, err, body)
 		}
 
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var maxStarted atomic.Int64
-		go func() {
-			for ctx.Err() == nil {
-				var fn v1.Function
-				if s.client.Get(ctx, v1.KindFunction, "default", "fn", &fn) == nil {
-					if n := int64(started(&fn)); n > maxStarted.Load() {
-						maxStarted.Store(n)
-					}
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
-		var wg sync.WaitGroup
-		var failed atomic.Int64
-		var firstErr atomic.Value
-		for range 50 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				code, body, err := s.gatewayGetWith(longClient, "fn.default.berth.localhost", "/sleep?ms=2000")
-				if err != nil || code != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(code, err, body))
-				}
-			}()
-		}
-		wg.Wait()
-		testutil.WaitForState(t, 10*time.Second, "the scale-out to be seen", func() (bool, string) {
-			return maxStarted.Load() > 1, fmt.Sprint(maxStarted.Load())
-		})
-		cancel()
-		if failed.Load() != 0 {
-			t.Fatalf("%d of 50 requests failed; first: %v", failed.Load(), firstErr.Load())
-		}
-		if maxStarted.Load() > 3 {
-			t.Fatalf("%d instances started, max is 3", maxStarted.Load())
-		}
+		s.burstWithinMax(t, "fn", 50, "/sleep?ms=2000", 3, longClient)
 		testutil.WaitForState(t, 3*time.Minute, "back to zero", func() (bool, string) {
 			fn := s.function("default", "fn")
 			return fn.Status.Desired == 0 && started(fn) == 0, fnState(fn)

@@ -39,6 +39,9 @@ type Options struct {
 	KeepErrors int
 	// Client replaces the built-in keep-alive client.
 	Client *http.Client
+	// H2C speaks HTTP/2 without TLS (prior knowledge) instead of
+	// HTTP/1.1, each worker on a connection of its own.
+	H2C bool
 }
 
 // Result is what a run measured.
@@ -93,6 +96,7 @@ type Load struct {
 }
 
 type worker struct {
+	client    *http.Client // nil: the load's
 	latencies []time.Duration
 	status    map[int]int64
 	failures  int64
@@ -145,6 +149,16 @@ func Start(ctx context.Context, opts Options) (*Load, error) {
 	var wg sync.WaitGroup
 	for range opts.Concurrency {
 		w := &worker{status: map[int]int64{}}
+		if opts.H2C && opts.Client == nil {
+			tr := &http.Transport{
+				Proxy:              nil,
+				DialContext:        (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				DisableCompression: true,
+				Protocols:          new(http.Protocols),
+			}
+			tr.Protocols.SetUnencryptedHTTP2(true)
+			w.client = &http.Client{Transport: tr}
+		}
 		l.workers = append(l.workers, w)
 		wg.Go(func() { l.work(ctx, w) })
 	}
@@ -192,7 +206,7 @@ func (l *Load) work(ctx context.Context, w *worker) {
 			return
 		}
 		start := time.Now()
-		status, err := l.one(ctx)
+		status, err := l.one(ctx, w)
 		if ctx.Err() != nil {
 			return // aborted by the caller, not a failure of the target
 		}
@@ -212,7 +226,7 @@ func (l *Load) work(ctx context.Context, w *worker) {
 
 // one makes a request and returns its status; err is a transport error.
 // The start of a non-2xx answer's body is kept: it usually says why.
-func (l *Load) one(ctx context.Context) (int, error) {
+func (l *Load) one(ctx context.Context, w *worker) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	defer cancel()
 	var body io.Reader
@@ -229,7 +243,11 @@ func (l *Load) one(ctx context.Context) (int, error) {
 	if l.opts.Host != "" {
 		req.Host = l.opts.Host
 	}
-	res, err := l.client.Do(req)
+	c := l.client
+	if w.client != nil {
+		c = w.client
+	}
+	res, err := c.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -258,6 +276,11 @@ func (l *Load) keepError(msg string) {
 func (l *Load) finish() {
 	if l.ownTr != nil {
 		l.ownTr.CloseIdleConnections()
+	}
+	for _, w := range l.workers {
+		if w.client != nil {
+			w.client.CloseIdleConnections()
+		}
 	}
 	r := Result{StatusCounts: map[int]int64{}}
 	var all []time.Duration

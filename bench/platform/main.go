@@ -5,7 +5,10 @@
 //	    Debian's nginx, and through Berth's gateway (runs bench/gateway);
 //	(b) a rolling update of 3 replicas under constant load: failed
 //	    requests and seconds per replica;
-//	(c) the server's resident memory when idle, with and without workloads.
+//	(c) the server's resident memory when idle, with and without workloads;
+//	(d) a function at zero under a step to 50 clients;
+//	(e) route changes: how long a new service's readiness and a deletion
+//	    take to reach the gateway, and a burst of them under load.
 //
 // It starts its own server (and containerd) on a temp data dir; run it as
 // root on a machine with the packages of scripts/install-deps.sh:
@@ -20,9 +23,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -36,23 +42,33 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each gateway measurement")
-	conc := flag.Int("c", 32, "concurrent connections for the gateway measurement")
+	conc := flag.String("c", "1,32", "concurrent connections for the gateway measurement, a comma-separated list")
+	protos := flag.String("proto", "h1,h2c", "protocols for the gateway measurement")
+	runs := flag.Int("runs", 3, "runs of each gateway measurement, interleaved")
+	tool := flag.String("tool", "auto", "HTTP/1.1 load generator for the gateway measurement: wrk, go or auto")
+	only := flag.String("only", "", "run only these parts, e.g. \"a\" or \"a,e\" (default: all)")
 	keep := flag.Bool("keep", false, "keep the data dir")
 	flag.Parse()
-	if err := run(*duration, *conc, *keep); err != nil {
+	loadTool = *tool
+	if err := run(*duration, *conc, *protos, *runs, *only, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/platform:", err)
 		os.Exit(1)
 	}
 }
+
+var loadTool = "auto"
 
 type bench struct {
 	dir, bin string
 	cmd      *exec.Cmd
 	c        *client.Client
 	gateway  string
+	api      string
+	token    string
 }
 
-func run(duration time.Duration, conc int, keep bool) error {
+func run(duration time.Duration, conc, protos string, runs int, only string, keep bool) error {
+	part := func(p string) bool { return only == "" || strings.Contains(only, p) }
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bbench-")
 	if err != nil {
@@ -86,19 +102,18 @@ func run(duration time.Duration, conc int, keep bool) error {
 	if _, err := b.apply(1, "v1"); err != nil {
 		return err
 	}
-	var svc v1.Service
-	if err := b.c.Get(ctx, v1.KindService, "default", "echo", &svc); err != nil {
-		return err
+	if part("a") {
+		if err := b.overhead(ctx, duration, conc, protos, runs); err != nil {
+			return err
+		}
 	}
-	inst := svc.Status.Instances[0]
-	directURL := fmt.Sprintf("http://%s:%d/", inst.IP, inst.Port)
-	fmt.Printf("(a) gateway overhead, 1 replica of the echo image, %d connections, %v each\n", conc, duration)
-	gw := exec.Command("go", "run", "./bench/gateway",
-		"-direct", directURL, "-gateway", "http://"+b.gateway+"/", "-host", "echo.default.berth.localhost",
-		"-duration", duration.String(), "-c", fmt.Sprint(conc))
-	gw.Stdout, gw.Stderr = os.Stdout, os.Stderr
-	if err := gw.Run(); err != nil {
-		return fmt.Errorf("bench/gateway: %w", err)
+	if only != "" && !part("b") && !part("c") && !part("d") {
+		if part("e") {
+			if err := b.routeChanges(ctx); err != nil {
+				return err
+			}
+		}
+		return b.cleanup(ctx)
 	}
 
 	// (b) Rolling update of 3 replicas under load.
@@ -134,6 +149,17 @@ func run(duration time.Duration, conc int, keep bool) error {
 		return err
 	}
 
+	// (e) last: with it before (b), the rollout's apply --wait was seen
+	// to return at once (0.1 s) in one run.
+	if part("e") {
+		if err := b.routeChanges(ctx); err != nil {
+			return err
+		}
+	}
+	return b.cleanup(ctx)
+}
+
+func (b *bench) cleanup(ctx context.Context) error {
 	_, _ = b.berth("delete", "service", "echo")
 	_, _ = b.berth("delete", "function", "step")
 	// Let the agent stop the containers before the server goes.
@@ -141,6 +167,141 @@ func run(duration time.Duration, conc int, keep bool) error {
 		if l, err := b.c.List(ctx, v1.KindInstance, ""); err == nil && len(l) == 0 {
 			break
 		}
+	}
+	return nil
+}
+
+// overhead runs bench/gateway against the echo container: direct, through
+// nginx and through the server's gateway (tracing and metrics on, as by
+// default), with the server's CPU time and allocations per request.
+func (b *bench) overhead(ctx context.Context, duration time.Duration, conc, protos string, runs int) error {
+	var svc v1.Service
+	if err := b.c.Get(ctx, v1.KindService, "default", "echo", &svc); err != nil {
+		return err
+	}
+	inst := svc.Status.Instances[0]
+	directURL := fmt.Sprintf("http://%s:%d/", inst.IP, inst.Port)
+	fmt.Printf("(a) gateway overhead, 1 replica of the echo image (resources: 2 CPUs), connections %s, %v each\n", conc, duration)
+	gwBin := filepath.Join(b.dir, "bench-gateway")
+	if out, err := exec.Command("go", "build", "-o", gwBin, "./bench/gateway").CombinedOutput(); err != nil {
+		return fmt.Errorf("build bench/gateway: %v\n%s", err, out)
+	}
+	gw := exec.Command(gwBin,
+		"-direct", directURL, "-gateway", "http://"+b.gateway+"/", "-host", "echo.default.berth.localhost",
+		"-duration", duration.String(), "-c", conc, "-proto", protos, "-runs", fmt.Sprint(runs), "-tool", loadTool,
+		"-gateway-pid", fmt.Sprint(b.cmd.Process.Pid), "-metrics", b.api+"/metrics", "-token", b.token)
+	gw.Stdout, gw.Stderr = os.Stdout, os.Stderr
+	if err := gw.Run(); err != nil {
+		return fmt.Errorf("bench/gateway: %w", err)
+	}
+	fmt.Println()
+	return nil
+}
+
+// routeChanges measures how long a change takes to reach the gateway (a
+// new service's first ready instance; a deletion) and runs a burst of
+// changes while the echo service is under load.
+func (b *bench) routeChanges(ctx context.Context) error {
+	fmt.Printf("(e) route changes\n")
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	load, err := loadgen.Start(lctx, loadgen.Options{URL: "http://" + b.gateway + "/", Host: "echo.default.berth.localhost", Concurrency: 8})
+	if err != nil {
+		return err
+	}
+	gwStatus := func(host string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.gateway+"/", nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	const n = 5
+	var ready, deleted []time.Duration
+	t0 := time.Now()
+	// The burst: n services applied at once, then deleted at once.
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- b.applyService(fmt.Sprintf("burst-%d", i))
+		}()
+	}
+	for i := range n {
+		name := fmt.Sprintf("burst-%d", i)
+		host := name + ".default.berth.localhost"
+		// Ready in the API, then first routed by the gateway.
+		var apiReady time.Time
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+			if apiReady.IsZero() {
+				var svc v1.Service
+				if b.c.Get(ctx, v1.KindService, "default", name, &svc) == nil && svc.Status.ReadyReplicas >= 1 {
+					apiReady = time.Now()
+				}
+			}
+			if gwStatus(host) == http.StatusOK {
+				if apiReady.IsZero() {
+					apiReady = time.Now() // routed before the status said ready
+				}
+				ready = append(ready, time.Since(apiReady))
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	created := time.Since(t0)
+	t1 := time.Now()
+	for i := range n {
+		name := fmt.Sprintf("burst-%d", i)
+		if err := b.c.Delete(ctx, v1.KindService, "default", name); err != nil {
+			return err
+		}
+		gone := time.Now()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			if st := gwStatus(name + ".default.berth.localhost"); st == http.StatusNotFound {
+				deleted = append(deleted, time.Since(gone))
+				break
+			}
+		}
+	}
+	res := load.Stop()
+	fmt.Printf("    %-44s %s\n", "ready in the API → routed by the gateway", durations(ready))
+	fmt.Printf("    %-44s %s\n", "deleted in the API → 404 from the gateway", durations(deleted))
+	fmt.Printf("    %-44s %d services created in %.1fs, deleted in %.1fs\n", "burst", n, created.Seconds(), time.Since(t1).Seconds())
+	fmt.Printf("    %-44s %d of %d (%s)\n\n", "failed requests to echo meanwhile", res.Failures, res.Requests, res)
+	return nil
+}
+
+func durations(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none measured"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("min %.1f ms, median %.1f ms, max %.1f ms (%d changes)",
+		float64(ds[0])/1e6, float64(ds[len(ds)/2])/1e6, float64(ds[len(ds)-1])/1e6, len(ds))
+}
+
+func (b *bench) applyService(name string) error {
+	cmd := exec.Command(b.bin, "apply", "-f", "-")
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(b.dir, "data", "client.json"))
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: %s}
+spec:
+  image: berth.bench/echo:v1
+  replicas: 1
+  readinessProbe: {httpGet: {path: /ready}, periodSeconds: 1}
+`, name))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apply %s: %v %s", name, err, out)
 	}
 	return nil
 }
@@ -229,7 +390,7 @@ func (b *bench) start() error {
 		if raw, err := os.ReadFile(cfgPath); err == nil {
 			var cc struct{ Addr, Token, Gateway string }
 			if json.Unmarshal(raw, &cc) == nil {
-				b.gateway = cc.Gateway
+				b.gateway, b.api, b.token = cc.Gateway, cc.Addr, cc.Token
 				b.c = client.New(client.Config{Addr: cc.Addr, Token: cc.Token})
 				if b.c.Health(context.Background()) == nil {
 					return nil
@@ -273,6 +434,9 @@ spec:
   replicas: %d
   readinessProbe: {httpGet: {path: /ready}, periodSeconds: 1}
   terminationGracePeriodSeconds: 5
+  # Explicit, so the container is not held to the default 500m and the
+  # upstream is not what the gateway measurement measures.
+  resources: {cpu: "2", memory: 256Mi}
 `, version, replicas)
 	cmd := exec.Command(b.bin, "apply", "-f", "-", "--wait", "--timeout", "5m")
 	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+filepath.Join(b.dir, "data", "client.json"))

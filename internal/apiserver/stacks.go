@@ -448,20 +448,9 @@ func (s *Server) pinImages(ctx context.Context, items []stackItem) map[string]st
 			s.log.Warn("stack: cannot pin image", "object", it.ref, "image", t.Image, "err", err)
 			continue
 		}
-		out[it.ref] = PinImage(t.Image, d)
+		out[it.ref] = v1.PinDigest(t.Image, d)
 	}
 	return out
-}
-
-// PinImage pins ref to digest: "repo:tag" → "repo@sha256:…".
-func PinImage(ref, digest string) string {
-	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref + "@" + digest
 }
 
 // stackRecordOp is the op that appends rev to the stack's history and

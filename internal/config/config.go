@@ -86,7 +86,7 @@ func Default() Config {
 		Domain:              "berth.localhost",
 		LogMaxAge:           7 * 24 * time.Hour,
 		LogMaxBytes:         100 << 20,
-		TraceSampleRatio:    1,
+		TraceSampleRatio:    0.01, // tracing.DefaultSampleRatio; errors and cold starts always
 		TraceStoreSize:      1000,
 		Backend:             "local",
 		NamespacePrefix:     "berth-",

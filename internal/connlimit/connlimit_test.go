@@ -289,3 +289,53 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCStreamMayPause: over HTTP/2, a gRPC stream's body may pause
+// longer than a body may stall (a bidirectional stream waits on its
+// server); any other body is still cut.
+func TestGRPCStreamMayPause(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	got := make(chan error, 2)
+	raw, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		got <- err
+	}), Timeouts{BodyGrace: stall, MinBodyRate: 1 << 20, BodyStall: stall})
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(raw)
+	t.Cleanup(func() { srv.Close() })
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+
+	for _, ct := range []string{"application/grpc", "application/octet-stream"} {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+raw.Addr().String()+"/", pr)
+		req.Header.Set("Content-Type", ct)
+		go func() {
+			pw.Write([]byte("first"))
+			time.Sleep(4 * stall) // the pause under test
+			pw.Write([]byte("second"))
+			pw.Close()
+		}()
+		res, err := tr.RoundTrip(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		select {
+		case err := <-got:
+			if ct == "application/grpc" && err != nil {
+				t.Errorf("a gRPC stream that paused was cut: %v", err)
+			}
+			if ct != "application/grpc" && !errors.Is(err, ErrBodyTooSlow) {
+				t.Errorf("a %s body that stalled: %v, want ErrBodyTooSlow", ct, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the handler never finished reading", ct)
+		}
+	}
+}

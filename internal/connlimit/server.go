@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -73,11 +74,15 @@ func NewServer(h http.Handler, t Timeouts) *http.Server {
 	}
 }
 
-// Handler holds every request body h reads to t's minimum rate.
+// Handler holds every request body h reads to t's minimum rate, except a
+// gRPC call's over HTTP/2: a stream whose client may rightly send nothing
+// for minutes (a bidirectional stream waiting on the server), as a
+// WebSocket may. Its connection stays bounded by the listener's caps and
+// HTTP/2's own flow control and stream limits.
 func Handler(h http.Handler, t Timeouts) http.Handler {
 	t = t.withDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
+		if r.Body == nil || r.Body == http.NoBody || grpcStream(r) {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -146,4 +151,13 @@ func (b *body) Read(p []byte) (int, error) {
 // time its bytes so far are worth at the minimum rate, minus what it took.
 func (b *body) allowance() time.Duration {
 	return b.t.BodyGrace + time.Duration(float64(b.n)/float64(b.t.MinBodyRate)*float64(time.Second)) - b.waited
+}
+
+// grpcStream reports a gRPC call: HTTP/2 with a gRPC content type.
+func grpcStream(r *http.Request) bool {
+	if r.ProtoMajor != 2 {
+		return false
+	}
+	ct := r.Header["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,14 +18,12 @@ import (
 // (spec.allowFrom). Requests on the user's listener (loopback) carry no
 // caller and may reach everything, as before.
 
-type callerKey struct{}
-
 // ForEnvironment is the gateway as seen from inside environment env: the
 // handler of env's bridge listener.
 func (g *Gateway) ForEnvironment(env string) http.Handler {
 	env = strings.ToLower(env)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, env)))
+		g.serve(w, r, env, true)
 	})
 }
 
@@ -46,7 +43,7 @@ func (g *Gateway) ForCallers(envOf func(net.IP) (string, bool)) http.Handler {
 			writeError(w, v1.ErrForbidden, fmt.Sprintf("caller %s is not an instance of any environment", host))
 			return
 		}
-		g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, strings.ToLower(env))))
+		g.serve(w, r, strings.ToLower(env), true)
 	})
 }
 
@@ -114,18 +111,9 @@ type miss struct {
 
 func notFound(msg string) miss { return miss{v1.ErrNotFound, msg} }
 
-func callerOf(r *http.Request) (string, bool) {
-	env, ok := r.Context().Value(callerKey{}).(string)
-	return env, ok
-}
-
 // routeFrom routes a request made from inside environment caller.
 func (g *Gateway) routeFrom(t *table, r *http.Request, caller string) (*route, miss) {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host := strings.ToLower(strings.TrimSuffix(stripPort(r.Host), "."))
 	var name, env string
 	if sub, ok := strings.CutSuffix(host, g.suffix); ok {
 		if n, e, ok := strings.Cut(sub, "."); ok && !strings.Contains(e, ".") {

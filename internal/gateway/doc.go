@@ -9,7 +9,16 @@
 // (Listeners, ForEnvironment), where a request is routed only within that
 // environment, or into another one whose allowFrom lists it (403 otherwise).
 //
-// It owns the routing table and per-endpoint in-flight counts. It does not
+// It speaks HTTP/1.1 and h2c to clients (Protocols). Plain requests go to
+// instances over its own HTTP/1.1 client with a keep-alive pool per
+// endpoint (h1.go, proxy.go): the handler's goroutine writes the request
+// and reads the answer itself, which is most of why it is fast. Protocol
+// switches (WebSockets) and gRPC, which goes to instances over h2c, take
+// httputil.ReverseProxy. An endpoint whose connections keep failing rests
+// for a while (passive health checks).
+//
+// It owns the routing table, per-endpoint in-flight counts, connection
+// pools and health marks. It does not
 // watch the store or decide which endpoints are ready: the platform pushes
 // the whole table with SetTargets whenever anything changes. Scale from zero
 // is not done here either; a Function with no endpoints is handed to an

@@ -66,29 +66,43 @@ type Config struct {
 	MaxRetries int
 	// MaxIdleConnsPerHost is the keep-alive pool size per endpoint.
 	MaxIdleConnsPerHost int
-	// TracerProvider, when set, traces every request (a server span, a
-	// client span per upstream attempt) and passes traceparent on; nil
-	// traces nothing and costs nothing.
+	// TracerProvider, when set, traces requests (a server span, a client
+	// span per upstream attempt) and passes traceparent on; nil traces
+	// nothing and costs nothing.
 	TracerProvider trace.TracerProvider
+	// SampleRatio, when set, is the share of new traces (requests without
+	// a sampled caller) the gateway records, deciding itself: a request it
+	// skips then costs no span, only the trace context it passes on. A
+	// caller's decision is followed, and failed requests and cold starts
+	// are recorded regardless (the provider's sampler must honour
+	// tracing.AttrKeep, as Berth's does). 0: the provider's sampler
+	// decides for every request.
+	SampleRatio float64
 	// Activator, when set, is consulted for targets without endpoints.
 	Activator Activator
+	// DisableMetrics leaves requests uncounted for Prometheus (the
+	// Collector reports no requests): for measuring what counting costs.
+	DisableMetrics bool
 }
 
 // Gateway is an http.Handler proxying to the targets of its routing table.
 type Gateway struct {
-	cfg       Config
-	log       *slog.Logger
-	suffix    string // "." + domain
-	upstream  *http.Transport
-	proxy     *httputil.ReverseProxy
-	table     atomic.Pointer[table]
-	unrouted  *targetStats
-	mu        sync.Mutex // serialises SetTargets and guards endpoints, stats
-	endpoints map[string]*endpoint
-	stats     map[string]*targetStats // by "env/name"
-	tracer    trace.Tracer            // nil: tracing off
-	envs      environments            // allowFrom per environment
-	metrics   *metrics
+	cfg      Config
+	log      *slog.Logger
+	suffix   string          // "." + domain
+	upstream *http.Transport // upgrades
+	// upstreamH2 speaks HTTP/2 without TLS (h2c) to workloads, for gRPC.
+	upstreamH2  *http.Transport
+	proxy       *httputil.ReverseProxy
+	idleTimeout time.Duration // of pooled upstream connections
+	table       atomic.Pointer[table]
+	unrouted    *targetStats
+	mu          sync.Mutex // serialises SetTargets and guards endpoints, stats
+	endpoints   map[string]*endpoint
+	stats       map[string]*targetStats // by "env/name"
+	tracer      trace.Tracer            // nil: tracing off
+	envs        environments            // allowFrom per environment
+	metrics     *metrics
 }
 
 // New returns a Gateway with an empty routing table.
@@ -140,11 +154,15 @@ func New(cfg Config) *Gateway {
 		// must not add gzip and transparently decode it.
 		DisableCompression: true,
 	}
+	g.idleTimeout = g.upstream.IdleConnTimeout
+	g.upstreamH2 = g.upstream.Clone()
+	g.upstreamH2.Protocols = new(http.Protocols)
+	g.upstreamH2.Protocols.SetUnencryptedHTTP2(true)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      &transport{g: g},
 		ModifyResponse: g.modifyResponse,
-		ErrorHandler:   g.proxyError,
+		ErrorHandler:   g.reverseProxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		BufferPool:     bufferPool{},
 	}
@@ -156,7 +174,15 @@ func New(cfg Config) *Gateway {
 }
 
 // CloseIdleConnections closes pooled upstream connections, for shutdown.
-func (g *Gateway) CloseIdleConnections() { g.upstream.CloseIdleConnections() }
+func (g *Gateway) CloseIdleConnections() {
+	g.upstream.CloseIdleConnections()
+	g.upstreamH2.CloseIdleConnections()
+	g.mu.Lock()
+	for _, e := range g.endpoints {
+		e.pool.closeIdle(false)
+	}
+	g.mu.Unlock()
+}
 
 // SetTargets replaces the whole routing table. Endpoint state (in-flight
 // counts, drained marks) carries over for every endpoint ID still listed;
@@ -184,6 +210,7 @@ func (g *Gateway) SetTargets(ts []Target) {
 			path:        normalisePath(tg.RoutePath),
 			strip:       tg.StripPrefix,
 			concurrency: int64(max(tg.Concurrency, 0)),
+			spanName:    "gateway " + name + "." + env,
 			stats:       g.statsFor(env + "/" + name),
 		}
 		for _, ep := range tg.Endpoints {
@@ -219,6 +246,7 @@ func (g *Gateway) SetTargets(ts []Target) {
 		e.removed.Store(true)
 		if e.inflight.Load() == 0 {
 			delete(g.endpoints, id)
+			e.pool.closeIdle(true)
 		}
 	}
 	g.table.Store(t)
@@ -239,12 +267,14 @@ func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
 				e.removed.Store(false)
 				e.drained.Store(false)
 			}
-			e.revision = ep.Revision
+			e.revision.Store(ep.Revision)
 			return e
 		}
 		e.removed.Store(true)
+		e.pool.closeIdle(true)
 	}
-	e := &endpoint{id: ep.ID, address: ep.Address, revision: ep.Revision}
+	e := &endpoint{id: ep.ID, address: ep.Address}
+	e.revision.Store(ep.Revision)
 	g.endpoints[ep.ID] = e
 	return e
 }
@@ -254,6 +284,7 @@ func (g *Gateway) forget(e *endpoint) {
 	g.mu.Lock()
 	if g.endpoints[e.id] == e && e.removed.Load() && e.inflight.Load() == 0 {
 		delete(g.endpoints, e.id)
+		e.pool.closeIdle(true)
 	}
 	g.mu.Unlock()
 }
@@ -302,44 +333,65 @@ type call struct {
 	// is also true for requests without a body.
 	body       []byte
 	replayable bool
-	status     int
-	revision   int64 // of the endpoint that answered, for the metrics
+	// h2 sends the request to the workload over HTTP/2 (gRPC).
+	h2       bool
+	status   int
+	revision int64 // of the endpoint that answered, for the metrics
+	start    time.Time
+	span     *serverSpan // nil: not tracing
+	spanMem  serverSpan  // span's memory: one allocation less
+	// ctx is the request's context with its span, when tracing: kept
+	// here rather than in a copy of the request.
+	ctx context.Context
 
 	// spooled holds a body of unknown length too large for body, until
 	// the call is over.
 	spooled *os.File
+
+	// Held by the HTTP/1.1 path between the answer's head and its end.
+	conn  *upConn
+	stop  func() bool // stops watching the client for the conn
+	ep    *endpoint
+	upSpn trace.Span
 }
 
 type callKey struct{}
 
 // ServeHTTP routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.serve(w, r, "", false)
+}
+
+// serve routes and proxies one request; inside says it came from inside
+// environment caller (its bridge listener or a cluster's pod).
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, inside bool) {
+	start := time.Now()
+	rt, miss := g.route(g.table.Load(), r, caller, inside)
+	c := &call{route: rt, start: start, ctx: r.Context()}
 	if g.tracer != nil {
-		var end func()
-		w, r, end = g.startServerSpan(w, r)
-		defer end()
+		c.span = &c.spanMem
+		c.ctx = g.startServerSpan(c.ctx, c.span, r, rt, start)
 	}
-	rt, miss := g.route(g.table.Load(), r)
 	if rt == nil {
-		g.unrouted.record(writeError(w, miss.kind, miss.msg))
+		status := writeError(w, miss.kind, miss.msg)
+		g.unrouted.record(status)
+		if c.span != nil {
+			c.span.end(status, nil)
+		}
 		return
 	}
+	sp := c.span
 	rt.stats.arrivals.Add(1)
 	rt.stats.active.Add(1)
-	defer rt.stats.active.Add(-1)
-	var c *call
-	status := 0
-	record := func(code int) { status = code; rt.stats.record(code) }
-	start, env, name, kind := time.Now(), rt.env, rt.name, rt.kind
-	defer func() {
-		var rev int64
-		if c != nil && c.status != 0 {
-			status, rev = c.status, c.revision
-		}
-		g.metrics.observe(env, name, kind, rev, status, time.Since(start))
-	}()
+	// Deferred: a response that breaks mid-body is aborted by panicking
+	// with http.ErrAbortHandler, and still counts.
+	defer g.finish(c)
 	if !rt.ready() && g.cfg.Activator != nil {
-		if err := g.cfg.Activator.Activate(r.Context(), rt.env, rt.name); err != nil {
+		if sp != nil {
+			// Every cold start is traced, sampled or not.
+			c.ctx = sp.keep(c.ctx, "cold_start")
+		}
+		if err := g.cfg.Activator.Activate(c.ctx, rt.env, rt.name); err != nil {
 			g.log.Debug("activation failed", "environment", rt.env, "name", rt.name, "err", err)
 			// A workload that crashed before it was ready is a bad
 			// gateway; one that already holds as many requests as it may
@@ -348,28 +400,38 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			what := fmt.Sprintf("%s %s in environment %s", strings.ToLower(rt.kind), rt.name, rt.env)
 			switch kind := v1.KindOf(err); kind {
 			case v1.ErrBadGateway:
-				record(writeError(w, kind, fmt.Sprintf("%s could not be started: %v", what, err)))
+				c.status = writeError(w, kind, fmt.Sprintf("%s could not be started: %v", what, err))
 			case v1.ErrTooManyRequests:
-				record(writeError(w, kind, fmt.Sprintf("%s is starting and holds no more requests: %v", what, err)))
+				c.status = writeError(w, kind, fmt.Sprintf("%s is starting and holds no more requests: %v", what, err))
 			default:
-				record(writeError(w, v1.ErrUnavailable, fmt.Sprintf("%s could not be started: %v", what, err)))
+				c.status = writeError(w, v1.ErrUnavailable, fmt.Sprintf("%s could not be started: %v", what, err))
 			}
 			return
 		}
 		// The activator pushed a new table; route again against it.
-		if rt, miss = g.route(g.table.Load(), r); rt == nil {
-			g.unrouted.record(writeError(w, miss.kind, miss.msg))
+		nrt, miss := g.route(g.table.Load(), r, caller, inside)
+		if nrt == nil {
+			c.status = writeError(w, miss.kind, miss.msg)
 			return
 		}
+		c.route = nrt
+		rt = nrt
 	}
 	if !rt.ready() {
-		record(writeError(w, v1.ErrUnavailable, noEndpointsMessage(rt)))
+		c.status = writeError(w, v1.ErrUnavailable, noEndpointsMessage(rt))
 		return
 	}
 
-	c = &call{route: rt}
 	if r.ContentLength > g.cfg.MaxBodyBytes {
-		record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
+		c.status = writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes))
+		return
+	}
+	if isGRPC(r) {
+		// A gRPC stream goes both ways at once: its body is forwarded as
+		// it comes, never buffered, and bounded by gRPC's own message
+		// limits rather than the body cap.
+		c.h2 = true
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(c.ctx, callKey{}, c)))
 		return
 	}
 	err := g.prepareBody(w, r, c)
@@ -379,40 +441,56 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch {
 		case errors.As(err, new(*http.MaxBytesError)):
-			record(writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)))
+			c.status = writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes))
 		case errors.Is(err, connlimit.ErrBodyTooSlow):
-			record(writeError(w, v1.ErrRequestTimeout, err.Error()))
+			c.status = writeError(w, v1.ErrRequestTimeout, err.Error())
 		case v1.KindOf(err) == v1.ErrUnavailable:
-			record(writeError(w, v1.ErrUnavailable, err.Error()))
+			c.status = writeError(w, v1.ErrUnavailable, err.Error())
 		default:
-			record(writeError(w, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err)))
+			c.status = writeError(w, v1.ErrInvalid, fmt.Sprintf("reading request body: %v", err))
 		}
 		return
 	}
-	// Deferred: ReverseProxy aborts a response that breaks mid-body by
-	// panicking with http.ErrAbortHandler.
-	defer func() { rt.stats.record(c.status) }()
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	if fastPath(r) {
+		g.serveH1(w, r, c)
+		return
+	}
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(c.ctx, callKey{}, c)))
+}
+
+// finish counts a routed request once it was answered: the status sent
+// (499 when the client went away), the revision of the endpoint that
+// answered (0 when none did) and the time from routing to the end of the
+// answer; and ends its span.
+func (g *Gateway) finish(c *call) {
+	rt := c.route
+	rt.stats.active.Add(-1)
+	rt.stats.record(c.status)
+	if !g.cfg.DisableMetrics {
+		g.metrics.observe(rt, c.revision, c.status, time.Since(c.start))
+	}
+	if c.span != nil {
+		c.span.end(c.status, nil)
+	}
 }
 
 // route finds the target of r: by host when the host is NAME.ENV under the
 // domain, else by the longest route path. On a miss it says why. A request
 // from inside an environment (its bridge listener) is routed by routeFrom.
-func (g *Gateway) route(t *table, r *http.Request) (*route, miss) {
-	if caller, ok := callerOf(r); ok {
+func (g *Gateway) route(t *table, r *http.Request, caller string, inside bool) (*route, miss) {
+	if inside {
 		return g.routeFrom(t, r, caller)
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if sub, ok := strings.CutSuffix(host, g.suffix); ok {
+	host := strings.TrimSuffix(stripPort(r.Host), ".")
+	if sub, ok := cutSuffixFold(host, g.suffix); ok {
 		if name, env, ok := strings.Cut(sub, "."); ok && name != "" && env != "" && !strings.Contains(env, ".") {
 			if rt := t.byHost[sub]; rt != nil {
 				return rt, miss{}
 			}
-			return nil, notFound(fmt.Sprintf("no service %s in environment %s", name, env))
+			if rt := t.byHost[strings.ToLower(sub)]; rt != nil {
+				return rt, miss{}
+			}
+			return nil, notFound(fmt.Sprintf("no service %s in environment %s", strings.ToLower(name), strings.ToLower(env)))
 		}
 	}
 	if rt := t.lookupPath(r.URL.Path); rt != nil {
@@ -520,21 +598,29 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 func (g *Gateway) modifyResponse(res *http.Response) error {
 	if c, ok := res.Request.Context().Value(callKey{}).(*call); ok {
 		c.status = res.StatusCode
-		// The transport points the outgoing URL at the endpoint it chose.
-		for _, e := range c.route.endpoints {
-			if e.address == res.Request.URL.Host {
-				c.revision = e.revision
-				break
-			}
-		}
 	}
 	res.Header.Add("Via", via(res.ProtoMajor, res.ProtoMinor))
 	return nil
 }
 
+// stripPort returns host without its :port, without allocating.
+func stripPort(host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.IndexByte(host[i:], ']') >= 0 {
+		return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
+}
+
 func via(major, minor int) string {
-	if major == 1 && minor == 1 {
+	switch {
+	case major == 1 && minor == 1:
 		return "1.1 berth"
+	case major == 2:
+		return "2 berth"
 	}
 	return fmt.Sprintf("%d.%d berth", major, minor)
 }
@@ -548,9 +634,14 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
-// proxyError answers for a request the transport could not complete.
-func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+// reverseProxyError is ReverseProxy's ErrorHandler.
+func (g *Gateway) reverseProxyError(w http.ResponseWriter, r *http.Request, err error) {
 	c, _ := r.Context().Value(callKey{}).(*call)
+	g.proxyError(w, r, c, err)
+}
+
+// proxyError answers for a request no endpoint answered.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, c *call, err error) {
 	kind, msg := v1.ErrBadGateway, err.Error()
 	var ue *upstreamError
 	switch {
@@ -561,6 +652,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 	case errors.As(err, new(*http.MaxBytesError)):
 		kind, msg = v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes)
+	case errors.Is(err, connlimit.ErrBodyTooSlow):
+		kind, msg = v1.ErrRequestTimeout, connlimit.ErrBodyTooSlow.Error()
+	case errors.As(err, new(*bodyReadError)) && r.Context().Err() == nil:
+		// The client's body broke off while it was forwarded: its fault,
+		// not the endpoint's.
+		var be *bodyReadError
+		errors.As(err, &be)
+		kind, msg = v1.ErrInvalid, be.Error()
 	case errors.As(err, &ue) && ue.timeout:
 		kind = v1.ErrGatewayTimeout
 	case r.Context().Err() != nil:
@@ -632,6 +731,10 @@ type targetStats struct {
 	// endpoint of the target frees a slot or the table changes.
 	freeMu sync.Mutex
 	free   chan struct{}
+
+	// The target's metric series, once looked up (metrics.observe).
+	seriesMu sync.Mutex
+	series   atomic.Pointer[seriesCache]
 }
 
 // waitFree returns a channel closed at the next signal.

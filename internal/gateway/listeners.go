@@ -33,6 +33,16 @@ type bridgeServer struct {
 	ln  net.Listener
 }
 
+// Protocols are what every listener of the gateway speaks: HTTP/1.1, and
+// HTTP/2 without TLS (h2c, with prior knowledge) to the clients that open
+// with it, gRPC's among them.
+func Protocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
 // NewListeners returns listeners of g on port (80 in the server; 0 picks a
 // free port, for tests).
 func NewListeners(g *Gateway, port int, logger *slog.Logger) *Listeners {
@@ -67,6 +77,7 @@ func (l *Listeners) Listen(ctx context.Context, env string, ip net.IP) error {
 		ln:  ln,
 		srv: connlimit.NewServer(l.g.ForEnvironment(env), connlimit.DefaultTimeouts),
 	}
+	s.srv.Protocols = Protocols()
 	l.servers[env] = s
 	l.wg.Add(1)
 	go func() {

@@ -48,6 +48,7 @@ type route struct {
 	path            string // normalised RoutePath, "" when none
 	strip           bool
 	concurrency     int64
+	spanName        string // "gateway NAME.ENV"
 	endpoints       []*endpoint
 	stats           *targetStats
 }
@@ -58,7 +59,7 @@ type route struct {
 type endpoint struct {
 	id       string
 	address  string
-	revision int64
+	revision atomic.Int64 // a new table may name a new revision at the same address
 
 	inflight atomic.Int64
 	// limit is the target's per-endpoint concurrency (0: none) and freed
@@ -72,6 +73,47 @@ type endpoint struct {
 
 	mu   sync.Mutex
 	idle chan struct{} // closed when a drained endpoint reaches zero in flight
+
+	// pool holds idle HTTP/1.1 connections to the endpoint.
+	pool connPool
+
+	// Passive health: fails counts connection failures in a row; after
+	// failThreshold of them the endpoint gets no requests until downUntil
+	// (unix nanoseconds), unless every other endpoint is down too.
+	fails     atomic.Int32
+	downUntil atomic.Int64
+}
+
+// Passive health check bounds, as Caddy's: an endpoint whose connections
+// fail this many times in a row rests for failCooldown.
+const (
+	failThreshold = 3
+	failCooldown  = 10 * time.Second
+)
+
+// failed notes a connection failure (refused, reset, timed out).
+func (e *endpoint) failed(g *Gateway) {
+	if n := e.fails.Add(1); n >= failThreshold {
+		until := time.Now().Add(failCooldown).UnixNano()
+		if e.downUntil.Swap(until) < time.Now().UnixNano() {
+			g.log.Warn("endpoint failing, taken out of rotation", "endpoint", e.id, "address", e.address,
+				"failures", n, "for", failCooldown)
+		}
+	}
+}
+
+// succeeded notes an answer: the endpoint is healthy again.
+func (e *endpoint) succeeded() {
+	if e.fails.Load() != 0 {
+		e.fails.Store(0)
+		e.downUntil.Store(0)
+	}
+}
+
+// down reports an endpoint resting after repeated failures.
+func (e *endpoint) down(now int64) bool {
+	u := e.downUntil.Load()
+	return u != 0 && now < u
 }
 
 // tryAcquire counts a request against e unless e is drained. The increment
@@ -144,11 +186,31 @@ func (e *endpoint) idleChan() <-chan struct{} {
 // acquired. It returns nil when no endpoint is eligible.
 func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 	var buf [16]*endpoint
+	var now int64
 	for {
 		cands := buf[:0]
+		resting := 0
 		for _, e := range r.endpoints {
 			if !e.drained.Load() && !contains(exclude, e) && !e.full() {
+				if d := e.downUntil.Load(); d != 0 {
+					if now == 0 {
+						now = time.Now().UnixNano()
+					}
+					if now < d {
+						resting++
+						continue
+					}
+				}
 				cands = append(cands, e)
+			}
+		}
+		if len(cands) == 0 && resting > 0 {
+			// Every eligible endpoint is resting: try them rather than
+			// fail without trying.
+			for _, e := range r.endpoints {
+				if !e.drained.Load() && !contains(exclude, e) && !e.full() {
+					cands = append(cands, e)
+				}
 			}
 		}
 		var e *endpoint

@@ -1,12 +1,15 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
-	"net"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,57 +27,164 @@ const tracerName = "berth.dev/berth/internal/gateway"
 // must not depend on.
 var propagator = propagation.TraceContext{}
 
+// serverSpan is the span of one request through the gateway. Sampling is
+// decided when it starts (parent-based, a ratio of new traces); a request
+// the sampler skipped still carries a trace context, so every hop after it
+// agrees, and is recorded after all if it fails or waits for a cold start
+// (keep): those are the requests someone looks for.
+//
+// With Config.SampleRatio set the gateway decides itself, and a request
+// it skips costs no span at all: a trace context of its own (sc) is all it
+// passes on. Otherwise the provider's sampler decides on every request.
+type serverSpan struct {
+	g      *Gateway
+	span   trace.Span // nil: skipped by the gateway's own sampling
+	sc     trace.SpanContext
+	parent context.Context // the caller's span, if any
+	start  time.Time
+	r      *http.Request
+	rt     *route
+}
+
+func (sp *serverSpan) recording() bool { return sp.span != nil && sp.span.IsRecording() }
+
 // startServerSpan starts (or continues, from the request's traceparent)
-// the span of one request through the gateway. It returns the request to
-// serve, carrying the span, a writer that notes the status, and the end
-// function. Only called when tracing is on.
-func (g *Gateway) startServerSpan(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request, func()) {
-	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	name := "gateway"
+// the span of one request and returns the context carrying it. Only
+// called when tracing is on.
+func (g *Gateway) startServerSpan(ctx context.Context, sp *serverSpan, r *http.Request, rt *route, start time.Time) context.Context {
+	if _, ok := r.Header["Traceparent"]; ok {
+		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	*sp = serverSpan{g: g, parent: ctx, start: start, r: r, rt: rt}
+	opts := serverOpts
+	if ratio := g.cfg.SampleRatio; ratio > 0 && ratio < 1 {
+		psc := trace.SpanContextFromContext(ctx)
+		sampled := psc.IsSampled() || (!psc.IsValid() && rand.Float64() < ratio)
+		if !sampled {
+			tid := psc.TraceID()
+			if !psc.IsValid() {
+				tid = newTraceID()
+			}
+			sp.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: newSpanID(), TraceState: psc.TraceState()})
+			return ctx
+		}
+		if !psc.IsValid() {
+			// Chosen here: the provider's own ratio must not choose again.
+			opts = keptServerOpts
+		}
+	}
+	ctx, sp.span = g.tracer.Start(ctx, sp.name(), opts...)
+	sp.sc = sp.span.SpanContext()
+	if sp.span.IsRecording() {
+		sp.span.SetAttributes(sp.attributes("")...)
+	}
+	return ctx
+}
+
+// serverKind is built once: an option is an allocation.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// Span options, built once: an option is an allocation.
+var (
+	serverOpts     = []trace.SpanStartOption{serverKind}
+	keptServerOpts = []trace.SpanStartOption{serverKind, trace.WithAttributes(attribute.String(tracing.AttrKeep, "sampled"))}
+)
+
+func newTraceID() trace.TraceID {
+	var id trace.TraceID
+	for id == (trace.TraceID{}) {
+		binary.BigEndian.PutUint64(id[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func newSpanID() trace.SpanID {
+	var id trace.SpanID
+	for id == (trace.SpanID{}) {
+		binary.BigEndian.PutUint64(id[:], rand.Uint64())
+	}
+	return id
+}
+
+func (sp *serverSpan) name() string {
+	if sp.rt == nil {
+		return "gateway"
+	}
+	return sp.rt.spanName
+}
+
+func (sp *serverSpan) attributes(kept string) []attribute.KeyValue {
+	r, rt := sp.r, sp.rt
 	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs,
 		attribute.String("http.request.method", r.Method),
 		attribute.String("server.address", r.Host),
 		attribute.String("url.path", r.URL.Path),
 	)
-	// Routing is repeated here (a map lookup) so the span has its name
-	// and target from the start, without reaching into ServeHTTP.
-	if rt, _ := g.route(g.table.Load(), r); rt != nil {
-		name = "gateway " + rt.name + "." + rt.env
+	if rt != nil {
 		attrs = append(attrs,
 			attribute.String(tracing.AttrWorkload, rt.name),
 			attribute.String(tracing.AttrEnvironment, rt.env),
 			attribute.String(tracing.AttrKind, rt.kind),
 		)
-		if rt.path != "" && !g.hostRouted(r) {
+		if rt.path != "" && !sp.g.hostRouted(r) {
 			attrs = append(attrs, attribute.String("http.route", rt.path))
 		}
 	}
-	ctx, span := g.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-	sw := &statusWriter{ResponseWriter: w}
-	return sw, r.WithContext(ctx), func() {
-		status := sw.status
-		if status == 0 {
-			// Nothing written: the handler panicked (an aborted response)
-			// or the client went away before an answer.
-			span.SetStatus(codes.Error, "no response")
-		} else {
-			span.SetAttributes(attribute.Int("http.response.status_code", status))
-			if status >= 500 {
-				span.SetStatus(codes.Error, strconv.Itoa(status)+" "+http.StatusText(status))
-			}
-		}
-		span.End()
+	if kept != "" {
+		attrs = append(attrs, attribute.String(tracing.AttrKeep, kept))
 	}
+	return attrs
+}
+
+// keep records the request whatever the sampler decided (a cold start),
+// from its start on, and returns ctx carrying the recorded span so that
+// what follows (the activator's wait, the upstream) is recorded as its
+// children.
+func (sp *serverSpan) keep(ctx context.Context, why string) context.Context {
+	if sp.recording() {
+		return ctx
+	}
+	sp.span = sp.startKept(why)
+	return trace.ContextWithSpan(sp.parent, sp.span)
+}
+
+func (sp *serverSpan) startKept(why string) trace.Span {
+	_, s := sp.g.tracer.Start(sp.parent, sp.name(), serverKind,
+		trace.WithTimestamp(sp.start), trace.WithAttributes(sp.attributes(why)...))
+	return s
+}
+
+// end ends the span with the status answered (0: none, the client went
+// away or the answer broke off). An unsampled request that failed is
+// recorded now, with its start.
+func (sp *serverSpan) end(status int, _ error) {
+	s := sp.span
+	failed := status == 0 || status >= 500
+	if !sp.recording() {
+		if !failed {
+			if s != nil {
+				s.End()
+			}
+			return
+		}
+		s = sp.startKept("error")
+	}
+	if status == 0 {
+		s.SetStatus(codes.Error, "no response")
+	} else {
+		s.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			s.SetStatus(codes.Error, strconv.Itoa(status)+" "+http.StatusText(status))
+		}
+	}
+	s.End()
 }
 
 // hostRouted reports a request addressed as NAME.ENV under the domain.
 func (g *Gateway) hostRouted(r *http.Request) bool {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	_, ok := cutSuffixFold(host, g.suffix)
+	_, ok := cutSuffixFold(strings.TrimSuffix(stripPort(r.Host), "."), g.suffix)
 	return ok
 }
 
@@ -97,7 +207,17 @@ func cutSuffixFold(s, suffix string) (string, bool) {
 // startUpstreamSpan starts the client span of one attempt on endpoint e
 // and writes its traceparent into the outgoing request, so the instance
 // (and any call it makes back through the gateway) continues the trace.
-func (g *Gateway) startUpstreamSpan(ctx context.Context, out *http.Request, c *call, e *endpoint, attempt int) trace.Span {
+func (g *Gateway) startUpstreamSpan(ctx context.Context, out http.Header, c *call, e *endpoint, attempt int) trace.Span {
+	if c.span != nil && !c.span.recording() {
+		// Not sampled: no span, but the trace context goes on with its
+		// decision, so the workload and its calls follow it.
+		injectTraceparent(out, c.span.sc)
+		return nil
+	}
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+		injectTraceparent(out, parent.SpanContext())
+		return nil
+	}
 	// out shares its header map with the other attempts of this request;
 	// each attempt overwrites traceparent with its own span.
 	ctx, span := g.tracer.Start(ctx, "upstream "+c.route.name+"."+c.route.env,
@@ -107,11 +227,32 @@ func (g *Gateway) startUpstreamSpan(ctx context.Context, out *http.Request, c *c
 			attribute.String(tracing.AttrEnvironment, c.route.env),
 			attribute.String(tracing.AttrEndpoint, e.id),
 			attribute.String("network.peer.address", e.address),
-			attribute.Int64(tracing.AttrRevision, e.revision),
+			attribute.Int64(tracing.AttrRevision, e.revision.Load()),
 			attribute.Int(tracing.AttrAttempt, attempt),
 		))
-	propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	injectTraceparent(out, span.SpanContext())
 	return span
+}
+
+// injectTraceparent writes sc as W3C trace context, as
+// propagation.TraceContext does, without its allocations.
+func injectTraceparent(h http.Header, sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	var b [55]byte
+	copy(b[:], "00-")
+	tid, sid := sc.TraceID(), sc.SpanID()
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	flags := [1]byte{byte(sc.TraceFlags() & trace.FlagsSampled)}
+	hex.Encode(b[53:55], flags[:])
+	h["Traceparent"] = []string{string(b[:])}
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		h["Tracestate"] = []string{ts.String()}
+	}
 }
 
 // endUpstreamSpan ends an attempt's span with its outcome.
@@ -128,46 +269,4 @@ func endUpstreamSpan(span trace.Span, status int, err error) {
 		}
 	}
 	span.End()
-}
-
-// statusWriter notes the status the gateway answered. Unwrap lets
-// ReverseProxy's ResponseController reach Flush and Hijack (upgrades).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	// 1xx answers (103 Early Hints) come before the real one.
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *statusWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Hijack is for callers that type-assert instead of using a
-// ResponseController.
-// ReverseProxy hijacks for a protocol switch and writes the 101 itself.
-func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
-	}
-	return conn, rw, err
 }

@@ -15,9 +15,15 @@ import (
 	"berth.dev/berth/internal/testutil"
 )
 
+// newTracing records every trace.
 func newTracing(t testing.TB) *tracing.Tracing {
 	t.Helper()
-	tr, err := tracing.New(tracing.Config{})
+	return newTracingWith(t, tracing.Config{SampleRatio: 1})
+}
+
+func newTracingWith(t testing.TB, cfg tracing.Config) *tracing.Tracing {
+	t.Helper()
+	tr, err := tracing.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +249,100 @@ func BenchmarkTracing(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
+	}
+}
+
+// With the sampling ratio near zero, a request that succeeds is not
+// recorded, but one that fails is, and so is one that waited for a cold
+// start, with the activator's wait and the upstream under it.
+//
+// Either the provider's sampler decides for each request, or the gateway
+// decides itself (Config.SampleRatio); both behave the same.
+func TestUnsampledErrorsAndColdStartsAreTraced(t *testing.T) {
+	for _, mode := range []string{"provider decides", "gateway decides"} {
+		t.Run(mode, func(t *testing.T) { testUnsampled(t, mode == "gateway decides") })
+	}
+}
+
+func testUnsampled(t *testing.T, gatewayDecides bool) {
+	tr := newTracingWith(t, tracing.Config{SampleRatio: 1e-9})
+	sawTP := make(chan string, 100)
+	ok := startUpstream(t, "ok", func(w http.ResponseWriter, r *http.Request) {
+		sawTP <- r.Header.Get("Traceparent")
+		io.WriteString(w, `{}`)
+	})
+	failing := startUpstream(t, "failing", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	fn := startUpstream(t, "fn-1", nil)
+	var g *Gateway
+	cfg := Config{TracerProvider: tr.TracerProvider(), Activator: activatorFunc(func(ctx context.Context, env, name string) error {
+		// As the activator does: its wait is a span under the request's.
+		_, sp := tr.TracerProvider().Tracer("test").Start(ctx, "cold start")
+		g.SetTargets([]Target{target("dev", "ok", ok), target("dev", "failing", failing), target("dev", "fn", fn)})
+		sp.End()
+		return nil
+	})}
+	if gatewayDecides {
+		cfg.SampleRatio = 1e-9
+	}
+	g, url, c := startGateway(t, cfg, target("dev", "ok", ok), target("dev", "failing", failing), target("dev", "fn"))
+
+	for range 20 {
+		res, _ := get(t, c, url+"/", "ok.dev.berth.localhost")
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		// The skipped request still passes a trace context on, marked
+		// not sampled, so the workload's own calls agree.
+		if tp := <-sawTP; !strings.HasSuffix(tp, "-00") {
+			t.Fatalf("traceparent %q of a skipped request, want one marked not sampled", tp)
+		}
+	}
+	// A caller's decision not to sample is followed, in its trace.
+	const callerTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	req := mustRequest(t, http.MethodGet, url+"/", nil)
+	req.Host = "ok.dev.berth.localhost"
+	req.Header.Set("Traceparent", callerTP)
+	do(t, c, req)
+	if tp := <-sawTP; !strings.HasPrefix(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-") || !strings.HasSuffix(tp, "-00") || tp == callerTP {
+		t.Errorf("traceparent %q passed on for an unsampled caller, want its trace, a span of the gateway's, not sampled", tp)
+	}
+	res, _ := get(t, c, url+"/", "failing.dev.berth.localhost")
+	if res.StatusCode != 500 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	res, body := get(t, c, url+"/", "fn.dev.berth.localhost")
+	decodeEcho(t, res, body)
+
+	var failed, cold v1.TraceSummary
+	testutil.WaitFor(t, 10*time.Second, "the error's and the cold start's traces", func() bool {
+		for _, s := range tr.Traces(tracing.Filter{}) {
+			switch s.Root {
+			case "gateway failing.dev":
+				failed = s
+			case "gateway fn.dev":
+				cold = s
+			}
+		}
+		return failed.TraceID != "" && cold.TraceID != ""
+	})
+	if n := len(tr.Traces(tracing.Filter{Name: "ok"})); n != 0 {
+		t.Errorf("%d of 20 successful requests traced at a ratio of 1e-9", n)
+	}
+	tc := waitTrace(t, tr, failed.TraceID, 1)
+	if sp := spanNamed(t, tc, "gateway failing.dev"); sp.Status != "error" || sp.Attributes[tracing.AttrKeep] != "error" {
+		t.Errorf("failed request's span %+v: want status error, kept for the error", sp)
+	}
+	tc = waitTrace(t, tr, cold.TraceID, 3)
+	srv := spanNamed(t, tc, "gateway fn.dev")
+	if srv.Attributes[tracing.AttrKeep] != "cold_start" {
+		t.Errorf("cold start's span %+v: want it kept for the cold start", srv)
+	}
+	if wait := spanNamed(t, tc, "cold start"); wait.ParentID != srv.SpanID {
+		t.Errorf("the activator's span is not under the request's: %+v", wait)
+	}
+	if up := spanNamed(t, tc, "upstream fn.dev"); up.ParentID != srv.SpanID {
+		t.Errorf("the upstream span is not under the request's: %+v", up)
 	}
 }

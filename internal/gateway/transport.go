@@ -27,11 +27,16 @@ var (
 type upstreamError struct {
 	attempts []string
 	timeout  bool
+	all      bool  // every endpoint of the target was tried
 	last     error // the last attempt's error, for errors.As
 }
 
 func (e *upstreamError) Error() string {
-	return strings.Join(e.attempts, "; ")
+	msg := strings.Join(e.attempts, "; ")
+	if e.all && len(e.attempts) > 1 {
+		msg = fmt.Sprintf("all %d endpoints failed: %s", len(e.attempts), msg)
+	}
+	return msg
 }
 
 func (e *upstreamError) Unwrap() error { return e.last }
@@ -47,53 +52,67 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return nil, errors.New("gateway: request without a routing decision")
 	}
-	deadline := time.Now().Add(t.g.cfg.Timeout)
+	return t.g.roundTrip(req.Context(), c, func(e *endpoint, deadline time.Time, attempt int) (*http.Response, bool, error) {
+		return t.try(req, c, e, deadline, attempt)
+	})
+}
+
+// attemptFunc sends a request to e, which the caller has acquired, and
+// releases e on error. retryable reports that the request may be sent to
+// another endpoint.
+type attemptFunc func(e *endpoint, deadline time.Time, attempt int) (res *http.Response, retryable bool, err error)
+
+// roundTrip picks an endpoint per attempt and retries connection failures
+// on other endpoints of the same target, waiting for a free slot when
+// every endpoint is at its concurrency cap.
+func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*http.Response, error) {
+	deadline := time.Now().Add(g.cfg.Timeout)
 	var tried []*endpoint
 	var failed []string
 	var lastErr error
 	for {
-		e := c.route.pick(t.g, tried)
+		e := c.route.pick(g, tried)
 		for e == nil && c.route.saturated(tried) {
 			// Every endpoint is at its concurrency cap: wait for a slot
 			// (or a new endpoint) instead of overloading one.
 			free := c.route.stats.waitFree()
-			if e = c.route.pick(t.g, tried); e != nil {
+			if e = c.route.pick(g, tried); e != nil {
 				break
 			}
 			select {
 			case <-free:
-			case <-req.Context().Done():
-				return nil, req.Context().Err()
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			case <-time.After(time.Until(deadline)):
-				return nil, &upstreamError{attempts: append(failed, fmt.Sprintf("no endpoint had a free slot within %s", t.g.cfg.Timeout)), timeout: true, last: errUpstreamTimeout}
+				return nil, &upstreamError{attempts: append(failed, fmt.Sprintf("no endpoint had a free slot within %s", g.cfg.Timeout)), timeout: true, last: errUpstreamTimeout}
 			}
-			if r := t.g.currentRoute(c.route.env, c.route.name); r != nil {
+			if r := g.currentRoute(c.route.env, c.route.name); r != nil {
 				c.route = r
 			}
-			e = c.route.pick(t.g, tried)
+			e = c.route.pick(g, tried)
 		}
 		if e == nil {
 			if len(tried) == 0 {
 				return nil, errNoEndpoints
 			}
-			return nil, &upstreamError{attempts: failed, last: lastErr}
+			return nil, &upstreamError{attempts: failed, last: lastErr, all: len(tried) >= len(c.route.endpoints)}
 		}
 		tried = append(tried, e)
-		res, retryable, err := t.try(req, c, e, deadline, len(tried))
+		res, retryable, err := try(e, deadline, len(tried))
 		if err == nil {
 			return res, nil
 		}
 		lastErr = err
 		if errors.Is(err, errUpstreamTimeout) {
 			failed = append(failed, fmt.Sprintf("endpoint %s (%s) sent no response headers within %s",
-				e.id, e.address, t.g.cfg.Timeout))
+				e.id, e.address, g.cfg.Timeout))
 			return nil, &upstreamError{attempts: failed, timeout: true, last: err}
 		}
 		failed = append(failed, fmt.Sprintf("endpoint %s (%s) failed: %v", e.id, e.address, err))
-		if !retryable || !c.replayable || len(tried) > t.g.cfg.MaxRetries || req.Context().Err() != nil {
-			return nil, &upstreamError{attempts: failed, last: err}
+		if !retryable || !c.replayable || len(tried) > g.cfg.MaxRetries || ctx.Err() != nil {
+			return nil, &upstreamError{attempts: failed, last: err, all: len(tried) >= len(c.route.endpoints)}
 		}
-		t.g.log.Debug("retrying on another endpoint", "environment", c.route.env, "name", c.route.name,
+		g.log.Debug("retrying on another endpoint", "environment", c.route.env, "name", c.route.name,
 			"endpoint", e.id, "err", err)
 	}
 }
@@ -129,10 +148,14 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 
 	var span trace.Span
 	if t.g.tracer != nil {
-		span = t.g.startUpstreamSpan(req.Context(), out, c, e, attempt)
+		span = t.g.startUpstreamSpan(req.Context(), out.Header, c, e, attempt)
 	}
 
-	res, err = t.g.upstream.RoundTrip(out)
+	rt := t.g.upstream
+	if c.h2 {
+		rt = t.g.upstreamH2
+	}
+	res, err = rt.RoundTrip(out)
 	fired := !timer.Stop()
 	if err == nil && fired {
 		res.Body.Close()
@@ -143,12 +166,17 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 			err = errUpstreamTimeout
 		}
 		cancel(nil)
+		if req.Context().Err() == nil {
+			e.failed(t.g)
+		}
 		e.release(t.g)
 		if span != nil {
 			endUpstreamSpan(span, 0, err)
 		}
 		return nil, isDialError(err) || (!wrote.Load() && req.Context().Err() == nil && err != errUpstreamTimeout), err
 	}
+	e.succeeded()
+	c.revision = e.revision.Load()
 	status := res.StatusCode
 	res.Body = wrapBody(res.Body, func() {
 		cancel(nil)

@@ -3,7 +3,6 @@ package images
 import (
 	"context"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,19 +62,5 @@ func (s *Service) NodeRef(image, digest string) string {
 			return addr + "/" + r.repo + "@" + digest
 		}
 	}
-	return pinned(image, digest)
-}
-
-// pinned is ref with its tag replaced by digest.
-func pinned(ref, digest string) string {
-	if digest == "" {
-		return ref
-	}
-	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref + "@" + digest
+	return v1.PinDigest(image, digest)
 }

@@ -311,7 +311,7 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.metrics = metrics.New(metrics.Config{Inventory: s.inventory, Driver: stats, Logger: s.log.With("part", "metrics")})
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
-		TracerProvider: s.tracing.TracerProvider(),
+		TracerProvider: s.tracing.TracerProvider(), SampleRatio: s.tracing.SampleRatio(),
 	})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's
@@ -395,6 +395,7 @@ func (s *Server) buildBackend() error {
 		}
 		s.backend = kb
 		s.clusterSrv = connlimit.NewServer(s.gateway.ForCallers(kb.EnvironmentOf), connlimit.DefaultTimeouts)
+		s.clusterSrv.Protocols = gateway.Protocols()
 		return nil
 	}
 	s.backend = local.New(local.Config{
@@ -563,6 +564,7 @@ func (s *Server) buildAPI() error {
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
 	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
+	s.gwSrv.Protocols = gateway.Protocols()
 	return nil
 }
 

@@ -132,7 +132,7 @@ func New(cfg Config) (*Backend, error) {
 		cfg.Resync = 10 * time.Minute
 	}
 	if cfg.ImageRef == nil {
-		cfg.ImageRef = func(image, digest string) string { return pinned(image, digest) }
+		cfg.ImageRef = func(image, digest string) string { return v1.PinDigest(image, digest) }
 	}
 	rc := cfg.RestConfig
 	if rc == nil {

@@ -100,7 +100,7 @@ func TestInstanceOf(t *testing.T) {
 }
 
 func TestDeploymentCarriesTheTemplate(t *testing.T) {
-	b := &Backend{cfg: Config{NamespacePrefix: "berth-", PreStopSeconds: 2, ImageRef: func(i, d string) string { return pinned(i, d) }}}
+	b := &Backend{cfg: Config{NamespacePrefix: "berth-", PreStopSeconds: 2, ImageRef: func(i, d string) string { return v1.PinDigest(i, d) }}}
 	grace := int64(10)
 	w := backend.Workload{
 		Ref:      backend.Ref{Kind: v1.KindService, Environment: "dev", Name: "web"},

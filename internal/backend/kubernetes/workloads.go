@@ -5,7 +5,6 @@ import (
 	"net"
 	"sort"
 	"strconv"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -362,20 +361,6 @@ func (b *Backend) syncValues(ctx context.Context, ref backend.Ref, t *v1.Templat
 func secretName(name string) string        { return "berth-secret-" + name }
 func configName(name string) string        { return "berth-config-" + name }
 func volumeClaim(owner, vol string) string { return owner + "-" + vol }
-
-// pinned is ref with its tag replaced by digest.
-func pinned(ref, digest string) string {
-	if digest == "" {
-		return ref
-	}
-	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref + "@" + digest
-}
 
 func ptr[T any](v T) *T { return &v }
 

@@ -26,11 +26,13 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 	for _, i := range b.instancesOf(w.Ref) {
 		switch {
 		case i.Spec.Draining:
-		case i.Spec.Standby && w.Standby && i.Spec.Revision == cur && i.Status.Phase != v1.PhaseFailed:
+		case i.Spec.Standby && i.Spec.Revision == cur && i.Status.Phase != v1.PhaseFailed:
+			// Taken first for a new instance, even when no standby is
+			// wanted beyond Replicas any more (a scale-up to the max).
 			standby = append(standby, i)
 		case i.Spec.Standby:
-			// A standby of an older revision, one that cannot be
-			// prepared, or one nobody wants any more is of no use.
+			// A standby of an older revision, or one that cannot be
+			// prepared, is of no use.
 			if err := b.drain(ctx, i, true); err != nil {
 				return err
 			}

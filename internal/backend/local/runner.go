@@ -335,7 +335,7 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 	}
 	image := rev.Spec.Image
 	if rev.Spec.ImageDigest != "" {
-		image = imageWithDigest(rev.Spec.Image, rev.Spec.ImageDigest)
+		image = v1.PinDigest(rev.Spec.Image, rev.Spec.ImageDigest)
 	}
 	return runtime.ContainerSpec{
 		ID:          r.id,
@@ -365,18 +365,6 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 // LogPath is where an instance's stdout and stderr are kept.
 func LogPath(logDir, env, owner, instance string) string {
 	return filepath.Join(logDir, env, owner, instance+".log")
-}
-
-// imageWithDigest pins ref to digest: "repo:tag" → "repo@sha256:…", so a
-// tag that moves after the revision was made does not change what runs.
-func imageWithDigest(ref, digest string) string {
-	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref + "@" + digest
 }
 
 // supervise watches a started task: probes, exits, and the instance's spec.

@@ -1,6 +1,6 @@
 // Package fake is a network manager that really behaves, for tests that
 // must run without root: each environment gets its own /24 of loopback
-// (127.N.0.0/24, which Linux routes to lo without any set-up) and each
+// (127.B.N.0/24, which Linux routes to lo without any set-up) and each
 // attachment its own address in it, so a mock container can listen on
 // IP:PORT and the agent's probes and the gateway reach it there, as they
 // reach a real instance on its bridge.
@@ -12,6 +12,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sort"
 	"strings"
@@ -22,8 +23,11 @@ import (
 	"berth.dev/berth/internal/network"
 )
 
-// nextBase hands out address ranges within this process.
-var nextBase atomic.Int64
+// nextBase and startBase hand out address ranges within this process.
+var (
+	nextBase  atomic.Int64
+	startBase = rand.Int64N(254)
+)
 
 // nsPrefix starts the namespace path of an attachment: the mock runtime
 // reads the instance's address from it (IPOf).
@@ -31,7 +35,8 @@ const nsPrefix = "fake-netns:"
 
 // Network is the fake manager. The zero value is not usable: call New.
 type Network struct {
-	// base is the second octet of the first environment's subnet.
+	// base is the second octet of every environment's subnet; the third
+	// counts environments.
 	base int
 
 	mu       sync.Mutex
@@ -51,12 +56,13 @@ type attachment struct {
 }
 
 // New makes a fake network whose environments take 127.base.0.0/24,
-// 127.base+1.0.0/24 and so on (base between 1 and 200). Base 0 takes the
-// next unused range of this process, so tests running at once never share
-// addresses.
+// 127.base.1.0/24 and so on (base between 1 and 254). Base 0 takes the
+// next range of this process, starting at a random one: networks of one
+// test binary never share addresses, and two binaries running at once
+// (go test runs packages in parallel) rarely do.
 func New(base int) *Network {
-	if base < 1 || base > 200 {
-		base = int(10 + nextBase.Add(8)%190)
+	if base < 1 || base > 254 {
+		base = int(1 + (startBase+nextBase.Add(1))%254)
 	}
 	return &Network{base: base, envs: map[string]*env{}, attached: map[string]attachment{}}
 }
@@ -69,18 +75,18 @@ func (n *Network) EnsureEnvironment(_ context.Context, name string) (*net.IPNet,
 	if err != nil {
 		return nil, nil, "", err
 	}
-	return &net.IPNet{IP: net.IPv4(127, byte(e.octet), 0, 0).To4(), Mask: net.CIDRMask(24, 32)},
-		net.IPv4(127, byte(e.octet), 0, 1).To4(), "fake" + fmt.Sprint(e.octet-n.base), nil
+	return &net.IPNet{IP: net.IPv4(127, byte(n.base), byte(e.octet), 0).To4(), Mask: net.CIDRMask(24, 32)},
+		net.IPv4(127, byte(n.base), byte(e.octet), 1).To4(), "fake" + fmt.Sprint(e.octet), nil
 }
 
 func (n *Network) ensure(name string) (*env, error) {
 	if e := n.envs[name]; e != nil {
 		return e, nil
 	}
-	if n.base+n.next > 254 {
+	if n.next > 255 {
 		return nil, v1.Unavailable("fake network: no subnet left for environment %q", name)
 	}
-	e := &env{octet: n.base + n.next}
+	e := &env{octet: n.next}
 	e.used[0], e.used[1], e.used[255] = true, true, true
 	n.next++
 	n.envs[name] = e
@@ -132,7 +138,7 @@ func (n *Network) Attach(_ context.Context, id, environment string) (network.Att
 	for host := 2; host < 255; host++ {
 		if !e.used[host] {
 			e.used[host] = true
-			a := attachment{env: environment, ip: net.IPv4(127, byte(e.octet), 0, byte(host)).To4()}
+			a := attachment{env: environment, ip: net.IPv4(127, byte(n.base), byte(e.octet), byte(host)).To4()}
 			n.attached[id] = a
 			return n.attachmentOf(id, a), nil
 		}

@@ -31,12 +31,19 @@ const (
 	AttrAttempt     = "berth.attempt"
 	AttrWaitMS      = "berth.cold_start.wait_ms"
 	AttrOutcome     = "berth.cold_start.outcome"
+	// AttrKeep on a span at its start records it whatever the sampling
+	// ratio, its value saying why ("error", "cold_start"): Berth's
+	// sampler honours it (see New).
+	AttrKeep = "berth.trace.kept"
 )
 
 // Defaults for Config's zero values.
 const (
 	DefaultServiceName = "berth"
 	DefaultStoreSize   = 1000
+	// DefaultSampleRatio is the share of new traces recorded when none is
+	// configured. Errors and cold starts are recorded whatever it is.
+	DefaultSampleRatio = 0.01
 	// spansPerTrace sizes the span bound from the trace bound: a request
 	// through two hops with a cold start is about five spans.
 	spansPerTrace = 10
@@ -51,8 +58,9 @@ type Config struct {
 	// URL with its own path, or "host:port" (plain HTTP). Empty: no export.
 	OTLPEndpoint string
 	// SampleRatio is the share of new traces recorded, in (0, 1]; 0 means
-	// 1. A trace continued from an incoming traceparent follows the
-	// caller's sampling decision.
+	// DefaultSampleRatio. A trace continued from an incoming traceparent
+	// follows the caller's sampling decision. A span started with AttrKeep
+	// is recorded regardless.
 	SampleRatio float64
 	// StoreSize bounds the in-memory store: this many traces (default
 	// 1000) and ten times as many spans, whichever is reached first.
@@ -64,6 +72,7 @@ type Config struct {
 
 // Tracing is the process's tracer provider with its store and exporter.
 type Tracing struct {
+	ratio    float64
 	provider *sdktrace.TracerProvider
 	store    *Store
 	log      *slog.Logger
@@ -83,7 +92,7 @@ func New(cfg Config) (*Tracing, error) {
 		return nil, v1.FieldError("sampleRatio", "must be between 0 and 1, got %v", cfg.SampleRatio)
 	}
 	if cfg.SampleRatio == 0 {
-		cfg.SampleRatio = 1
+		cfg.SampleRatio = DefaultSampleRatio
 	}
 	if cfg.StoreSize < 0 {
 		return nil, v1.FieldError("storeSize", "must not be negative, got %d", cfg.StoreSize)
@@ -93,7 +102,7 @@ func New(cfg Config) (*Tracing, error) {
 	}
 	store := NewStore(cfg.StoreSize, cfg.StoreSize*spansPerTrace)
 	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
+		sdktrace.WithSampler(keepSampler{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))}),
 		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName))),
 		sdktrace.WithSpanProcessor(store),
 	}
@@ -110,7 +119,29 @@ func New(cfg Config) (*Tracing, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 		cfg.Logger.Info("exporting traces", "endpoint", u, "sampleRatio", cfg.SampleRatio)
 	}
-	return &Tracing{provider: sdktrace.NewTracerProvider(opts...), store: store, log: cfg.Logger}, nil
+	return &Tracing{ratio: cfg.SampleRatio, provider: sdktrace.NewTracerProvider(opts...), store: store, log: cfg.Logger}, nil
+}
+
+// keepSampler is parent-based ratio sampling, except that a span started
+// with the AttrKeep attribute is always recorded: the gateway starts one
+// for a request that failed or waited for a cold start after the ratio
+// skipped it.
+type keepSampler struct{ base sdktrace.Sampler }
+
+func (s keepSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	for _, a := range p.Attributes {
+		if a.Key == AttrKeep {
+			return sdktrace.SamplingResult{
+				Decision:   sdktrace.RecordAndSample,
+				Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState(),
+			}
+		}
+	}
+	return s.base.ShouldSample(p)
+}
+
+func (s keepSampler) Description() string {
+	return "KeepOrElse{" + s.base.Description() + "}"
 }
 
 // otlpURL turns the configured endpoint into the URL spans are POSTed to.
@@ -131,6 +162,10 @@ func otlpURL(endpoint string) (string, error) {
 // TracerProvider is what the gateway, the activator and the workflow engine
 // take.
 func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
+
+// SampleRatio is the share of new traces recorded (the configured ratio,
+// or the default), for a caller that decides before asking the provider.
+func (t *Tracing) SampleRatio() float64 { return t.ratio }
 
 // Propagator is W3C trace context (traceparent, tracestate): what Berth
 // reads from requests and passes to workloads.

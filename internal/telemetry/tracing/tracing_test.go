@@ -20,8 +20,12 @@ import (
 	v1 "berth.dev/berth/api/v1"
 )
 
+// newTracing records every trace unless cfg says otherwise.
 func newTracing(t *testing.T, cfg Config) *Tracing {
 	t.Helper()
+	if cfg.SampleRatio == 0 {
+		cfg.SampleRatio = 1
+	}
 	tr, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +191,7 @@ func TestOTLPExport(t *testing.T) {
 	defer collector.Close()
 
 	// host:port, the way --otlp-endpoint is usually given.
-	tr, err := New(Config{OTLPEndpoint: collector.Listener.Addr().String(), ServiceName: "berth-test"})
+	tr, err := New(Config{OTLPEndpoint: collector.Listener.Addr().String(), ServiceName: "berth-test", SampleRatio: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,5 +206,46 @@ func TestOTLPExport(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(names) != "[upstream web.dev gateway web.dev]" || service != "berth-test" {
 		t.Errorf("collector got spans %v from service %q", names, service)
+	}
+}
+
+// With a ratio, most new traces are not recorded, a sampled caller's are,
+// and a span started with AttrKeep always is.
+func TestSamplingKeepsWhatItMust(t *testing.T) {
+	tr := newTracing(t, Config{SampleRatio: 1e-9})
+	tracer := tr.TracerProvider().Tracer("test")
+	recorded := 0
+	for range 100 {
+		_, sp := tracer.Start(context.Background(), "new")
+		if sp.IsRecording() {
+			recorded++
+		}
+		sp.End()
+	}
+	if recorded != 0 {
+		t.Errorf("%d of 100 new traces recorded at a ratio of 1e-9", recorded)
+	}
+
+	sampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1},
+		TraceFlags: trace.FlagsSampled, Remote: true})
+	_, sp := tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), sampled), "child of a sampled caller")
+	if !sp.IsRecording() {
+		t.Error("a sampled caller's trace was not recorded")
+	}
+	sp.End()
+
+	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}, Remote: true})
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), unsampled)
+	_, sp = tracer.Start(ctx, "child of an unsampled caller")
+	if sp.IsRecording() {
+		t.Error("an unsampled caller's trace was recorded")
+	}
+	_, kept := tracer.Start(ctx, "failed", trace.WithAttributes(attribute.String(AttrKeep, "error")))
+	if !kept.IsRecording() || kept.SpanContext().TraceID() != unsampled.TraceID() {
+		t.Errorf("a span with %s was not recorded in its caller's trace", AttrKeep)
+	}
+	kept.End()
+	if _, err := tr.Trace(unsampled.TraceID().String()); err != nil {
+		t.Errorf("kept span not in the store: %v", err)
 	}
 }

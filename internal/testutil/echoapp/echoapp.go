@@ -233,7 +233,7 @@ func Serve(env Env) int {
 		}
 	})
 
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: withProtocols(mux, mux), Protocols: protocols()}
 	ln, err := env.Listen(":" + port)
 	if err != nil {
 		fmt.Fprintln(out, "error:", err)
