@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,12 +37,19 @@ type browser struct {
 	allowed []string // substrings of errors the current step expects
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+// chromium finds Debian's Chromium; without it the test skips, or fails
+// under BERTH_NO_SKIP (CI), before it starts a server.
+func chromium(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		testutil.Skip(t, "chromium is not installed (scripts/install-deps.sh installs Debian's)")
+		testutil.Skip(t, "chromium is not installed (scripts/install-deps.sh installs Debian's): "+err.Error())
 	}
+	return path
+}
+
+func newBrowser(t *testing.T, path, base string) *browser {
+	t.Helper()
 	b := &browser{t: t, base: base, dir: t.ArtifactDir()}
 	// The machine's network is closed and the test owns the profile: no
 	// sandbox (root in a container), no GPU, nothing that phones home.
@@ -143,12 +151,43 @@ func (b *browser) until(what, predicate string, timeout time.Duration) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, timeout)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+	var err error
+	for {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingInterval(100*time.Millisecond)))
+		// A page that navigates (a form's answer arriving) ends a poll;
+		// the predicate is then asked of the new page.
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "navigated or closed") {
+			break
+		}
+	}
+	if err != nil {
 		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
 		body, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string]("document.querySelector('main') ? document.querySelector('main').innerText : ''"))
 		b.t.Fatalf("waiting for %s: %v\npage:\n%s", what, err, body)
 	}
 	b.checkConsole(what)
+}
+
+// submit runs actions that post a form, then waits for the answer's page
+// (not the page the form was on: that one carries a mark the new one does
+// not) and for done to hold on it. Errors expected before it stay
+// expected until the answer is in.
+func (b *browser) submit(step, done string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	b.mu.Lock()
+	allowed := b.allowed
+	b.mu.Unlock()
+	b.eval(`window.berthSubmitted = true; ''`)
+	b.do(step, actions...)
+	b.expect(allowed...)
+	b.until(step+": the answer", `!window.berthSubmitted && document.readyState === 'complete' && (`+done+`)`, 20*time.Second)
+}
+
+// hasError and resultSays are predicates on a form's answer.
+const hasError = `!!document.getElementById('action-error')`
+
+func resultSays(s string) string {
+	return `!!document.getElementById('action-result') && document.getElementById('action-result').textContent.includes(` + strconv.Quote(s) + `)`
 }
 
 func (b *browser) eval(js string) string {
@@ -233,8 +272,9 @@ spec:
 // and, as a viewer, be refused an action. Each page is screenshotted into
 // the test's artifact directory, at 1280 and 390 px wide.
 func TestDashboard(t *testing.T) {
+	path := chromium(t)
 	s := startServer(t)
-	b := newBrowser(t, "http://"+s.apiAddr)
+	b := newBrowser(t, path, "http://"+s.apiAddr)
 	s.mustBerth("", "image", "import", imageV1)
 	s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
 kind: Service
@@ -242,13 +282,23 @@ metadata: {name: web}
 spec: {image: %s, replicas: 2}
 ---
 apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: old}
+spec: {image: %s, replicas: 0}
+---
+apiVersion: berth.dev/v1
+kind: Topic
+metadata: {name: orders}
+---
+apiVersion: berth.dev/v1
 kind: Function
 metadata: {name: fn}
 spec:
   image: %s
   scale: {max: 2, idleTimeout: 300s}
+  triggers: [{topic: orders}]
 ---
-`, echoV1, echoV1)+dashboardWorkflow, "apply", "-f", "-")
+`, echoV1, echoV1, echoV1)+dashboardWorkflow, "apply", "-f", "-")
 	testutil.WaitForState(t, 90*time.Second, "web 2/2 ready and fn at zero with a standby", func() (bool, string) {
 		svc := s.service("default", "web")
 		fn := s.function("default", "fn")
@@ -361,6 +411,98 @@ spec:
 		b.shot("09-execution-path")
 	})
 
+	t.Run("a deployer scales, rolls back, invokes, publishes and deletes", func(t *testing.T) {
+		// Scale: the message, then the page follows the new instance
+		// live; the API has the new count.
+		b.do("service page", b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
+		b.eval(`window.berthMarker = 'before scale'; ''`)
+		b.expect("400")
+		b.submit("scale to -1", hasError, chromedp.SetValue(chromedp.CSS(`input[name="replicas"]`), "-1"), chromedp.Click(chromedp.CSS("#scale-button")))
+		if msg := b.eval(`document.getElementById('action-error').textContent`); !strings.Contains(msg, "Invalid") || !strings.Contains(msg, "field spec.replicas") {
+			t.Errorf("the error shown for -1 replicas: %q", msg)
+		}
+		if kept := b.eval(`document.querySelector('input[name="replicas"]').value`); kept != "-1" {
+			t.Errorf("the form lost what was typed: %q", kept)
+		}
+		b.submit("scale to 3", resultSays("scaled to 3 replicas"), chromedp.SetValue(chromedp.CSS(`input[name="replicas"]`), "3"), chromedp.Click(chromedp.CSS("#scale-button")))
+		b.eval(`window.berthMarker = 'after scale'; ''`)
+		b.until("three ready instances drawn without a reload", `window.berthMarker === 'after scale' && document.querySelectorAll('#instances tr[data-instance]').length === 3 && document.getElementById('ready-count').textContent.startsWith('3/3')`, 60*time.Second)
+		if svc := s.service("default", "web"); *svc.Spec.Replicas != 3 {
+			t.Fatalf("replicas after the scale: %d", *svc.Spec.Replicas)
+		}
+		b.shot("10-service-scaled")
+
+		// Roll back: a second revision made with the CLI, undone on the
+		// page; the API runs the first revision's image again.
+		s.mustBerth(fmt.Sprintf("apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: %s, replicas: 3}\n", echoV2), "apply", "-f", "-")
+		b.until("revision 2 on the page", `document.getElementById('revisions').textContent.includes('echo:v2')`, 30*time.Second)
+		b.submit("roll back", resultSays("web rolled back to the previous revision"), chromedp.Click(chromedp.CSS("#undo-button")))
+		testutil.WaitForState(t, 90*time.Second, "web back on v1, 3/3 up to date", func() (bool, string) {
+			svc := s.service("default", "web")
+			return svc.Spec.Image == echoV1 && svc.Status.ReadyReplicas == 3 && svc.Status.UpdatedReplicas == 3 && svc.Status.ObservedGeneration == svc.Metadata.Generation,
+				fmt.Sprintf("image %s, %d ready, %d updated, generation %d observed %d", svc.Spec.Image, svc.Status.ReadyReplicas, svc.Status.UpdatedReplicas, svc.Metadata.Generation, svc.Status.ObservedGeneration)
+		})
+		b.until("the page on v1 again", `document.getElementById('overview').textContent.includes('echo:v1') && document.getElementById('ready-count').textContent.startsWith('3/3')`, 30*time.Second)
+		b.shot("11-service-rolled-back")
+
+		// Invoke with a body: a body that is not JSON is refused with its
+		// field and kept; a good one shows the function's answer.
+		b.do("function page", b.open("/ui/env/default/functions/fn"), chromedp.WaitVisible(chromedp.CSS("#invoke-button")))
+		b.expect("400")
+		b.submit("invoke with bad JSON", hasError, chromedp.SetValue(chromedp.CSS(`textarea[name="body"]`), `{"name": "Ada"`), chromedp.Click(chromedp.CSS("#invoke-button")))
+		if msg := b.eval(`document.getElementById('action-error').textContent`); !strings.Contains(msg, "Invalid") || !strings.Contains(msg, "field body") {
+			t.Errorf("the error shown for a body that is not JSON: %q", msg)
+		}
+		if kept := b.eval(`document.querySelector('textarea[name="body"]').value`); kept != `{"name": "Ada"` {
+			t.Errorf("the form lost the body: %q", kept)
+		}
+		// A missing field: the function's max scale left empty.
+		b.expect("400")
+		b.submit("scale with no max", hasError, chromedp.SetValue(chromedp.CSS(`input[name="max"]`), ""), chromedp.Click(chromedp.CSS("#scale-button")))
+		if msg := b.eval(`document.getElementById('action-error').textContent`); !strings.Contains(msg, "field spec.scale.max") {
+			t.Errorf("the error shown for a missing max: %q", msg)
+		}
+		b.submit("invoke", resultSays("fn answered"), chromedp.SetValue(chromedp.CSS(`textarea[name="body"]`), `{"name": "Ada"}`), chromedp.Click(chromedp.CSS("#invoke-button")))
+		if out := b.eval(`document.getElementById('action-result').textContent`); !strings.Contains(out, "fn answered 200 OK") || !strings.Contains(out, `"version"`) {
+			t.Errorf("the invocation's answer on the page: %q", out)
+		}
+		b.shot("12-function-invoked")
+
+		// Publish to a topic: fn subscribes to it and logs the delivery.
+		b.do("environment page", b.open("/ui/env/default"), chromedp.WaitVisible(chromedp.CSS("#publish-button")))
+		b.submit("publish", resultSays("Published to orders"), chromedp.SetValue(chromedp.CSS(`textarea[name="body"]`), "dashboard-message"), chromedp.Click(chromedp.CSS("#publish-button")))
+		testutil.WaitForState(t, 60*time.Second, "the message delivered to fn", func() (bool, string) {
+			out, _, _ := s.berth("", "logs", "fn")
+			return strings.Contains(out, `body "dashboard-message"`), out
+		})
+
+		// Delete with confirmation: a wrong name deletes nothing; the
+		// right one deletes, and the environment page stops listing it.
+		b.do("old's page", b.open("/ui/env/default/services/old"), chromedp.WaitVisible(chromedp.CSS("#delete-button")))
+		b.expect("400")
+		b.submit("delete with the wrong name", hasError, chromedp.SetValue(chromedp.CSS(`input[name="confirm"]`), "web"), chromedp.Click(chromedp.CSS("#delete-button")))
+		if msg := b.eval(`document.getElementById('action-error').textContent`); !strings.Contains(msg, `type "old" to confirm`) {
+			t.Errorf("the error shown for a wrong name: %q", msg)
+		}
+		if err := s.client.Get(t.Context(), v1.KindService, "default", "old", &v1.Service{}); err != nil {
+			t.Fatalf("old after a delete confirmed with the wrong name: %v", err)
+		}
+		b.shot("13-delete-refused")
+		b.submit("delete", `location.pathname === '/ui/env/default' && `+resultSays("old deleted"), chromedp.SetValue(chromedp.CSS(`input[name="confirm"]`), "old"), chromedp.Click(chromedp.CSS("#delete-button")))
+		if err := s.client.Get(t.Context(), v1.KindService, "default", "old", &v1.Service{}); !v1.IsNotFound(err) {
+			t.Fatalf("old after the delete: %v", err)
+		}
+		if b.eval(`String(!!document.querySelector('#workloads a[href="/ui/env/default/services/old"]'))`) != "false" {
+			t.Errorf("the environment page still lists old")
+		}
+	})
+
+	t.Run("images", func(t *testing.T) {
+		b.do("images page", b.open("/ui/images"), chromedp.WaitVisible(chromedp.CSS("main")))
+		b.until("the echo image listed", `document.querySelector('main').textContent.includes('berth.test/echo')`, 10*time.Second)
+		b.shot("14-images")
+	})
+
 	t.Run("at 390 px wide", func(t *testing.T) {
 		b.do("narrow", chromedp.EmulateViewport(390, 844), b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
 		if w := b.eval(`String(document.documentElement.scrollWidth) + ' ' + String(window.innerWidth)`); func() bool {
@@ -370,29 +512,30 @@ spec:
 		}() {
 			t.Errorf("the page is wider than the screen at 390 px (scrollWidth, innerWidth): %s", w)
 		}
-		b.shot("10-service-390px")
+		b.shot("15-service-390px")
 		b.do("narrow execution", b.open("/ui/env/default/workflows/order"), chromedp.WaitVisible(chromedp.CSS(`[data-state="Charge"]`)))
-		b.shot("11-workflow-390px")
+		b.shot("16-workflow-390px")
 		b.do("wide again", chromedp.EmulateViewport(1280, 900))
 	})
 
 	t.Run("a viewer is refused an action", func(t *testing.T) {
 		tok := strings.TrimSpace(s.mustBerth("", "token", "create", "--env", "default", "--role", "viewer", "--name", "looker"))
 		b.do("log out", chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.CSS("#token")))
+		b.shot("17-login")
 		b.do("log in as the viewer", chromedp.SetValue(chromedp.CSS("#token"), tok), chromedp.Submit(chromedp.CSS("#token")), chromedp.WaitVisible(chromedp.CSS("#envs")))
 		if role := b.eval(`document.getElementById('role').textContent`); role != "viewer" {
 			t.Fatalf("logged in as %q", role)
 		}
 		b.do("service page", b.open("/ui/env/default/services/web"), chromedp.WaitVisible(chromedp.CSS("#instances")))
 		b.expect("403")
-		b.do("scale", chromedp.SetValue(chromedp.CSS(`input[name="replicas"]`), "3"), chromedp.Click(chromedp.CSS("#scale-button")), chromedp.WaitVisible(chromedp.CSS("#action-error")))
+		b.do("scale", chromedp.SetValue(chromedp.CSS(`input[name="replicas"]`), "4"), chromedp.Click(chromedp.CSS("#scale-button")), chromedp.WaitVisible(chromedp.CSS("#action-error")))
 		msg := b.eval(`document.getElementById('action-error').textContent`)
 		if !strings.Contains(msg, "Forbidden") || !strings.Contains(msg, "needs role deployer") {
 			t.Fatalf("the viewer's scale showed %q", msg)
 		}
-		if svc := s.service("default", "web"); *svc.Spec.Replicas != 2 {
+		if svc := s.service("default", "web"); *svc.Spec.Replicas != 3 {
 			t.Fatalf("the viewer's scale changed replicas to %d", *svc.Spec.Replicas)
 		}
-		b.shot("12-viewer-refused")
+		b.shot("18-viewer-refused")
 	})
 }
