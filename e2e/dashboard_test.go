@@ -435,6 +435,12 @@ spec:
 		// Roll back: a second revision made with the CLI, undone on the
 		// page; the API runs the first revision's image again.
 		s.mustBerth(fmt.Sprintf("apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: %s, replicas: 3}\n", echoV2), "apply", "-f", "-")
+		// The previous revision is the one before the service's current:
+		// revision 2 must be current before the roll back is asked for.
+		testutil.WaitForState(t, 30*time.Second, "web's current revision 2", func() (bool, string) {
+			svc := s.service("default", "web")
+			return svc.Status.Revision == 2, fmt.Sprintf("revision %d", svc.Status.Revision)
+		})
 		b.until("revision 2 on the page", `document.getElementById('revisions').textContent.includes('echo:v2')`, 30*time.Second)
 		b.submit("roll back", resultSays("web rolled back to the previous revision"), chromedp.Click(chromedp.CSS("#undo-button")))
 		testutil.WaitForState(t, 90*time.Second, "web back on v1, 3/3 up to date", func() (bool, string) {
