@@ -154,9 +154,11 @@ func (b *browser) until(what, predicate string, timeout time.Duration) {
 	var err error
 	for {
 		_, err = chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingInterval(100*time.Millisecond)))
-		// A page that navigates (a form's answer arriving) ends a poll;
-		// the predicate is then asked of the new page.
-		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "navigated or closed") {
+		// A page that navigates (a form's answer arriving) ends a poll
+		// with a DevTools server error (-32000: the target navigated, its
+		// execution context is gone); the predicate is then asked of the
+		// new page.
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "(-32000)") {
 			break
 		}
 	}
