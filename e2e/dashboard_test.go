@@ -185,11 +185,13 @@ func (b *browser) submit(step, done string, actions ...chromedp.Action[chromedp.
 	b.until(step+": the answer", `!window.berthSubmitted && document.readyState === 'complete' && (`+done+`)`, 20*time.Second)
 }
 
-// hasError and resultSays are predicates on a form's answer.
+// hasError and resultSays are predicates on a form's answer: an error,
+// or a message (#action-result on the answer itself, #flash on the page a
+// done action redirects to).
 const hasError = `!!document.getElementById('action-error')`
 
 func resultSays(s string) string {
-	return `!!document.getElementById('action-result') && document.getElementById('action-result').textContent.includes(` + strconv.Quote(s) + `)`
+	return `[...document.querySelectorAll('#flash, #action-result')].some(e => e.textContent.includes(` + strconv.Quote(s) + `))`
 }
 
 func (b *browser) eval(js string) string {
