@@ -280,6 +280,7 @@ func TestDashboard(t *testing.T) {
 	s := startServer(t)
 	b := newBrowser(t, path, "http://"+s.apiAddr)
 	s.mustBerth("", "image", "import", imageV1)
+	s.mustBerth("", "image", "import", imageV2)
 	s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
 kind: Service
 metadata: {name: web}
@@ -441,9 +442,9 @@ spec:
 		s.mustBerth(fmt.Sprintf("apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: %s, replicas: 3}\n", echoV2), "apply", "-f", "-")
 		// The previous revision is the one before the service's current:
 		// revision 2 must be current before the roll back is asked for.
-		testutil.WaitForState(t, 30*time.Second, "web's current revision 2", func() (bool, string) {
+		testutil.WaitForState(t, 90*time.Second, "web's current revision 2", func() (bool, string) {
 			svc := s.service("default", "web")
-			return svc.Status.Revision == 2, fmt.Sprintf("revision %d", svc.Status.Revision)
+			return svc.Status.Revision == 2, fmt.Sprintf("revision %d; conditions %+v", svc.Status.Revision, svc.Status.Conditions)
 		})
 		b.until("revision 2 on the page", `document.getElementById('revisions').textContent.includes('echo:v2')`, 30*time.Second)
 		b.submit("roll back", resultSays("web rolled back to the previous revision"), chromedp.Click(chromedp.CSS("#undo-button")))
