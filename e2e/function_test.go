@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/testutil"
@@ -76,6 +80,35 @@ spec:
 	testutil.WaitForState(t, 10*time.Second, "the cold start to be counted", func() (bool, string) {
 		fn := s.function("default", "fn")
 		return fn.Status.ColdStarts >= 1 && fn.Status.LastColdStart != nil, fnState(fn)
+	})
+
+	t.Run("the cold start explains itself", func(t *testing.T) {
+		// From the standby: no sandbox; the phases tell where the wait went.
+		out := s.mustBerth("", "describe", "function", "fn")
+		if !regexp.MustCompile(`Last Cold Start: +schedule [0-9.]+ms, sandbox 0.0ms, start [0-9.]+ms, init [0-9.]+ms, route [0-9.]+ms`).MatchString(out) {
+			t.Errorf("describe function fn: want the last cold start's phases, from a standby:\n%s", out)
+		}
+		rc, err := s.client.Metrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(rc)
+		if err != nil {
+			t.Fatalf("/metrics does not parse: %v", err)
+		}
+		seen := map[string]bool{}
+		for _, m := range fams["berth_cold_start_phase_seconds"].GetMetric() {
+			if label(m, "function") == "fn" && m.GetHistogram().GetSampleCount() >= 1 {
+				seen[label(m, "phase")] = true
+			}
+		}
+		for _, phase := range v1.ColdStartPhases {
+			if !seen[phase] {
+				t.Errorf("berth_cold_start_phase_seconds has no observation of fn's phase %s", phase)
+			}
+		}
 	})
 
 	t.Run("scale to zero after idle", func(t *testing.T) {

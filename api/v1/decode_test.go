@@ -475,7 +475,7 @@ func TestDecodeFunctionsExample(t *testing.T) {
 	// Everything left out gets a function's defaults.
 	report := objs[4].(*Function).Spec
 	if report.Port != DefaultPort || *report.TerminationGracePeriodSeconds != 60 || report.Concurrency != 1 ||
-		*report.Scale.Min != 0 || *report.Scale.Max != 10 || report.Scale.IdleTimeout != "60s" ||
+		*report.Scale.Min != 0 || *report.Scale.Max != 10 || report.Scale.IdleTimeout != "" ||
 		*report.Scale.TargetUtilization != 0.7 || report.Timeout != "30s" || *report.Async.MaxRetries != 2 ||
 		report.Async.Backoff != "1s" || report.Async.DeadLetterTopic != "" || report.Route != nil {
 		t.Errorf("report defaults = %+v scale %+v async %+v", report, report.Scale, report.Async)

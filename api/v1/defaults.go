@@ -88,9 +88,8 @@ func defaultFunction(s *FunctionSpec) {
 	if sc.Max == nil {
 		sc.Max = ptr[int32](DefaultScaleMax)
 	}
-	if sc.IdleTimeout == "" {
-		sc.IdleTimeout = DefaultIdleTimeout
-	}
+	// An unset idleTimeout stays unset: the autoscaler learns it from the
+	// function's own idle gaps (DefaultIdleTimeout until it has enough).
 	if sc.TargetUtilization == nil {
 		sc.TargetUtilization = ptr(DefaultTargetUtilization)
 	}

@@ -56,6 +56,12 @@ type Quota struct {
 	// built-in registry (ENV/...) hold, each blob counted once, e.g.
 	// "20Gi"; a push past it is refused.
 	Registry string `json:"registry,omitempty"`
+	// ObjectStorage bounds the bytes of the environment's object store
+	// (objects and parts of uploads in progress), e.g. "10Gi"; Objects
+	// bounds its number of objects. A write past either is refused
+	// (QuotaExceeded).
+	ObjectStorage string `json:"objectStorage,omitempty"`
+	Objects       int64  `json:"objects,omitempty"`
 }
 
 // What a workload without resource limits counts for against a quota.
@@ -359,6 +365,14 @@ func validateQuota(q *Quota) error {
 		if b, err := ParseMemory(q.Registry); err != nil || b <= 0 {
 			return FieldError("spec.quota.registry", "%q is not a positive size, e.g. \"20Gi\"", q.Registry)
 		}
+	}
+	if q.ObjectStorage != "" {
+		if b, err := ParseMemory(q.ObjectStorage); err != nil || b <= 0 {
+			return FieldError("spec.quota.objectStorage", "%q is not a positive size, e.g. \"10Gi\"", q.ObjectStorage)
+		}
+	}
+	if q.Objects < 0 {
+		return FieldError("spec.quota.objects", "%d is not a number of objects", q.Objects)
 	}
 	return nil
 }

@@ -291,6 +291,29 @@ type InstanceStatus struct {
 	StartedAt time.Time `json:"startedAt,omitzero"`
 	LastExit  *ExitInfo `json:"lastExit,omitempty"`
 	Message   string    `json:"message,omitempty"`
+	// Start says where the instance's latest start spent its time, from
+	// its beginning to its first successful readiness check.
+	Start *StartPhases `json:"start,omitempty"`
+}
+
+// StartPhases is where an instance's start spent its time. A cold start
+// adds the platform's own steps before and after (ColdStart.Phases).
+type StartPhases struct {
+	// FromStandby: the instance was prepared ahead (network attached,
+	// container created), so its sandbox was paid before it was needed.
+	FromStandby bool `json:"fromStandby,omitempty"`
+	// BeganAt is when the instance began to start: its network attach,
+	// or a standby's activation.
+	BeganAt time.Time `json:"beganAt"`
+	// SandboxMS is network attach and container creation.
+	SandboxMS float64 `json:"sandboxMs"`
+	// StartMS is the task's start (the OCI runtime's create and start).
+	StartMS float64 `json:"startMs"`
+	// InitMS is from the task's start to the first successful readiness
+	// check: the program's own initialisation.
+	InitMS float64 `json:"initMs"`
+	// ReadyAt is when that check succeeded.
+	ReadyAt time.Time `json:"readyAt"`
 }
 
 type ExitInfo struct {
@@ -447,6 +470,9 @@ type FunctionStatus struct {
 	ColdStarts int64 `json:"coldStarts"`
 	// LastColdStart is how long the latest request waited for an instance.
 	LastColdStart *ColdStart `json:"lastColdStart,omitempty"`
+	// KeepAlive is how long idle instances and the standby are kept now,
+	// and why (learned from the function's own idle gaps).
+	KeepAlive *KeepAliveStatus `json:"keepAlive,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
@@ -455,7 +481,46 @@ type FunctionStatus struct {
 type ColdStart struct {
 	At         time.Time `json:"at"`
 	DurationMS float64   `json:"durationMs"`
+	// Phases split DurationMS, in order (ColdStartPhases names them);
+	// empty when the instance that answered did not report its start.
+	Phases []ColdStartPhase `json:"phases,omitempty"`
 }
+
+// KeepAliveStatus is a function's current keep-alive choice.
+type KeepAliveStatus struct {
+	// IdleTimeout is how long an idle instance is kept before zero.
+	IdleTimeout string `json:"idleTimeout"`
+	// StandbyIdle is how long the prepared standby outlives the last
+	// request; after it, the next request starts from nothing.
+	StandbyIdle string `json:"standbyIdle"`
+	// Standby says whether a standby is wanted now.
+	Standby bool `json:"standby"`
+	// Learned: from the function's idle gaps rather than defaults.
+	Learned bool   `json:"learned"`
+	Reason  string `json:"reason"`
+}
+
+// ColdStartPhase is one step of a cold start.
+type ColdStartPhase struct {
+	Name string  `json:"name"`
+	MS   float64 `json:"ms"`
+}
+
+// The phases of a cold start, in order: the platform deciding and
+// asking for an instance (schedule), network and container creation
+// (sandbox, zero from a standby), the task's start (start), the
+// program's initialisation up to its first ready check (init), and the
+// readiness reaching the gateway (route).
+const (
+	ColdPhaseSchedule = "schedule"
+	ColdPhaseSandbox  = "sandbox"
+	ColdPhaseStart    = "start"
+	ColdPhaseInit     = "init"
+	ColdPhaseRoute    = "route"
+)
+
+// ColdStartPhases lists the phases in order.
+var ColdStartPhases = []string{ColdPhaseSchedule, ColdPhaseSandbox, ColdPhaseStart, ColdPhaseInit, ColdPhaseRoute}
 
 // Topic is a named stream of messages in an environment: functions
 // subscribe to it with a topic trigger, and dead letters go to one.

@@ -110,6 +110,9 @@ func validateService(s *Service) error {
 	if err := validateMeta(&s.Metadata, MaxServiceNameLength); err != nil {
 		return err
 	}
+	if err := notReserved(s.Metadata.Name); err != nil {
+		return err
+	}
 	spec := &s.Spec
 	if r := spec.Replicas; r != nil && (*r < 0 || *r > MaxReplicas) {
 		return FieldError("spec.replicas", "%d is out of range: use 0 to %d", *r, MaxReplicas)
@@ -506,6 +509,9 @@ const (
 
 func validateFunction(f *Function) error {
 	if err := validateMeta(&f.Metadata, MaxFunctionNameLength); err != nil {
+		return err
+	}
+	if err := notReserved(f.Metadata.Name); err != nil {
 		return err
 	}
 	spec := &f.Spec

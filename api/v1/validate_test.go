@@ -222,7 +222,7 @@ func TestFunctionDefaults(t *testing.T) {
 		t.Errorf("meta = %+v %+v", f.TypeMeta, f.Metadata)
 	}
 	if s.Port != 8080 || *s.TerminationGracePeriodSeconds != 10 || s.Concurrency != 1 || *s.Scale.Min != 0 ||
-		*s.Scale.Max != 10 || s.Scale.IdleTimeout != "60s" || *s.Scale.TargetUtilization != 0.7 || s.Timeout != "30s" ||
+		*s.Scale.Max != 10 || s.Scale.IdleTimeout != "" || *s.Scale.TargetUtilization != 0.7 || s.Timeout != "30s" ||
 		*s.Async.MaxRetries != 2 || s.Async.Backoff != "1s" {
 		t.Errorf("defaults = %+v scale %+v async %+v", s, s.Scale, s.Async)
 	}

@@ -8,7 +8,12 @@
 //
 // and where the containerd path spends its time. Run as root:
 //
-//	go run ./bench/coldstart [-n 30]
+//	go run ./bench/coldstart [-n 30] [-moments 6] [-runtimes 100]
+//
+// With -moments N it also runs N rounds of the hard moments (moments.go):
+// right after a deploy, after a burst, after a server restart, two
+// functions at once, ten instances at once. With -runtimes N, N cold
+// starts each of Go, Python and Node functions (runtimes.go).
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -37,8 +43,10 @@ const image = "berth.bench/echo:cold"
 
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
+	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
+	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
 	flag.Parse()
-	if err := run(*n); err != nil {
+	if err := run(*n, *rounds, *perRuntime); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)
 	}
@@ -59,7 +67,7 @@ func (s series) pct(p float64) time.Duration {
 	return d[i]
 }
 
-func run(n int) error {
+func run(n, rounds, perRuntime int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "bcold-")
 	if err != nil {
@@ -103,6 +111,7 @@ func run(n int) error {
 		parts[p] = &series{name: "  " + p}
 	}
 	plain, standby := series{name: "containerd create+start"}, series{name: "containerd standby start"}
+	var standbyMem []uint64
 	for i := range n {
 		id := fmt.Sprintf("cold-%d", i)
 		t0 := time.Now()
@@ -135,6 +144,11 @@ func run(n int) error {
 		if err := drv.Create(ctx, spec); err != nil {
 			return err
 		}
+		// What a standby holds while it waits: the created task's cgroup
+		// (runc's init, paused before the program's exec).
+		if st, err := drv.Stats(ctx, id); err == nil {
+			standbyMem = append(standbyMem, st.MemoryBytes)
+		}
 		s0 := time.Now()
 		if err := drv.Start(ctx, id); err != nil {
 			return err
@@ -157,6 +171,22 @@ func run(n int) error {
 	fmt.Printf("%-30s %10s %10s %10s\n", "path", "p50", "p90", "p99")
 	for _, s := range []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth} {
 		fmt.Printf("%-30s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
+	}
+	if len(standbyMem) > 0 {
+		slices.Sort(standbyMem)
+		fmt.Printf("memory of a standby (its cgroup, created task not started): median %.2f MiB over %d; "+
+			"the network namespace and veth pair add kernel memory outside it\n",
+			float64(standbyMem[len(standbyMem)/2])/(1<<20), len(standbyMem))
+	}
+	if rounds > 0 {
+		if err := moments(ctx, dir, sock, tar, rounds); err != nil {
+			return fmt.Errorf("moments: %w", err)
+		}
+	}
+	if perRuntime > 0 {
+		if err := runtimes(ctx, dir, sock, tar, perRuntime); err != nil {
+			return fmt.Errorf("runtimes: %w", err)
+		}
 	}
 	return nil
 }
@@ -222,10 +252,19 @@ func runcFloor(ctx context.Context, dir string, n int) (series, error) {
 	for i := range n {
 		id := fmt.Sprintf("bcold-runc-%d-%d", os.Getpid(), i)
 		t0 := time.Now()
+		// The container inherits runc's stdio: a file, not a pipe, or
+		// reading runc's output would wait for the container to exit.
+		out, err := os.Create(filepath.Join(dir, "runc.out"))
+		if err != nil {
+			return s, err
+		}
 		cmd := exec.Command("runc", "run", "-d", "--bundle", bundle, id)
-		cmd.Stdout, cmd.Stderr = nil, nil
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return s, fmt.Errorf("runc run: %v %s", err, out)
+		cmd.Stdout, cmd.Stderr = out, out
+		err = cmd.Run()
+		out.Close()
+		if err != nil {
+			msg, _ := os.ReadFile(out.Name())
+			return s, fmt.Errorf("runc run: %v %s", err, msg)
 		}
 		if err := waitReady(ctx, "http://127.0.0.1:18999/ready"); err != nil {
 			return s, err
@@ -312,7 +351,7 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 			}
 			prepared := false
 			for _, i := range fn.Status.Instances {
-				prepared = prepared || i.Phase == v1.PhaseStandby
+				prepared = prepared || (i.Phase == v1.PhaseStandby && i.IP != "") // an address: prepared, not only asked for
 			}
 			if prepared && fn.Status.ReadyInstances == 0 && len(fn.Status.Instances) == 1 {
 				break

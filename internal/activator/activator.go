@@ -190,7 +190,7 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 
 	if a.tracer != nil {
 		var span trace.Span
-		ctx, span = a.tracer.Start(ctx, "cold start", trace.WithAttributes(
+		ctx, span = a.tracer.Start(ctx, "cold start", trace.WithTimestamp(start), trace.WithAttributes(
 			attribute.String(tracing.AttrWorkload, name),
 			attribute.String(tracing.AttrEnvironment, env),
 			attribute.String(tracing.AttrKind, v1.KindFunction),
@@ -203,13 +203,24 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 	for {
 		select {
 		case <-wake:
-			d := a.cfg.Now().Sub(start)
+			woke := a.cfg.Now()
+			d := woke.Sub(start)
+			phases := coldStartPhases(a.cfg.Instances(env, name), start, woke)
 			a.mu.Lock()
 			st.coldStarts++
-			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: float64(d.Microseconds()) / 1000}
+			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: msOf(d)}
+			for _, p := range phases {
+				st.last.Phases = append(st.last.Phases, v1.ColdStartPhase{Name: p.name, MS: msOf(p.to.Sub(p.from))})
+			}
 			a.mu.Unlock()
 			a.log.Debug("cold start", "environment", env, "function", name, "wait", d)
-			a.metrics.coldStart(env, name, d)
+			a.metrics.coldStart(env, name, d, phases)
+			if a.tracer != nil {
+				for _, p := range phases {
+					_, span := a.tracer.Start(ctx, p.name, trace.WithTimestamp(p.from))
+					span.End(trace.WithTimestamp(p.to))
+				}
+			}
 			return nil
 		case <-ctx.Done():
 			return v1.Unavailable("no instance became ready within the function's timeout of %v", timeout)
@@ -298,3 +309,58 @@ func (a *Activator) Stats(env, name string) (held int, coldStarts int64, last *v
 	}
 	return st.held, st.coldStarts, st.last
 }
+
+// phase is one step of a cold start, on the request's timeline.
+type phase struct {
+	name     string
+	from, to time.Time
+}
+
+// coldStartPhases splits a cold start from start to woke into its phases
+// (v1.ColdStartPhases), from the start record of the instance that most
+// recently became ready before woke: the request's wait before that
+// instance began (schedule), its sandbox, task start and init, and the
+// readiness reaching the gateway (route). Each is clipped to the wait, so
+// an instance that began before the request (another request woke it)
+// shows only what this request waited for. Nil when no ready instance
+// reports its start.
+func coldStartPhases(insts []v1.InstanceStatus, start, woke time.Time) []phase {
+	var sp *v1.StartPhases
+	for _, i := range insts {
+		if !i.Ready || i.Start == nil || i.Start.ReadyAt.After(woke) {
+			continue
+		}
+		if sp == nil || i.Start.ReadyAt.After(sp.ReadyAt) {
+			sp = i.Start
+		}
+	}
+	if sp == nil {
+		return nil
+	}
+	at := func(msec float64) time.Duration { return time.Duration(msec * float64(time.Millisecond)) }
+	sandboxEnd := sp.BeganAt.Add(at(sp.SandboxMS))
+	startEnd := sandboxEnd.Add(at(sp.StartMS))
+	marks := []time.Time{start, sp.BeganAt, sandboxEnd, startEnd, sp.ReadyAt, woke}
+	out := make([]phase, 0, len(v1.ColdStartPhases))
+	for i, name := range v1.ColdStartPhases {
+		from, to := clip(marks[i], start, woke), clip(marks[i+1], start, woke)
+		if to.Before(from) {
+			to = from
+		}
+		out = append(out, phase{name: name, from: from, to: to})
+	}
+	return out
+}
+
+func clip(t, lo, hi time.Time) time.Time {
+	switch {
+	case t.Before(lo):
+		return lo
+	case t.After(hi):
+		return hi
+	}
+	return t
+}
+
+// msOf is d in milliseconds, to the microsecond.
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

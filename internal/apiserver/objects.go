@@ -209,6 +209,9 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, en
 		if err := s.checkEnvironmentEmpty(ctx, name); err != nil {
 			return err
 		}
+		if held := s.stateHeld(ctx, name); held != "" && !queryFlag(r, "cascade") {
+			return v1.Conflict("environment %q still holds %s; delete them first, or delete the environment with --cascade", name, held)
+		}
 		// Its tokens go first: if the environment's delete then fails
 		// (or the server dies), it is left with fewer tokens, never
 		// one of its name with its predecessor's.
@@ -228,6 +231,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res resource, en
 		if err := s.revokeTokens(ctx, name); err != nil {
 			return err
 		}
+		s.deleteState(ctx, name)
 	}
 	writeJSON(w, http.StatusOK, obj)
 	return nil

@@ -54,6 +54,12 @@ type Config struct {
 	// Capacity is the node's (HostCapacity): a workload that could never
 	// fit on it is refused at apply. Zero skips the check.
 	Capacity NodeCapacity
+	// Objects, KV and AccessKeys serve the environments' state (buckets,
+	// objects, keys) and the key pairs of tokens; nil answers their
+	// endpoints Unavailable.
+	Objects    ObjectStore
+	KV         KVStore
+	AccessKeys AccessKeys
 }
 
 // Server answers the HTTP API.
@@ -72,6 +78,9 @@ type Server struct {
 	executions  Executions
 	values      Values
 	capacity    NodeCapacity
+	objects     ObjectStore
+	kv          KVStore
+	accessKeys  AccessKeys
 }
 
 // New builds a Server. It starts nothing: the caller serves Handler().
@@ -90,6 +99,9 @@ func New(cfg Config) *Server {
 		executions:  cfg.Executions,
 		values:      cfg.Values,
 		capacity:    cfg.Capacity,
+		objects:     cfg.Objects,
+		kv:          cfg.KV,
+		accessKeys:  cfg.AccessKeys,
 	}
 	if s.auth == nil {
 		s.auth = NewTokenAuthorizer(cfg.Token)
@@ -156,6 +168,7 @@ func (s *Server) routes() http.Handler {
 	// A function's logs live where a service's do (DATA/logs/ENV/NAME).
 	api("/api/v1/environments/{env}/functions/{name}/logs", methods{http.MethodGet: s.logs})
 	s.valueRoutes(api)
+	s.stateRoutes(api)
 	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
 	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
 	api("/api/v1/watch", methods{http.MethodGet: s.watch})

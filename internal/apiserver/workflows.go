@@ -82,7 +82,8 @@ func joinField(prefix, field string) string {
 
 // resourceProblem says what is wrong with a Task resource, or "".
 func resourceProblem(res string) string {
-	const forms = "use function:NAME, service:NAME/PATH or an http:// or https:// URL"
+	const forms = "use function:NAME, service:NAME/PATH or an http:// or https:// URL, each optionally followed by " + asl.WaitForTaskToken
+	res = strings.TrimSuffix(res, asl.WaitForTaskToken)
 	switch {
 	case strings.HasPrefix(res, "function:"):
 		name := strings.TrimPrefix(res, "function:")

@@ -40,10 +40,15 @@ type Config struct {
 	// received, at Clock's time. Tests drive the loop with it.
 	Ticks  <-chan time.Time
 	Logger *slog.Logger
-	// OnChange is called when a function's desired count changes, one call
+	// OnChange is called when a function's desired count changes (or
+	// whether it wants a prepared standby: WantsStandby), one call
 	// at a time, never after Remove returned. It must not call Set, Remove
 	// or Demand (Desired and Status are fine): enqueue and return.
 	OnChange func(env, name string, desired int)
+	// MaxStandbys caps the prepared standbys of all functions together
+	// (0: no cap). Over it, the functions least recently active give
+	// theirs back first.
+	MaxStandbys int
 }
 
 type key struct{ env, name string }
@@ -58,6 +63,44 @@ type function struct {
 	state      State
 	ready      int // last ready count used, for Status
 	reported   int // the last desired count OnChange was given (or the caller's initial)
+
+	// userIdle is the idle timeout the spec sets (0: learn it); gaps and
+	// keep are what was learned (keepalive.go).
+	userIdle time.Duration
+	gaps     gaps
+	keep     KeepAlive
+	// since is when the function was registered: a function never called
+	// keeps its standby for StandbyIdle from then. standby is whether it
+	// wants one now; standbyReported what OnChange last told.
+	since                    time.Time
+	standby, standbyReported bool
+}
+
+// effective is p with the idle timeout the keep-alive chose.
+func (f *function) effective() Params {
+	p := f.p
+	p.IdleTimeout = f.keep.IdleTimeout
+	return p
+}
+
+// wantsStandby says whether f should keep a prepared standby at now: it
+// gives it back once idle at zero for longer than its keep-alive says.
+func (f *function) wantsStandby(now time.Time) bool {
+	last := f.since
+	if f.state.LastActive.After(last) {
+		last = f.state.LastActive
+	}
+	return f.state.Desired > 0 || now.Sub(last) < f.keep.StandbyIdle
+}
+
+// sawGap records an arrival at `at` after the function's last activity
+// `last`, if it was a pause long enough to be a gap, and learns from it.
+func (f *function) sawGap(last, at time.Time) {
+	if last.IsZero() || at.Sub(last) < minGap {
+		return
+	}
+	f.gaps.add(at.Sub(last))
+	f.keep = learn(&f.gaps, f.userIdle)
 }
 
 // Autoscaler samples every registered function each tick and decides its
@@ -93,22 +136,40 @@ func New(cfg Config) *Autoscaler {
 // every sync). initial is the function's ready instances, used only when
 // the function is not yet known, as after a restart: those are kept for a
 // stable window and not taken to zero before an idle timeout.
+//
+// A zero p.IdleTimeout is learned from the function's own idle gaps
+// (keepalive.go); a set one always wins.
 func (a *Autoscaler) Set(env, name string, p Params, initial int) {
+	userIdle := max(p.IdleTimeout, 0)
 	p = p.normalized()
 	k := key{env, name}
+	now := a.cfg.Clock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if f := a.fns[k]; f != nil {
+		if !f.registered {
+			f.since = now
+		}
 		f.p, f.registered = p, true
+		if f.userIdle != userIdle {
+			f.userIdle = userIdle
+			f.keep = learn(&f.gaps, userIdle)
+		}
 		return
 	}
-	a.fns[k] = &function{
+	f := &function{
 		p:          p,
 		registered: true,
-		state:      Resume(p, initial, a.cfg.Clock()),
+		state:      Resume(p, initial, now),
 		ready:      initial,
 		reported:   initial,
+		userIdle:   userIdle,
+		since:      now,
 	}
+	f.keep = learn(&f.gaps, userIdle)
+	f.standby = f.wantsStandby(now)
+	f.standbyReported = f.standby
+	a.fns[k] = f
 }
 
 // Remove forgets a function; no OnChange for it follows.
@@ -129,16 +190,31 @@ func (a *Autoscaler) Demand(env, name string) {
 	k := key{env, name}
 	a.mu.Lock()
 	f := a.fns[k]
+	now := a.cfg.Clock()
 	if f == nil {
-		f = &function{p: Params{}.normalized()}
+		f = &function{p: Params{}.normalized(), since: now}
+		f.keep = learn(&f.gaps, 0)
 		a.fns[k] = f
 	}
-	f.state = Wake(f.p, f.state, a.cfg.Clock())
-	changed := f.state.Desired != f.reported
+	f.sawGap(f.state.LastActive, now)
+	f.state = Wake(f.effective(), f.state, now)
+	f.standby = f.wantsStandby(now)
+	changed := f.state.Desired != f.reported || f.standby != f.standbyReported
 	a.mu.Unlock()
 	if changed {
 		a.deliver(k, "demand")
 	}
+}
+
+// WantsStandby says whether the function should keep a prepared standby
+// now (true for one not known: the default).
+func (a *Autoscaler) WantsStandby(env, name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fns[key{env, name}]; f != nil {
+		return f.standby
+	}
+	return true
 }
 
 // Desired is the function's current decision (0 when not registered).
@@ -161,7 +237,10 @@ type Status struct {
 	StableAverage, PanicAverage float64
 	Panicking                   bool
 	LastActive                  time.Time
-	Params                      Params // with defaults filled in
+	Params                      Params // with defaults filled in, the idle timeout as chosen
+	KeepAlive                   KeepAlive
+	// Standby says whether a prepared standby is wanted now.
+	Standby bool
 }
 
 // Status reports a function's figures; false when it is not registered.
@@ -178,7 +257,9 @@ func (a *Autoscaler) Status(env, name string) (Status, bool) {
 		Ready:      f.ready,
 		Panicking:  f.state.Panicking(),
 		LastActive: f.state.LastActive,
-		Params:     f.p,
+		Params:     f.effective(),
+		KeepAlive:  f.keep,
+		Standby:    f.standby,
 	}
 	if n := len(f.samples); n > 0 {
 		st.InFlight = f.samples[n-1].InFlight
@@ -245,15 +326,58 @@ func (a *Autoscaler) tick() {
 			ready = f.state.Desired
 		}
 		f.ready = ready
-		_, f.state = Decide(f.p, f.samples, f.state, ready, now)
-		changed := f.state.Desired != f.reported
+		last := f.state.LastActive
+		_, f.state = Decide(f.effective(), f.samples, f.state, ready, now)
+		if f.state.LastActive.After(last) {
+			f.sawGap(last, f.state.LastActive)
+		}
+		f.standby = f.wantsStandby(now)
 		if !f.registered && f.state.Desired == 0 && f.reported == 0 {
 			delete(a.fns, k)
 		}
 		a.mu.Unlock()
-		if changed {
-			a.deliver(k, "tick")
+	}
+	// Decisions are told once the standby cap had its say, so a capped
+	// function's standby does not flap within a tick.
+	a.capStandbys()
+	for _, k := range keys {
+		a.deliver(k, "tick")
+	}
+}
+
+// capStandbys takes the standby from the functions least recently active
+// while more than MaxStandbys want one.
+func (a *Autoscaler) capStandbys() {
+	if a.cfg.MaxStandbys <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	type cand struct {
+		k    key
+		last time.Time
+	}
+	var want []cand
+	for k, f := range a.fns {
+		if f.standby && f.state.Desired < f.p.Max {
+			last := f.since
+			if f.state.LastActive.After(last) {
+				last = f.state.LastActive
+			}
+			want = append(want, cand{k, last})
 		}
+	}
+	if len(want) <= a.cfg.MaxStandbys {
+		return
+	}
+	sort.Slice(want, func(i, j int) bool {
+		if !want[i].last.Equal(want[j].last) {
+			return want[i].last.After(want[j].last)
+		}
+		return want[i].k.env+"/"+want[i].k.name < want[j].k.env+"/"+want[j].k.name
+	})
+	for _, c := range want[a.cfg.MaxStandbys:] {
+		a.fns[c.k].standby = false
 	}
 }
 
@@ -281,15 +405,23 @@ func (a *Autoscaler) deliver(k key, why string) {
 	defer a.notify.Unlock()
 	a.mu.Lock()
 	f := a.fns[k]
-	if f == nil || f.state.Desired == f.reported {
+	if f == nil || (f.state.Desired == f.reported && f.standby == f.standbyReported) {
 		a.mu.Unlock()
 		return
 	}
 	from, to := f.reported, f.state.Desired
 	f.reported = to
+	standbyChanged := f.standby != f.standbyReported
+	f.standbyReported = f.standby
+	standby := f.standby
 	panicking := f.state.Panicking()
 	a.mu.Unlock()
-	a.log.Info("scale", "env", k.env, "name", k.name, "from", from, "to", to, "panic", panicking, "by", why)
+	if from != to {
+		a.log.Info("scale", "env", k.env, "name", k.name, "from", from, "to", to, "panic", panicking, "by", why)
+	}
+	if standbyChanged {
+		a.log.Info("standby", "env", k.env, "name", k.name, "wanted", standby, "by", why)
+	}
 	if a.cfg.OnChange != nil {
 		a.cfg.OnChange(k.env, k.name, to)
 	}

@@ -28,16 +28,21 @@ const (
 	RuntimeGo     Runtime = "go"
 	RuntimePython Runtime = "python"
 	RuntimeNode   Runtime = "node"
+	// RuntimeGoLambda is a Go Lambda handler (github.com/aws/aws-lambda-go),
+	// run behind the Lambda Runtime API bridge (golambda.go).
+	RuntimeGoLambda Runtime = "go-lambda"
 )
 
 // Runtimes are the supported runtimes, in detection order.
-var Runtimes = []Runtime{RuntimeGo, RuntimeNode, RuntimePython}
+var Runtimes = []Runtime{RuntimeGo, RuntimeNode, RuntimePython, RuntimeGoLambda}
 
 // ParseRuntime accepts a runtime's name and a few common spellings.
 func ParseRuntime(s string) (Runtime, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "go", "golang":
 		return RuntimeGo, nil
+	case "go-lambda", "golambda", "lambda-go":
+		return RuntimeGoLambda, nil
 	case "python", "python3", "py":
 		return RuntimePython, nil
 	case "node", "nodejs", "node.js", "js", "javascript":
@@ -54,8 +59,8 @@ func supportedList() string {
 	return strings.Join(names, ", ")
 }
 
-// Detect says which runtime the source in dir is for: go.mod or main.go
-// is Go; package.json is Node; requirements.txt, main.py or app.py is
+// Detect says which runtime the source in dir is for: a go.mod that
+// requires aws-lambda-go is go-lambda; go.mod or main.go is Go; package.json is Node; requirements.txt, main.py or app.py is
 // Python. Go wins over Node over Python when several are there (a Go
 // service with a package.json for its web assets is still Go).
 func Detect(dir string) (Runtime, error) {
@@ -68,6 +73,8 @@ func Detect(dir string) (Runtime, error) {
 		return err == nil
 	}
 	switch {
+	case has("go.mod") && requiresLambda(filepath.Join(dir, "go.mod")):
+		return RuntimeGoLambda, nil
 	case has("go.mod"), has("main.go"):
 		return RuntimeGo, nil
 	case has("package.json"):
@@ -124,6 +131,8 @@ func Build(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 	switch opts.Runtime {
 	case RuntimeGo:
 		img, err = goImage(ctx, GoOptions{Dir: opts.Dir, Ref: opts.Ref, Env: opts.Env, Port: opts.Port, Output: opts.Progress})
+	case RuntimeGoLambda:
+		img, err = goLambdaImage(ctx, opts)
 	case RuntimePython, RuntimeNode:
 		img, err = interpreted(ctx, opts)
 	}
@@ -225,4 +234,11 @@ func readPackageJSON(dir string) (packageJSON, error) {
 		return p, &v1.Error{Kind: v1.ErrInvalid, File: filepath.Join(dir, "package.json"), Message: "not valid JSON: " + err.Error()}
 	}
 	return p, nil
+}
+
+// requiresLambda says whether a go.mod requires aws-lambda-go: a module
+// written as a Lambda handler.
+func requiresLambda(gomod string) bool {
+	b, err := os.ReadFile(gomod)
+	return err == nil && bytes.Contains(b, []byte("github.com/aws/aws-lambda-go "))
 }

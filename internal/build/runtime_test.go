@@ -53,6 +53,8 @@ var sources = map[Runtime]map[string]string{
 	RuntimePython: {"main.py": "print('hi')\n", "lib/util.py": "X = 1\n", "requirements.txt": "# nothing\n", "berth.yaml": "kind: Function\n"},
 	RuntimeNode:   {"package.json": `{"name":"f","main":"server.js"}`, "server.js": "console.log('hi')\n", "lib/a.js": "module.exports = 1\n"},
 	RuntimeGo:     {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
+	// Any Go program builds as a handler; testdata/golambda is a real one.
+	RuntimeGoLambda: {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
 }
 
 func build(t *testing.T, dir string, rt Runtime) (Result, []byte) {
@@ -71,7 +73,7 @@ func build(t *testing.T, dir string, rt Runtime) (Result, []byte) {
 func TestBuildReproducible(t *testing.T) {
 	for _, rt := range Runtimes {
 		t.Run(string(rt), func(t *testing.T) {
-			if rt == RuntimeGo && testing.Short() {
+			if (rt == RuntimeGo || rt == RuntimeGoLambda) && testing.Short() {
 				t.Skip("compiles Go")
 			}
 			a := writeTree(t, sources[rt])
@@ -100,7 +102,7 @@ func TestBuildReproducible(t *testing.T) {
 					break
 				}
 			}
-			if rt != RuntimeGo {
+			if rt != RuntimeGo && rt != RuntimeGoLambda {
 				if r4, _ := build(t, a, rt); r4.Digest == r1.Digest {
 					t.Fatal("a source change kept the digest")
 				}
@@ -194,6 +196,7 @@ func TestDetect(t *testing.T) {
 		{map[string]string{"requirements.txt": ""}, RuntimePython},
 		{map[string]string{"app.py": ""}, RuntimePython},
 		{map[string]string{"go.mod": "", "package.json": "{}"}, RuntimeGo},
+		{map[string]string{"go.mod": "module f\n\nrequire github.com/aws/aws-lambda-go v1.55.1\n"}, RuntimeGoLambda},
 	}
 	for _, c := range cases {
 		got, err := Detect(writeTree(t, c.files))
@@ -209,7 +212,7 @@ func TestDetect(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	_, err := ParseRuntime("ruby")
-	if !v1.IsInvalid(err) || !strings.Contains(err.Error(), `unsupported runtime "ruby"; supported: go, node, python`) {
+	if !v1.IsInvalid(err) || !strings.Contains(err.Error(), `unsupported runtime "ruby"; supported: go, node, python, go-lambda`) {
 		t.Errorf("ruby: %v", err)
 	}
 	dir := writeTree(t, map[string]string{"requirements.txt": "flask\n"})

@@ -16,8 +16,8 @@ import (
 
 func newDescribeCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:     "describe service|function|workflow NAME",
-		Short:   "Show a service, function or workflow in detail",
+		Use:     "describe service|function|workflow|environment NAME",
+		Short:   "Show a service, function, workflow or environment in detail",
 		Example: "  berth describe service web\n  berth describe svc/web -e staging\n  berth describe fn/resize\n  berth describe workflow checkout",
 		Args:    rangeArgs(1, 2, "the kind", "the name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -25,11 +25,14 @@ func newDescribeCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if k.Kind != v1.KindService && k.Kind != v1.KindFunction && k.Kind != v1.KindWorkflow {
-				return usageErrorf(cmd, "describe supports services, functions and workflows only; use `berth get %s NAME -o yaml`", k.Plural)
+			if k.Kind != v1.KindService && k.Kind != v1.KindFunction && k.Kind != v1.KindWorkflow && k.Kind != v1.KindEnvironment {
+				return usageErrorf(cmd, "describe supports services, functions, workflows and environments only; use `berth get %s NAME -o yaml`", k.Plural)
 			}
 			if name == "" {
 				return usageErrorf(cmd, "missing the name")
+			}
+			if k.Kind == v1.KindEnvironment {
+				return o.describeEnvironment(cmd, name)
 			}
 			if k.Kind == v1.KindWorkflow {
 				return o.describeWorkflow(cmd, name)
@@ -300,7 +303,7 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 	d.kv("Instances", fmt.Sprintf("%d ready | %d desired | %d requests in flight", st.ReadyInstances, st.Desired, st.InFlight))
 	d.kv("Revision", revisionString(st.Revision))
 	d.kv("Concurrency", fmt.Sprintf("%d per instance", concurrency(&fn)))
-	d.kv("Scale", scaleString(&s.Scale))
+	d.kv("Scale", scaleString(&s.Scale, st.KeepAlive))
 	d.kv("Timeout", orDefault(s.Timeout, v1.DefaultFunctionTimeout))
 	d.kv("Resources", resources(s.Resources))
 	d.kv("Readiness", probe(s.ReadinessProbe, s.Port))
@@ -326,6 +329,20 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 		cold += fmt.Sprintf(" (last took %s, %s ago)", coldStartDuration(lc.DurationMS), age(now, lc.At))
 	}
 	d.kv("Cold Starts", cold)
+	if lc := st.LastColdStart; lc != nil && len(lc.Phases) > 0 {
+		parts := make([]string, 0, len(lc.Phases))
+		for _, p := range lc.Phases {
+			parts = append(parts, fmt.Sprintf("%s %.1fms", p.Name, p.MS))
+		}
+		d.kv("Last Cold Start", strings.Join(parts, ", "))
+	}
+	if ka := st.KeepAlive; ka != nil {
+		standby := "standby kept " + ka.StandbyIdle + " after the last request"
+		if !ka.Standby {
+			standby = "standby given back (idle over " + ka.StandbyIdle + "): the next request starts from nothing"
+		}
+		d.kv("Keep-Alive", fmt.Sprintf("idle instances kept %s, %s", ka.IdleTimeout, standby), ka.Reason)
+	}
 	d.kv("Route", routeString(s.Route))
 	d.kv("URL", serviceURL(fn.Metadata.Name, fn.Metadata.Environment, c.Gateway()))
 	if err := d.flush(o.out); err != nil {
@@ -341,14 +358,23 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func scaleString(sc *v1.FunctionScale) string {
+func scaleString(sc *v1.FunctionScale, ka *v1.KeepAliveStatus) string {
 	util := v1.DefaultTargetUtilization
 	if sc.TargetUtilization != nil {
 		util = *sc.TargetUtilization
 	}
-	return fmt.Sprintf("min %s, max %s, to zero after %s idle, target utilization %.4g%%",
+	idle := "to zero after " + sc.IdleTimeout + " idle"
+	switch {
+	case sc.IdleTimeout != "":
+	case ka != nil:
+		// Unset: learned from the function's own gaps (Keep-Alive).
+		idle = "to zero after " + ka.IdleTimeout + " idle (see Keep-Alive)"
+	default:
+		idle = "to zero after " + v1.DefaultIdleTimeout + " idle"
+	}
+	return fmt.Sprintf("min %s, max %s, %s, target utilization %.4g%%",
 		int32OrDefault(sc.Min, fmt.Sprint(v1.DefaultScaleMin)), int32OrDefault(sc.Max, fmt.Sprint(v1.DefaultScaleMax)),
-		orDefault(sc.IdleTimeout, v1.DefaultIdleTimeout), util*100)
+		idle, util*100)
 }
 
 func asyncString(a *v1.Async) string {
@@ -364,10 +390,14 @@ func asyncString(a *v1.Async) string {
 // "850ms", "1.24s".
 func coldStartDuration(ms float64) string {
 	d := time.Duration(ms * float64(time.Millisecond))
-	if d >= time.Second {
+	switch {
+	case d >= time.Second:
 		return d.Round(10 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
 	}
-	return d.Round(time.Millisecond).String()
+	// A cold start from a standby takes milliseconds: its tenths count.
+	return d.Round(100 * time.Microsecond).String()
 }
 
 // header writes what every workload's description starts with: who it is

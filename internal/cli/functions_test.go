@@ -26,7 +26,10 @@ func seedFunctions(f *testAPI) {
 			Route:       &v1.Route{Path: "/resize"},
 		},
 		Status: v1.FunctionStatus{ObservedGeneration: 1, Revision: 1, ImageDigest: digest124, ColdStarts: 3,
-			LastColdStart: &v1.ColdStart{At: testNow.Add(-10 * time.Minute), DurationMS: 412.6}},
+			LastColdStart: &v1.ColdStart{At: testNow.Add(-10 * time.Minute), DurationMS: 12.34, Phases: []v1.ColdStartPhase{
+				{Name: "schedule", MS: 0.9}, {Name: "sandbox", MS: 0}, {Name: "start", MS: 4.21}, {Name: "init", MS: 3.3}, {Name: "route", MS: 3.93}}},
+			KeepAlive: &v1.KeepAliveStatus{IdleTimeout: "10s", StandbyIdle: "4h0m0s", Standby: false, Learned: true,
+				Reason: "gaps are long (median 2h0m0s of the last 12): to zero after 10s, the standby answers the next request; standby kept 4h0m0s after the last request"}},
 	}
 	worker := &v1.Function{
 		TypeMeta: tm(v1.KindFunction),

@@ -20,11 +20,13 @@ import (
 func newInitCommand(o *options) *cobra.Command {
 	var runtime string
 	cmd := &cobra.Command{
-		Use:   "init --runtime go|python|node NAME",
+		Use:   "init --runtime go|python|node|go-lambda NAME",
 		Short: "Write a function template and its berth.yaml in ./NAME",
 		Long: "Write a function in ./NAME that serves HTTP on $PORT (8080 by default), stops cleanly on\n" +
 			"SIGTERM and logs to stdout, with a berth.yaml Function manifest naming the image NAME:v1.\n" +
-			"Then: berth deploy NAME (or berth build NAME -t NAME:v1 && berth apply -f NAME/berth.yaml).",
+			"Then: berth deploy NAME (or berth build NAME -t NAME:v1 && berth apply -f NAME/berth.yaml).\n" +
+			"go-lambda writes an AWS Lambda handler (aws-lambda-go's lambda.Start) instead: Berth runs it\n" +
+			"behind the Lambda Runtime API, HTTP requests arriving as API Gateway v2 events (docs/aws.md).",
 		Example: "  berth init --runtime python hello && berth deploy hello --wait\n  curl -H 'Host: hello.default.berth.localhost' http://127.0.0.1:8080/",
 		Args:    exactArgs(1, "the function's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,7 +35,7 @@ func newInitCommand(o *options) *cobra.Command {
 				return UsageError(fmt.Errorf("%q is not a valid name: lower-case letters, digits and '-', starting with a letter, at most 63 characters", name))
 			}
 			if runtime == "" {
-				return UsageError(fmt.Errorf("--runtime is required: go, python or node"))
+				return UsageError(fmt.Errorf("--runtime is required: go, python, node or go-lambda"))
 			}
 			rt, err := build.ParseRuntime(runtime)
 			if err != nil {
@@ -57,11 +59,14 @@ func newInitCommand(o *options) *cobra.Command {
 				}
 				fmt.Fprintf(o.out, "wrote %s\n", filepath.Join(name, p))
 			}
+			if rt == build.RuntimeGoLambda {
+				fmt.Fprintf(o.errOut, "First: (cd %s && go mod tidy)   to fetch aws-lambda-go and write go.sum\n", name)
+			}
 			fmt.Fprintf(o.errOut, "Next: berth deploy %s --wait   (or berth build %s -t %s:v1 && berth apply -f %s/berth.yaml)\n", name, name, name, name)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python or node")
+	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python, node or go-lambda")
 	return cmd
 }
 
@@ -74,6 +79,9 @@ func templateFiles(rt build.Runtime, name string) map[string]string {
 	case build.RuntimeGo:
 		files["go.mod"] = r.Replace("module NAME\n\ngo 1.22\n")
 		files["main.go"] = r.Replace(goTemplate)
+	case build.RuntimeGoLambda:
+		files["go.mod"] = r.Replace("module NAME\n\ngo 1.22\n\nrequire github.com/aws/aws-lambda-go v1.55.1\n")
+		files["main.go"] = r.Replace(goLambdaTemplate)
 	case build.RuntimePython:
 		files["main.py"] = r.Replace(pythonTemplate)
 		files["requirements.txt"] = "# One requirement per line; berth build installs them with pip into the image.\n"
@@ -224,4 +232,37 @@ process.on("SIGTERM", () => {
 });
 
 server.listen(port, () => console.log("NAME listening on :" + port));
+`
+
+const goLambdaTemplate = `// NAME is an AWS Lambda handler, unchanged from Lambda: Berth serves it
+// the Lambda Runtime API. HTTP requests through Berth's gateway arrive as
+// API Gateway HTTP API (v2) events; invocations through the Lambda API
+// (aws lambda invoke), async ones and workflow tasks pass their event as
+// it is.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+func handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var http events.APIGatewayV2HTTPRequest
+	if json.Unmarshal(raw, &http) == nil && http.RequestContext.HTTP.Method != "" {
+		log.Printf("%s %s", http.RequestContext.HTTP.Method, http.RawPath)
+		body, _ := json.Marshal(map[string]string{"message": "Hello from NAME", "runtime": "go-lambda"})
+		return events.APIGatewayV2HTTPResponse{
+			StatusCode: 200,
+			Headers:    map[string]string{"Content-Type": "application/json"},
+			Body:       string(body),
+		}, nil
+	}
+	return map[string]any{"message": "Hello from NAME", "event": raw}, nil
+}
+
+func main() { lambda.Start(handle) }
 `

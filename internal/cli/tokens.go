@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/client"
 )
 
 func newTokenCommand(o *options) *cobra.Command {
@@ -19,6 +20,7 @@ func newTokenCommand(o *options) *cobra.Command {
 	}
 	var envs []string
 	var role, name string
+	var withAWS bool
 	create := &cobra.Command{
 		Use:   "create --env ENV[,ENV] --role viewer|deployer|admin [--name NAME]",
 		Short: "Create a token and print it (once: only its hash is kept)",
@@ -39,19 +41,48 @@ func newTokenCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var ak *v1.AccessKey
+			if withAWS {
+				// The key is the new token's: made with its own secret.
+				cfg, err := client.LoadConfig()
+				if err != nil {
+					return &usageError{msg: err.Error()}
+				}
+				if o.addr != "" {
+					cfg.Addr = o.addr
+				}
+				cfg.Token = t.Secret
+				if ak, err = client.New(cfg).CreateAccessKey(cmd.Context()); err != nil {
+					return fmt.Errorf("token %q created, but its AWS access key was not: %w", t.Metadata.Name, err)
+				}
+			}
 			if o.output == "json" || o.output == "yaml" {
-				b, _ := json.Marshal(t)
+				var b []byte
+				if ak != nil {
+					b, _ = json.Marshal(struct {
+						*v1.Token
+						AccessKeyID     string `json:"accessKeyId"`
+						SecretAccessKey string `json:"secretAccessKey"`
+					}{t, ak.Metadata.Name, ak.Secret})
+				} else {
+					b, _ = json.Marshal(t)
+				}
 				return printRaw(o.out, o.output, b)
 			}
 			fmt.Fprintf(o.errOut, "token %q created (role %s, environments %s); it is shown only now:\n",
 				t.Metadata.Name, t.Spec.Role, strings.Join(t.Spec.Environments, ","))
 			fmt.Fprintln(o.out, t.Secret)
+			if ak != nil {
+				fmt.Fprintf(o.errOut, "its AWS access key pair (SigV4: S3, Lambda, Step Functions), also shown only now:\n")
+				fmt.Fprintf(o.out, "AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", ak.Metadata.Name, ak.Secret)
+			}
 			return nil
 		},
 	}
 	create.Flags().StringSliceVar(&envs, "env", nil, "environments the token acts in ('*': all)")
 	create.Flags().StringVar(&role, "role", "", "viewer, deployer or admin")
 	create.Flags().StringVar(&name, "name", "", "token name (default: generated)")
+	create.Flags().BoolVar(&withAWS, "aws", false, "also issue the token an AWS access key pair (SigV4) and print it")
 
 	ls := &cobra.Command{
 		Use:     "ls",

@@ -68,6 +68,10 @@ type Config struct {
 	// RegistryAdvertise is the HOST:PORT the cluster's nodes pull Berth's
 	// built-in registry from; empty means the API address.
 	RegistryAdvertise string
+	// MaxStandbys caps the prepared standby instances on this machine, all
+	// functions together (0: no cap); the least recently active functions
+	// give theirs back first.
+	MaxStandbys int
 	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
 	LogLevel  slog.Level
 	LogFormat string
@@ -88,6 +92,7 @@ func Default() Config {
 		LogMaxBytes:         100 << 20,
 		TraceSampleRatio:    0.01, // tracing.DefaultSampleRatio; errors and cold starts always
 		TraceStoreSize:      1000,
+		MaxStandbys:         100,
 		Backend:             "local",
 		NamespacePrefix:     "berth-",
 		ClusterGatewayAddr:  "0.0.0.0:8081",
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
 		return fmt.Errorf("--trace-sample-ratio: %v is not between 0 and 1", c.TraceSampleRatio)
+	}
+	if c.MaxStandbys < 0 {
+		return fmt.Errorf("--max-standbys: %d is negative (0 means no cap)", c.MaxStandbys)
 	}
 	if c.TraceStoreSize < 1 {
 		return fmt.Errorf("--trace-store-size: must be at least 1")

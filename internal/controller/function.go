@@ -37,6 +37,13 @@ type Scaler interface {
 	Desired(env, name string) int
 }
 
+// KeepAlives is optional on a Scaler: whether a function keeps a prepared
+// standby now, and its keep-alive choice for its status.
+type KeepAlives interface {
+	WantsStandby(env, name string) bool
+	KeepAlive(env, name string) (*v1.KeepAliveStatus, bool)
+}
+
 // ColdStartStats reports what the activator saw of a function.
 type ColdStartStats interface {
 	Stats(env, name string) (inFlight int, coldStarts int64, last *v1.ColdStart)
@@ -181,7 +188,7 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
 		Replicas: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max,
+		Standby: desired < p.Max && c.wantsStandby(env, name),
 	})
 	if err != nil {
 		return err
@@ -191,6 +198,11 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 		return err
 	}
 	return c.pruneRevisions(ctx, cur, revs, insts)
+}
+
+func (c *FunctionController) wantsStandby(env, name string) bool {
+	k, ok := c.cfg.Scaler.(KeepAlives)
+	return !ok || k.WantsStandby(env, name)
 }
 
 // functionStatus computes a function's status from its instances.
@@ -224,6 +236,11 @@ func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, 
 			st.LastColdStart = last
 		}
 	}
+	if k, ok := c.cfg.Scaler.(KeepAlives); ok {
+		if ka, ok := k.KeepAlive(fn.Metadata.Environment, fn.Metadata.Name); ok {
+			st.KeepAlive = ka
+		}
+	}
 	if jsonEqual(fn.Status, st) {
 		return nil
 	}
@@ -252,7 +269,8 @@ func scaleParams(fn *v1.Function) ScaleParams {
 		TargetUtilization: ptrOr(fn.Spec.Scale.TargetUtilization, 0.7),
 		Min:               int(ptrOr(fn.Spec.Scale.Min, 0)),
 		Max:               int(ptrOr(fn.Spec.Scale.Max, 10)),
-		IdleTimeout:       60 * time.Second,
+		// Unset: the autoscaler learns it from the function's idle gaps.
+		IdleTimeout: 0,
 	}
 	if p.Concurrency < 1 {
 		p.Concurrency = 1

@@ -100,6 +100,9 @@ func (g *Gateway) knownEnvironment(env string) bool {
 // or lets from in. The environments' DNS answers exactly these names.
 func (g *Gateway) Reachable(from, env, name string) bool {
 	from, env, name = strings.ToLower(from), strings.ToLower(env), strings.ToLower(name)
+	if g.platform[name] != nil {
+		return from == env && g.knownEnvironment(env)
+	}
 	return g.table.Load().byHost[name+"."+env] != nil && g.allowed(from, env)
 }
 

@@ -8,6 +8,9 @@
 // user's listener it serves each environment on its bridge address
 // (Listeners, ForEnvironment), where a request is routed only within that
 // environment, or into another one whose allowFrom lists it (403 otherwise).
+// The platform's own endpoints of each environment (s3.ENV, kv.ENV and
+// their subdomains: SetPlatform) are served by their handlers, reached from
+// inside an environment only for that environment.
 //
 // It speaks HTTP/1.1 and h2c to clients (Protocols). Plain requests go to
 // instances over its own HTTP/1.1 client with a keep-alive pool per

@@ -48,6 +48,10 @@ type Activator interface {
 // Config configures a Gateway. Zero values take the defaults above.
 type Config struct {
 	Logger *slog.Logger
+	// WaitForTable, when positive, holds a request that finds no route
+	// until the first routing table is set (at most this long): a server
+	// just started answers for its workloads instead of 404.
+	WaitForTable time.Duration
 	// Domain is the suffix of host routing: NAME.ENV.Domain.
 	Domain      string
 	DialTimeout time.Duration
@@ -103,6 +107,12 @@ type Gateway struct {
 	tracer      trace.Tracer            // nil: tracing off
 	envs        environments            // allowFrom per environment
 	metrics     *metrics
+	// loaded is closed by the first SetTargets (WaitForTable).
+	loaded     chan struct{}
+	loadedOnce sync.Once
+	// platform are the platform's own endpoints (SetPlatform), set
+	// before serving and only read after.
+	platform map[string]PlatformHandler
 }
 
 // New returns a Gateway with an empty routing table.
@@ -138,6 +148,7 @@ func New(cfg Config) *Gateway {
 		unrouted:  &targetStats{},
 		endpoints: map[string]*endpoint{},
 		stats:     map[string]*targetStats{},
+		loaded:    make(chan struct{}),
 	}
 	g.metrics = newMetrics(g)
 	g.upstream = &http.Transport{
@@ -191,6 +202,7 @@ func (g *Gateway) CloseIdleConnections() {
 func (g *Gateway) SetTargets(ts []Target) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer g.loadedOnce.Do(func() { close(g.loaded) })
 
 	t := &table{byHost: make(map[string]*route, len(ts))}
 	listed := make(map[string]bool)
@@ -365,8 +377,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve routes and proxies one request; inside says it came from inside
 // environment caller (its bridge listener or a cluster's pod).
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, inside bool) {
+	if g.servePlatform(w, r, caller) {
+		return
+	}
 	start := time.Now()
 	rt, miss := g.route(g.table.Load(), r, caller, inside)
+	if rt == nil && g.cfg.WaitForTable > 0 {
+		select {
+		case <-g.loaded:
+		default:
+			// Just started, the table not loaded yet: a request for a
+			// workload the store holds must not get a 404 for it.
+			t := time.NewTimer(g.cfg.WaitForTable)
+			select {
+			case <-g.loaded:
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+			rt, miss = g.route(g.table.Load(), r, caller, inside)
+		}
+	}
 	c := &call{route: rt, start: start, ctx: r.Context()}
 	if g.tracer != nil {
 		c.span = &c.spanMem

@@ -132,3 +132,51 @@ func TestEndpointThatStopsReadingTheBody(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// Right after a start the table is not loaded: a request waits for it
+// (WaitForTable) rather than getting a 404 for a workload that exists.
+func TestRequestWaitsForTheFirstTable(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "here") }))
+	t.Cleanup(up.Close)
+	g := New(Config{WaitForTable: 10 * time.Second})
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.CloseIdleConnections)
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		req.Host = "web.dev.berth.localhost"
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		got <- answer{code: res.StatusCode, body: string(b)}
+	}()
+	// The request is held until the table comes (no 404 before it).
+	select {
+	case a := <-got:
+		t.Fatalf("answered before the table was loaded: %+v", a)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.SetTargets([]Target{{Environment: "dev", Name: "web", Kind: "Service",
+		Endpoints: []Endpoint{{ID: "web-1", Address: up.Listener.Addr().String(), Revision: 1}}}})
+	if a := <-got; a.err != nil || a.code != 200 || a.body != "here" {
+		t.Fatalf("after the table: %+v; want 200 here", a)
+	}
+	// Once loaded, an unknown host is a 404 at once.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+	req.Host = "nope.dev.berth.localhost"
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 404 {
+		t.Fatalf("unknown host after the table: %v %v; want 404", res, err)
+	}
+	res.Body.Close()
+}

@@ -275,6 +275,10 @@ func (q *Queue) resetWorkConsumers(ctx context.Context, stream jetstream.Stream)
 	return nil
 }
 
+// JetStream is the embedded server's JetStream, for the parts that keep
+// their own streams or buckets in it (the environments' key-value stores).
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
 // Close stops the workers, the triggers and the cron loop, waits for
 // deliveries in flight (their invocations are cancelled and left pending, not
 // counted as attempts) and stops the embedded server. It is safe after a

@@ -26,8 +26,21 @@ func (s scalerAdapter) Set(env, name string, p controller.ScaleParams) {
 		IdleTimeout:       p.IdleTimeout,
 	}, p.Ready)
 }
-func (s scalerAdapter) Remove(env, name string)      { s.a.Remove(env, name) }
-func (s scalerAdapter) Desired(env, name string) int { return s.a.Desired(env, name) }
+func (s scalerAdapter) Remove(env, name string)            { s.a.Remove(env, name) }
+func (s scalerAdapter) Desired(env, name string) int       { return s.a.Desired(env, name) }
+func (s scalerAdapter) WantsStandby(env, name string) bool { return s.a.WantsStandby(env, name) }
+
+func (s scalerAdapter) KeepAlive(env, name string) (*v1.KeepAliveStatus, bool) {
+	st, ok := s.a.Status(env, name)
+	if !ok {
+		return nil, false
+	}
+	k := st.KeepAlive
+	return &v1.KeepAliveStatus{
+		IdleTimeout: k.IdleTimeout.String(), StandbyIdle: k.StandbyIdle.String(),
+		Standby: st.Standby, Learned: k.Learned, Reason: k.Reason,
+	}, true
+}
 
 // loadStats is what a function's status reports of its traffic: requests
 // in the gateway now, and the activator's cold starts.

@@ -78,6 +78,7 @@ type Server struct {
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
+	state      *state // the environments' object and key-value stores
 	parts      []part
 
 	apiLn, gwLn net.Listener
@@ -312,6 +313,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 	s.gateway = gateway.New(gateway.Config{
 		Logger: s.log.With("part", "gateway"), Domain: cfg.Domain, SpoolDir: cfg.RunDir(),
 		TracerProvider: s.tracing.TracerProvider(), SampleRatio: s.tracing.SampleRatio(),
+		// The routes controller loads the table once the caches are
+		// synced, moments after the listeners open.
+		WaitForTable: 10 * time.Second,
 	})
 	// The built-in registry shares the API address at /v2/, with its own
 	// auth challenge and error bodies; pulls from loopback (the platform's
@@ -363,6 +367,9 @@ func (s *Server) buildDataPlane(ctx context.Context) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 
+	if err := s.buildState(); err != nil {
+		return err
+	}
 	if err := s.buildBackend(); err != nil {
 		return err
 	}
@@ -401,7 +408,7 @@ func (s *Server) buildBackend() error {
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
-		Events:    s.events, Secrets: s.values,
+		Events:    s.events, Secrets: s.values, InstanceEnv: s.instanceEnv,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
 		Logger: s.log.With("part", "backend"),
 	})
@@ -437,8 +444,9 @@ func (s *Server) buildControlPlane() error {
 	var functions *controller.FunctionController
 	routesSynced := make(chan struct{})
 	scaler := autoscaler.New(autoscaler.Config{
-		Source: s.gateway,
-		Logger: s.log.With("part", "autoscaler"),
+		Source:      s.gateway,
+		MaxStandbys: cfg.MaxStandbys,
+		Logger:      s.log.With("part", "autoscaler"),
 		OnChange: func(env, name string, _ int) {
 			if functions != nil {
 				functions.Enqueue(env, name)
@@ -547,6 +555,7 @@ func (s *Server) buildAPI() error {
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
+		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
 	apiHandler := api.WithMetrics(s.metrics, cfg.MetricsPublic)
 	// The dashboard calls that same handler with each user's token.
@@ -559,7 +568,7 @@ func (s *Server) buildAPI() error {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
 	mux.Handle("/ui/", dash.Handler())
-	mux.Handle("/", apiHandler)
+	mux.Handle("/", s.awsAPIs(apiHandler))
 	// Bounded per listener and per client, with no whole-request
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
@@ -625,6 +634,7 @@ func (s *Server) stop() {
 	if s.queue != nil {
 		s.queue.Close()
 	}
+	s.state.close()
 	if s.tracing != nil {
 		// Flushes what is queued for the OTLP collector.
 		_ = s.tracing.Shutdown(ctx)

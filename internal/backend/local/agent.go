@@ -24,6 +24,21 @@ type Agent struct {
 	ctx     context.Context    // set by start; runners live until it ends
 	runners map[string]*runner // by container ID
 	wg      sync.WaitGroup
+
+	// readyNow, when set, hears of a readiness change before it is
+	// written to the store (the backend's fresh statuses).
+	readyNow func(inst *v1.Instance, st v1.InstanceStatus)
+}
+
+// activateNow tells inst's runner, if it waits as a standby, to start its
+// task now, ahead of the record saying so.
+func (a *Agent) activateNow(inst *v1.Instance) {
+	a.mu.Lock()
+	r := a.runners[ContainerID(inst.Metadata.Environment, inst.Metadata.Name)]
+	a.mu.Unlock()
+	if r != nil {
+		r.activate()
+	}
 }
 
 func newAgent(cfg Config, instances *informer.Informer[v1.Instance, *v1.Instance]) *Agent {

@@ -71,6 +71,10 @@ type Config struct {
 	// Secrets reads the secret and config values templates reference;
 	// nil fails instances that reference any.
 	Secrets Secrets
+	// InstanceEnv, when set, gives the platform's variables every
+	// instance of an environment gets (its object and key-value stores'
+	// endpoints and key pair), NAME=VALUE; a template's own env wins.
+	InstanceEnv func(ctx context.Context, env string) ([]string, error)
 	// LogDir and VolumeDir are roots under the data dir.
 	LogDir    string
 	VolumeDir string
@@ -96,6 +100,10 @@ type Backend struct {
 
 	mu       sync.Mutex
 	watchers []func(backend.Ref)
+	// fresh holds statuses a runner reported ready before its store write
+	// is in the cache, by container ID: the gateway routes to a woken
+	// instance without waiting for a disk sync (readyNow).
+	fresh map[string]v1.InstanceStatus
 	// lastWrite is the store revision of the newest instance write made
 	// by Apply or Remove: they wait for the cache to reach it.
 	lastWrite uint64
@@ -122,7 +130,7 @@ func New(cfg Config) *Backend {
 	if cfg.Events == nil {
 		cfg.Events = noEvents{}
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger}
+	b := &Backend{cfg: cfg, log: cfg.Logger, fresh: map[string]v1.InstanceStatus{}}
 	b.instances = informer.New[v1.Instance](informer.Config{
 		Store: cfg.Store, Kind: v1.KindInstance, Resync: cfg.Resync, Logger: cfg.Logger,
 	})
@@ -130,20 +138,51 @@ func New(cfg Config) *Backend {
 		return []string{ownerKey(i.Spec.OwnerKind, i.Metadata.Environment, i.Spec.Owner)}
 	})
 	b.agent = newAgent(cfg, b.instances)
+	b.agent.readyNow = b.readyNow
 	b.instances.AddHandler(func(_ store.Key, old, cur *v1.Instance) {
 		i := cur
 		if i == nil {
 			i = old
 		}
-		ref := backend.Ref{Kind: i.Spec.OwnerKind, Environment: i.Metadata.Environment, Name: i.Spec.Owner}
+		id := ContainerID(i.Metadata.Environment, i.Metadata.Name)
 		b.mu.Lock()
+		if f, ok := b.fresh[id]; ok && (cur == nil || cur.Spec.Draining || (cur.Status.Ready && !cur.Spec.Standby && !cur.Status.StartedAt.Before(f.StartedAt))) {
+			// The store caught up (or the instance is going): the cache
+			// speaks for it again.
+			delete(b.fresh, id)
+		}
 		ws := b.watchers
 		b.mu.Unlock()
-		for _, w := range ws {
-			w(ref)
-		}
+		b.tell(ws, i)
 	})
 	return b
+}
+
+func (b *Backend) tell(ws []func(backend.Ref), i *v1.Instance) {
+	ref := backend.Ref{Kind: i.Spec.OwnerKind, Environment: i.Metadata.Environment, Name: i.Spec.Owner}
+	for _, w := range ws {
+		w(ref)
+	}
+}
+
+// readyNow is the agent's word that inst's readiness changed to st, said
+// before the status is written: a ready status is reported by Instances
+// at once, and the watchers told, so a held request goes to the instance
+// a disk sync sooner. A status that is not ready withdraws the word.
+func (b *Backend) readyNow(inst *v1.Instance, st v1.InstanceStatus) {
+	id := ContainerID(inst.Metadata.Environment, inst.Metadata.Name)
+	b.mu.Lock()
+	_, had := b.fresh[id]
+	if st.Ready {
+		b.fresh[id] = st
+	} else {
+		delete(b.fresh, id)
+	}
+	ws := b.watchers
+	b.mu.Unlock()
+	if st.Ready || had {
+		b.tell(ws, inst)
+	}
 }
 
 type noEvents struct{}
@@ -193,15 +232,25 @@ func (b *Backend) instancesOf(ref backend.Ref) []*v1.Instance {
 func (b *Backend) Instances(ref backend.Ref) []v1.InstanceStatus {
 	insts := b.instancesOf(ref)
 	out := make([]v1.InstanceStatus, 0, len(insts))
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, i := range insts {
 		s := i.Status
+		f, fresh := b.fresh[ContainerID(i.Metadata.Environment, i.Metadata.Name)]
+		if fresh {
+			// Ready before its record says so (readyNow); a standby
+			// activated in memory (activate) reads as started.
+			s = f
+		}
 		s.Name, s.Revision = i.Metadata.Name, i.Spec.Revision
 		if i.Spec.Draining {
 			s.Phase, s.Ready = v1.PhaseTerminating, false
 		}
-		if i.Spec.Standby {
+		if i.Spec.Standby && !fresh {
 			s.Ready = false
-			if s.Phase != v1.PhaseFailed {
+			// Pending while it is being prepared; Standby once it is
+			// (the runner says so).
+			if s.Phase != v1.PhaseFailed && s.Phase != v1.PhasePending && s.Phase != "" {
 				s.Phase = v1.PhaseStandby
 			}
 		}

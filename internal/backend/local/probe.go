@@ -67,9 +67,23 @@ func check(ctx context.Context, p *v1.Probe, ip string, port int32) error {
 	}
 }
 
-// firstReadyInterval is how often readiness is polled until the first
-// success: a starting instance should get traffic as soon as it can take it.
-const firstReadyInterval = 5 * time.Millisecond
+// firstReadyInterval is how long to wait before polling readiness again,
+// until the first success, for an instance that began to be polled
+// `since` ago: a starting instance should get traffic as soon as it can
+// take it (a Go server is ready a few milliseconds after its start, and
+// every millisecond of polling granularity is a millisecond of cold
+// start), while one that takes seconds to start is not polled a thousand
+// times for it.
+func firstReadyInterval(since time.Duration) time.Duration {
+	switch {
+	case since < 100*time.Millisecond:
+		return time.Millisecond
+	case since < time.Second:
+		return 5 * time.Millisecond
+	default:
+		return 20 * time.Millisecond
+	}
+}
 
 // readinessLoop keeps status.ready in step with the readiness probe (or,
 // without one, the port accepting connections once).
@@ -86,11 +100,12 @@ func (r *runner) readinessLoop(ctx context.Context, t *v1.Template, ip string, a
 	}
 	// Fast phase: poll until the first success.
 	if !ready {
+		polled := time.Now()
 		for {
 			if check(ctx, p, ip, t.Port) == nil {
 				break
 			}
-			if !sleepCtx(ctx, firstReadyInterval) {
+			if !sleepCtx(ctx, firstReadyInterval(time.Since(polled))) {
 				return
 			}
 		}
@@ -127,15 +142,39 @@ func (r *runner) readinessLoop(ctx context.Context, t *v1.Template, ip string, a
 
 func (r *runner) setReady(ctx context.Context, ready bool) {
 	startedAt := r.startedAt
-	err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
+	var start *v1.StartPhases
+	if ready {
+		start = r.finishStart(time.Now())
+	}
+	change := func(st *v1.InstanceStatus) {
 		st.Ready = ready
 		st.Phase = v1.PhaseRunning
 		if startedAt.After(st.StartedAt) {
 			st.StartedAt = startedAt
 		}
-	})
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("record readiness", "err", err)
+		if start != nil {
+			st.Start = start
+		}
+	}
+	inst := r.object()
+	if r.a.readyNow != nil {
+		// Said before it is written: the gateway need not wait for the
+		// disk sync to route to a woken instance.
+		st := inst.Status
+		change(&st)
+		r.a.readyNow(inst, st)
+	}
+	err := r.patchStatus(ctx, change)
+	if err != nil {
+		if r.a.readyNow != nil && ready {
+			// Not recorded: withdraw the word.
+			st := inst.Status
+			st.Ready = false
+			r.a.readyNow(inst, st)
+		}
+		if ctx.Err() == nil {
+			r.log.Warn("record readiness", "err", err)
+		}
 	}
 }
 

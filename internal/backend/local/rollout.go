@@ -129,8 +129,15 @@ func (b *Backend) wrote(rev uint64) {
 	b.mu.Unlock()
 }
 
-// activate takes a standby out of standby: the agent starts its task.
+// activate takes a standby out of standby: the agent starts its task. The
+// runner is told in memory first, so the task starts while the record is
+// written rather than after a disk sync; the record still says what runs
+// (a crash in between leaves a running container the restarted agent
+// adopts).
 func (b *Backend) activate(ctx context.Context, s *v1.Instance) error {
+	if !s.Spec.Draining {
+		b.agent.activateNow(s)
+	}
 	return b.updateInstance(ctx, store.KeyOf(s), func(i *v1.Instance) bool {
 		if !i.Spec.Standby || i.Spec.Draining {
 			return false

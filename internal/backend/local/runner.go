@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,32 @@ type runner struct {
 	// startedAt is when the current task was started, if the store does
 	// not know it yet (a standby's start is recorded with readiness).
 	startedAt time.Time
+	// attachBegan is when the network attach of a fresh instance began:
+	// the start of its sandbox phase.
+	attachBegan time.Time
+	// start is where the current start spent its time so far; the first
+	// readiness after it completes and records it (startPending).
+	start        v1.StartPhases
+	startStarted time.Time
+	startPending bool
+	// activated says the backend took this standby out of standby in
+	// memory, ahead of its record (Agent.activateNow).
+	activated bool
+}
+
+// activate starts a waiting standby ahead of its record.
+func (r *runner) activate() {
+	r.mu.Lock()
+	r.activated = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+// standby says whether the instance is still to wait as a standby.
+func (r *runner) standby() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.obj.Spec.Standby && !r.activated
 }
 
 func newRunner(a *Agent, id string, inst *v1.Instance) *runner {
@@ -133,6 +160,7 @@ func (r *runner) run(ctx context.Context) {
 
 	var att network.Attachment
 	retry := backoff.Backoff{Base: r.a.cfg.BackoffBase, Max: r.a.cfg.BackoffMax}
+	r.attachBegan = time.Now()
 	for {
 		if r.stopping() {
 			r.terminate(ctx, nil, grace)
@@ -180,6 +208,16 @@ func (r *runner) run(ctx context.Context) {
 		if !adopted {
 			var err error
 			startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, prepared)
+			if err != nil && !errors.Is(err, errStopping) && ctx.Err() == nil {
+				// Once more from nothing before it counts as a failure:
+				// what a server stopped mid-create leaves behind (a task's
+				// state, a half-made container) is removed by Delete, and
+				// a request held for this instance should not get a 502
+				// for it.
+				r.log.Info("start failed; removing what is left and starting again", "err", err)
+				_ = r.a.cfg.Driver.Delete(ctx, r.id)
+				startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, false)
+			}
 			prepared = false
 			if errors.Is(err, errStopping) {
 				continue
@@ -236,6 +274,11 @@ var errStopping = errors.New("stopping")
 // one is already there), waits while the instance is a standby, then
 // starts the task. It returns when the task was started.
 func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared bool) (time.Time, error) {
+	began := r.attachBegan
+	if began.IsZero() {
+		began = time.Now()
+	}
+	r.attachBegan = time.Time{}
 	if !prepared {
 		spec, err := r.containerSpec(ctx, inst, rev, t, att)
 		if err != nil {
@@ -252,7 +295,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, fmt.Errorf("create container: %w", err)
 		}
 	}
-	if r.object().Spec.Standby {
+	if r.standby() {
 		err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 			st.Phase = v1.PhaseStandby
 			st.Ready = false
@@ -264,7 +307,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			return time.Time{}, err
 		}
 		// Wait, prepared, until the instance is needed or drained.
-		for r.object().Spec.Standby && !r.stopping() {
+		for r.standby() && !r.stopping() {
 			select {
 			case <-ctx.Done():
 				return time.Time{}, ctx.Err()
@@ -280,12 +323,15 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 			return time.Time{}, fmt.Errorf("start container: %w", err)
 		}
+		r.beginStart(v1.StartPhases{FromStandby: true, BeganAt: now}, now)
 		return now, nil
 	}
+	created := time.Now()
 	if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 		return time.Time{}, fmt.Errorf("start container: %w", err)
 	}
 	now := time.Now().UTC()
+	r.beginStart(v1.StartPhases{BeganAt: began.UTC(), SandboxMS: ms(created.Sub(began))}, created)
 	return now, r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 		st.Phase = v1.PhaseStarting
 		st.Ready = false
@@ -310,6 +356,18 @@ func (r *runner) containerSpec(ctx context.Context, inst *v1.Instance, rev *v1.R
 	values, err := r.resolveValues(ctx, inst.Metadata.Environment, t)
 	if err != nil {
 		return runtime.ContainerSpec{}, err
+	}
+	if f := r.a.cfg.InstanceEnv; f != nil {
+		extra, err := f(ctx, inst.Metadata.Environment)
+		if err != nil {
+			return runtime.ContainerSpec{}, fmt.Errorf("platform environment variables: %w", err)
+		}
+		for _, kv := range extra {
+			name, _, _ := strings.Cut(kv, "=")
+			if !slices.ContainsFunc(t.Env, func(e v1.EnvVar) bool { return e.Name == name }) {
+				env = append(env, kv)
+			}
+		}
 	}
 	for _, e := range t.Env {
 		val := e.Value
@@ -678,3 +736,32 @@ func (r *runner) releaseValueFiles() {
 		r.log.Warn("remove secret files", "err", err)
 	}
 }
+
+// beginStart records a task's start that began (with its sandbox) as p
+// says and whose task start began at startAt; the first readiness after
+// it completes the record.
+func (r *runner) beginStart(p v1.StartPhases, startAt time.Time) {
+	now := time.Now()
+	p.StartMS = ms(now.Sub(startAt))
+	r.mu.Lock()
+	r.start, r.startStarted, r.startPending = p, now, true
+	r.mu.Unlock()
+}
+
+// finishStart completes the pending start record at the first readiness,
+// nil when there is none.
+func (r *runner) finishStart(readyAt time.Time) *v1.StartPhases {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.startPending {
+		return nil
+	}
+	r.startPending = false
+	p := r.start
+	p.InitMS = ms(readyAt.Sub(r.startStarted))
+	p.ReadyAt = readyAt.UTC()
+	return &p
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

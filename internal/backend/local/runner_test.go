@@ -155,8 +155,30 @@ func TestStandbyStartsOnDemand(t *testing.T) {
 	if h.driver.Running() != 0 {
 		t.Fatal("a standby's process runs")
 	}
+	activated := time.Now()
 	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
-	waitStatus(t, h, "fn-a", "ready once out of standby", func(s v1.InstanceStatus) bool { return s.Ready && !s.StartedAt.IsZero() })
+	st = waitStatus(t, h, "fn-a", "ready once out of standby", func(s v1.InstanceStatus) bool { return s.Ready && !s.StartedAt.IsZero() })
+	// Its start explains itself: no sandbox (prepared ahead), then the
+	// task's start and the program's init up to its first ready check.
+	p := st.Start
+	if p == nil || !p.FromStandby || p.SandboxMS != 0 || p.BeganAt.Before(activated) || p.ReadyAt.Before(p.BeganAt) {
+		t.Fatalf("start record %+v: want one from the standby, begun after its activation at %v", p, activated)
+	}
+	if total := p.ReadyAt.Sub(p.BeganAt); time.Duration((p.StartMS+p.InitMS)*float64(time.Millisecond)) > total+time.Millisecond {
+		t.Errorf("start %.3fms + init %.3fms exceed the %v from begin to ready", p.StartMS, p.InitMS, total)
+	}
+}
+
+// A fresh instance's start record has its sandbox (attach and create).
+func TestFreshStartRecordsItsSandbox(t *testing.T) {
+	h := mockBackend(t)
+	began := time.Now()
+	runInstance(t, h, "svc", v1.Template{}, false)
+	st := waitStatus(t, h, "svc-a", "ready", func(s v1.InstanceStatus) bool { return s.Ready })
+	p := st.Start
+	if p == nil || p.FromStandby || p.SandboxMS <= 0 || p.BeganAt.Before(began) || !p.ReadyAt.After(p.BeganAt) {
+		t.Fatalf("start record %+v: want a fresh start with its sandbox, begun after %v", p, began)
+	}
 }
 
 // Draining asks the gateway to drain the endpoint before the process gets

@@ -8,7 +8,9 @@
 // It answers NAME, NAME.ENV and NAME.ENV.DOMAIN (A records; other types get
 // an empty answer) for workloads the asking environment may reach, as the
 // Names it is given decide: its own, and those of environments whose
-// allowFrom lists it. Everything else is NXDOMAIN, and nothing is ever
+// allowFrom lists it. Names under a platform endpoint
+// (BUCKET.s3.ENV.DOMAIN) are answered as the endpoint's when Names says it
+// has subdomains (Subdomains). Everything else is NXDOMAIN, and nothing is ever
 // forwarded to another server: an instance learns no name outside its
 // environment, and no query leaves the host. It must not decide routing or
 // policy itself, nor touch the network configuration (package cni does).

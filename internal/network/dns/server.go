@@ -26,6 +26,12 @@ type Names interface {
 	Reachable(from, env, name string) bool
 }
 
+// Subdomains is what Names may also answer: whether the names under
+// NAME.ENV.DOMAIN are NAME's too (the gateway's platform endpoints).
+type Subdomains interface {
+	HasSubdomains(name string) bool
+}
+
 // Config configures a Server. Zero values take the defaults.
 type Config struct {
 	Names Names
@@ -312,6 +318,13 @@ func (s *Server) parse(env, qname string) (target, name string, ok bool) {
 	if rest, cut := strings.CutSuffix(q, s.suffix); cut {
 		q = rest
 		name, target, ok = strings.Cut(q, ".")
+		// SUB.NAME.ENV.DOMAIN is NAME's when NAME has subdomains (a
+		// virtual-host-style bucket of the object store).
+		if labels := strings.Split(q, "."); len(labels) > 2 {
+			if sd, has := s.cfg.Names.(Subdomains); has && sd.HasSubdomains(labels[len(labels)-2]) {
+				name, target, ok = labels[len(labels)-2], labels[len(labels)-1], true
+			}
+		}
 	} else if name, target, ok = strings.Cut(q, "."); !ok {
 		name, target, ok = q, env, true
 	}

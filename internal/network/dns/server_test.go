@@ -157,3 +157,39 @@ func TestListenRefusesANonIPv4Address(t *testing.T) {
 		}
 	}
 }
+
+// platformNames: s3 is the platform's in every environment (its own only),
+// with subdomains (virtual-host-style buckets).
+type platformNames struct{ names }
+
+func (p platformNames) Reachable(from, env, name string) bool {
+	if name == "s3" {
+		return from == env
+	}
+	return p.names.Reachable(from, env, name)
+}
+
+func (platformNames) HasSubdomains(name string) bool { return name == "s3" }
+
+func TestPlatformSubdomains(t *testing.T) {
+	s := New(Config{Names: platformNames{names{"dev": {"orders"}}}, Port: -1})
+	defer s.Close()
+	devIP := net.IPv4(127, 0, 0, 1)
+	if err := s.Listen(t.Context(), "dev", devIP); err != nil {
+		t.Fatal(err)
+	}
+	r := resolver(s.Addr("dev"), false)
+	for name, want := range map[string]bool{
+		"s3.dev.berth.localhost.":             true,
+		"photos.s3.dev.berth.localhost.":      true,
+		"a.b.s3.dev.berth.localhost.":         true,
+		"photos.s3.prod.berth.localhost.":     false, // another environment's
+		"x.orders.dev.berth.localhost.":       false, // a workload has no subdomains
+		"photos.nothing.dev.berth.localhost.": false,
+	} {
+		addrs, err := r.LookupIP(t.Context(), "ip4", name)
+		if got := err == nil && len(addrs) == 1 && addrs[0].Equal(devIP); got != want {
+			t.Errorf("%s: %v %v, want answered=%v", name, addrs, err, want)
+		}
+	}
+}

@@ -156,6 +156,9 @@ func (d *Driver) Create(ctx context.Context, spec runtime.ContainerSpec) (retErr
 		return err
 	}
 
+	// A snapshot of this id without its container is what a create cut
+	// short leaves (a server stopped mid-way): it would refuse this one.
+	d.removeSnapshot(ctx, spec.ID)
 	files := d.etcFiles(spec.ID)
 	container, err := d.client.NewContainer(ctx, spec.ID,
 		client.WithImage(img),
@@ -303,6 +306,7 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	ctx = d.ctx(ctx)
 	c, err := d.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
+		d.removeSnapshot(ctx, id)
 		_ = os.RemoveAll(d.containerStateDir(id))
 		return nil
 	}
@@ -329,6 +333,17 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 		d.log.Warn("remove container state", "id", id, "err", err)
 	}
 	return nil
+}
+
+// removeSnapshot removes the snapshot keyed id, if there is one: the
+// containers' snapshots are keyed by their container's ID.
+func (d *Driver) removeSnapshot(ctx context.Context, id string) {
+	err := d.client.SnapshotService(d.cfg.Snapshotter).Remove(ctx, id)
+	if err == nil {
+		d.log.Info("removed a snapshot left without its container", "id", id)
+	} else if !errdefs.IsNotFound(err) {
+		d.log.Warn("remove leftover snapshot", "id", id, "err", err)
+	}
 }
 
 // Inspect reports one container; NotFound when absent.

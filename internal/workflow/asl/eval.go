@@ -19,9 +19,30 @@ type evalEnv struct {
 
 func (e *evalEnv) lookup(p *jpath) (any, bool) {
 	if p.context {
-		return p.get(e.v.contextObject(p, e.mapItem))
+		obj := e.v.contextObject(p, e.mapItem)
+		if tok := e.taskToken(p); tok != "" {
+			obj["Task"] = map[string]any{"Token": tok}
+		}
+		return p.get(obj)
 	}
 	return p.get(e.input)
+}
+
+// taskToken is $$.Task.Token in the Parameters of a Task that waits for
+// one, when p may reach it; "" otherwise.
+func (e *evalEnv) taskToken(p *jpath) string {
+	s := e.v.s
+	if s.Type != "Task" || !strings.HasSuffix(s.Resource, WaitForTaskToken) || !strings.HasSuffix(e.base, "/") {
+		return ""
+	}
+	if p.definite && (len(p.segs) == 0 || p.segs[0].name != "Task") {
+		return ""
+	}
+	tt, ok := e.v.r.rt.(TaskTokens)
+	if !ok {
+		return ""
+	}
+	return tt.TaskToken(strings.TrimSuffix(e.base, "/"))
 }
 
 func (e *evalEnv) random() float64 {

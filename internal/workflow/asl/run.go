@@ -508,9 +508,9 @@ func (v *visit) task(ctx context.Context, raw, eff any, attempt int, akey string
 		default:
 			se = &Error{Name: ErrTaskFailed, Cause: err.Error()}
 		}
-		if se.Name == ErrTimeout {
+		if se.Name == ErrTimeout || se.Name == ErrHeartbeatTimeout {
 			v.record("TaskTimedOut", map[string]any{"resource": s.Resource, "error": se.Name, "cause": se.Cause})
-			if byDeadline {
+			if byDeadline && se.Name == ErrTimeout {
 				return nil, &execTimeout{}
 			}
 		} else {

@@ -65,6 +65,17 @@ type Runtime interface {
 	Record(e Event)
 }
 
+// WaitForTaskToken ends a Task resource that runs what it names and then
+// waits for a callback with the task token ($$.Task.Token) the call was
+// given: the callback's output or error is the task's result.
+const WaitForTaskToken = ".waitForTaskToken"
+
+// TaskTokens is what a Runtime that runs WaitForTaskToken tasks also
+// answers: the token of the task attempt at key, the same on every replay.
+type TaskTokens interface {
+	TaskToken(key string) string
+}
+
 // TaskCall is one attempt of a Task state.
 type TaskCall struct {
 	State    string

@@ -5,7 +5,10 @@
 // An answer is durable before the interpreter proceeds past it, so after a
 // crash the engine re-runs the interpreter from the start against the
 // journal: recorded answers return at once, and only the work in flight at
-// the crash is done again, with the same idempotency key.
+// the crash is done again, with the same idempotency key. A task that
+// waits for its task token (the callback pattern, callback.go) is
+// journaled the same way: the token, the call, and the callback that ends
+// it, which comes in as a record of its own and survives a restart.
 //
 // The engine does not interpret the States Language (asl does) and does
 // not reach workloads itself: function and service calls go through the

@@ -173,6 +173,15 @@ func (e *Engine) Run(ctx context.Context) error {
 // Start begins an execution of the workflow with input (JSON; empty means
 // {}) and returns it, RUNNING.
 func (e *Engine) Start(ctx context.Context, env, workflow string, input json.RawMessage) (v1.Execution, error) {
+	return e.StartNamed(ctx, env, workflow, "", input)
+}
+
+// StartNamed is Start with the execution's id chosen by the caller (""
+// picks one), as Step Functions' StartExecution takes a name: an id
+// already used in env is a Conflict, unless it names an execution of the
+// same workflow with the same input, which is returned as it stands (a
+// client's retry of a start that went through).
+func (e *Engine) StartNamed(ctx context.Context, env, workflow, name string, input json.RawMessage) (v1.Execution, error) {
 	if len(strings.TrimSpace(string(input))) == 0 {
 		input = json.RawMessage("{}")
 	}
@@ -203,12 +212,22 @@ func (e *Engine) Start(ctx context.Context, env, workflow string, input json.Raw
 		Definition: wf.Spec.Definition,
 	}
 	for try := 0; ; try++ {
-		r.ID = newID(workflow)
+		r.ID = name
+		if name == "" {
+			r.ID = newID(workflow)
+		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return v1.Execution{}, err
 		}
 		_, err = e.st.Create(ctx, executionKey(env, r.ID), b)
+		if v1.IsConflict(err) && name != "" {
+			old, _, gerr := readRecord(ctx, e.st, env, name)
+			if gerr == nil && old.Workflow == workflow && bytes.Equal(old.Input, input) {
+				return old.Execution, nil
+			}
+			return v1.Execution{}, v1.Conflict("an execution named %q already exists in environment %q", name, env)
+		}
 		if v1.IsConflict(err) && try < 3 {
 			continue
 		}

@@ -90,6 +90,9 @@ type fakeWorkloads struct {
 	onCall func(n int)
 	// block, when set, holds function calls of that name until ctx ends.
 	block string
+	// asked receives the body of each call of the function ask (a task
+	// that waits for its token hands it to a worker that way).
+	asked chan []byte
 }
 
 func (f *fakeWorkloads) note(what string, header http.Header) int {
@@ -144,6 +147,11 @@ func (f *fakeWorkloads) Invoke(ctx context.Context, env, fn string, body []byte,
 		return jsonAnswer(402, map[string]string{"errorType": "CardDeclined", "errorMessage": "insufficient funds"})
 	case "text":
 		return 200, nil, []byte("plain words"), nil
+	case "ask":
+		if f.asked != nil {
+			f.asked <- body
+		}
+		return 202, nil, nil, nil
 	}
 	return 404, nil, []byte(`{"error":{"kind":"NotFound","message":"no such function"}}`), nil
 }

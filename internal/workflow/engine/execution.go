@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -330,6 +331,9 @@ func (a *attempt) Task(ctx context.Context, key string, tc asl.TaskCall) (json.R
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasSuffix(tc.Resource, asl.WaitForTaskToken) {
+		return a.waitForToken(ctx, key, tc)
+	}
 
 	out, err := a.x.e.call(ctx, a.rec, key, tc)
 	if ctx.Err() != nil {
@@ -337,20 +341,7 @@ func (a *attempt) Task(ctx context.Context, key string, tc asl.TaskCall) (json.R
 		// recorded, and a resumed execution calls again with the same key.
 		return nil, ctx.Err()
 	}
-	ans := entry{Answer: answerTask, Key: key, Output: out}
-	var aerr *asl.Error
-	if errors.As(err, &aerr) {
-		ans.Output, ans.Error, ans.Cause = nil, aerr.Name, aerr.Cause
-	} else if err != nil {
-		ans.Output, ans.Error, ans.Cause = nil, "States.TaskFailed", err.Error()
-	}
-	a.mu.Lock()
-	err = a.appendLocked(ans)
-	a.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	return ans.taskResult()
+	return a.settle(key, out, err)
 }
 
 func (en entry) taskResult() (json.RawMessage, error) {
@@ -468,6 +459,7 @@ func (a *attempt) finish(status string, output json.RawMessage, errName, cause s
 			}
 			a.x.mu.Unlock()
 			a.x.e.log.Info("execution finished", "environment", rec.Environment, "execution", rec.ID, "status", status, "error", errName)
+			a.x.e.dropCallbacks(a.ctx, rec.Environment, rec.ID)
 		}
 		return err
 	}

@@ -1,0 +1,139 @@
+package main
+
+// Cold starts per runtime (-runtimes): the Go echo image beside Python and
+// Node functions made by `berth init` and built by Berth's own builder
+// (a hello handler, and one that imports modules a real handler would),
+// each at zero with a prepared standby, interleaved so all see the same
+// machine, through the gateway.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"berth.dev/berth/internal/build"
+	"berth.dev/berth/internal/testutil"
+)
+
+// pythonImports and nodeImports are prepended to the templates' handlers:
+// what a handler that parses, stores, signs and talks to the web loads at
+// init. (Python's from its standard library: PyPI is not reachable here;
+// Node's built-ins likewise.)
+const (
+	pythonImports = "import asyncio, decimal, sqlite3, uuid, hashlib, hmac, logging, datetime, urllib.request, http.client, ssl, email.mime.multipart, xml.etree.ElementTree, csv, zipfile, base64\n"
+	nodeImports   = "const crypto = require('crypto'), zlib = require('zlib'), http2 = require('http2'), https = require('https'), url = require('url'), util = require('util'), stream = require('stream'), events = require('events'), querystring = require('querystring'), dns = require('dns');\n"
+)
+
+type fnImage struct {
+	name, image, tar string
+}
+
+func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
+	bin := filepath.Join(dir, "berth")
+	if _, err := os.Stat(bin); err != nil {
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
+			return fmt.Errorf("%v %s", err, out)
+		}
+	}
+	fns := []fnImage{{name: "go-hello", image: image, tar: goTar}}
+	for _, rt := range []string{"python", "node"} {
+		for _, variant := range []string{"hello", "imports"} {
+			name := rt + "-" + variant
+			src := filepath.Join(dir, "src")
+			os.MkdirAll(src, 0o755)
+			cmd := exec.Command(bin, "init", "--runtime", rt, name)
+			cmd.Dir = src
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("berth init %s: %v %s", name, err, out)
+			}
+			if variant == "imports" {
+				main, extra := "main.py", pythonImports
+				if rt == "node" {
+					main, extra = "index.js", nodeImports
+				}
+				p := filepath.Join(src, name, main)
+				raw, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(p, []byte(extra+string(raw)), 0o644); err != nil {
+					return err
+				}
+			}
+			tar := filepath.Join(dir, name+".tar")
+			f, err := os.Create(tar)
+			if err != nil {
+				return err
+			}
+			ref := "berth.bench/" + name + ":cold"
+			fmt.Fprintf(os.Stderr, "building %s (the Debian base is built once per machine and cached)\n", ref)
+			_, err = build.Build(ctx, build.Options{Dir: filepath.Join(src, name), Ref: ref, Runtime: build.Runtime(rt)}, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("build %s: %w", name, err)
+			}
+			fns = append(fns, fnImage{name: name, image: ref, tar: tar})
+		}
+	}
+
+	s := &berthServer{bin: bin, data: filepath.Join(dir, "rdata"), sock: sock, logPath: filepath.Join(dir, "runtimes.log"),
+		namespace: "coldruntimes", pool: "10.224.0.0/16", bridges: "bcoldr"}
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		s.stop()
+		testutil.RemoveHostNetwork("bcoldr")
+	}()
+	got := make([]series, len(fns))
+	for i, fn := range fns {
+		f, err := os.Open(fn.tar)
+		if err != nil {
+			return err
+		}
+		_, err = s.c.ImportImage(ctx, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("import %s: %w", fn.name, err)
+		}
+		manifest := fmt.Sprintf(`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":%q,"environment":"default"},
+"spec":{"image":%q,"scale":{"max":1,"idleTimeout":"1s"}}}`, fn.name, fn.image)
+		if err := s.apply(ctx, manifest); err != nil {
+			return fmt.Errorf("apply %s: %w", fn.name, err)
+		}
+		got[i].name = fn.name
+	}
+	for range n {
+		for i, fn := range fns {
+			if err := s.atZero(ctx, fn.name, true); err != nil {
+				return err
+			}
+			d, err := s.hit(fn.name, "/")
+			if err != nil {
+				return err
+			}
+			got[i].d = append(got[i].d, d)
+		}
+	}
+	fmt.Printf("\ncold starts per runtime, %d each, at zero with a prepared standby, through the gateway (request to response)\n", n)
+	fmt.Printf("%-30s %10s %10s %10s %10s\n", "function", "p50", "p90", "p99", "max")
+	for _, sr := range got {
+		fmt.Printf("%-30s %10s %10s %10s %10s\n", sr.name, ms(sr.pct(0.5)), ms(sr.pct(0.9)), ms(sr.pct(0.99)), ms(sr.pct(1)))
+	}
+	if sums, counts, err := s.phaseMeans(ctx); err == nil {
+		fmt.Println("mean of each phase per function (berth_cold_start_phase_seconds):")
+		for _, fn := range fns {
+			var parts []string
+			for _, p := range phaseOrder {
+				if c := counts[fn.name]; c > 0 {
+					parts = append(parts, fmt.Sprintf("%s %.1fms", p, sums[fn.name][p]/c*1000))
+				}
+			}
+			fmt.Printf("  %-28s %s\n", fn.name, strings.Join(parts, ", "))
+		}
+	}
+	return nil
+}
