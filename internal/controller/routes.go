@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/backend"
@@ -47,6 +49,9 @@ type RoutesConfig struct {
 type Routes struct {
 	cfg   RoutesConfig
 	dirty chan struct{}
+
+	mu     sync.Mutex
+	routed map[string]gateway.Target // "env/name" → the target last pushed
 }
 
 // NewRoutes builds the routes controller; Run starts it.
@@ -70,7 +75,7 @@ func (r *Routes) Run(ctx context.Context) error {
 	if err := waitForSync(ctx, r.cfg.Services, r.cfg.Functions, r.cfg.Backend); err != nil {
 		return nil
 	}
-	r.cfg.Table.SetTargets(r.targets())
+	r.push()
 	if r.cfg.Synced != nil {
 		close(r.cfg.Synced)
 	}
@@ -79,17 +84,44 @@ func (r *Routes) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.dirty:
-			r.cfg.Table.SetTargets(r.targets())
+			r.push()
 		}
 	}
 }
 
-// targets builds the whole table from the caches.
-func (r *Routes) targets() []gateway.Target {
+func (r *Routes) push() {
+	r.mu.Lock()
+	prev := r.routed
+	r.mu.Unlock()
+	ts := r.targets(prev)
+	r.cfg.Table.SetTargets(ts)
+	routed := make(map[string]gateway.Target, len(ts))
+	for _, t := range ts {
+		routed[t.Environment+"/"+t.Name] = t
+	}
+	r.mu.Lock()
+	r.routed = routed
+	r.mu.Unlock()
+}
+
+// Routed is the target the gateway serves env/name with, as last pushed
+// (its kind and ready endpoints); false when it has none.
+func (r *Routes) Routed(env, name string) (gateway.Target, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.routed[env+"/"+name]
+	return t, ok
+}
+
+// targets builds the whole table from the caches; prev is the last one
+// pushed.
+func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 	svcs := r.cfg.Services.List("")
 	fns := r.cfg.Functions.List("")
 	targets := make([]gateway.Target, 0, len(svcs)+len(fns))
+	created := make(map[string]time.Time, len(svcs)+len(fns))
 	for _, s := range svcs {
+		created[v1.KindService+"/"+s.Metadata.Environment+"/"+s.Metadata.Name] = s.Metadata.CreationTimestamp
 		t := gateway.Target{
 			Environment: s.Metadata.Environment,
 			Name:        s.Metadata.Name,
@@ -103,6 +135,7 @@ func (r *Routes) targets() []gateway.Target {
 		targets = append(targets, t)
 	}
 	for _, f := range fns {
+		created[v1.KindFunction+"/"+f.Metadata.Environment+"/"+f.Metadata.Name] = f.Metadata.CreationTimestamp
 		t := gateway.Target{
 			Environment: f.Metadata.Environment,
 			Name:        f.Metadata.Name,
@@ -117,6 +150,7 @@ func (r *Routes) targets() []gateway.Target {
 		}
 		targets = append(targets, t)
 	}
+	targets = onePerName(targets, created, prev)
 	// A stable order, so equal tables compare equal.
 	slices.SortFunc(targets, func(a, b gateway.Target) int {
 		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
@@ -137,4 +171,34 @@ func (r *Routes) endpoints(ref backend.Ref) []gateway.Endpoint {
 		})
 	}
 	return eps
+}
+
+// onePerName keeps one target per environment and name. A Service and a
+// Function share a name only while `berth convert` switches one into the
+// other: the older keeps the host and the route until the newer has a
+// ready instance, so no request finds the newer one cold. (Creation times
+// are to the second: on a tie the one routed before is the older.)
+func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target) []gateway.Target {
+	byName := make(map[string]int, len(ts))
+	out := ts[:0]
+	for _, t := range ts {
+		k := t.Environment + "/" + t.Name
+		i, dup := byName[k]
+		if !dup {
+			byName[k] = len(out)
+			out = append(out, t)
+			continue
+		}
+		old, cur := out[i], t
+		oc, cc := created[old.Kind+"/"+k], created[cur.Kind+"/"+k]
+		if cc.Before(oc) || (cc.Equal(oc) && prev[k].Kind == cur.Kind) {
+			old, cur = cur, old
+		}
+		if len(cur.Endpoints) > 0 {
+			out[i] = cur
+		} else {
+			out[i] = old
+		}
+	}
+	return out
 }

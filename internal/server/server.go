@@ -19,6 +19,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/activator"
+	"berth.dev/berth/internal/advisor"
 	"berth.dev/berth/internal/apiserver"
 	"berth.dev/berth/internal/atomicfile"
 	"berth.dev/berth/internal/autoscaler"
@@ -28,9 +29,11 @@ import (
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/convert"
 	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/history"
 	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/network/cni"
@@ -78,6 +81,9 @@ type Server struct {
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
+	history    *history.DB
+	advisor    *advisor.Advisor
+	converter  *convert.Converter
 	state      *state // the environments' object and key-value stores
 	parts      []part
 
@@ -230,6 +236,11 @@ func (s *Server) openState(ctx context.Context) error {
 		return fmt.Errorf("--gateway %s: %w", cfg.GatewayAddr, err)
 	}
 	if s.store, err = bolt.Open(cfg.StorePath(), bolt.Options{Logger: s.log.With("part", "store")}); err != nil {
+		return err
+	}
+	// The advisor's per-minute traffic history: a file of its own, so a
+	// record a minute per workload does not churn the store's watch.
+	if s.history, err = history.Open(cfg.HistoryPath(), history.Options{Retention: cfg.HistoryRetention, Logger: s.log.With("part", "history")}); err != nil {
 		return err
 	}
 	if err := apiserver.EnsureDefaultEnvironment(ctx, s.store); err != nil {
@@ -506,6 +517,9 @@ func (s *Server) buildControlPlane() error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	s.addPart("workflow", s.workflows.Run)
+	if err := s.buildAdvisor(svcs, fns, act, routes); err != nil {
+		return err
+	}
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
 		Logger: s.log.With("part", "logs"),
@@ -555,6 +569,8 @@ func (s *Server) buildAPI() error {
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
+		Advisor:     s.advisor,
+		Converter:   s.converter,
 		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
 	apiHandler := api.WithMetrics(s.metrics, cfg.MetricsPublic)
@@ -645,9 +661,49 @@ func (s *Server) stop() {
 	// A containerd we started keeps running on purpose (s.supervisor is
 	// not stopped): the shims hold the workloads, and the next server
 	// reuses that containerd and re-attaches to them.
+	if s.history != nil {
+		// After the recorder stopped: it writes its last minute.
+		s.history.Close()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
+}
+
+// buildAdvisor makes the traffic history's recorder and retention, the
+// advisor that replays it, and the converter that switches a workload's
+// kind.
+func (s *Server) buildAdvisor(svcs *controller.Services, fns *controller.Functions, act *activator.Activator, routes *controller.Routes) error {
+	totals, err := history.NewCollectorTotals(s.gateway.Collector(), act.Collector())
+	if err != nil {
+		return err
+	}
+	rec := history.NewRecorder(history.Config{
+		DB:     s.history,
+		Source: historySource{services: svcs, functions: fns, gateway: s.gateway, backend: s.backend},
+		Usage:  historySource{backend: s.backend},
+		Totals: totals,
+		Logger: s.log.With("part", "history"),
+	})
+	s.addPart("history", rec.Run)
+	s.addPart("history-retention", s.history.RunRetention)
+	prices, err := loadPriceSheet(s.cfg.PriceSheet)
+	if err != nil {
+		return err
+	}
+	s.advisor, err = advisor.New(advisor.Config{
+		History: s.history, Workloads: adviceWorkloads{services: svcs, functions: fns},
+		Prices: prices, MinHistory: s.cfg.AdviceMinHistory, MaxSince: s.cfg.HistoryRetention,
+		Logger: s.log.With("part", "advisor"),
+	})
+	if err != nil {
+		return err
+	}
+	s.converter = convert.New(convert.Config{
+		Routes: routes, Events: s.events, Backend: s.cfg.Backend,
+		Logger: s.log.With("part", "convert"),
+	})
+	return nil
 }
 
 // Store exposes the store to in-process tests.

@@ -60,6 +60,9 @@ type runner struct {
 	// activated says the backend took this standby out of standby in
 	// memory, ahead of its record (Agent.activateNow).
 	activated bool
+	// startCalled is when the current task's start was asked for: an
+	// exit from before it is another task's.
+	startCalled time.Time
 }
 
 // activate starts a waiting standby ahead of its record.
@@ -187,7 +190,11 @@ func (r *runner) run(ctx context.Context) {
 		case st.Status == runtime.StatusRunning:
 			adopted = true
 			r.log.Info("re-attached to running container", "pid", st.Pid)
-		case st.Status == runtime.StatusCreated && r.object().Spec.Standby:
+		case st.Status == runtime.StatusCreated:
+			// A standby's task, made before a restart: still a standby,
+			// or already asked for (a request can come first), it only
+			// needs its start. Deleting it would kill it, and its exit
+			// would be taken for the next task's.
 			prepared = true
 		case st.Status == runtime.StatusStopped:
 			r.recordExit(ctx, runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}, "")
@@ -320,6 +327,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		// Out of standby: start at once; the readiness write records the
 		// start, so the cold path makes one store write, not two.
 		now := time.Now().UTC()
+		r.startCalled = now
 		if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 			return time.Time{}, fmt.Errorf("start container: %w", err)
 		}
@@ -327,6 +335,7 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		return now, nil
 	}
 	created := time.Now()
+	r.startCalled = created
 	if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 		return time.Time{}, fmt.Errorf("start container: %w", err)
 	}
@@ -448,6 +457,12 @@ func (r *runner) supervise(ctx context.Context, t *v1.Template, att network.Atta
 				return outStop, runtime.Exit{}, ""
 			}
 		case e := <-r.exits:
+			if !r.startCalled.IsZero() && !e.At.IsZero() && e.At.Before(r.startCalled) {
+				// The exit of a task removed before this one started
+				// (Delete kills a created task): not this task's.
+				r.log.Debug("stale exit ignored", "code", e.Code, "at", e.At)
+				continue
+			}
 			return outExited, e, ""
 		case why := <-liveFail:
 			cancel()
