@@ -189,6 +189,8 @@ func (s *Server) routes() http.Handler {
 	s.stateRoutes(api)
 	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
 	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
+	api("/api/v1/watch", methods{http.MethodGet: s.watch})
+	api("/api/v1/whoami", methods{http.MethodGet: s.whoami})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})
 	api("/api/v1/images/pull", methods{http.MethodPost: s.pullImage})

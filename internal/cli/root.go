@@ -81,6 +81,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newTracesCommand(o), newTraceCommand(o),
 		newAdviseCommand(o), newConvertCommand(o),
 		newEnvCommand(o), newValuesCommand(o, v1.KindSecret), newValuesCommand(o, v1.KindConfig), newTokenCommand(o), newStackCommand(o),
+		newDashboardCommand(o),
 		newBucketCommand(o), newObjectCommand(o), newKVCommand(o), newAccessKeyCommand(o),
 		newVersionCommand(o),
 	)

@@ -49,6 +49,7 @@ import (
 	"berth.dev/berth/internal/telemetry/metrics"
 	"berth.dev/berth/internal/telemetry/tracing"
 	"berth.dev/berth/internal/wasm"
+	"berth.dev/berth/internal/web"
 	"berth.dev/berth/internal/workflow/engine"
 )
 
@@ -589,9 +590,18 @@ func (s *Server) buildAPI() error {
 		Converter:   s.converter,
 		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
+	apiHandler := api.WithMetrics(s.metrics, cfg.MetricsPublic)
+	// The dashboard calls that same handler with each user's token.
+	dash, err := web.New(web.Config{API: apiHandler, Gateway: s.GatewayAddr(), Domain: cfg.Domain,
+		Logger: s.log.With("part", "dashboard")})
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	s.addPart("dashboard", dash.Run)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
-	mux.Handle("/", s.awsAPIs(api.WithMetrics(s.metrics, cfg.MetricsPublic)))
+	mux.Handle("/ui/", dash.Handler())
+	mux.Handle("/", s.awsAPIs(apiHandler))
 	// Bounded per listener and per client, with no whole-request
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
