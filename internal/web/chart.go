@@ -16,6 +16,9 @@ type chart struct {
 	Unit   string // "req/s", "s", "" (a count)
 	Times  []time.Time
 	Series []chartSeries
+	// From and To label the time axis's ends; unset, the chart is of the
+	// last minutes: "−5m00s" and "now".
+	From, To string
 }
 
 type chartSeries struct {
@@ -131,8 +134,12 @@ func (c chart) SVG() template.HTML {
 	}
 	xOf := func(t time.Time) float64 { return plotL + (plotR-plotL)*t.Sub(t0).Seconds()/span }
 	yOf := func(v float64) float64 { return plotB - (plotB-plotT)*v/top }
-	fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g">%s</text>`, plotL, chartH-6, template.HTMLEscapeString(agoLabel(t1.Sub(t0))))
-	fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g" text-anchor="end">now</text>`, plotR, chartH-6)
+	from, to := c.From, c.To
+	if from == "" {
+		from, to = agoLabel(t1.Sub(t0)), "now"
+	}
+	fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g">%s</text>`, plotL, chartH-6, template.HTMLEscapeString(from))
+	fmt.Fprintf(&b, `<text class="ca" x="%g" y="%g" text-anchor="end">%s</text>`, plotR, chartH-6, template.HTMLEscapeString(to))
 	for i, s := range c.Series {
 		var pts []string
 		flush := func() {

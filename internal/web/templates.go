@@ -168,6 +168,10 @@ var funcs = template.FuncMap{
 			pct, template.HTMLEscapeString(label), pct))
 	},
 	"add": func(a, b int) int { return a + b },
+	// The advisor's page.
+	"wayFig": wayFigures,
+	"fig":    figure,
+	"pct100": percent,
 }
 
 func humanAge(d time.Duration) string {

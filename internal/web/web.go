@@ -176,6 +176,7 @@ func (d *Dashboard) Handler() http.Handler {
 			"scale": d.scaleAction, "undo": d.undoAction, "invoke": d.invokeAction, "delete": d.deleteWorkloadAction,
 		})
 		page("/ui/env/{env}/"+plural+"/{name}/logs", d.logsPage, nil)
+		page("/ui/env/{env}/"+plural+"/{name}/advice", d.advicePage, nil)
 		mux.Handle("GET /ui/env/{env}/"+plural+"/{name}/logs/stream", d.authed(d.logStream))
 	}
 	page("/ui/env/{env}/workflows/{name}", d.workflowPage, map[string]actionFunc{
@@ -270,6 +271,7 @@ type view struct {
 	Envs     []string
 	Watch    string // "Kind:name …": the changes that refresh the page
 	Metrics  bool   // refresh on each new chart point
+	Status   int    // the answer's status when not 200 (a page showing the API's error)
 	Crumbs   []crumb
 	Sections []section
 	Asset    string
@@ -336,6 +338,9 @@ func (d *Dashboard) pageHandler(get pageFunc, actions map[string]actionFunc) aut
 		if err != nil {
 			d.renderError(w, r, rq, err)
 			return
+		}
+		if v.Status != 0 && status == http.StatusOK {
+			status = v.Status
 		}
 		d.render(w, tmpl, status, v)
 	}
