@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
@@ -45,8 +46,9 @@ func money(v float64) string {
 	case a >= 0.01:
 		return fmt.Sprintf("%.2f", v)
 	}
-	// Two significant digits of a small amount.
-	return fmt.Sprintf("%.2g", v)
+	// Two significant digits of a small amount, not in e-notation.
+	digits := int(-math.Floor(math.Log10(math.Abs(v)))) + 1
+	return strconv.FormatFloat(v, 'f', digits, 64)
 }
 
 // advicePage is the advisor's comparison for one Service or Function:

@@ -40,7 +40,11 @@ type stack struct {
 	admin *client.Client
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith is newStack with the API's config changed by with (an
+// advisor, say) before the server is built.
+func newStackWith(t *testing.T, with func(*apiserver.Config)) *stack {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "berth.db"), bolt.Options{})
 	if err != nil {
@@ -56,8 +60,12 @@ func newStack(t *testing.T) *stack {
 	go func() { eng.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	api := apiserver.New(apiserver.Config{Store: st, Authorizer: apiserver.NewRoleAuthorizer(adminToken, st),
-		Executions: eng, Logger: logger})
+	cfg := apiserver.Config{Store: st, Authorizer: apiserver.NewRoleAuthorizer(adminToken, st),
+		Executions: eng, Logger: logger}
+	if with != nil {
+		with(&cfg)
+	}
+	api := apiserver.New(cfg)
 	dash, err := web.New(web.Config{API: api.Handler(), Gateway: "127.0.0.1:8080", Logger: logger, SampleEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
