@@ -549,4 +549,19 @@ spec:
 		}
 		b.shot("18-viewer-refused")
 	})
+
+	// The advisor needs an hour of recorded traffic by default, more than
+	// this test runs: the page says so, in the API's words.
+	t.Run("the advisor's page says it has too little history", func(t *testing.T) {
+		b.expect("503")
+		b.do("advice page", chromedp.Click(chromedp.CSS("#advice-link")), chromedp.WaitVisible(chromedp.CSS("#advice-error")))
+		if loc := b.eval("location.pathname"); loc != "/ui/env/default/services/web/advice" {
+			t.Fatalf("the workload's advice link led to %s", loc)
+		}
+		msg := b.eval(`document.getElementById('advice-error').textContent`)
+		if !strings.Contains(msg, "Unavailable") || !strings.Contains(msg, "service web has") || !strings.Contains(msg, "advice needs at least 60 minutes") {
+			t.Fatalf("the advice page for a young service showed %q", msg)
+		}
+		b.shot("19-advice-too-little-history")
+	})
 }
