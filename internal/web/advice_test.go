@@ -111,6 +111,12 @@ func TestAdvicePage(t *testing.T) {
 	if p.status != http.StatusOK {
 		t.Fatalf("advice page: %d %s", p.status, p.body)
 	}
+	// Small: the HTML with both charts drawn in it, nothing else to load
+	// but the cached stylesheet and script.
+	t.Logf("the advice page's HTML: %d bytes", len(p.body))
+	if len(p.body) > 30<<10 {
+		t.Errorf("the advice page weighs %d bytes of HTML; it should stay under 30 KiB", len(p.body))
+	}
 	got := text(p.body)
 	for _, w := range []string{
 		"Advice: run as a Function", want.Reason, "What would change it: " + want.WouldChange,

@@ -136,8 +136,9 @@ func (d *Dashboard) Run(ctx context.Context) error {
 // Close ends every sampler.
 func (d *Dashboard) Close() { d.once.Do(d.cancel) }
 
-// section is an entry of the navigation. A new page (the advisor's
-// comparison) adds one here and a route in routes.
+// section is an entry of the navigation. A new top-level page adds one
+// here and a route in Handler; a page of one workload (its logs, its
+// advice) is linked from the workload's page instead.
 type section struct {
 	ID, Title, Path string
 }
