@@ -107,3 +107,12 @@ func TestNodeInitError(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeESModuleHandler(t *testing.T) {
+	url := startNode(t, "esm.handler")
+	req, _ := http.NewRequest(http.MethodPost, url+"/", strings.NewReader(`[1,2]`))
+	req.Header.Set("X-Berth-Invocation-Id", "inv-1")
+	if resp, body := do(t, req); resp.StatusCode != 200 || body != `{"esm":[1,2],"fn":"hello"}` {
+		t.Fatalf("ES module = %d %s", resp.StatusCode, body)
+	}
+}
