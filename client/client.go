@@ -203,6 +203,16 @@ func (c *Client) RollbackOf(ctx context.Context, kind, env, name string, toRevis
 	return c.do(ctx, http.MethodPost, path+"/rollback", nil, "application/json", bytes.NewReader(body), into)
 }
 
+// Canary promotes ("promote") or rolls back ("abort") the canary in
+// progress of a service or function; Conflict when there is none.
+func (c *Client) Canary(ctx context.Context, kind, env, name, action string) error {
+	path, err := workloadPath(kind, env, name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path+"/"+action, nil, "application/json", nil, nil)
+}
+
 func workloadPath(kind, env, name string) (string, error) {
 	plural, err := Plural(kind)
 	if err != nil {

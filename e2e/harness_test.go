@@ -125,6 +125,17 @@ func startServer(t *testing.T) *server {
 // startServerOn starts a server whose gateway listens on gatewayAddr.
 func startServerOn(t *testing.T, gatewayAddr string) *server {
 	t.Helper()
+	return startServerWith(t, gatewayAddr)
+}
+
+// startServerArgs starts a server with extra `berth server` flags.
+func startServerArgs(t *testing.T, extra ...string) *server {
+	t.Helper()
+	return startServerWith(t, "127.0.0.1:0", extra...)
+}
+
+func startServerWith(t *testing.T, gatewayAddr string, extra ...string) *server {
+	t.Helper()
 	requireSystem(t)
 	nextPool++
 	s := &server{
@@ -135,8 +146,9 @@ func startServerOn(t *testing.T, gatewayAddr string) *server {
 		pool: fmt.Sprintf("10.%d.0.0/16", 230+nextPool%25),
 		ns:   fmt.Sprintf("e2e%d-%d", os.Getpid(), nextPool),
 		// Fixed width: no server's prefix may be a prefix of another's.
-		bridges: fmt.Sprintf("b%dx%02d", os.Getpid()%10000, nextPool),
-		gwAddr:  gatewayAddr,
+		bridges:   fmt.Sprintf("b%dx%02d", os.Getpid()%10000, nextPool),
+		gwAddr:    gatewayAddr,
+		extraArgs: extra,
 	}
 	s.start()
 	t.Cleanup(func() { s.shutdown() })

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what Berth needs on the machine and only
 # what is missing: containerd, runc, the CNI plugins, iptables, and the tools
-# the tests and benchmarks use (nginx, wrk, skopeo, make).
+# the tests and benchmarks use (nginx, wrk, skopeo, make, chromium).
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ]; }
@@ -19,6 +19,10 @@ have git || need+=(git)
 have curl || need+=(curl ca-certificates)
 # The Kubernetes test cluster (scripts/k8s) makes its PKI with openssl.
 have openssl || need+=(openssl)
+# The dashboard's end-to-end test drives Debian's Chromium headless
+# (e2e/dashboard_test.go); fonts-dejavu-core gives its pages a font.
+have chromium || need+=(chromium)
+have /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

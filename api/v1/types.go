@@ -100,6 +100,11 @@ type ServiceSpec struct {
 	Template `json:",inline"`
 	Strategy UpdateStrategy `json:"strategy,omitzero"`
 	Route    *Route         `json:"route,omitempty"`
+	// Traffic splits requests between revisions (docs/delivery.md);
+	// empty means all of them to the latest.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// StickySessions keeps a client on the revision it first got.
+	StickySessions bool `json:"stickySessions,omitempty"`
 }
 
 // Template describes one instance. Services (and later Functions) embed it.
@@ -179,6 +184,13 @@ type UpdateStrategy struct {
 	// MaxUnavailable is how many below the desired count may be not ready
 	// during a rollout (default 0).
 	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+	// Canary, when set, rolls each new revision out as a canary.
+	Canary *Canary `json:"canary,omitempty"`
+}
+
+// FunctionStrategy is how a Function's new revisions are rolled out.
+type FunctionStrategy struct {
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Route exposes the workload at a path prefix on the gateway, in addition to
@@ -198,6 +210,11 @@ type ServiceStatus struct {
 	Replicas        int32 `json:"replicas"`
 	ReadyReplicas   int32 `json:"readyReplicas"`
 	UpdatedReplicas int32 `json:"updatedReplicas"`
+	// Traffic is spec.traffic as the gateway applies it: latestRevision
+	// resolved to a number.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Canary is the progress of the latest canary.
+	Canary *CanaryStatus `json:"canary,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`
@@ -409,6 +426,11 @@ type FunctionSpec struct {
 	// Template is everything that, when changed, makes a new revision.
 	// Functions are stateless: volumes are not allowed.
 	Template `json:",inline"`
+	// Runtime is "container" (the default: an OCI image serving HTTP on
+	// $PORT) or "wasm": the image is a WebAssembly module (an OCI artifact
+	// with the Wasm media types in the built-in registry) that the server
+	// runs in-process, one fresh instance per request (docs/wasm.md).
+	Runtime string `json:"runtime,omitempty"`
 	// Concurrency is how many requests one instance serves at once
 	// (default 1, like Lambda).
 	Concurrency int32         `json:"concurrency,omitempty"`
@@ -419,6 +441,10 @@ type FunctionSpec struct {
 	Route    *Route    `json:"route,omitempty"`
 	Triggers []Trigger `json:"triggers,omitempty"`
 	Async    Async     `json:"async,omitzero"`
+	// Strategy, Traffic and StickySessions are as a Service's.
+	Strategy       FunctionStrategy `json:"strategy,omitzero"`
+	Traffic        []TrafficTarget  `json:"traffic,omitempty"`
+	StickySessions bool             `json:"stickySessions,omitempty"`
 }
 
 type FunctionScale struct {
@@ -473,6 +499,10 @@ type FunctionStatus struct {
 	// KeepAlive is how long idle instances and the standby are kept now,
 	// and why (learned from the function's own idle gaps).
 	KeepAlive *KeepAliveStatus `json:"keepAlive,omitempty"`
+	// Traffic is as a Service's.
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
+	// Canary is the progress of the latest canary.
+	Canary *CanaryStatus `json:"canary,omitempty"`
 
 	Instances  []InstanceStatus `json:"instances,omitempty"`
 	Conditions []Condition      `json:"conditions,omitempty"`

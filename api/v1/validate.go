@@ -135,6 +135,12 @@ func validateService(s *Service) error {
 	case surge == 0 && unavailable == 0:
 		return FieldError("spec.strategy", "maxSurge and maxUnavailable are both 0, so a rollout could never make progress; set one of them above 0")
 	}
+	if err := validateTraffic(spec.Traffic, s.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
+		return err
+	}
 	return validateRoute(spec.Route)
 }
 
@@ -523,6 +529,9 @@ func validateFunction(f *Function) error {
 	if err := validateTemplate(&spec.Template, "spec"); err != nil {
 		return err
 	}
+	if err := validateRuntime(spec); err != nil {
+		return err
+	}
 	// Zero is "use the default" here; Decode refuses a written 0.
 	if c := spec.Concurrency; c < 0 || c > MaxConcurrency {
 		return FieldError("spec.concurrency", "%d is out of range: must be at least 1 and at most %d", c, MaxConcurrency)
@@ -534,6 +543,12 @@ func validateFunction(f *Function) error {
 		return err
 	}
 	if err := validateRoute(spec.Route); err != nil {
+		return err
+	}
+	if err := validateTraffic(spec.Traffic, f.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateCanary(spec.Strategy.Canary, "spec.strategy.canary"); err != nil {
 		return err
 	}
 	topics := map[string]int{}
@@ -565,6 +580,38 @@ func validateFunction(f *Function) error {
 		}
 	}
 	return validateAsync(&spec.Async, topics)
+}
+
+// Function runtimes.
+const (
+	RuntimeContainer = "container"
+	RuntimeWasm      = "wasm"
+)
+
+// IsWasm reports a function whose image is a WebAssembly module run
+// in-process.
+func (f *Function) IsWasm() bool { return f.Spec.Runtime == RuntimeWasm }
+
+// validateRuntime checks what a Wasm function cannot have: a module is
+// no process, so it has no command, probes or grace period to speak of;
+// its port is the gateway's business.
+func validateRuntime(spec *FunctionSpec) error {
+	switch spec.Runtime {
+	case "", RuntimeContainer:
+		return nil
+	case RuntimeWasm:
+	default:
+		return FieldError("spec.runtime", "unknown runtime %q: use %q (an OCI image serving HTTP, the default) or %q (a WebAssembly module)", spec.Runtime, RuntimeContainer, RuntimeWasm)
+	}
+	switch {
+	case len(spec.Command) > 0:
+		return FieldError("spec.command", "a Wasm function runs its module's _start; use args for its arguments")
+	case spec.ReadinessProbe != nil:
+		return FieldError("spec.readinessProbe", "a Wasm function has no probes: each request gets a fresh instance")
+	case spec.LivenessProbe != nil:
+		return FieldError("spec.livenessProbe", "a Wasm function has no probes: each request gets a fresh instance")
+	}
+	return nil
 }
 
 func validateScale(sc *FunctionScale) error {

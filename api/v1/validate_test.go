@@ -263,6 +263,12 @@ func TestValidateFunction(t *testing.T) {
 		{"no image", func(f *Function) { f.Spec.Image = "" }, "spec.image", "image is required"},
 		{"volumes", func(f *Function) { f.Spec.Volumes = []VolumeMount{{Name: "data", MountPath: "/data"}} },
 			"spec.volumes", "functions are stateless; use a Service for state"},
+		{"unknown runtime", func(f *Function) { f.Spec.Runtime = "lambda" }, "spec.runtime", `unknown runtime "lambda"`},
+		{"wasm without image", func(f *Function) { f.Spec.Runtime, f.Spec.Image = RuntimeWasm, "" }, "spec.image", "image is required"},
+		{"wasm with command", func(f *Function) { f.Spec.Runtime, f.Spec.Command = RuntimeWasm, []string{"/app"} }, "spec.command", "_start"},
+		{"wasm with probe", func(f *Function) {
+			f.Spec.Runtime, f.Spec.ReadinessProbe = RuntimeWasm, &Probe{HTTPGet: &HTTPGetAction{Path: "/"}}
+		}, "spec.readinessProbe", "no probes"},
 		{"negative concurrency", func(f *Function) { f.Spec.Concurrency = -1 }, "spec.concurrency", "must be at least 1"},
 		{"concurrency too high", func(f *Function) { f.Spec.Concurrency = 1001 }, "spec.concurrency", "at most 1000"},
 		{"negative min", func(f *Function) { f.Spec.Scale.Min = ptr[int32](-1) }, "spec.scale.min", "negative"},
@@ -335,6 +341,8 @@ func TestValidateFunctionAccepts(t *testing.T) {
 		"min equals max":     func(f *Function) { f.Spec.Scale.Min, f.Spec.Scale.Max = ptr[int32](3), ptr[int32](3) },
 		"utilization 1":      func(f *Function) { f.Spec.Scale.TargetUtilization = ptr(1.0) },
 		"concurrency 1000":   func(f *Function) { f.Spec.Concurrency = 1000 },
+		"wasm":               func(f *Function) { f.Spec.Runtime = RuntimeWasm; f.Spec.Args = []string{"-v"} },
+		"container":          func(f *Function) { f.Spec.Runtime = RuntimeContainer },
 		"timeout 15m":        func(f *Function) { f.Spec.Timeout = "15m" },
 		"no retries":         func(f *Function) { f.Spec.Async.MaxRetries = ptr[int32](0) },
 		"backoff 10ms":       func(f *Function) { f.Spec.Async.Backoff = "10ms" },

@@ -77,3 +77,46 @@ type Span struct {
 
 // Duration is how long the span took.
 func (s Span) Duration() time.Duration { return s.End.Sub(s.Start) }
+
+// WatchEvent is one line of GET /api/v1/watch (newline-delimited JSON):
+// an object changed. It names the object and carries no value: a watcher
+// reads what it needs through the ordinary endpoints, so the stream can
+// never show more than those would.
+type WatchEvent struct {
+	// Type is PUT (created or changed), DELETE, or BOOKMARK: no change, the
+	// store's revision now (sent first, and then every WatchBookmarkEvery
+	// as a heartbeat); resume from it with ?resourceVersion=.
+	Type        string `json:"type"`
+	Kind        string `json:"kind,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	Name        string `json:"name,omitempty"`
+	// ResourceVersion is the store revision of the change.
+	ResourceVersion uint64 `json:"resourceVersion"`
+}
+
+// Watch event types.
+const (
+	WatchPut      = "PUT"
+	WatchDelete   = "DELETE"
+	WatchBookmark = "BOOKMARK"
+)
+
+// KindExecution names a workflow execution in a WatchEvent: any change of
+// the execution or its history. Executions are not objects of the
+// resource endpoints; read them under /executions.
+const KindExecution = "Execution"
+
+// WhoAmI is the answer of GET /api/v1/whoami: who the request's token is.
+type WhoAmI struct {
+	Name         string   `json:"name"`
+	Role         string   `json:"role"`
+	Environments []string `json:"environments"`
+}
+
+// DashboardLink is the answer of POST /ui/login-links (a bearer token in
+// the request): a one-use login link to the dashboard for that token.
+type DashboardLink struct {
+	// Path is the link's path and query on the API address.
+	Path    string    `json:"path"`
+	Expires time.Time `json:"expires"`
+}

@@ -41,11 +41,27 @@ import (
 
 const image = "berth.bench/echo:cold"
 
+var maxWasmInstances int
+
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
+	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
+	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")
 	flag.Parse()
+	if *wasmOnly {
+		dir, err := os.MkdirTemp("", "bcold-wasm-")
+		if err == nil {
+			defer os.RemoveAll(dir)
+			err = wasmInProcess(context.Background(), dir, *n, maxWasmInstances)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *rounds, *perRuntime); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
 		os.Exit(1)
@@ -162,21 +178,28 @@ func run(n, rounds, perRuntime int) error {
 		net.Detach(ctx, id, "default")
 	}
 
-	berth, err := berthColdStarts(ctx, dir, sock, tar, n)
+	berth, wasmFns, extras, err := berthColdStarts(ctx, dir, sock, tar, n)
 	if err != nil {
 		return fmt.Errorf("berth: %w", err)
 	}
 
 	fmt.Printf("cold start, request to first response, %d starts each, static Go HTTP server image\n", n)
 	fmt.Printf("%-30s %10s %10s %10s\n", "path", "p50", "p90", "p99")
-	for _, s := range []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth} {
-		fmt.Printf("%-30s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
+	all := []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth}
+	for _, f := range wasmFns {
+		all = append(all, f.cold)
+	}
+	for _, s := range all {
+		fmt.Printf("%-40s %10s %10s %10s\n", s.name, ms(s.pct(0.5)), ms(s.pct(0.9)), ms(s.pct(0.99)))
 	}
 	if len(standbyMem) > 0 {
 		slices.Sort(standbyMem)
 		fmt.Printf("memory of a standby (its cgroup, created task not started): median %.2f MiB over %d; "+
 			"the network namespace and veth pair add kernel memory outside it\n",
 			float64(standbyMem[len(standbyMem)/2])/(1<<20), len(standbyMem))
+	}
+	if err := extras(); err != nil {
+		return fmt.Errorf("wasm: %w", err)
 	}
 	if rounds > 0 {
 		if err := moments(ctx, dir, sock, tar, rounds); err != nil {
@@ -287,12 +310,15 @@ func buildEcho(ctx context.Context, dir string) (string, error) {
 }
 
 // berthColdStarts runs a real server and times requests to a function at
-// zero through the gateway.
-func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series, error) {
-	s := series{name: "berth function (gateway)"}
+// zero through the gateway. Wasm functions deployed beside it get one
+// request each per round, in the same run. extras, called after the table
+// is printed, measures throughput, memory and capacity on the same server
+// and then stops it; it must be called.
+func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (s series, fns []*wasmFn, extras func() error, err error) {
+	s = series{name: "berth function (gateway)"}
 	bin := filepath.Join(dir, "berth")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
-		return s, fmt.Errorf("%v %s", err, out)
+		return s, nil, nil, fmt.Errorf("%v %s", err, out)
 	}
 	data := filepath.Join(dir, "data")
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
@@ -300,12 +326,17 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 		"--containerd-socket", sock, "--containerd-namespace", "coldberth", "--subnet-pool", "10.228.0.0/16", "--bridge-prefix", "bcoldb")
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
-		return s, err
+		return s, nil, nil, err
 	}
-	defer func() {
+	stop := func() {
 		srv.Process.Signal(syscall.SIGTERM)
 		srv.Wait()
 		testutil.RemoveHostNetwork("bcoldb")
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
 	}()
 	var c *client.Client
 	var gw string
@@ -321,25 +352,24 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 			}
 		}
 		if time.Now().After(deadline) {
-			return s, fmt.Errorf("server did not start")
+			return s, nil, nil, fmt.Errorf("server did not start")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	f, _ := os.Open(tar)
-	_, err := c.ImportImage(ctx, f)
+	_, err = c.ImportImage(ctx, f)
 	f.Close()
 	if err != nil {
-		return s, err
+		return s, nil, nil, err
 	}
 	manifest := fmt.Sprintf(`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":"cold","environment":"default"},
 "spec":{"image":%q,"scale":{"max":1,"idleTimeout":"1s"},"readinessProbe":{"httpGet":{"path":"/ready"}}}}`, image)
-	obj, err := v1.DecodeObject([]byte(manifest))
-	if err != nil {
-		return s, err
+	if err := applyJSON(ctx, c, manifest); err != nil {
+		return s, nil, nil, err
 	}
-	v1.SetDefaults(obj)
-	if _, _, err := c.Apply(ctx, obj, false); err != nil {
-		return s, err
+	fns, err = setupWasm(ctx, c, gw, dir)
+	if err != nil {
+		return s, nil, nil, fmt.Errorf("wasm: %w", err)
 	}
 	for range n {
 		// Wait until it is at zero with a prepared standby.
@@ -347,7 +377,7 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 		for {
 			var fn v1.Function
 			if err := c.Get(ctx, v1.KindFunction, "default", "cold", &fn); err != nil {
-				return s, err
+				return s, nil, nil, err
 			}
 			prepared := false
 			for _, i := range fn.Status.Instances {
@@ -357,22 +387,28 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (series,
 				break
 			}
 			if time.Now().After(deadline) {
-				return s, fmt.Errorf("function did not go back to zero: %+v", fn.Status)
+				return s, nil, nil, fmt.Errorf("function did not go back to zero: %+v", fn.Status)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/", nil)
-		req.Host = "cold.default.berth.localhost"
-		t0 := time.Now()
-		resp, err := fast.Do(req)
+		code, d, err := get(gw, "cold", "/")
 		if err != nil {
-			return s, err
+			return s, nil, nil, err
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return s, fmt.Errorf("status %d", resp.StatusCode)
+		if code != 200 {
+			return s, nil, nil, fmt.Errorf("status %d", code)
 		}
-		s.d = append(s.d, time.Since(t0))
+		s.d = append(s.d, d)
+		if err := coldWasm(gw, fns); err != nil {
+			return s, nil, nil, err
+		}
 	}
-	return s, nil
+	extras = func() error {
+		defer stop()
+		if maxWasmInstances <= 0 {
+			return nil
+		}
+		return wasmExtras(ctx, c, gw, srv.Process.Pid, image, fns, maxWasmInstances)
+	}
+	return s, fns, extras, nil
 }

@@ -103,6 +103,9 @@ func newServerCommand(errOut io.Writer) *cobra.Command {
 	f.StringVar(&cfg.ClusterGatewayAdvertise, "cluster-gateway-advertise", cfg.ClusterGatewayAdvertise, "IP:PORT pods reach the gateway at (default: --cluster-gateway)")
 	f.StringVar(&cfg.GatewayNamespace, "gateway-namespace", cfg.GatewayNamespace, "namespace Berth's pod runs in, when it runs in the cluster")
 	f.StringVar(&cfg.RegistryAdvertise, "registry-advertise", cfg.RegistryAdvertise, "HOST:PORT the cluster's nodes pull Berth's registry from (default: --api)")
+	f.DurationVar(&cfg.HistoryRetention, "history-retention", cfg.HistoryRetention, "keep the per-minute traffic history berth advise replays this long")
+	f.DurationVar(&cfg.AdviceMinHistory, "advice-min-history", cfg.AdviceMinHistory, "recorded history berth advise needs before it answers")
+	f.StringVar(&cfg.PriceSheet, "price-sheet", cfg.PriceSheet, "YAML price sheet for berth advise (default: AWS Lambda and Fargate list prices)")
 	f.StringVar(&logLevel, "log-level", cfg.LogLevel.String(), "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	return cmd

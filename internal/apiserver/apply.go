@@ -224,6 +224,9 @@ func (s *Server) admitStored(ctx context.Context, obj v1.Object, res resource, e
 	if v1.TemplateOf(obj) == nil {
 		return nil
 	}
+	if err := s.checkTraffic(ctx, obj); err != nil {
+		return err
+	}
 	e, err := s.environment(ctx, env)
 	if err != nil {
 		return err

@@ -54,6 +54,10 @@ type Config struct {
 	// Capacity is the node's (HostCapacity): a workload that could never
 	// fit on it is refused at apply. Zero skips the check.
 	Capacity NodeCapacity
+	// Advisor answers the advice endpoints and Converter conversions; nil
+	// answers them Unavailable.
+	Advisor   Advisor
+	Converter Converter
 	// Objects, KV and AccessKeys serve the environments' state (buckets,
 	// objects, keys) and the key pairs of tokens; nil answers their
 	// endpoints Unavailable.
@@ -78,6 +82,8 @@ type Server struct {
 	executions  Executions
 	values      Values
 	capacity    NodeCapacity
+	advisor     Advisor
+	converter   Converter
 	objects     ObjectStore
 	kv          KVStore
 	accessKeys  AccessKeys
@@ -99,6 +105,8 @@ func New(cfg Config) *Server {
 		executions:  cfg.Executions,
 		values:      cfg.Values,
 		capacity:    cfg.Capacity,
+		advisor:     cfg.Advisor,
+		converter:   cfg.Converter,
 		objects:     cfg.Objects,
 		kv:          cfg.KV,
 		accessKeys:  cfg.AccessKeys,
@@ -155,6 +163,16 @@ func (s *Server) routes() http.Handler {
 	api("/api/v1/environments/{env}/services/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindService)})
 	api("/api/v1/environments/{env}/functions/{name}/revisions", methods{http.MethodGet: s.listRevisions(v1.KindFunction)})
 	api("/api/v1/environments/{env}/functions/{name}/rollback", methods{http.MethodPost: s.rollback(v1.KindFunction)})
+	for _, kind := range []string{v1.KindService, v1.KindFunction} {
+		for _, action := range []string{"promote", "abort"} {
+			res, _ := byKind(kind)
+			api("/api/v1/environments/{env}/"+res.plural+"/{name}/"+action, methods{http.MethodPost: s.canaryAction(kind, action)})
+		}
+	}
+	api("/api/v1/environments/{env}/services/{name}/convert", methods{http.MethodPost: s.convert(v1.KindService)})
+	api("/api/v1/environments/{env}/functions/{name}/convert", methods{http.MethodPost: s.convert(v1.KindFunction)})
+	api("/api/v1/environments/{env}/advice", methods{http.MethodGet: s.adviceList})
+	api("/api/v1/environments/{env}/advice/{name}", methods{http.MethodGet: s.advice})
 	api("/api/v1/environments/{env}/functions/{name}/invoke", methods{http.MethodPost: s.invoke})
 	api("/api/v1/environments/{env}/functions/{name}/invocations", methods{http.MethodPost: s.enqueue})
 	api("/api/v1/environments/{env}/invocations/{id}", methods{http.MethodGet: s.getInvocation})
@@ -171,6 +189,8 @@ func (s *Server) routes() http.Handler {
 	s.stateRoutes(api)
 	api("/api/v1/traces", methods{http.MethodGet: s.listTraces})
 	api("/api/v1/traces/{id}", methods{http.MethodGet: s.getTrace})
+	api("/api/v1/watch", methods{http.MethodGet: s.watch})
+	api("/api/v1/whoami", methods{http.MethodGet: s.whoami})
 	api("/api/v1/images", methods{http.MethodGet: s.listImages})
 	api("/api/v1/images/import", methods{http.MethodPost: s.importImage})
 	api("/api/v1/images/pull", methods{http.MethodPost: s.pullImage})

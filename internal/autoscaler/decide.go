@@ -61,6 +61,10 @@ func ParamsFor(spec v1.FunctionSpec) (Params, error) {
 	return p, nil
 }
 
+// Normalized is p with the defaults filled in, as Decide uses it (the
+// advisor's replay needs the windows and bounds Decide will apply).
+func (p Params) Normalized() Params { return p.normalized() }
+
 // normalized fills in defaults and repairs what cannot be meant, so that
 // Decide never divides by zero nor returns more than Max.
 func (p Params) normalized() Params {

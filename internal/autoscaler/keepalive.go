@@ -129,3 +129,21 @@ func round(d time.Duration) time.Duration {
 	}
 	return d.Round(100 * time.Millisecond)
 }
+
+// Gaps is a function's idle gaps as the autoscaler learns from them, for
+// a model that replays its keep-alive (the advisor's replay).
+type Gaps struct{ g gaps }
+
+// Saw records activity at `at` after the last activity `last`; it
+// reports whether that pause was a gap (and so may change the choice).
+func (g *Gaps) Saw(last, at time.Time) bool {
+	if last.IsZero() || at.Sub(last) < minGap {
+		return false
+	}
+	g.g.add(at.Sub(last))
+	return true
+}
+
+// KeepAlive is the autoscaler's choice from the gaps seen; userIdle is the
+// spec's idle timeout (0: none), which always wins.
+func (g *Gaps) KeepAlive(userIdle time.Duration) KeepAlive { return learn(&g.g, userIdle) }

@@ -46,6 +46,19 @@ type Workload struct {
 	// one step when it is needed (a Function below its maximum). A backend
 	// that cannot prepare instances ignores it.
 	Standby bool
+	// Pinned are older revisions that keep running beside Revision because
+	// they take a share of the traffic or have a tag (docs/delivery.md):
+	// each is scaled to its own Replicas, without a rolling update between
+	// them. Instances of revisions neither current nor pinned are rolled
+	// over to Revision as usual. The kubernetes backend does not run
+	// pinned revisions yet: it runs Revision only.
+	Pinned []PinnedRevision
+}
+
+// PinnedRevision is a revision kept running beside the current one.
+type PinnedRevision struct {
+	Revision *v1.Revision
+	Replicas int
 }
 
 // Backend runs the instances of Services and Functions somewhere, and

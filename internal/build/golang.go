@@ -68,6 +68,11 @@ func goImage(ctx context.Context, opts GoOptions) (ggcr.Image, error) {
 }
 
 func compileGo(ctx context.Context, dir string, progress io.Writer) ([]byte, error) {
+	return compileGoFor(ctx, dir, progress, "linux", goruntime.GOARCH)
+}
+
+// compileGoFor builds the main package in dir for goos/goarch.
+func compileGoFor(ctx context.Context, dir string, progress io.Writer, goos, goarch string) ([]byte, error) {
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
 		return nil, v1.FieldError("path", "%s is not a directory", dir)
@@ -80,7 +85,7 @@ func compileGo(ctx context.Context, dir string, progress io.Writer) ([]byte, err
 	bin := filepath.Join(tmp, "app")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", bin, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goruntime.GOARCH)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 	var msg bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &msg, &msg
 	err = cmd.Run()

@@ -28,6 +28,10 @@ const (
 	RuntimeGo     Runtime = "go"
 	RuntimePython Runtime = "python"
 	RuntimeNode   Runtime = "node"
+	// RuntimeGoWasm builds a Go main package with GOOS=wasip1 GOARCH=wasm
+	// into a Wasm module, packed as an OCI artifact (docs/wasm.md). It is
+	// never detected: a Go source is a container unless asked.
+	RuntimeGoWasm Runtime = "go-wasm"
 	// RuntimeGoLambda is a Go Lambda handler (github.com/aws/aws-lambda-go),
 	// run behind the Lambda Runtime API bridge (golambda.go).
 	RuntimeGoLambda Runtime = "go-lambda"
@@ -52,8 +56,10 @@ func ParseRuntime(s string) (Runtime, error) {
 		return RuntimePython, nil
 	case "node", "nodejs", "node.js", "js", "javascript":
 		return RuntimeNode, nil
+	case "go-wasm", "wasm", "go-wasip1":
+		return RuntimeGoWasm, nil
 	}
-	return "", v1.FieldError("runtime", "unsupported runtime %q; supported: %s", s, supportedList())
+	return "", v1.FieldError("runtime", "unsupported runtime %q; supported: %s, %s", s, supportedList(), RuntimeGoWasm)
 }
 
 func supportedList() string {
@@ -118,9 +124,13 @@ type Options struct {
 type Result struct {
 	Runtime Runtime
 	Digest  string // the image manifest's digest
+	// Wasm is set for a Wasm module: the output is an OCI image layout tar
+	// of the artifact, for the registry only (no node runs it).
+	Wasm bool
 }
 
-// Build builds the image and writes it to out as a docker-save tarball.
+// Build builds the image and writes it to out as a docker-save tarball
+// (for go-wasm: an OCI image layout tarball of the Wasm artifact).
 func Build(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 	tag, err := name.NewTag(opts.Ref)
 	if err != nil {
@@ -135,6 +145,14 @@ func Build(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 	}
 	if st, err := os.Stat(opts.Dir); err != nil || !st.IsDir() {
 		return Result{}, v1.FieldError("path", "%s is not a directory", opts.Dir)
+	}
+	if opts.Runtime == RuntimeGoWasm {
+		mod, err := compileGoFor(ctx, opts.Dir, opts.Progress, "wasip1", "wasm")
+		if err != nil {
+			return Result{}, err
+		}
+		d, err := WriteWasmArtifact(tag.String(), mod, out)
+		return Result{Runtime: opts.Runtime, Digest: d, Wasm: true}, err
 	}
 	var img ggcr.Image
 	switch opts.Runtime {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,15 +215,33 @@ func (w *waiter) progress(ctx context.Context, kind, env, name string) (done boo
 		if err := w.c.Get(ctx, v1.KindFunction, env, name, &fn); err != nil {
 			return false, "", "", err
 		}
+		if err := canaryFailed(v1.KindFunction, name, fn.Status.Revision, fn.Status.Canary); err != nil {
+			return false, "", "", err
+		}
 		done, msg = functionProgress(&fn)
+		if c := fn.Status.Canary; done && c.Active() && c.Revision == fn.Status.Revision {
+			done, msg = false, "canary of revision "+strconv.FormatInt(c.Revision, 10)+": "+c.Message
+		}
 		return done, msg, instanceTrouble(fn.Status.Conditions, fn.Status.Instances), nil
 	}
 	var svc v1.Service
 	if err := w.c.Get(ctx, v1.KindService, env, name, &svc); err != nil {
 		return false, "", "", err
 	}
+	if err := canaryFailed(v1.KindService, name, svc.Status.Revision, svc.Status.Canary); err != nil {
+		return false, "", "", err
+	}
 	done, msg = rolloutProgress(&svc)
 	return done, msg, instanceTrouble(svc.Status.Conditions, svc.Status.Instances), nil
+}
+
+// canaryFailed is the error a wait ends with when the revision it waits
+// for was rolled back as a canary: it will not roll out.
+func canaryFailed(kind, name string, rev int64, c *v1.CanaryStatus) error {
+	if c == nil || c.Revision != rev || (c.Phase != v1.CanaryRolledBack && c.Phase != v1.CanaryAborted) {
+		return nil
+	}
+	return v1.Conflict("%s/%s: canary of revision %d %s", strings.ToLower(kind), name, c.Revision, c.Message)
 }
 
 // functionProgress says whether fn is ready: its controller has seen its
@@ -237,6 +256,11 @@ func functionProgress(fn *v1.Function) (bool, string) {
 	switch {
 	case st.ObservedGeneration < fn.Metadata.Generation:
 		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", fn.Metadata.Generation, st.ObservedGeneration)
+	case fn.IsWasm():
+		// Instances are made per request: ready once the module is
+		// compiled, which the controller says before it records the
+		// generation.
+		return true, ""
 	case st.ReadyInstances < min:
 		return false, fmt.Sprintf("%d of %d minimum instances ready", st.ReadyInstances, min)
 	}
@@ -251,6 +275,16 @@ func rolloutProgress(svc *v1.Service) (bool, string) {
 	switch {
 	case st.ObservedGeneration < svc.Metadata.Generation:
 		return false, fmt.Sprintf("waiting for the controller to see generation %d (it has seen %d)", svc.Metadata.Generation, st.ObservedGeneration)
+	case len(st.Traffic) > 0:
+		// A traffic split keeps instances of several revisions, each its
+		// share: the controller, which knows the shares, says when each
+		// has them (docs/delivery.md).
+		for _, c := range st.Conditions {
+			if c.Type == v1.ConditionProgressing {
+				return c.Reason == "RolloutComplete", c.Message
+			}
+		}
+		return false, "waiting for the controller's progress"
 	case st.UpdatedReplicas < want:
 		msg := fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, want)
 		if st.Revision > 0 {

@@ -20,7 +20,7 @@ type buildFlags struct {
 
 func (f *buildFlags) register(cmd *cobra.Command, tagHelp string) {
 	cmd.Flags().StringVarP(&f.tag, "tag", "t", "", tagHelp)
-	cmd.Flags().StringVar(&f.runtime, "runtime", "", "go, python or node (default: detected from the source)")
+	cmd.Flags().StringVar(&f.runtime, "runtime", "", "go, python, node, or go-wasm (a WebAssembly module for runtime: wasm) (default: detected from the source)")
 	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", "", "where Python and Node base images are kept (default $BERTH_CACHE_DIR, /var/cache/berth for root, else ~/.cache/berth)")
 	cmd.Flags().StringArrayVar(&f.env, "env", nil, "KEY=VALUE baked into the image (repeatable)")
 }
@@ -108,7 +108,13 @@ func (o *options) buildAndPush(ctx context.Context, dir string, f buildFlags) (v
 	}
 	defer file.Close()
 	fmt.Fprintf(o.errOut, "Pushing %s (%s)…\n", f.tag, shortDigest(res.Digest))
-	imgs, err := c.ImportImage(ctx, file)
+	var imgs []v1.Image
+	if res.Wasm {
+		// A module runs in the server: the registry is its only home.
+		imgs, err = c.PushImageArchive(ctx, file)
+	} else {
+		imgs, err = c.ImportImage(ctx, file)
+	}
 	if err != nil {
 		return v1.Image{}, err
 	}

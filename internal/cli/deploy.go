@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/build"
 )
 
 // newDeployCommand builds the source in PATH and applies PATH/berth.yaml
@@ -46,6 +47,9 @@ func newDeployCommand(o *options) *cobra.Command {
 				switch obj := m.obj.(type) {
 				case *v1.Function:
 					target = &obj.Spec.Template
+					if obj.IsWasm() && f.runtime == "" {
+						f.runtime = string(build.RuntimeGoWasm)
+					}
 				case *v1.Service:
 					target = &obj.Spec.Template
 				}

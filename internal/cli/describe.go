@@ -86,6 +86,7 @@ func (o *options) describeService(cmd *cobra.Command, name string) error {
 	d.kv("Volumes", orNoneList(vols)...)
 	d.kv("Route", routeString(s.Route))
 	d.kv("URL", serviceURL(svc.Metadata.Name, svc.Metadata.Environment, c.Gateway()))
+	d.delivery(&svc.Metadata, s.Strategy.Canary, st.Traffic, st.Canary, s.StickySessions, st.Revision)
 	if err := d.flush(o.out); err != nil {
 		return err
 	}
@@ -345,6 +346,7 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 	}
 	d.kv("Route", routeString(s.Route))
 	d.kv("URL", serviceURL(fn.Metadata.Name, fn.Metadata.Environment, c.Gateway()))
+	d.delivery(&fn.Metadata, s.Strategy.Canary, st.Traffic, st.Canary, s.StickySessions, st.Revision)
 	if err := d.flush(o.out); err != nil {
 		return err
 	}
@@ -434,4 +436,38 @@ func envValue(e v1.EnvVar) string {
 		return fmt.Sprintf("<config %s/%s>", e.ValueFrom.Config.Name, e.ValueFrom.Config.Key)
 	}
 	return e.Value
+}
+
+// delivery shows a workload's traffic split, tags and canary, when it has
+// any (docs/delivery.md).
+func (d *describer) delivery(m *v1.ObjectMeta, strategy *v1.Canary, traffic []v1.TrafficTarget, canary *v1.CanaryStatus, sticky bool, latest int64) {
+	if len(traffic) > 0 {
+		var lines []string
+		for _, r := range trafficRows(traffic, latest, m) {
+			line := "revision " + r[0] + ": " + r[1]
+			if r[2] != "<none>" {
+				line += ", tag " + r[2]
+			}
+			lines = append(lines, line)
+		}
+		d.kv("Traffic", lines...)
+	}
+	if sticky {
+		d.kv("Sticky", "yes (cookie berth-rev-"+m.Name+")")
+	}
+	if strategy != nil {
+		var steps []string
+		for _, st := range strategy.Steps {
+			steps = append(steps, fmt.Sprintf("%d%% for %s", st.Percent, orDefault(st.Pause, "0s")))
+		}
+		d.kv("Canary Steps", strings.Join(steps, ", "))
+	}
+	if c := canary; c != nil {
+		lines := []string{fmt.Sprintf("revision %d against %d: %s, %d%% of requests", c.Revision, c.Stable, c.Phase, c.Percent), c.Message}
+		if cm, sm := c.CanaryMeasure, c.StableMeasure; cm != nil && sm != nil {
+			lines = append(lines, fmt.Sprintf("this step: canary %d requests, %.1f%% errors, p99 %.0f ms; stable %d requests, %.1f%% errors, p99 %.0f ms",
+				cm.Requests, cm.ErrorRate*100, cm.P99MS, sm.Requests, sm.ErrorRate*100, sm.P99MS))
+		}
+		d.kv("Canary", lines...)
+	}
 }

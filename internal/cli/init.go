@@ -20,7 +20,7 @@ import (
 func newInitCommand(o *options) *cobra.Command {
 	var runtime string
 	cmd := &cobra.Command{
-		Use:   "init --runtime go|python|node|go-lambda|node-lambda NAME",
+		Use:   "init --runtime go|python|node|go-lambda|node-lambda|go-wasm NAME",
 		Short: "Write a function template and its berth.yaml in ./NAME",
 		Long: "Write a function in ./NAME that serves HTTP on $PORT (8080 by default), stops cleanly on\n" +
 			"SIGTERM and logs to stdout, with a berth.yaml Function manifest naming the image NAME:v1.\n" +
@@ -36,7 +36,7 @@ func newInitCommand(o *options) *cobra.Command {
 				return UsageError(fmt.Errorf("%q is not a valid name: lower-case letters, digits and '-', starting with a letter, at most 63 characters", name))
 			}
 			if runtime == "" {
-				return UsageError(fmt.Errorf("--runtime is required: go, python, node, go-lambda or node-lambda"))
+				return UsageError(fmt.Errorf("--runtime is required: go, python, node, go-lambda, node-lambda or go-wasm"))
 			}
 			rt, err := build.ParseRuntime(runtime)
 			if err != nil {
@@ -67,7 +67,7 @@ func newInitCommand(o *options) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python, node, go-lambda or node-lambda")
+	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python, node, go-lambda, node-lambda, or go-wasm (a WebAssembly function run in the server)")
 	return cmd
 }
 
@@ -77,6 +77,10 @@ func templateFiles(rt build.Runtime, name string) map[string]string {
 	r := strings.NewReplacer("NAME", name)
 	files := map[string]string{"berth.yaml": r.Replace(manifestTemplate)}
 	switch rt {
+	case build.RuntimeGoWasm:
+		files["berth.yaml"] = r.Replace(wasmManifestTemplate)
+		files["go.mod"] = r.Replace("module NAME\n\ngo 1.22\n")
+		files["main.go"] = r.Replace(goWasmTemplate)
 	case build.RuntimeGo:
 		files["go.mod"] = r.Replace("module NAME\n\ngo 1.22\n")
 		files["main.go"] = r.Replace(goTemplate)
@@ -106,6 +110,54 @@ spec:
   concurrency: 10
   scale: {max: 5, idleTimeout: 60s}
   timeout: 30s
+`
+
+const wasmManifestTemplate = `# berth deploy . builds the module (GOOS=wasip1) and applies this manifest
+# with its digest. A Wasm function runs in the server: a fresh instance per
+# request, no cold start to speak of (docs/wasm.md).
+apiVersion: berth.dev/v1
+kind: Function
+metadata:
+  name: NAME
+spec:
+  runtime: wasm
+  image: NAME:v1
+  concurrency: 10
+  scale: {max: 10}
+  timeout: 10s
+  resources: {memory: 64Mi}
+`
+
+const goWasmTemplate = `// NAME is a WebAssembly function: built with GOOS=wasip1 GOARCH=wasm, run
+// by Berth in-process, one fresh instance per request. The request comes
+// in as CGI (environment variables and stdin) and the response goes out
+// on stdout; net/http/cgi does both, so the handler is ordinary net/http.
+// Log to stderr: stdout is the response.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"os"
+)
+
+func main() {
+	err := cgi.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(os.Stderr, "%s %s\n", r.Method, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{
+			"message":  "Hello from NAME",
+			"runtime":  "go-wasm",
+			"revision": os.Getenv("BERTH_REVISION"),
+		})
+	}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
 `
 
 const goTemplate = `// NAME serves HTTP on $PORT, logs to stdout and stops cleanly on SIGTERM,

@@ -13,14 +13,16 @@ import (
 
 func newRolloutCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rollout status|history|undo [service/|function/]NAME",
+		Use:   "rollout status|history|undo|promote|abort [service/|function/]NAME",
 		Short: "Watch, list and undo the rollouts of a service or function",
 		Long: "Watch, list and undo rollouts. NAME alone is a service; name a function as\n" +
 			"function/NAME (or fn/NAME), as kubectl names a deployment.",
 		Args: noArgs,
 		RunE: showHelp,
 	}
-	cmd.AddCommand(newRolloutStatusCommand(o), newRolloutHistoryCommand(o), newRolloutUndoCommand(o))
+	cmd.AddCommand(newRolloutStatusCommand(o), newRolloutHistoryCommand(o), newRolloutUndoCommand(o),
+		newCanaryActionCommand(o, "promote", "Promote a canary in progress at once, skipping its remaining steps"),
+		newCanaryActionCommand(o, "abort", "Roll a canary in progress back to its stable revision"))
 	return cmd
 }
 
@@ -152,4 +154,31 @@ func newRolloutUndoCommand(o *options) *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&to, "to-revision", 0, "revision to roll back to (0: the previous one)")
 	return cmd
+}
+
+func newCanaryActionCommand(o *options, action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   action + " [service/|function/]NAME",
+		Short: short,
+		Args:  exactArgs(1, "the service name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := workloadArg(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Canary(cmd.Context(), k.Kind, o.env, name, action); err != nil {
+				return err
+			}
+			done := "promoted"
+			if action == "abort" {
+				done = "aborted: all traffic back to the stable revision"
+			}
+			fmt.Fprintf(o.out, "%s/%s canary %s\n", k.lower(), name, done)
+			return nil
+		},
+	}
 }

@@ -71,6 +71,7 @@ func newRootCommand(o *options) *cobra.Command {
 		newLogsCommand(o),
 		newTopCommand(o),
 		newRolloutCommand(o),
+		newTrafficCommand(o),
 		newInvokeCommand(o),
 		newInvocationCommand(o),
 		newPublishCommand(o),
@@ -78,7 +79,9 @@ func newRootCommand(o *options) *cobra.Command {
 		newImageCommand(o),
 		newBuildCommand(o), newInitCommand(o), newDeployCommand(o),
 		newTracesCommand(o), newTraceCommand(o),
+		newAdviseCommand(o), newConvertCommand(o),
 		newEnvCommand(o), newValuesCommand(o, v1.KindSecret), newValuesCommand(o, v1.KindConfig), newTokenCommand(o), newStackCommand(o),
+		newDashboardCommand(o),
 		newBucketCommand(o), newObjectCommand(o), newKVCommand(o), newAccessKeyCommand(o),
 		newVersionCommand(o),
 	)

@@ -75,6 +75,13 @@ type Config struct {
 	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
 	LogLevel  slog.Level
 	LogFormat string
+	// HistoryRetention is how long the per-minute traffic history the
+	// advisor replays is kept; AdviceMinHistory how much of it advice
+	// needs. PriceSheet is a YAML price sheet replacing the default (AWS
+	// list prices) for advice.
+	HistoryRetention time.Duration
+	AdviceMinHistory time.Duration
+	PriceSheet       string
 }
 
 // Default returns the documented defaults.
@@ -98,6 +105,8 @@ func Default() Config {
 		ClusterGatewayAddr:  "0.0.0.0:8081",
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
+		HistoryRetention:    30 * 24 * time.Hour,
+		AdviceMinHistory:    time.Hour,
 	}
 }
 
@@ -146,6 +155,9 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("--backend: %q is neither local nor kubernetes", c.Backend)
 	}
+	if c.HistoryRetention < time.Hour || c.AdviceMinHistory < time.Minute {
+		return fmt.Errorf("--history-retention must be at least 1h and --advice-min-history at least 1m")
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is neither text nor json", c.LogFormat)
 	}
@@ -161,3 +173,4 @@ func (c Config) VolumeDir() string        { return filepath.Join(c.DataDir, "vol
 func (c Config) NetworkDir() string       { return filepath.Join(c.DataDir, "network") }
 func (c Config) ContainerdDir() string    { return filepath.Join(c.DataDir, "containerd") }
 func (c Config) RunDir() string           { return filepath.Join(c.DataDir, "run") }
+func (c Config) HistoryPath() string      { return filepath.Join(c.DataDir, "history.db") }

@@ -23,6 +23,7 @@ import (
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/store/bolt"
 	"berth.dev/berth/internal/testutil"
+	"berth.dev/berth/internal/wasm"
 )
 
 // plane is the control plane as the composition root wires it, on the
@@ -38,6 +39,13 @@ type plane struct {
 	scaler  *scaler
 	policy  *policy
 	fns     *controller.FunctionController
+	routes  *controller.Routes
+	wasm    *wasm.Host
+	modules *modules
+	// gw is a real gateway fed by the routes controller, and canaries
+	// judges on its measurements.
+	gw       *gateway.Gateway
+	canaries *controller.CanaryController
 }
 
 func newPlane(t *testing.T) *plane {
@@ -64,13 +72,22 @@ func newPlane(t *testing.T) *plane {
 	revs := controller.NewRevisionInformer(icfg(v1.KindRevision))
 	ec := controller.NewEnvironments(controller.EnvironmentConfig{Store: st, Environments: envs, Backend: p.backend, Policy: p.policy, Logger: logger, Resync: 200 * time.Millisecond})
 	sc := controller.NewServices(controller.ServiceConfig{Store: st, Services: svcs, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Logger: logger, ImageRetry: 100 * time.Millisecond})
-	p.fns = controller.NewFunctions(controller.FunctionConfig{Store: st, Functions: fns, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Scaler: p.scaler, Logger: logger, ImageRetry: 100 * time.Millisecond})
+	if p.wasm, err = wasm.New(wasm.Config{Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	p.modules = &modules{m: map[string][]byte{}}
+	p.fns = controller.NewFunctions(controller.FunctionConfig{Store: st, Functions: fns, Revisions: revs, Backend: p.backend, Images: p.images, Events: rec, Scaler: p.scaler, Logger: logger, ImageRetry: 100 * time.Millisecond,
+		Wasm: p.wasm, WasmModules: p.modules})
 	p.scaler.wake = p.fns.Enqueue
-	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Logger: logger})
+	rc := controller.NewRoutes(controller.RoutesConfig{Services: svcs, Functions: fns, Backend: p.backend, Table: p.table, Wasm: p.wasm, Logger: logger})
+	p.gw = gateway.New(gateway.Config{Logger: logger})
+	p.table.gw = p.gw
+	p.canaries = controller.NewCanaries(controller.CanaryConfig{Store: st, Services: svcs, Functions: fns, Stats: p.gw, Events: rec, Logger: logger, Tick: 20 * time.Millisecond})
+	p.routes = rc
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run} {
+	for _, run := range []func(context.Context) error{p.backend.Run, envs.Run, svcs.Run, fns.Run, revs.Run, ec.Run, sc.Run, p.fns.Run, rc.Run, p.canaries.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -78,6 +95,7 @@ func newPlane(t *testing.T) *plane {
 		cancel()
 		wg.Wait()
 		drv.Close()
+		p.wasm.Close(context.Background())
 		st.Close()
 	})
 	p.create(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: v1.ObjectMeta{Name: "default"}})
@@ -375,6 +393,73 @@ func TestRoutesFollowReadyInstances(t *testing.T) {
 	})
 }
 
+// TestSameNameRoutesOlderUntilNewerIsReady: while a conversion has a
+// Service and a Function of one name, the gateway keeps serving the one
+// that was there until the other has a ready instance, and then only it.
+func TestSameNameRoutesOlderUntilNewerIsReady(t *testing.T) {
+	p := newPlane(t)
+	p.images.set("web:1", "sha256:"+strings.Repeat("1", 64))
+	svc := service("web", "web:1", 2)
+	svc.Spec.Route = &v1.Route{Path: "/web"}
+	p.create(svc)
+	routedAs := func(kind string, endpoints int) func() bool {
+		return func() bool {
+			tg, ok := p.table.target("default", "web")
+			rt, rok := p.routes.Routed("default", "web")
+			return ok && rok && tg.Kind == kind && len(tg.Endpoints) == endpoints && rt.Kind == kind
+		}
+	}
+	testutil.WaitFor(t, 20*time.Second, "the service routed with 2 endpoints", routedAs(v1.KindService, 2))
+
+	// The function's image resolves only later: until then it has no
+	// ready instance and the service keeps the route.
+	one := int32(1)
+	p.create(&v1.Function{
+		TypeMeta: tm(v1.KindFunction),
+		Metadata: v1.ObjectMeta{Name: "web", Environment: "default"},
+		Spec: v1.FunctionSpec{
+			Template: v1.Template{Image: "fn-web:1", Port: 8080},
+			Scale:    v1.FunctionScale{Min: &one},
+			Route:    &v1.Route{Path: "/web"},
+		},
+	})
+	// Once the function controller has seen it (its image is not found
+	// yet), the table has been rebuilt with both: the service keeps it.
+	testutil.WaitFor(t, 20*time.Second, "the function's ImageNotFound", func() bool {
+		fn, ok := get[v1.Function](p, store.Key{Kind: v1.KindFunction, Environment: "default", Name: "web"})
+		return ok && hasCondition(fn.Status.Conditions, v1.ConditionProgressing, "ImageNotFound")
+	})
+	if !routedAs(v1.KindService, 2)() {
+		tg, _ := p.table.target("default", "web")
+		t.Fatalf("the function without a ready instance took the route: %+v", tg)
+	}
+	n := 0
+	for _, tg := range p.table.snapshot() {
+		if tg.Name == "web" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d targets named web in the table, want 1", n)
+	}
+	p.images.set("fn-web:1", "sha256:"+strings.Repeat("2", 64))
+	testutil.WaitForState(t, 20*time.Second, "the function routed once ready", func() (bool, string) {
+		tg, _ := p.table.target("default", "web")
+		rt, _ := p.routes.Routed("default", "web")
+		fn, _ := get[v1.Function](p, store.Key{Kind: v1.KindFunction, Environment: "default", Name: "web"})
+		return routedAs(v1.KindFunction, 1)(), fmt.Sprintf("table %s with %d endpoints, routed %s; function instances %+v", tg.Kind, len(tg.Endpoints), rt.Kind, fn.Status.Instances)
+	})
+	// Its revisions continue the service's numbers: names are NAME-N for
+	// both kinds.
+	if revs := p.revisions(v1.KindFunction, "web"); len(revs) != 1 || revs[0].Spec.Number != 2 {
+		t.Errorf("function revisions %+v, want one numbered 2 after the service's 1", revs)
+	}
+	p.delete(svcKey("web"))
+	testutil.WaitFor(t, 20*time.Second, "the service gone, the function still routed", func() bool {
+		return routedAs(v1.KindFunction, 1)() && len(p.backend.Instances(backend.Ref{Kind: v1.KindService, Environment: "default", Name: "web"})) == 0
+	})
+}
+
 func TestEnvironmentLifecycle(t *testing.T) {
 	p := newPlane(t)
 	p.create(&v1.Environment{TypeMeta: tm(v1.KindEnvironment), Metadata: v1.ObjectMeta{Name: "staging"},
@@ -466,16 +551,28 @@ func (i *images) ResolveImageIn(ctx context.Context, env, ref string) (string, e
 	return "", v1.NotFound("image %q not found", ref)
 }
 
-// table keeps the last routing table.
+// table keeps the last routing table, and passes it on to a real
+// gateway when the test has one.
 type table struct {
 	mu      sync.Mutex
 	targets []gateway.Target
+	gw      *gateway.Gateway
 }
 
 func (t *table) SetTargets(ts []gateway.Target) {
 	t.mu.Lock()
 	t.targets = ts
+	gw := t.gw
 	t.mu.Unlock()
+	if gw != nil {
+		gw.SetTargets(ts)
+	}
+}
+
+func (t *table) snapshot() []gateway.Target {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]gateway.Target(nil), t.targets...)
 }
 
 func (t *table) target(env, name string) (gateway.Target, bool) {

@@ -70,6 +70,11 @@ type FunctionConfig struct {
 	// ImageRetry is how soon a function whose image could not be had is
 	// tried again (default 5s).
 	ImageRetry time.Duration
+	// Wasm runs the functions with runtime: wasm; nil refuses them (their
+	// status says so). WasmModules and Values feed it.
+	Wasm        WasmHost
+	WasmModules WasmModules
+	Values      ValueResolver
 }
 
 // FunctionController turns each Function into revisions and asks the
@@ -108,7 +113,8 @@ func NewFunctions(cfg FunctionConfig) *FunctionController {
 		cfg: cfg, log: cfg.Logger, q: newQueue(),
 	}
 	cfg.Functions.AddHandler(func(k store.Key, old, cur *v1.Function) {
-		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) {
+		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) &&
+			(old == nil || canaryKey(old.Status.Canary) == canaryKey(cur.Status.Canary)) {
 			return // our own status write
 		}
 		c.q.Add(k.Environment + "/" + k.Name)
@@ -153,6 +159,9 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	fn, err := c.cfg.Functions.Get(store.Key{Kind: v1.KindFunction, Environment: env, Name: name})
 	if v1.IsNotFound(err) {
 		c.cfg.Scaler.Remove(env, name)
+		if c.cfg.Wasm != nil {
+			c.cfg.Wasm.Remove(ctx, env, name)
+		}
 		c.publish()
 		return c.remove(ctx, ref)
 	}
@@ -173,6 +182,20 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
+	if fn.IsWasm() {
+		if c.cfg.Wasm == nil {
+			msg := "this server does not run Wasm functions"
+			if c.setCondition(ctx, progress{fn, &fn.Status.Conditions}, v1.ConditionProgressing, false, "WasmUnavailable", msg) {
+				c.event(ctx, ref, "Warning", "WasmUnavailable", msg)
+			}
+			return nil
+		}
+		return c.syncWasm(ctx, key, ref, fn, cur, revs)
+	}
+	if c.cfg.Wasm != nil {
+		// It may have been a Wasm function until this change.
+		c.cfg.Wasm.Remove(ctx, env, name)
+	}
 
 	p := scaleParams(fn)
 	for _, i := range c.cfg.Backend.Instances(ref) {
@@ -183,21 +206,39 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	c.cfg.Scaler.Set(env, name, p)
 	desired := min(max(c.cfg.Scaler.Desired(env, name), p.Min), p.Max)
 
+	// A split shares the autoscaler's demand between its revisions; at
+	// zero every revision is at zero.
+	canary, started := canaryAt(fn.Spec.Strategy.Canary, fn.Spec.Traffic, fn.Status.Canary, fn.Status.Revision,
+		cur.Spec.Number, revisionExists(revs), time.Now())
+	traffic := fn.Spec.Traffic
+	if ct := canaryTraffic(canary); ct != nil {
+		traffic = ct
+	}
+	plan := planRevisions(traffic, revs, cur, desired, min(desired, 1))
+	plan.canary = canary
+	if len(plan.missing) > 0 {
+		c.log.Warn("traffic names missing revisions", "function", key, "revisions", plan.missing)
+	}
 	// A new revision replaces all instances at once (surge = desired): a
 	// function's instances are interchangeable and short-lived.
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
-		Replicas: desired, MaxSurge: max(desired, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max && c.wantsStandby(env, name),
+		Replicas: plan.current, MaxSurge: max(plan.current, 1), MaxUnavailable: 0,
+		Standby: desired < p.Max && c.wantsStandby(env, name) && (plan.current > 0 || len(plan.pinned) == 0),
+		Pinned:  plan.pinned,
 	})
 	if err != nil {
 		return err
 	}
 	insts := c.cfg.Backend.Instances(ref)
-	if err := c.updateStatus(ctx, fn, cur, insts, desired); err != nil {
+	if err := c.updateStatus(ctx, fn, cur, insts, desired, plan); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts)
+	if started {
+		c.event(ctx, ref, "Normal", "CanaryStarted", fmt.Sprintf("Canary of revision %d against revision %d: %s",
+			canary.Revision, canary.Stable, canary.Message))
+	}
+	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
 }
 
 func (c *FunctionController) wantsStandby(env, name string) bool {
@@ -227,8 +268,9 @@ func functionStatus(fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus
 	return st
 }
 
-func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int) error {
+func (c *FunctionController) updateStatus(ctx context.Context, fn *v1.Function, cur *v1.Revision, insts []v1.InstanceStatus, desired int, plan revisionPlan) error {
 	st := functionStatus(fn, cur, insts, desired, time.Now())
+	st.Traffic, st.Canary = plan.traffic, plan.canary
 	if c.cfg.Stats != nil {
 		inFlight, cold, last := c.cfg.Stats.Stats(fn.Metadata.Environment, fn.Metadata.Name)
 		st.InFlight, st.ColdStarts = int32(inFlight), cold

@@ -5,9 +5,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/backend"
@@ -28,13 +31,23 @@ type InstanceSource interface {
 	WaitForSync(ctx context.Context) error
 }
 
+// WasmEndpoints is what the routes need of the Wasm host: which functions
+// have a compiled module, and the in-process transport that serves them.
+type WasmEndpoints interface {
+	Ready(env, name string) (revision int64, ok bool)
+	Transport(env, name string) http.RoundTripper
+	Watch(fn func(env, name string))
+}
+
 // RoutesConfig configures the routes controller.
 type RoutesConfig struct {
 	Services  *Services
 	Functions *Functions
 	Backend   InstanceSource
 	Table     RouteTable
-	Logger    *slog.Logger
+	// Wasm, when set, serves the functions with runtime: wasm.
+	Wasm   WasmEndpoints
+	Logger *slog.Logger
 	// Synced, if not nil, is closed after the first table is in place.
 	Synced chan struct{}
 }
@@ -47,6 +60,13 @@ type RoutesConfig struct {
 type Routes struct {
 	cfg   RoutesConfig
 	dirty chan struct{}
+
+	mu     sync.Mutex
+	routed map[string]gateway.Target // "env/name" → the target last pushed
+	// olderOnTie is, per "env/name" held by a Service and a Function
+	// created within the same second, the kind that held it first (only
+	// push touches it).
+	olderOnTie map[string]string
 }
 
 // NewRoutes builds the routes controller; Run starts it.
@@ -55,6 +75,9 @@ func NewRoutes(cfg RoutesConfig) *Routes {
 	cfg.Services.AddHandler(func(_ store.Key, old, cur *v1.Service) { r.poke() })
 	cfg.Functions.AddHandler(func(_ store.Key, old, cur *v1.Function) { r.poke() })
 	cfg.Backend.Watch(func(backend.Ref) { r.poke() })
+	if cfg.Wasm != nil {
+		cfg.Wasm.Watch(func(string, string) { r.poke() })
+	}
 	return r
 }
 
@@ -70,7 +93,7 @@ func (r *Routes) Run(ctx context.Context) error {
 	if err := waitForSync(ctx, r.cfg.Services, r.cfg.Functions, r.cfg.Backend); err != nil {
 		return nil
 	}
-	r.cfg.Table.SetTargets(r.targets())
+	r.push()
 	if r.cfg.Synced != nil {
 		close(r.cfg.Synced)
 	}
@@ -79,17 +102,44 @@ func (r *Routes) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.dirty:
-			r.cfg.Table.SetTargets(r.targets())
+			r.push()
 		}
 	}
 }
 
-// targets builds the whole table from the caches.
-func (r *Routes) targets() []gateway.Target {
+func (r *Routes) push() {
+	r.mu.Lock()
+	prev := r.routed
+	r.mu.Unlock()
+	ts := r.targets(prev)
+	r.cfg.Table.SetTargets(ts)
+	routed := make(map[string]gateway.Target, len(ts))
+	for _, t := range ts {
+		routed[t.Environment+"/"+t.Name] = t
+	}
+	r.mu.Lock()
+	r.routed = routed
+	r.mu.Unlock()
+}
+
+// Routed is the target the gateway serves env/name with, as last pushed
+// (its kind and ready endpoints); false when it has none.
+func (r *Routes) Routed(env, name string) (gateway.Target, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.routed[env+"/"+name]
+	return t, ok
+}
+
+// targets builds the whole table from the caches; prev is the last one
+// pushed.
+func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 	svcs := r.cfg.Services.List("")
 	fns := r.cfg.Functions.List("")
 	targets := make([]gateway.Target, 0, len(svcs)+len(fns))
+	created := make(map[string]time.Time, len(svcs)+len(fns))
 	for _, s := range svcs {
+		created[v1.KindService+"/"+s.Metadata.Environment+"/"+s.Metadata.Name] = s.Metadata.CreationTimestamp
 		t := gateway.Target{
 			Environment: s.Metadata.Environment,
 			Name:        s.Metadata.Name,
@@ -100,9 +150,12 @@ func (r *Routes) targets() []gateway.Target {
 			t.RoutePath = s.Spec.Route.Path
 			t.StripPrefix = s.Spec.Route.StripPrefix
 		}
+		t.Sticky = s.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(s.Status.Traffic)
 		targets = append(targets, t)
 	}
 	for _, f := range fns {
+		created[v1.KindFunction+"/"+f.Metadata.Environment+"/"+f.Metadata.Name] = f.Metadata.CreationTimestamp
 		t := gateway.Target{
 			Environment: f.Metadata.Environment,
 			Name:        f.Metadata.Name,
@@ -115,8 +168,17 @@ func (r *Routes) targets() []gateway.Target {
 			t.RoutePath = f.Spec.Route.Path
 			t.StripPrefix = f.Spec.Route.StripPrefix
 		}
+		t.Sticky = f.Spec.StickySessions
+		t.Split, t.Tags = gatewaySplit(f.Status.Traffic)
+		if f.IsWasm() {
+			r.wasmTarget(f, &t)
+		}
 		targets = append(targets, t)
 	}
+	if r.olderOnTie == nil {
+		r.olderOnTie = map[string]string{}
+	}
+	targets = onePerName(targets, created, prev, r.olderOnTie)
 	// A stable order, so equal tables compare equal.
 	slices.SortFunc(targets, func(a, b gateway.Target) int {
 		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
@@ -137,4 +199,79 @@ func (r *Routes) endpoints(ref backend.Ref) []gateway.Endpoint {
 		})
 	}
 	return eps
+}
+
+// onePerName keeps one target per environment and name. A Service and a
+// Function share a name only while `berth convert` switches one into the
+// other: the older keeps the host and the route until the newer has a
+// ready instance, so no request finds the newer one cold. (Creation times
+// are to the second: on a tie the older is the one routed when the two
+// were first seen together, remembered in olderOnTie; deciding it from the
+// last table alone flipped the route at every push.)
+func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target, olderOnTie map[string]string) []gateway.Target {
+	byName := make(map[string]int, len(ts))
+	out := ts[:0]
+	tied := map[string]bool{}
+	defer func() {
+		for k := range olderOnTie {
+			if !tied[k] {
+				delete(olderOnTie, k) // one of the two is gone
+			}
+		}
+	}()
+	for _, t := range ts {
+		k := t.Environment + "/" + t.Name
+		i, dup := byName[k]
+		if !dup {
+			byName[k] = len(out)
+			out = append(out, t)
+			continue
+		}
+		old, cur := out[i], t
+		oc, cc := created[old.Kind+"/"+k], created[cur.Kind+"/"+k]
+		swap := cc.Before(oc)
+		if cc.Equal(oc) {
+			tied[k] = true
+			first, ok := olderOnTie[k]
+			if !ok {
+				first = prev[k].Kind
+				if first == "" {
+					first = old.Kind
+				}
+				olderOnTie[k] = first
+			}
+			swap = cur.Kind == first
+		}
+		if swap {
+			old, cur = cur, old
+		}
+		if len(cur.Endpoints) > 0 {
+			out[i] = cur
+		} else {
+			out[i] = old
+		}
+	}
+	return out
+}
+
+// wasmTarget serves a Wasm function from one in-process endpoint that
+// runs a fresh instance per request, up to concurrency × max at once: the
+// most requests a container function of the same settings serves.
+func (r *Routes) wasmTarget(f *v1.Function, t *gateway.Target) {
+	t.Endpoints = nil
+	if r.cfg.Wasm == nil {
+		return
+	}
+	env, name := f.Metadata.Environment, f.Metadata.Name
+	rev, ok := r.cfg.Wasm.Ready(env, name)
+	if !ok {
+		return // the activator holds requests until the module is compiled
+	}
+	t.Concurrency = scaleParams(f).Concurrency * scaleParams(f).Max
+	t.Endpoints = []gateway.Endpoint{{
+		ID:        backend.EndpointID(env, name+"-wasm"),
+		Address:   "wasm:" + name + "-r" + strconv.FormatInt(rev, 10),
+		Revision:  rev,
+		Transport: r.cfg.Wasm.Transport(env, name),
+	}}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,8 @@ func NewServices(cfg ServiceConfig) *ServiceController {
 		cfg: cfg, log: cfg.Logger, q: newQueue(),
 	}
 	cfg.Services.AddHandler(func(k store.Key, old, cur *v1.Service) {
-		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) {
+		if old != cur && cur != nil && synced(cur.Metadata, cur.Status.ObservedGeneration) &&
+			(old == nil || canaryKey(old.Status.Canary) == canaryKey(cur.Status.Canary)) {
 			return // our own status write: nothing to do
 		}
 		c.q.Add(k.Environment + "/" + k.Name)
@@ -119,33 +121,56 @@ func (c *ServiceController) sync(ctx context.Context, key string) error {
 		c.q.AddAfter(key, c.cfg.ImageRetry)
 		return nil
 	}
+	canary, started := canaryAt(svc.Spec.Strategy.Canary, svc.Spec.Traffic, svc.Status.Canary, svc.Status.Revision,
+		cur.Spec.Number, revisionExists(revs), time.Now())
+	traffic := svc.Spec.Traffic
+	if ct := canaryTraffic(canary); ct != nil {
+		traffic = ct
+	}
+	replicas := int(ptrOr(svc.Spec.Replicas, 1))
+	plan := planRevisions(traffic, revs, cur, replicas, min(replicas, 1))
+	plan.canary = canary
+	if len(plan.missing) > 0 {
+		c.log.Warn("traffic names missing revisions", "service", key, "revisions", plan.missing)
+	}
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: svc.Metadata.Labels, Revision: cur,
-		Replicas:       int(ptrOr(svc.Spec.Replicas, 1)),
+		Replicas:       plan.current,
 		MaxSurge:       int(ptrOr(svc.Spec.Strategy.MaxSurge, 1)),
 		MaxUnavailable: int(ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)),
+		Pinned:         plan.pinned,
 	})
 	if err != nil {
 		return err
 	}
 	insts := c.cfg.Backend.Instances(ref)
-	if err := c.updateStatus(ctx, svc, cur, insts); err != nil {
+	if err := c.updateStatus(ctx, svc, cur, plan, insts); err != nil {
 		return err
 	}
-	return c.pruneRevisions(ctx, cur, revs, insts)
+	if started {
+		c.event(ctx, ref, "Normal", "CanaryStarted", fmt.Sprintf("Canary of revision %d against revision %d: %s",
+			canary.Revision, canary.Stable, canary.Message))
+	}
+	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
 }
 
 // serviceStatus computes a service's status from its instances: pure, so
 // that its cases are tested apart from any store or backend.
-func serviceStatus(svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus, now time.Time) (st v1.ServiceStatus, done bool, updatedReady int32) {
-	desired := ptrOr(svc.Spec.Replicas, 1)
+func serviceStatus(svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts []v1.InstanceStatus, now time.Time) (st v1.ServiceStatus, done bool, updatedReady int32) {
+	desired := int32(plan.total())
 	unavail := ptrOr(svc.Spec.Strategy.MaxUnavailable, 0)
 	st = svc.Status
 	st.ObservedGeneration = svc.Metadata.Generation
 	st.Revision = cur.Spec.Number
 	st.ImageDigest = cur.Spec.ImageDigest
+	st.Traffic = plan.traffic
+	st.Canary = plan.canary
 	st.Replicas, st.ReadyReplicas, st.UpdatedReplicas = 0, 0, 0
 	st.Instances = slices.Clone(insts)
+	// pinnedOK counts the pinned revisions' instances that are ready and
+	// wanted: a split is rolled out when each revision has its count.
+	var pinnedOK int32
+	pinnedHave := map[int64]int{}
 	for _, i := range insts {
 		if i.Phase == v1.PhaseTerminating {
 			continue
@@ -159,25 +184,49 @@ func serviceStatus(svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus,
 			if i.Ready {
 				updatedReady++
 			}
+		} else if i.Ready && pinnedHave[i.Revision] < plan.want(cur.Spec.Number, i.Revision) {
+			pinnedHave[i.Revision]++
+			pinnedOK++
 		}
 	}
-	done = st.UpdatedReplicas == desired && updatedReady == desired && st.Replicas == desired && len(st.Instances) == int(desired)
+	want := int32(plan.current)
+	done = st.UpdatedReplicas == want && updatedReady == want && pinnedOK == desired-want &&
+		st.Replicas == desired && len(st.Instances) == int(desired)
 	conds := slices.Clone(st.Conditions)
 	conds = putConditionAt(conds, v1.ConditionAvailable, st.ReadyReplicas >= desired-unavail, "MinimumReplicasAvailable",
 		fmt.Sprintf("%d of %d instances ready", st.ReadyReplicas, desired), now)
-	if done {
+	switch {
+	case done && len(plan.pinned) > 0:
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RolloutComplete",
+			fmt.Sprintf("every revision of the traffic split is available (%d instances)", desired), now)
+	case done:
 		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RolloutComplete",
 			fmt.Sprintf("revision %d is available", cur.Spec.Number), now)
-	} else {
+	case len(plan.pinned) > 0:
+		msg := fmt.Sprintf("traffic split: revision %d %d of %d ready", cur.Spec.Number, updatedReady, plan.current)
+		for _, p := range plan.pinned {
+			msg += fmt.Sprintf(", revision %d %d of %d ready", p.Revision.Spec.Number, pinnedHave[p.Revision.Spec.Number], p.Replicas)
+		}
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RollingOut", msg, now)
+	default:
 		conds = putConditionAt(conds, v1.ConditionProgressing, true, "RollingOut",
 			fmt.Sprintf("revision %d: %d of %d updated instances ready", cur.Spec.Number, updatedReady, desired), now)
+	}
+	switch c := plan.canary; {
+	case c == nil || c.Phase == v1.CanaryPromoted:
+	case c.Phase == v1.CanaryProgressing:
+		done = false
+		conds = putConditionAt(conds, v1.ConditionProgressing, true, "Canary", "canary of revision "+strconv.FormatInt(c.Revision, 10)+": "+c.Message, now)
+	default:
+		done = false
+		conds = putConditionAt(conds, v1.ConditionProgressing, false, "CanaryRolledBack", "canary of revision "+strconv.FormatInt(c.Revision, 10)+" "+c.Message, now)
 	}
 	st.Conditions = conds
 	return st, done, updatedReady
 }
 
-func (c *ServiceController) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Revision, insts []v1.InstanceStatus) error {
-	st, done, updatedReady := serviceStatus(svc, cur, insts, time.Now())
+func (c *ServiceController) updateStatus(ctx context.Context, svc *v1.Service, cur *v1.Revision, plan revisionPlan, insts []v1.InstanceStatus) error {
+	st, done, updatedReady := serviceStatus(svc, cur, plan, insts, time.Now())
 	if jsonEqual(svc.Status, st) {
 		return nil
 	}

@@ -121,6 +121,16 @@ func (w *workloads) ensureRevision(ctx context.Context, ref backend.Ref, labels 
 	if latest != nil {
 		n = latest.Spec.Number + 1
 	}
+	// Revisions are named NAME-N whatever their kind: a Service and a
+	// Function of one name (while berth convert switches one into the
+	// other) number theirs in one sequence.
+	other := backend.Ref{Kind: v1.KindFunction, Environment: ref.Environment, Name: ref.Name}
+	if ref.Kind == v1.KindFunction {
+		other.Kind = v1.KindService
+	}
+	for _, r := range w.revisionsOf(other) {
+		n = max(n, r.Spec.Number+1)
+	}
 	rev := &v1.Revision{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindRevision},
 		Metadata: v1.ObjectMeta{Name: v1.RevisionName(ref.Name, n), Environment: ref.Environment, Labels: labels},
@@ -166,12 +176,15 @@ func (w *workloads) remove(ctx context.Context, ref backend.Ref) error {
 }
 
 // pruneRevisions keeps the newest historyLimit revisions plus any still
-// running.
-func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs []*v1.Revision, insts []v1.InstanceStatus) error {
+// running or named by spec.traffic.
+func (w *workloads) pruneRevisions(ctx context.Context, cur *v1.Revision, revs []*v1.Revision, insts []v1.InstanceStatus, traffic []v1.TrafficTarget) error {
 	if len(revs) <= w.historyLimit {
 		return nil
 	}
 	inUse := map[int64]bool{cur.Spec.Number: true}
+	for _, n := range trafficRevisions(traffic) {
+		inUse[n] = true
+	}
 	for _, i := range insts {
 		inUse[i.Revision] = true
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,6 +207,11 @@ func (g *Gateway) SetTargets(ts []Target) {
 
 	t := &table{byHost: make(map[string]*route, len(ts))}
 	listed := make(map[string]bool)
+	type tagRoute struct {
+		key string
+		r   *route
+	}
+	var tags []tagRoute
 	for _, tg := range ts {
 		env, name := strings.ToLower(tg.Environment), strings.ToLower(tg.Name)
 		if env == "" || name == "" {
@@ -218,13 +224,16 @@ func (g *Gateway) SetTargets(ts []Target) {
 			continue
 		}
 		r := &route{
-			env: env, name: name, kind: tg.Kind,
+			env: env, name: name, kind: tg.Kind, key: key,
 			path:        normalisePath(tg.RoutePath),
 			strip:       tg.StripPrefix,
 			concurrency: int64(max(tg.Concurrency, 0)),
 			spanName:    "gateway " + name + "." + env,
 			stats:       g.statsFor(env + "/" + name),
 		}
+		var unshared map[int64]bool
+		r.split, unshared = splitOf(tg.Split)
+		var all []*endpoint
 		for _, ep := range tg.Endpoints {
 			if ep.ID == "" || ep.Address == "" {
 				g.log.Warn("endpoint without id or address ignored", "environment", env, "name", name, "id", ep.ID)
@@ -237,12 +246,37 @@ func (g *Gateway) SetTargets(ts []Target) {
 			e := g.endpointFor(ep)
 			e.limit.Store(r.concurrency)
 			e.freed.Store(r.stats)
-			r.endpoints = append(r.endpoints, e)
+			all = append(all, e)
+			if !unshared[ep.Revision] {
+				r.endpoints = append(r.endpoints, e)
+			}
 		}
+		r.sticky, r.cookie = tg.Sticky, "berth-rev-"+name
 		t.byHost[key] = r
 		if r.path != "" {
 			t.byPath = append(t.byPath, r)
 		}
+		for _, tag := range tg.Tags {
+			tr := *r
+			tr.path, tr.split, tr.sticky, tr.pin = "", nil, false, tag.Revision
+			tr.key = strings.ToLower(v1.TagHost(tag.Name, name)) + "." + env
+			tr.endpoints = nil
+			for _, e := range all {
+				if e.revision.Load() == tag.Revision {
+					tr.endpoints = append(tr.endpoints, e)
+				}
+			}
+			tags = append(tags, tagRoute{key: tr.key, r: &tr})
+		}
+	}
+	// A workload's own name wins over a tag's host (the API refuses such
+	// tags; one applied before the workload could still collide).
+	for _, tr := range tags {
+		if _, taken := t.byHost[tr.key]; taken {
+			g.log.Warn("tag host is a workload's name; tag ignored", "host", tr.key)
+			continue
+		}
+		t.byHost[tr.key] = tr.r
 	}
 	sortByPath(t.byPath)
 	for i := 1; i < len(t.byPath); i++ {
@@ -268,6 +302,29 @@ func (g *Gateway) SetTargets(ts []Target) {
 	}
 }
 
+// splitOf turns shares into cumulative ones, and says which revisions are
+// listed without a share (reached only by their tags). The split is nil
+// when one revision takes everything: a rolling update of it then spreads
+// requests over old and new instances alike, as without a split.
+func splitOf(shares []RevisionShare) (split []share, unshared map[int64]bool) {
+	sum := 0
+	for _, s := range shares {
+		if s.Percent <= 0 {
+			if unshared == nil {
+				unshared = map[int64]bool{}
+			}
+			unshared[s.Revision] = true
+			continue
+		}
+		sum += s.Percent
+		split = append(split, share{revision: s.Revision, upTo: sum})
+	}
+	if len(split) == 1 {
+		split = nil
+	}
+	return split, unshared
+}
+
 // endpointFor returns the live state for ep, reusing it while the ID and
 // address stay the same. Called with g.mu held.
 func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
@@ -285,7 +342,7 @@ func (g *Gateway) endpointFor(ep Endpoint) *endpoint {
 		e.removed.Store(true)
 		e.pool.closeIdle(true)
 	}
-	e := &endpoint{id: ep.ID, address: ep.Address}
+	e := &endpoint{id: ep.ID, address: ep.Address, transport: ep.Transport}
 	e.revision.Store(ep.Revision)
 	g.endpoints[ep.ID] = e
 	return e
@@ -349,9 +406,13 @@ type call struct {
 	h2       bool
 	status   int
 	revision int64 // of the endpoint that answered, for the metrics
-	start    time.Time
-	span     *serverSpan // nil: not tracing
-	spanMem  serverSpan  // span's memory: one allocation less
+	// want is the revision the request should reach (0: any), and
+	// stick that the answer gives a sticky client its cookie.
+	want    int64
+	stick   bool
+	start   time.Time
+	span    *serverSpan // nil: not tracing
+	spanMem serverSpan  // span's memory: one allocation less
 	// ctx is the request's context with its span, when tracing: kept
 	// here rather than in a copy of the request.
 	ctx context.Context
@@ -368,6 +429,11 @@ type call struct {
 }
 
 type callKey struct{}
+
+// cookie is the sticky cookie naming the revision that answered.
+func (c *call) cookie() string {
+	return (&http.Cookie{Name: c.route.cookie, Value: strconv.FormatInt(c.revision, 10), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}).String()
+}
 
 // ServeHTTP routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -452,6 +518,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		c.status = writeError(w, v1.ErrUnavailable, noEndpointsMessage(rt))
 		return
 	}
+	c.want, c.stick = rt.choose(r)
 
 	if r.ContentLength > g.cfg.MaxBodyBytes {
 		c.status = writeError(w, v1.ErrTooLarge, tooLargeMessage(g.cfg.MaxBodyBytes))
@@ -482,7 +549,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		}
 		return
 	}
-	if fastPath(r) {
+	// An in-process endpoint (a Wasm function) is a RoundTripper: the
+	// reverse proxy's path calls it instead of a connection.
+	if fastPath(r) && !rt.inProcess() {
 		g.serveH1(w, r, c)
 		return
 	}
@@ -497,8 +566,17 @@ func (g *Gateway) finish(c *call) {
 	rt := c.route
 	rt.stats.active.Add(-1)
 	rt.stats.record(c.status)
+	d := time.Since(c.start)
+	// Counted for the revision that answered, or the one the request was
+	// meant for when none did (a 502 of a failing canary counts against
+	// it).
+	rev := c.revision
+	if rev == 0 {
+		rev = c.want
+	}
+	rt.stats.revs.observe(rev, c.status, d)
 	if !g.cfg.DisableMetrics {
-		g.metrics.observe(rt, c.revision, c.status, time.Since(c.start))
+		g.metrics.observe(rt, c.revision, c.status, d)
 	}
 	if c.span != nil {
 		c.span.end(c.status, nil)
@@ -629,6 +707,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 func (g *Gateway) modifyResponse(res *http.Response) error {
 	if c, ok := res.Request.Context().Value(callKey{}).(*call); ok {
 		c.status = res.StatusCode
+		if c.stick {
+			res.Header.Add("Set-Cookie", c.cookie())
+		}
 	}
 	res.Header.Add("Via", via(res.ProtoMajor, res.ProtoMinor))
 	return nil
@@ -763,6 +844,9 @@ type targetStats struct {
 	freeMu sync.Mutex
 	free   chan struct{}
 
+	// revs measures each revision apart, for the canary judge.
+	revs revisionTable
+
 	// The target's metric series, once looked up (metrics.observe).
 	seriesMu sync.Mutex
 	series   atomic.Pointer[seriesCache]
@@ -788,8 +872,8 @@ func (s *targetStats) signal() {
 }
 
 // currentRoute is the live route of a target, after table swaps.
-func (g *Gateway) currentRoute(env, name string) *route {
-	return g.table.Load().byHost[name+"."+env]
+func (g *Gateway) currentRoute(rt *route) *route {
+	return g.table.Load().byHost[rt.key]
 }
 
 // Load is what the autoscaler samples of a target: the requests in the

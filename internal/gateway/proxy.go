@@ -269,6 +269,9 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, r *http.Request, c *call, 
 		h[k] = vs
 	}
 	h["Via"] = appendVia(h["Via"], res.ProtoMajor, res.ProtoMinor)
+	if c.stick {
+		h["Set-Cookie"] = append(h["Set-Cookie"], c.cookie())
+	}
 	if len(res.Trailer) > 0 {
 		names := make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,9 @@ type Endpoint struct {
 	ID       string
 	Address  string // ip:port
 	Revision int64
+	// Transport, when set, serves the endpoint in-process instead of over
+	// the network (a Wasm function); Address then only names it.
+	Transport http.RoundTripper
 }
 
 // Target is a Service or Function as the gateway sees it: where it is
@@ -34,6 +39,30 @@ type Target struct {
 	// timeout); 0 means the activator's default.
 	Timeout   time.Duration
 	Endpoints []Endpoint
+	// Split shares requests between revisions by percent (summing to
+	// 100); empty sends each request to any endpoint. A request whose
+	// revision has no usable endpoint goes to another revision's rather
+	// than fail.
+	Split []RevisionShare
+	// Tags are revisions reachable at a host of their own,
+	// TAG-NAME.ENV, whatever their share: such a host reaches only its
+	// revision's endpoints.
+	Tags []Tag
+	// Sticky keeps a client on the revision that first answered it, by a
+	// cookie (berth-rev-NAME).
+	Sticky bool
+}
+
+// RevisionShare is one revision's share of a target's requests.
+type RevisionShare struct {
+	Revision int64
+	Percent  int
+}
+
+// Tag names a revision reachable at TAG-NAME.ENV.
+type Tag struct {
+	Name     string
+	Revision int64
 }
 
 // table is an immutable snapshot of the routing table; SetTargets swaps in a
@@ -45,12 +74,58 @@ type table struct {
 
 type route struct {
 	env, name, kind string
+	key             string // its host in the table: "name.env", or a tag's
 	path            string // normalised RoutePath, "" when none
 	strip           bool
 	concurrency     int64
 	spanName        string // "gateway NAME.ENV"
 	endpoints       []*endpoint
 	stats           *targetStats
+	// split holds each revision's cumulative share out of 100, in order;
+	// nil when requests go to any endpoint.
+	split []share
+	// pin is the only revision a tag's route reaches (0: any).
+	pin    int64
+	sticky bool
+	cookie string // the sticky cookie's name
+}
+
+type share struct {
+	revision int64
+	upTo     int
+}
+
+// choose picks the revision a request should reach (0: any): the tag's,
+// the one its sticky cookie names while that revision still has a share,
+// or one drawn by weight. fresh says a sticky client should be given the
+// cookie.
+func (r *route) choose(req *http.Request) (rev int64, fresh bool) {
+	if r.pin != 0 {
+		return r.pin, false
+	}
+	if len(r.split) == 0 {
+		return 0, r.sticky
+	}
+	if r.sticky {
+		if ck, err := req.Cookie(r.cookie); err == nil {
+			if n, err := strconv.ParseInt(ck.Value, 10, 64); err == nil {
+				prev := 0
+				for _, s := range r.split {
+					if s.revision == n && s.upTo > prev {
+						return n, false
+					}
+					prev = s.upTo
+				}
+			}
+		}
+	}
+	n := rand.IntN(100)
+	for _, s := range r.split {
+		if n < s.upTo {
+			return s.revision, r.sticky
+		}
+	}
+	return 0, r.sticky
 }
 
 // endpoint is the live state of one endpoint. It outlives table snapshots:
@@ -60,6 +135,8 @@ type endpoint struct {
 	id       string
 	address  string
 	revision atomic.Int64 // a new table may name a new revision at the same address
+	// transport serves the endpoint in-process (Endpoint.Transport).
+	transport http.RoundTripper
 
 	inflight atomic.Int64
 	// limit is the target's per-endpoint concurrency (0: none) and freed
@@ -183,14 +260,19 @@ func (e *endpoint) idleChan() <-chan struct{} {
 
 // pick chooses an endpoint of r by power of two random choices on in-flight
 // count, skipping drained endpoints and those in exclude, and returns it
-// acquired. It returns nil when no endpoint is eligible.
-func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
+// acquired. It prefers endpoints of revision want (0: any), and takes
+// another revision's when want has none eligible. It returns nil when no
+// endpoint is eligible.
+func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) *endpoint {
 	var buf [16]*endpoint
 	var now int64
 	for {
 		cands := buf[:0]
 		resting := 0
 		for _, e := range r.endpoints {
+			if want != 0 && e.revision.Load() != want {
+				continue
+			}
 			if !e.drained.Load() && !contains(exclude, e) && !e.full() {
 				if d := e.downUntil.Load(); d != 0 {
 					if now == 0 {
@@ -208,6 +290,9 @@ func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 			// Every eligible endpoint is resting: try them rather than
 			// fail without trying.
 			for _, e := range r.endpoints {
+				if want != 0 && e.revision.Load() != want {
+					continue
+				}
 				if !e.drained.Load() && !contains(exclude, e) && !e.full() {
 					cands = append(cands, e)
 				}
@@ -216,6 +301,12 @@ func (r *route) pick(g *Gateway, exclude []*endpoint) *endpoint {
 		var e *endpoint
 		switch len(cands) {
 		case 0:
+			if want != 0 {
+				// The revision has nothing to offer (starting, drained,
+				// failing): another revision serves rather than nobody.
+				want = 0
+				continue
+			}
 			return nil
 		case 1:
 			e = cands[0]
@@ -322,4 +413,15 @@ func (r *route) saturated(exclude []*endpoint) bool {
 		}
 	}
 	return any
+}
+
+// inProcess reports a route served by in-process endpoints (a Wasm
+// function's), which the gateway's own HTTP/1.1 client cannot dial.
+func (r *route) inProcess() bool {
+	for _, e := range r.endpoints {
+		if e.transport != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -71,12 +71,12 @@ func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*htt
 	var failed []string
 	var lastErr error
 	for {
-		e := c.route.pick(g, tried)
+		e := c.route.pick(g, tried, c.want)
 		for e == nil && c.route.saturated(tried) {
 			// Every endpoint is at its concurrency cap: wait for a slot
 			// (or a new endpoint) instead of overloading one.
 			free := c.route.stats.waitFree()
-			if e = c.route.pick(g, tried); e != nil {
+			if e = c.route.pick(g, tried, c.want); e != nil {
 				break
 			}
 			select {
@@ -86,10 +86,10 @@ func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*htt
 			case <-time.After(time.Until(deadline)):
 				return nil, &upstreamError{attempts: append(failed, fmt.Sprintf("no endpoint had a free slot within %s", g.cfg.Timeout)), timeout: true, last: errUpstreamTimeout}
 			}
-			if r := g.currentRoute(c.route.env, c.route.name); r != nil {
+			if r := g.currentRoute(c.route); r != nil {
 				c.route = r
 			}
-			e = c.route.pick(g, tried)
+			e = c.route.pick(g, tried, c.want)
 		}
 		if e == nil {
 			if len(tried) == 0 {
@@ -151,8 +151,11 @@ func (t *transport) try(req *http.Request, c *call, e *endpoint, deadline time.T
 		span = t.g.startUpstreamSpan(req.Context(), out.Header, c, e, attempt)
 	}
 
-	rt := t.g.upstream
-	if c.h2 {
+	var rt http.RoundTripper = t.g.upstream
+	switch {
+	case e.transport != nil:
+		rt = e.transport
+	case c.h2:
 		rt = t.g.upstreamH2
 	}
 	res, err = rt.RoundTrip(out)

@@ -38,6 +38,8 @@ type Registry interface {
 	PutManifest(ctx context.Context, repo, tag, mediaType string, body []byte) (string, error)
 	Copy(ctx context.Context, srcRepo, ref, dstRepo, tag string) (registry.Image, error)
 	Delete(ctx context.Context, repo, ref string) error
+	ReadManifest(ctx context.Context, repo, ref string) (mediaType string, body []byte, err error)
+	ReadBlob(ctx context.Context, repo, digest string, max int64) ([]byte, error)
 }
 
 var _ Registry = (*registry.Registry)(nil)
@@ -143,6 +145,10 @@ func (s *Service) ResolveImage(ctx context.Context, ref string) (string, error) 
 			return "", err
 		}
 		if found {
+			if img.ArtifactType == v1.MediaTypeWasmConfig {
+				// A Wasm module runs in the server, not on a node.
+				return img.Digest, nil
+			}
 			if err := s.ensureOnNode(ctx, r.repo, img.Digest); err != nil {
 				return "", err
 			}

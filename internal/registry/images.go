@@ -23,6 +23,10 @@ type Image struct {
 	// Size is the manifest plus the content it names (config and layers;
 	// for an index, its manifests' sizes, recursively).
 	Size int64
+	// ArtifactType is what the manifest says it holds: its artifactType,
+	// or its config's media type (application/vnd.wasm.config.v1+json for
+	// a Wasm module). Set by Resolve.
+	ArtifactType string
 }
 
 // List returns every tagged image, by repository then tag.
@@ -113,15 +117,73 @@ func (g *Registry) Resolve(ctx context.Context, repo, ref string) (Image, error)
 	if !validName(repo) {
 		return Image{}, v1.FieldError("repository", "invalid repository name %q", repo)
 	}
-	d, _, err := g.resolve(repo, ref)
+	d, l, err := g.resolve(repo, ref)
 	if err != nil {
 		return Image{}, toAPIError(err, repo, ref)
 	}
-	img := Image{Repository: repo, Digest: d.String(), Size: g.imageSize(d, 0)}
+	img := Image{Repository: repo, Digest: d.String(), Size: g.imageSize(d, 0), ArtifactType: l.ArtifactType}
 	if !strings.Contains(ref, ":") {
 		img.Tag = ref
 	}
 	return img, nil
+}
+
+// ReadManifest returns the manifest ref (a tag or digest) names in repo,
+// and its media type.
+func (g *Registry) ReadManifest(ctx context.Context, repo, ref string) (mediaType string, body []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	if !validName(repo) {
+		return "", nil, v1.FieldError("repository", "invalid repository name %q", repo)
+	}
+	d, l, err := g.resolve(repo, ref)
+	if err != nil {
+		return "", nil, toAPIError(err, repo, ref)
+	}
+	b, err := os.ReadFile(g.blobPath(d))
+	if err != nil {
+		return "", nil, toAPIError(err, repo, ref)
+	}
+	return l.MediaType, b, nil
+}
+
+// ReadBlob returns the content of blob dgst of repo, refusing one larger
+// than max bytes (Invalid) before reading it.
+func (g *Registry) ReadBlob(ctx context.Context, repo, dgst string, max int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !validName(repo) {
+		return nil, v1.FieldError("repository", "invalid repository name %q", repo)
+	}
+	d, err := digest.Parse(dgst)
+	if err != nil {
+		return nil, v1.FieldError("digest", "invalid digest %q: %v", dgst, err)
+	}
+	if !g.blobLinked(repo, d) {
+		return nil, v1.NotFound("blob %s is not in repository %s", dgst, repo)
+	}
+	f, err := os.Open(g.blobPath(d))
+	if err != nil {
+		return nil, v1.NotFound("blob %s of repository %s: %v", dgst, repo, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > max {
+		return nil, v1.Invalid("blob %s is %d bytes, more than the %d allowed", dgst, st.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if digest.FromBytes(b) != d {
+		return nil, fmt.Errorf("blob %s of repository %s does not match its digest", dgst, repo)
+	}
+	return b, nil
 }
 
 // PutBlob stores in repo the blob r reads: exactly size bytes of digest dgst,

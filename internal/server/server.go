@@ -19,6 +19,7 @@ import (
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/activator"
+	"berth.dev/berth/internal/advisor"
 	"berth.dev/berth/internal/apiserver"
 	"berth.dev/berth/internal/atomicfile"
 	"berth.dev/berth/internal/autoscaler"
@@ -28,9 +29,11 @@ import (
 	"berth.dev/berth/internal/config"
 	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/controller"
+	"berth.dev/berth/internal/convert"
 	"berth.dev/berth/internal/egress"
 	"berth.dev/berth/internal/events"
 	"berth.dev/berth/internal/gateway"
+	"berth.dev/berth/internal/history"
 	"berth.dev/berth/internal/images"
 	"berth.dev/berth/internal/informer"
 	"berth.dev/berth/internal/network/cni"
@@ -45,6 +48,8 @@ import (
 	"berth.dev/berth/internal/telemetry/logs"
 	"berth.dev/berth/internal/telemetry/metrics"
 	"berth.dev/berth/internal/telemetry/tracing"
+	"berth.dev/berth/internal/wasm"
+	"berth.dev/berth/internal/web"
 	"berth.dev/berth/internal/workflow/engine"
 )
 
@@ -77,6 +82,10 @@ type Server struct {
 	workflows  *engine.Engine
 	services   *controller.Services
 	functions  *controller.Functions
+	history    *history.DB
+	advisor    *advisor.Advisor
+	converter  *convert.Converter
+	wasm       *wasm.Host
 	state      *state // the environments' object and key-value stores
 	parts      []part
 
@@ -229,6 +238,11 @@ func (s *Server) openState(ctx context.Context) error {
 		return fmt.Errorf("--gateway %s: %w", cfg.GatewayAddr, err)
 	}
 	if s.store, err = bolt.Open(cfg.StorePath(), bolt.Options{Logger: s.log.With("part", "store")}); err != nil {
+		return err
+	}
+	// The advisor's per-minute traffic history: a file of its own, so a
+	// record a minute per workload does not churn the store's watch.
+	if s.history, err = history.Open(cfg.HistoryPath(), history.Options{Retention: cfg.HistoryRetention, Logger: s.log.With("part", "history")}); err != nil {
 		return err
 	}
 	if err := apiserver.EnsureDefaultEnvironment(ctx, s.store); err != nil {
@@ -461,15 +475,26 @@ func (s *Server) buildControlPlane() error {
 		Logger:         s.log.With("part", "activator"),
 	})
 	s.gateway.SetActivator(act)
+	// Wasm functions run in this process; compiled code is cached under
+	// the data dir so that a restart does not compile again.
+	wasmHost, err := wasm.New(wasm.Config{
+		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), LogDir: cfg.LogDir(),
+		TracerProvider: s.tracing.TracerProvider(), Logger: s.log.With("part", "wasm"),
+	})
+	if err != nil {
+		return err
+	}
+	s.wasm = wasmHost
 	functions = controller.NewFunctions(controller.FunctionConfig{
 		Store: s.store, Functions: fns, Revisions: revs, Backend: s.backend,
 		Images: s.images, Events: s.events,
 		Scaler: scalerAdapter{scaler}, Stats: &loadStats{gateway: s.gateway, activator: act},
 		OnFunctions: s.setQueueFunctions, RoutesSynced: routesSynced,
+		Wasm: wasmHost, WasmModules: s.images, Values: s.values,
 		Logger: s.log.With("part", "functions"),
 	})
 	routes := controller.NewRoutes(controller.RoutesConfig{
-		Services: svcs, Functions: fns, Backend: s.backend, Table: act, Synced: routesSynced,
+		Services: svcs, Functions: fns, Backend: s.backend, Table: act, Synced: routesSynced, Wasm: wasmHost,
 		Logger: s.log.With("part", "routes"),
 	})
 	for _, inf := range []struct {
@@ -486,6 +511,10 @@ func (s *Server) buildControlPlane() error {
 	s.addPart("functions", functions.Run)
 	s.addPart("autoscaler", scaler.Run)
 	s.addPart("routes", routes.Run)
+	s.addPart("canaries", controller.NewCanaries(controller.CanaryConfig{
+		Store: s.store, Services: svcs, Functions: fns, Stats: s.gateway, Events: s.events,
+		Logger: s.log.With("part", "canaries"),
+	}).Run)
 	s.addPart("events-pruner", func(ctx context.Context) error {
 		return events.RunPruner(ctx, s.store, 30*time.Second, func(err error) {
 			s.log.Warn("prune events", "err", err)
@@ -505,6 +534,9 @@ func (s *Server) buildControlPlane() error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	s.addPart("workflow", s.workflows.Run)
+	if err := s.buildAdvisor(svcs, fns, act, routes); err != nil {
+		return err
+	}
 	janitor := logs.NewJanitor(logs.JanitorConfig{
 		Root: cfg.LogDir(), Store: s.store, MaxAge: cfg.LogMaxAge, MaxBytes: cfg.LogMaxBytes,
 		Logger: s.log.With("part", "logs"),
@@ -554,11 +586,22 @@ func (s *Server) buildAPI() error {
 		Traces:      s.tracing,
 		Logger:      s.log.With("part", "api"),
 		Capacity:    capacity,
+		Advisor:     s.advisor,
+		Converter:   s.converter,
 		Objects:     s.state.objects, KV: kvAPI{s.state}, AccessKeys: s.state.keys,
 	})
+	apiHandler := api.WithMetrics(s.metrics, cfg.MetricsPublic)
+	// The dashboard calls that same handler with each user's token.
+	dash, err := web.New(web.Config{API: apiHandler, Gateway: s.GatewayAddr(), Domain: cfg.Domain,
+		Logger: s.log.With("part", "dashboard")})
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	s.addPart("dashboard", dash.Run)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.registry.Handler())
-	mux.Handle("/", s.awsAPIs(api.WithMetrics(s.metrics, cfg.MetricsPublic)))
+	mux.Handle("/ui/", dash.Handler())
+	mux.Handle("/", s.awsAPIs(apiHandler))
 	// Bounded per listener and per client, with no whole-request
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
@@ -624,6 +667,9 @@ func (s *Server) stop() {
 	if s.queue != nil {
 		s.queue.Close()
 	}
+	if s.wasm != nil {
+		_ = s.wasm.Close(ctx)
+	}
 	s.state.close()
 	if s.tracing != nil {
 		// Flushes what is queued for the OTLP collector.
@@ -635,9 +681,49 @@ func (s *Server) stop() {
 	// A containerd we started keeps running on purpose (s.supervisor is
 	// not stopped): the shims hold the workloads, and the next server
 	// reuses that containerd and re-attaches to them.
+	if s.history != nil {
+		// After the recorder stopped: it writes its last minute.
+		s.history.Close()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
+}
+
+// buildAdvisor makes the traffic history's recorder and retention, the
+// advisor that replays it, and the converter that switches a workload's
+// kind.
+func (s *Server) buildAdvisor(svcs *controller.Services, fns *controller.Functions, act *activator.Activator, routes *controller.Routes) error {
+	totals, err := history.NewCollectorTotals(s.gateway.Collector(), act.Collector())
+	if err != nil {
+		return err
+	}
+	rec := history.NewRecorder(history.Config{
+		DB:     s.history,
+		Source: historySource{services: svcs, functions: fns, gateway: s.gateway, backend: s.backend},
+		Usage:  historySource{backend: s.backend},
+		Totals: totals,
+		Logger: s.log.With("part", "history"),
+	})
+	s.addPart("history", rec.Run)
+	s.addPart("history-retention", s.history.RunRetention)
+	prices, err := loadPriceSheet(s.cfg.PriceSheet)
+	if err != nil {
+		return err
+	}
+	s.advisor, err = advisor.New(advisor.Config{
+		History: s.history, Workloads: adviceWorkloads{services: svcs, functions: fns},
+		Prices: prices, MinHistory: s.cfg.AdviceMinHistory, MaxSince: s.cfg.HistoryRetention,
+		Logger: s.log.With("part", "advisor"),
+	})
+	if err != nil {
+		return err
+	}
+	s.converter = convert.New(convert.Config{
+		Routes: routes, Events: s.events, Backend: s.cfg.Backend,
+		Logger: s.log.With("part", "convert"),
+	})
+	return nil
 }
 
 // Store exposes the store to in-process tests.

@@ -22,10 +22,19 @@ import (
 func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 	defer b.readWrites(ctx)()
 	cur := w.Revision.Spec.Number
+	pinned := make(map[int64][]*v1.Instance, len(w.Pinned))
+	for _, p := range w.Pinned {
+		if n := p.Revision.Spec.Number; n != cur {
+			pinned[n] = nil
+		}
+	}
 	var active, standby []*v1.Instance
 	for _, i := range b.instancesOf(w.Ref) {
+		_, pin := pinned[i.Spec.Revision]
 		switch {
 		case i.Spec.Draining:
+		case pin && !i.Spec.Standby:
+			pinned[i.Spec.Revision] = append(pinned[i.Spec.Revision], i)
 		case i.Spec.Standby && i.Spec.Revision == cur && i.Status.Phase != v1.PhaseFailed:
 			// Taken first for a new instance, even when no standby is
 			// wanted beyond Replicas any more (a scale-up to the max).
@@ -64,7 +73,7 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 				return err
 			}
 		}
-		inst, err := b.createInstance(ctx, w, false)
+		inst, err := b.createInstance(ctx, w.Ref, w.Labels, cur, false)
 		if err != nil {
 			return err
 		}
@@ -72,12 +81,15 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			b.event(ctx, w.Ref, "Normal", "Created", fmt.Sprintf("Created instance %s (revision %d)", inst.Metadata.Name, cur))
 		}
 	}
+	if err := b.scalePinned(ctx, w, pinned); err != nil {
+		return err
+	}
 	want := 0
 	if w.Standby {
 		want = 1
 	}
 	for len(standby) < want {
-		s, err := b.createInstance(ctx, w, true)
+		s, err := b.createInstance(ctx, w.Ref, w.Labels, cur, true)
 		if err != nil {
 			return err
 		}
@@ -86,6 +98,38 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 	for _, s := range standby[want:] {
 		if err := b.drain(ctx, s, true); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// scalePinned brings each pinned revision to its replicas: a split's
+// revisions run side by side, so there is no rollout between them, only a
+// count per revision.
+func (b *Backend) scalePinned(ctx context.Context, w backend.Workload, insts map[int64][]*v1.Instance) error {
+	quiet := w.Kind == v1.KindFunction
+	for _, p := range w.Pinned {
+		n := p.Revision.Spec.Number
+		have, ok := insts[n]
+		if !ok {
+			continue // the current revision, listed by mistake
+		}
+		if extra := len(have) - p.Replicas; extra > 0 {
+			sortForRemoval(have)
+			for _, i := range have[:extra] {
+				if err := b.drain(ctx, i, quiet); err != nil {
+					return err
+				}
+			}
+		}
+		for k := len(have); k < p.Replicas; k++ {
+			inst, err := b.createInstance(ctx, w.Ref, w.Labels, n, false)
+			if err != nil {
+				return err
+			}
+			if !quiet {
+				b.event(ctx, w.Ref, "Normal", "Created", fmt.Sprintf("Created instance %s (revision %d, pinned by traffic)", inst.Metadata.Name, n))
+			}
 		}
 	}
 	return nil
@@ -173,12 +217,11 @@ func (b *Backend) updateInstance(ctx context.Context, key store.Key, change func
 
 // createInstance records a new instance of w's revision for the agent to
 // run; a standby one is prepared but not started.
-func (b *Backend) createInstance(ctx context.Context, w backend.Workload, standby bool) (*v1.Instance, error) {
-	rev := w.Revision.Spec.Number
+func (b *Backend) createInstance(ctx context.Context, w backend.Ref, labels map[string]string, rev int64, standby bool) (*v1.Instance, error) {
 	for {
 		inst := &v1.Instance{
 			TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindInstance},
-			Metadata: v1.ObjectMeta{Name: w.Name + "-" + randSuffix(), Environment: w.Environment, Labels: w.Labels},
+			Metadata: v1.ObjectMeta{Name: w.Name + "-" + randSuffix(), Environment: w.Environment, Labels: labels},
 			Spec:     v1.InstanceSpec{Owner: w.Name, OwnerKind: w.Kind, Revision: rev, Standby: standby},
 			Status:   v1.InstanceStatus{Phase: v1.PhasePending, Revision: rev},
 		}

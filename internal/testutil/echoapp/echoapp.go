@@ -51,6 +51,10 @@ func Serve(env Env) int {
 	var failing atomic.Bool
 	var flakyMu sync.Mutex
 	flaky := map[string]int{}
+	failPercent, _ := strconv.ParseInt(env.Getenv("FAIL_PERCENT"), 10, 64)
+	delayMS, _ := strconv.Atoi(env.Getenv("DELAY_MS"))
+	delay := time.Duration(delayMS) * time.Millisecond
+	var rootServed atomic.Int64
 	mux := http.NewServeMux()
 	// /flaky?key=K&fail=N fails (500) the first N calls with key K, then
 	// succeeds: a handler for retry tests.
@@ -110,6 +114,23 @@ func Serve(env Env) int {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
+		}
+		// FAIL_PERCENT=N fails N of every 100 requests to "/" (500),
+		// spread evenly; DELAY_MS=N answers each N ms late: a bad
+		// revision for canary tests.
+		if failPercent > 0 {
+			n := rootServed.Add(1)
+			if n*failPercent/100 != (n-1)*failPercent/100 {
+				http.Error(w, "failing as configured (FAIL_PERCENT)", http.StatusInternalServerError)
+				return
+			}
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
 		}
 		writeJSON(w, map[string]string{
 			"hostname": env.Hostname,
