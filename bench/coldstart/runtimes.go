@@ -69,11 +69,12 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 				}
 			}
 			if rt == "go-lambda" {
-				// The template's go.mod names aws-lambda-go; the go.sum of
-				// the builder's own test handler (the same version) spares
-				// a go mod tidy.
-				if err := copyFile(filepath.Join("internal", "build", "testdata", "golambda", "go.sum"), filepath.Join(src, name, "go.sum")); err != nil {
-					return err
+				// As init tells a user: fetch aws-lambda-go and write
+				// go.sum (the module cache has it from the build tests).
+				tidy := exec.Command("go", "mod", "tidy")
+				tidy.Dir = filepath.Join(src, name)
+				if out, err := tidy.CombinedOutput(); err != nil {
+					return fmt.Errorf("go mod tidy in %s: %v %s", name, err, out)
 				}
 			}
 			tar := filepath.Join(dir, name+".tar")
@@ -149,12 +150,4 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o644)
 }
