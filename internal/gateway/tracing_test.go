@@ -131,6 +131,7 @@ func TestTraceAcrossTwoHops(t *testing.T) {
 	for k, want := range map[string]string{
 		"http.request.method": "GET", "http.route": "/a", "http.response.status_code": "200",
 		tracing.AttrWorkload: "a", tracing.AttrEnvironment: "shop", tracing.AttrKind: "Service",
+		tracing.AttrRevision: "1", // the revision that answered: a split is read by it
 	} {
 		if got := srvA.Attributes[k]; got != want {
 			t.Errorf("server span %s = %q, want %q", k, got, want)
