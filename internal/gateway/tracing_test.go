@@ -347,3 +347,33 @@ func testUnsampled(t *testing.T, gatewayDecides bool) {
 		t.Errorf("the upstream span is not under the request's: %+v", up)
 	}
 }
+
+// TestServerSpanRevision: the server span names the revision of the
+// instance that answered, so a trace of a split or a canary says which
+// one it was; a request no instance answered (503 at zero) names none.
+func TestServerSpanRevision(t *testing.T) {
+	tr := newTracing(t)
+	up := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	ep := up.endpoint()
+	ep.Revision = 7
+	_, url, c := startGateway(t, Config{TracerProvider: tr.TracerProvider()},
+		Target{Environment: "dev", Name: "web", Kind: "Service", Endpoints: []Endpoint{ep}},
+		Target{Environment: "dev", Name: "resize", Kind: "Function"})
+	for _, tc := range []struct {
+		host, trace, want string
+		spans             int
+	}{
+		{"web.dev.berth.localhost", "4bf92f3577b34da6a3ce929d0e0e4701", "7", 2},
+		{"resize.dev.berth.localhost", "4bf92f3577b34da6a3ce929d0e0e4702", "", 1},
+	} {
+		host, want := tc.host, tc.want
+		req := mustRequest(t, http.MethodGet, url+"/", nil)
+		req.Host = host
+		req.Header.Set("Traceparent", "00-"+tc.trace+"-00f067aa0ba902b7-01")
+		res, _ := do(t, c, req)
+		srv := spanNamed(t, waitTrace(t, tr, tc.trace, tc.spans), "gateway "+strings.TrimSuffix(host, ".berth.localhost"))
+		if got, ok := srv.Attributes[tracing.AttrRevision]; got != want || ok != (want != "") {
+			t.Errorf("%s (status %d): server span %s = %q (set %v), want %q", host, res.StatusCode, tracing.AttrRevision, got, ok, want)
+		}
+	}
+}
