@@ -223,6 +223,48 @@ spec: {image: "golambda:v1", timeout: 20s}
 		})
 	})
 
+	t.Run("a Node Lambda handler built by berth build", func(t *testing.T) {
+		// internal/build/testdata/nodelambda: exports.handler, written for
+		// AWS and unchanged; berth build tells it from a Node server.
+		_, self, _, _ := runtime.Caller(0)
+		src := filepath.Join(filepath.Dir(self), "..", "internal", "build", "testdata", "nodelambda")
+		out := s.mustBerth("", "build", src, "-t", "nodelambda:v1")
+		if !strings.Contains(out, "built nodelambda:v1 sha256:") {
+			t.Fatalf("build: %s", out)
+		}
+		s.mustBerth(`apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: hello-node}
+spec: {image: "nodelambda:v1", timeout: 20s}
+`, "apply", "-f", "-")
+		var body string
+		testutil.WaitForState(t, 90*time.Second, "the handler answering through the gateway", func() (bool, string) {
+			code, b, err := s.gatewayDo(http.MethodPost, "hello-node.default.berth.localhost", "/orders/7?full=1", []byte("hi"))
+			body = b
+			return err == nil && code == 201, fmt.Sprintf("%d %v %s", code, err, b)
+		})
+		if want := `POST /orders/7?full=1 body="hi" name=hello-node deadline=true arn=arn:aws:lambda:us-east-1:default:function:hello-node`; body != want {
+			t.Fatalf("through the gateway: %q, want %q", body, want)
+		}
+		res, err := fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello-node"), Payload: []byte(`{"n": 5}`)})
+		if err != nil || res.FunctionError != nil || !strings.HasPrefix(string(res.Payload), `{"echo":{"n":5},"requestId":"`) {
+			t.Fatalf("Invoke = %v %s, %v", res.FunctionError, res.Payload, err)
+		}
+		res, err = fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello-node"), Payload: []byte(`{"fail": "card declined"}`)})
+		if err != nil || aws.ToString(res.FunctionError) != "Unhandled" || !strings.Contains(string(res.Payload), `"errorType":"Error","errorMessage":"card declined"`) {
+			t.Fatalf("a handler's error through Invoke = %v %s, %v", aws.ToString(res.FunctionError), res.Payload, err)
+		}
+		ev, err := fns.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello-node"), InvocationType: lambdatypes.InvocationTypeEvent, Payload: []byte(`{"n": 6}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := awsmiddleware.GetRequestIDMetadata(ev.ResultMetadata)
+		testutil.WaitForState(t, 90*time.Second, "the Event to the handler to succeed", func() (bool, string) {
+			inv, err := s.client.Invocation(ctx, "default", id)
+			return err == nil && inv.Status == v1.InvocationSucceeded, fmt.Sprintf("%+v %v", inv, err)
+		})
+	})
+
 	t.Run("the key dies with its token", func(t *testing.T) {
 		s.mustBerth("", "token", "revoke", "app")
 		_, err := fns.ListFunctions(ctx, &lambda.ListFunctionsInput{})

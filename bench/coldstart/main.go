@@ -13,7 +13,8 @@
 // With -moments N it also runs N rounds of the hard moments (moments.go):
 // right after a deploy, after a burst, after a server restart, two
 // functions at once, ten instances at once. With -runtimes N, N cold
-// starts each of Go, Python and Node functions (runtimes.go).
+// starts each of Go, Python, Node and Lambda handler (go-lambda,
+// node-lambda) functions (runtimes.go).
 package main
 
 import (
@@ -47,7 +48,7 @@ func main() {
 	n := flag.Int("n", 30, "cold starts per path")
 	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
-	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python and Node functions each; 0 skips them")
+	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python, Node and Lambda handler functions each; 0 skips them")
 	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")
 	flag.Parse()
 	if *wasmOnly {

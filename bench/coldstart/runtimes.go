@@ -3,8 +3,10 @@ package main
 // Cold starts per runtime (-runtimes): the Go echo image beside Python and
 // Node functions made by `berth init` and built by Berth's own builder
 // (a hello handler, and one that imports modules a real handler would),
-// each at zero with a prepared standby, interleaved so all see the same
-// machine, through the gateway.
+// and Lambda handlers (go-lambda, node-lambda: the bridge, then the
+// handler's init, then an API Gateway event), each at zero with a
+// prepared standby, interleaved so all see the same machine, through the
+// gateway.
 
 import (
 	"context"
@@ -39,8 +41,11 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 		}
 	}
 	fns := []fnImage{{name: "go-hello", image: image, tar: goTar}}
-	for _, rt := range []string{"python", "node"} {
+	for _, rt := range []string{"python", "node", "go-lambda", "node-lambda"} {
 		for _, variant := range []string{"hello", "imports"} {
+			if variant == "imports" && rt == "go-lambda" {
+				continue // a Go program's imports are linked in: no init cost to see
+			}
 			name := rt + "-" + variant
 			src := filepath.Join(dir, "src")
 			os.MkdirAll(src, 0o755)
@@ -51,7 +56,7 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 			}
 			if variant == "imports" {
 				main, extra := "main.py", pythonImports
-				if rt == "node" {
+				if rt == "node" || rt == "node-lambda" {
 					main, extra = "index.js", nodeImports
 				}
 				p := filepath.Join(src, name, main)
@@ -61,6 +66,15 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 				}
 				if err := os.WriteFile(p, []byte(extra+string(raw)), 0o644); err != nil {
 					return err
+				}
+			}
+			if rt == "go-lambda" {
+				// As init tells a user: fetch aws-lambda-go and write
+				// go.sum (the module cache has it from the build tests).
+				tidy := exec.Command("go", "mod", "tidy")
+				tidy.Dir = filepath.Join(src, name)
+				if out, err := tidy.CombinedOutput(); err != nil {
+					return fmt.Errorf("go mod tidy in %s: %v %s", name, err, out)
 				}
 			}
 			tar := filepath.Join(dir, name+".tar")

@@ -38,7 +38,7 @@ func interpreted(ctx context.Context, opts Options) (ggcr.Image, error) {
 	if bases == nil {
 		bases = &DebianBases{Progress: progress}
 	}
-	base, err := bases.Base(ctx, rt)
+	base, err := bases.Base(ctx, baseOf(rt))
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,11 @@ func interpreted(ctx context.Context, opts Options) (ggcr.Image, error) {
 	}
 	if err := p.tree(app, "app", nil); err != nil {
 		return nil, err
+	}
+	if rt == RuntimeNodeLambda {
+		if err := addNodeLambdaRuntime(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	if empty, _ := isEmptyDir(deps); !empty {
 		if err := p.dir("deps", 0o755); err != nil {
@@ -110,6 +115,8 @@ func plan(rt Runtime, dir string) (imageConfig, bool, error) {
 			env:     []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
 			workdir: "/app",
 		}, requirements(dir), nil
+	case RuntimeNodeLambda:
+		return nodeLambdaPlan(dir)
 	case RuntimeNode:
 		pkg, err := readPackageJSON(dir)
 		if err != nil {
@@ -203,7 +210,7 @@ func installDeps(ctx context.Context, rt Runtime, base *Base, app, deps string, 
 	case RuntimePython:
 		tool = "pip install"
 		inner = "python3 -m pip install --no-cache-dir --no-compile --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --break-system-packages --target /deps -r /app/requirements.txt"
-	case RuntimeNode:
+	case RuntimeNode, RuntimeNodeLambda:
 		tool = "npm install"
 		inner = "cd /app && if [ -f package-lock.json ]; then npm ci --omit=dev --no-audit --no-fund --cache /tmp/npm-cache; else npm install --omit=dev --no-audit --no-fund --no-package-lock --cache /tmp/npm-cache; fi"
 	}

@@ -35,10 +35,13 @@ const (
 	// RuntimeGoLambda is a Go Lambda handler (github.com/aws/aws-lambda-go),
 	// run behind the Lambda Runtime API bridge (golambda.go).
 	RuntimeGoLambda Runtime = "go-lambda"
+	// RuntimeNodeLambda is a Node.js Lambda handler (exports.handler), run
+	// by Berth's runtime loop behind the same bridge (nodelambda.go).
+	RuntimeNodeLambda Runtime = "node-lambda"
 )
 
 // Runtimes are the supported runtimes, in detection order.
-var Runtimes = []Runtime{RuntimeGo, RuntimeNode, RuntimePython, RuntimeGoLambda}
+var Runtimes = []Runtime{RuntimeGo, RuntimeNode, RuntimePython, RuntimeGoLambda, RuntimeNodeLambda}
 
 // ParseRuntime accepts a runtime's name and a few common spellings.
 func ParseRuntime(s string) (Runtime, error) {
@@ -47,6 +50,8 @@ func ParseRuntime(s string) (Runtime, error) {
 		return RuntimeGo, nil
 	case "go-lambda", "golambda", "lambda-go":
 		return RuntimeGoLambda, nil
+	case "node-lambda", "nodelambda", "lambda-node", "nodejs-lambda":
+		return RuntimeNodeLambda, nil
 	case "python", "python3", "py":
 		return RuntimePython, nil
 	case "node", "nodejs", "node.js", "js", "javascript":
@@ -66,8 +71,10 @@ func supportedList() string {
 }
 
 // Detect says which runtime the source in dir is for: a go.mod that
-// requires aws-lambda-go is go-lambda; go.mod or main.go is Go; package.json is Node; requirements.txt, main.py or app.py is
-// Python. Go wins over Node over Python when several are there (a Go
+// requires aws-lambda-go is go-lambda; go.mod or main.go is Go; a main
+// module (package.json's "main", else index.js or index.mjs) that exports
+// a handler and listens on nothing is node-lambda; package.json is Node;
+// requirements.txt, main.py or app.py is Python. Go wins over Node over Python when several are there (a Go
 // service with a package.json for its web assets is still Go).
 func Detect(dir string) (Runtime, error) {
 	st, err := os.Stat(dir)
@@ -83,6 +90,8 @@ func Detect(dir string) (Runtime, error) {
 		return RuntimeGoLambda, nil
 	case has("go.mod"), has("main.go"):
 		return RuntimeGo, nil
+	case nodeLambdaSource(dir):
+		return RuntimeNodeLambda, nil
 	case has("package.json"):
 		return RuntimeNode, nil
 	case has("requirements.txt"), has("main.py"), has("app.py"):
@@ -151,7 +160,7 @@ func Build(ctx context.Context, opts Options, out io.Writer) (Result, error) {
 		img, err = goImage(ctx, GoOptions{Dir: opts.Dir, Ref: opts.Ref, Env: opts.Env, Port: opts.Port, Output: opts.Progress})
 	case RuntimeGoLambda:
 		img, err = goLambdaImage(ctx, opts)
-	case RuntimePython, RuntimeNode:
+	case RuntimePython, RuntimeNode, RuntimeNodeLambda:
 		img, err = interpreted(ctx, opts)
 	}
 	if err != nil {

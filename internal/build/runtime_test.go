@@ -54,7 +54,8 @@ var sources = map[Runtime]map[string]string{
 	RuntimeNode:   {"package.json": `{"name":"f","main":"server.js"}`, "server.js": "console.log('hi')\n", "lib/a.js": "module.exports = 1\n"},
 	RuntimeGo:     {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
 	// Any Go program builds as a handler; testdata/golambda is a real one.
-	RuntimeGoLambda: {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
+	RuntimeGoLambda:   {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
+	RuntimeNodeLambda: {"index.js": "exports.handler = async (event) => event;\n", "lib/a.js": "module.exports = 1\n"},
 }
 
 func build(t *testing.T, dir string, rt Runtime) (Result, []byte) {
@@ -197,6 +198,9 @@ func TestDetect(t *testing.T) {
 		{map[string]string{"app.py": ""}, RuntimePython},
 		{map[string]string{"go.mod": "", "package.json": "{}"}, RuntimeGo},
 		{map[string]string{"go.mod": "module f\n\nrequire github.com/aws/aws-lambda-go v1.55.1\n"}, RuntimeGoLambda},
+		{map[string]string{"package.json": "{}", "index.js": "exports.handler = async (event) => event;\n"}, RuntimeNodeLambda},
+		// A server that also exports a handler (for tests, say) is a server.
+		{map[string]string{"package.json": "{}", "index.js": "exports.handler = h;\nhttp.createServer(h).listen(8080);\n"}, RuntimeNode},
 	}
 	for _, c := range cases {
 		got, err := Detect(writeTree(t, c.files))
@@ -212,7 +216,7 @@ func TestDetect(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	_, err := ParseRuntime("ruby")
-	if !v1.IsInvalid(err) || !strings.Contains(err.Error(), `unsupported runtime "ruby"; supported: go, node, python, go-lambda`) {
+	if !v1.IsInvalid(err) || !strings.Contains(err.Error(), `unsupported runtime "ruby"; supported: go, node, python, go-lambda, node-lambda`) {
 		t.Errorf("ruby: %v", err)
 	}
 	dir := writeTree(t, map[string]string{"requirements.txt": "flask\n"})

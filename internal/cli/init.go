@@ -20,13 +20,14 @@ import (
 func newInitCommand(o *options) *cobra.Command {
 	var runtime string
 	cmd := &cobra.Command{
-		Use:   "init --runtime go|python|node|go-lambda|go-wasm NAME",
+		Use:   "init --runtime go|python|node|go-lambda|node-lambda|go-wasm NAME",
 		Short: "Write a function template and its berth.yaml in ./NAME",
 		Long: "Write a function in ./NAME that serves HTTP on $PORT (8080 by default), stops cleanly on\n" +
 			"SIGTERM and logs to stdout, with a berth.yaml Function manifest naming the image NAME:v1.\n" +
 			"Then: berth deploy NAME (or berth build NAME -t NAME:v1 && berth apply -f NAME/berth.yaml).\n" +
-			"go-lambda writes an AWS Lambda handler (aws-lambda-go's lambda.Start) instead: Berth runs it\n" +
-			"behind the Lambda Runtime API, HTTP requests arriving as API Gateway v2 events (docs/aws.md).",
+			"go-lambda and node-lambda write an AWS Lambda handler (aws-lambda-go's lambda.Start, Node's\n" +
+			"exports.handler) instead: Berth runs it behind the Lambda Runtime API, HTTP requests arriving\n" +
+			"as API Gateway v2 events (docs/aws.md).",
 		Example: "  berth init --runtime python hello && berth deploy hello --wait\n  curl -H 'Host: hello.default.berth.localhost' http://127.0.0.1:8080/",
 		Args:    exactArgs(1, "the function's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,7 +36,7 @@ func newInitCommand(o *options) *cobra.Command {
 				return UsageError(fmt.Errorf("%q is not a valid name: lower-case letters, digits and '-', starting with a letter, at most 63 characters", name))
 			}
 			if runtime == "" {
-				return UsageError(fmt.Errorf("--runtime is required: go, python, node, go-lambda or go-wasm"))
+				return UsageError(fmt.Errorf("--runtime is required: go, python, node, go-lambda, node-lambda or go-wasm"))
 			}
 			rt, err := build.ParseRuntime(runtime)
 			if err != nil {
@@ -66,7 +67,7 @@ func newInitCommand(o *options) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python, node, go-lambda, or go-wasm (a WebAssembly function run in the server)")
+	cmd.Flags().StringVar(&runtime, "runtime", "", "go, python, node, go-lambda, node-lambda, or go-wasm (a WebAssembly function run in the server)")
 	return cmd
 }
 
@@ -92,6 +93,9 @@ func templateFiles(rt build.Runtime, name string) map[string]string {
 	case build.RuntimeNode:
 		files["package.json"] = r.Replace(packageTemplate)
 		files["index.js"] = r.Replace(nodeTemplate)
+	case build.RuntimeNodeLambda:
+		files["package.json"] = r.Replace(packageTemplate)
+		files["index.js"] = r.Replace(nodeLambdaTemplate)
 	}
 	return files
 }
@@ -317,4 +321,23 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 }
 
 func main() { lambda.Start(handle) }
+`
+
+const nodeLambdaTemplate = `// NAME is an AWS Lambda handler, unchanged from Lambda: Berth's runtime
+// loop calls it through the Lambda Runtime API. HTTP requests through
+// Berth's gateway arrive as API Gateway HTTP API (v2) events and the
+// returned object is the HTTP response; invocations through the Lambda
+// API (aws lambda invoke), async ones and workflow tasks pass their event
+// as it is, and get the returned value.
+exports.handler = async (event, context) => {
+  if (event && event.requestContext && event.requestContext.http) {
+    console.log(event.requestContext.http.method + " " + event.rawPath);
+    return {
+      statusCode: 200,
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message: "Hello from NAME", runtime: "node-lambda", requestId: context.awsRequestId }),
+    };
+  }
+  return { message: "Hello from NAME", event };
+};
 `

@@ -31,7 +31,9 @@ func newTopCommand(o *options) *cobra.Command {
 		Long: "Show the Services and Functions of an environment with their instances\n" +
 			"(ready/desired), requests per second, median and 99th percentile latency, 5xx\n" +
 			"answers per second, CPU (in millicores) and memory, computed from two scrapes of\n" +
-			"the server's /metrics an interval apart. On a terminal the table is redrawn\n" +
+			"the server's /metrics an interval apart. While a workload runs more than one\n" +
+			"revision (a traffic split, a canary), a line per revision follows its own: the\n" +
+			"revision's ready instances, requests, latency and errors. On a terminal the table is redrawn\n" +
 			"every interval until Ctrl-C; with --once, or when not on a terminal, one table\n" +
 			"is printed.",
 		Example: "  berth top\n  berth top -e staging --interval 5s\n  berth top --once",
@@ -146,9 +148,10 @@ func metricValue(m *dto.Metric) float64 {
 	return 0
 }
 
-// topRow is one workload's line.
+// topRow is one workload's line, or one revision's under it.
 type topRow struct {
 	kind, name       string
+	revision         int64 // > 0 on a revision's line
 	ready, desired   int
 	reqPerSec        float64
 	p50, p99         float64 // seconds; NaN when no request was answered
@@ -157,6 +160,9 @@ type topRow struct {
 	memBytes         float64
 	hasCPU, hasMem   bool
 	hasInstanceGauge bool
+	// revisions are the workload's lines by revision, when more than one
+	// revision runs or answered (a split, a canary); nil otherwise.
+	revisions []topRow
 }
 
 // counterKey identifies one time series across scrapes.
@@ -199,6 +205,29 @@ func topRows(prev, cur *topScrape, env string, fallback time.Duration) []topRow 
 		}
 		return r
 	}
+	// A workload's revisions, by number; what answered with no revision
+	// (a 503 at zero) counts for the workload only.
+	revRows := map[string]map[int64]*topRow{}
+	getRev := func(name, rev string) *topRow {
+		n, err := strconv.ParseInt(rev, 10, 64)
+		if err != nil || n <= 0 {
+			return nil
+		}
+		if revRows[name] == nil {
+			revRows[name] = map[int64]*topRow{}
+		}
+		r := revRows[name][n]
+		if r == nil {
+			r = &topRow{name: name, revision: n, p50: math.NaN(), p99: math.NaN()}
+			revRows[name][n] = r
+		}
+		return r
+	}
+	cur.samples("berth_revision_instances_ready", env, func(l map[string]string, m *dto.Metric) {
+		if r := getRev(l["workload"], l["revision"]); r != nil {
+			r.ready = int(metricValue(m))
+		}
+	})
 	gauge := func(family string, set func(r *topRow, v float64)) {
 		cur.samples(family, env, func(l map[string]string, m *dto.Metric) {
 			r := get(l["workload"])
@@ -221,9 +250,15 @@ func topRows(prev, cur *topScrape, env string, fallback time.Duration) []topRow 
 		r := get(l["workload"])
 		r.kind = cmp.Or(r.kind, l["kind"])
 		n := increase(reqBefore, counterKey(l), metricValue(m)) / dt
+		rr := getRev(l["workload"], l["revision"])
+		if rr == nil {
+			rr = &topRow{}
+		}
 		r.reqPerSec += n
+		rr.reqPerSec += n
 		if code, err := strconv.Atoi(l["code"]); err == nil && code >= 500 && code < 600 {
 			r.errPerSec += n
+			rr.errPerSec += n
 		}
 	})
 	cpuBefore := before("berth_instance_cpu_seconds_total")
@@ -242,30 +277,76 @@ func topRows(prev, cur *topScrape, env string, fallback time.Duration) []topRow 
 		r.hasMem = true
 	})
 
-	// Latency: the histogram of the requests answered between the scrapes.
-	histBefore := map[string]*dto.Histogram{}
+	// Latency: the histogram of the requests answered between the scrapes,
+	// one series per revision; the workload's is their sum.
+	histBefore, wlBefore := map[string]*dto.Histogram{}, map[string]*dto.Histogram{}
 	prev.samples("berth_request_duration_seconds", env, func(l map[string]string, m *dto.Metric) {
-		histBefore[l["workload"]] = m.Histogram
+		histBefore[counterKey(l)] = m.Histogram
+		wlBefore[l["workload"]] = addHistogram(wlBefore[l["workload"]], m.Histogram)
 	})
+	wlAfter := map[string]*dto.Histogram{}
 	cur.samples("berth_request_duration_seconds", env, func(l map[string]string, m *dto.Metric) {
 		if m.Histogram == nil {
 			return
 		}
-		r := get(l["workload"])
-		r.p50 = histogramQuantile(0.5, histBefore[l["workload"]], m.Histogram)
-		r.p99 = histogramQuantile(0.99, histBefore[l["workload"]], m.Histogram)
+		wlAfter[l["workload"]] = addHistogram(wlAfter[l["workload"]], m.Histogram)
+		if r := getRev(l["workload"], l["revision"]); r != nil {
+			before := histBefore[counterKey(l)]
+			r.p50 = histogramQuantile(0.5, before, m.Histogram)
+			r.p99 = histogramQuantile(0.99, before, m.Histogram)
+		}
 	})
+	for name, h := range wlAfter {
+		r := get(name)
+		r.p50 = histogramQuantile(0.5, wlBefore[name], h)
+		r.p99 = histogramQuantile(0.99, wlBefore[name], h)
+	}
 
 	out := make([]topRow, 0, len(rows))
 	for _, r := range rows {
 		if !r.hasInstanceGauge && r.reqPerSec == 0 {
 			continue // a deleted workload whose counters linger
 		}
+		// A revision runs when it has a ready instance or answered
+		// between the scrapes; more than one is a split or a canary.
+		var revs []topRow
+		for _, rr := range revRows[r.name] {
+			if rr.ready > 0 || rr.reqPerSec > 0 {
+				rr.kind = r.kind
+				revs = append(revs, *rr)
+			}
+		}
+		if len(revs) > 1 {
+			slices.SortFunc(revs, func(a, b topRow) int { return cmp.Compare(a.revision, b.revision) })
+			r.revisions = revs
+		}
 		out = append(out, *r)
 	}
 	slices.SortFunc(out, func(a, b topRow) int {
 		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name))
 	})
+	return out
+}
+
+// addHistogram sums two snapshots of histograms of the same buckets (the
+// series of one workload's revisions); a nil a is none yet.
+func addHistogram(a, b *dto.Histogram) *dto.Histogram {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		return b
+	}
+	count, sum := a.GetSampleCount()+b.GetSampleCount(), a.GetSampleSum()+b.GetSampleSum()
+	out := &dto.Histogram{SampleCount: &count, SampleSum: &sum}
+	at := map[float64]uint64{}
+	for _, bk := range a.Bucket {
+		at[bk.GetUpperBound()] = bk.GetCumulativeCount()
+	}
+	for _, bk := range b.Bucket {
+		ub, c := bk.GetUpperBound(), bk.GetCumulativeCount()+at[bk.GetUpperBound()]
+		out.Bucket = append(out.Bucket, &dto.Bucket{UpperBound: &ub, CumulativeCount: &c})
+	}
 	return out
 }
 
@@ -325,6 +406,13 @@ func printTop(w io.Writer, rows []topRow) {
 		}
 		row(tw, orNone(r.kind), r.name, fmt.Sprintf("%d/%d", r.ready, r.desired),
 			rate(r.reqPerSec), latency(r.p50), latency(r.p99), rate(r.errPerSec), cpu, mem)
+		// During a split or a canary, each revision's line under the
+		// workload's: its ready instances and what it answered (CPU and
+		// memory are the workload's).
+		for _, rr := range r.revisions {
+			row(tw, "", "  revision "+strconv.FormatInt(rr.revision, 10), strconv.Itoa(rr.ready),
+				rate(rr.reqPerSec), latency(rr.p50), latency(rr.p99), rate(rr.errPerSec), "", "")
+		}
 	}
 	tw.Flush()
 }

@@ -473,7 +473,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, caller string, i
 		status := writeError(w, miss.kind, miss.msg)
 		g.unrouted.record(status)
 		if c.span != nil {
-			c.span.end(status, nil)
+			c.span.end(status, 0, nil)
 		}
 		return
 	}
@@ -579,7 +579,7 @@ func (g *Gateway) finish(c *call) {
 		g.metrics.observe(rt, c.revision, c.status, d)
 	}
 	if c.span != nil {
-		c.span.end(c.status, nil)
+		c.span.end(c.status, c.revision, nil)
 	}
 }
 

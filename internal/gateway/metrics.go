@@ -38,25 +38,25 @@ func newMetrics(g *Gateway) *metrics {
 		}, []string{"environment", "workload", "kind", "revision", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "berth_request_duration_seconds",
-			Help:    "Time from routing a request to the end of its answer, cold starts included.",
+			Help:    "Time from routing a request to the end of its answer, cold starts included, by the revision of the instance that answered (empty when none did).",
 			Buckets: latencyBuckets,
-		}, []string{"environment", "workload"}),
+		}, []string{"environment", "workload", "revision"}),
 	}
 }
 
 // observe counts one routed request once it was answered: the status sent
 // (499 when the client went away), the revision of the endpoint that
 // answered (0 when none did: a cold start that failed, 503) and the time
-// from routing to the end of the answer. The series of a target are looked
-// up once and kept with its counters: hashing five label values on every
-// request cost more than the rest of the counting.
+// from routing to the end of the answer, both by that revision. The series
+// of a target are looked up once and kept with its counters: hashing five
+// label values on every request cost more than the rest of the counting.
 func (m *metrics) observe(rt *route, revision int64, status int, d time.Duration) {
 	s := rt.stats
 	k := seriesKey{kind: rt.kind, revision: revision, status: status}
 	if sc := s.series.Load(); sc != nil {
-		if ctr := sc.counters[k]; ctr != nil {
-			ctr.Inc()
-			sc.latency.Observe(d.Seconds())
+		if e, ok := sc.series[k]; ok {
+			e.requests.Inc()
+			e.latency.Observe(d.Seconds())
 			return
 		}
 	}
@@ -64,27 +64,40 @@ func (m *metrics) observe(rt *route, revision int64, status int, d time.Duration
 	if revision > 0 {
 		rev = strconv.FormatInt(revision, 10)
 	}
-	ctr := m.requests.WithLabelValues(rt.env, rt.name, rt.kind, rev, strconv.Itoa(status))
-	lat := m.latency.WithLabelValues(rt.env, rt.name)
 	// Copy on write: the request path reads the cache without a lock.
 	s.seriesMu.Lock()
-	next := &seriesCache{latency: lat, counters: map[seriesKey]prometheus.Counter{k: ctr}}
+	next := &seriesCache{series: map[seriesKey]seriesEntry{}}
+	var lat prometheus.Observer
 	if sc := s.series.Load(); sc != nil {
-		for k2, c := range sc.counters {
-			next.counters[k2] = c
+		for k2, e := range sc.series {
+			next.series[k2] = e
+			if k2.revision == revision {
+				lat = e.latency // one histogram per revision, whatever the status
+			}
 		}
 	}
+	if lat == nil {
+		lat = m.latency.WithLabelValues(rt.env, rt.name, rev)
+	}
+	e := seriesEntry{requests: m.requests.WithLabelValues(rt.env, rt.name, rt.kind, rev, strconv.Itoa(status)), latency: lat}
+	next.series[k] = e
 	s.series.Store(next)
 	s.seriesMu.Unlock()
-	ctr.Inc()
-	lat.Observe(d.Seconds())
+	e.requests.Inc()
+	e.latency.Observe(d.Seconds())
 }
 
 // seriesCache is a target's metric series once looked up: immutable,
 // replaced whole when a series is added.
 type seriesCache struct {
+	series map[seriesKey]seriesEntry
+}
+
+// seriesEntry is the berth_requests_total series of one key and the
+// berth_request_duration_seconds series of its revision.
+type seriesEntry struct {
+	requests prometheus.Counter
 	latency  prometheus.Observer
-	counters map[seriesKey]prometheus.Counter
 }
 
 // seriesKey names one berth_requests_total series of a target.

@@ -45,7 +45,7 @@ func BenchmarkTelemetry(b *testing.B) {
 					if s := tg.startUpstreamSpan(ctx, h, &call{route: rt, span: &sp}, &endpoint{id: "e", address: "x"}, 1); s != nil {
 						endUpstreamSpan(s, 200, nil)
 					}
-					sp.end(200, nil)
+					sp.end(200, 1, nil)
 				}
 			})
 		})

@@ -157,9 +157,10 @@ func (sp *serverSpan) startKept(why string) trace.Span {
 }
 
 // end ends the span with the status answered (0: none, the client went
-// away or the answer broke off). An unsampled request that failed is
-// recorded now, with its start.
-func (sp *serverSpan) end(status int, _ error) {
+// away or the answer broke off) and the revision of the instance that
+// answered (0: none did). An unsampled request that failed is recorded
+// now, with its start.
+func (sp *serverSpan) end(status int, revision int64, _ error) {
 	s := sp.span
 	failed := status == 0 || status >= 500
 	if !sp.recording() {
@@ -172,9 +173,18 @@ func (sp *serverSpan) end(status int, _ error) {
 		s = sp.startKept("error")
 	}
 	if status == 0 {
+		if revision > 0 {
+			s.SetAttributes(attribute.Int64(tracing.AttrRevision, revision))
+		}
 		s.SetStatus(codes.Error, "no response")
 	} else {
-		s.SetAttributes(attribute.Int("http.response.status_code", status))
+		// Which revision answered is what a split or a canary is read
+		// by; set in one call with the status, one allocation.
+		if revision > 0 {
+			s.SetAttributes(attribute.Int("http.response.status_code", status), attribute.Int64(tracing.AttrRevision, revision))
+		} else {
+			s.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
 		if status >= 500 {
 			s.SetStatus(codes.Error, strconv.Itoa(status)+" "+http.StatusText(status))
 		}

@@ -131,6 +131,7 @@ func TestTraceAcrossTwoHops(t *testing.T) {
 	for k, want := range map[string]string{
 		"http.request.method": "GET", "http.route": "/a", "http.response.status_code": "200",
 		tracing.AttrWorkload: "a", tracing.AttrEnvironment: "shop", tracing.AttrKind: "Service",
+		tracing.AttrRevision: "1", // the revision that answered: a split is read by it
 	} {
 		if got := srvA.Attributes[k]; got != want {
 			t.Errorf("server span %s = %q, want %q", k, got, want)
@@ -344,5 +345,35 @@ func testUnsampled(t *testing.T, gatewayDecides bool) {
 	}
 	if up := spanNamed(t, tc, "upstream fn.dev"); up.ParentID != srv.SpanID {
 		t.Errorf("the upstream span is not under the request's: %+v", up)
+	}
+}
+
+// TestServerSpanRevision: the server span names the revision of the
+// instance that answered, so a trace of a split or a canary says which
+// one it was; a request no instance answered (503 at zero) names none.
+func TestServerSpanRevision(t *testing.T) {
+	tr := newTracing(t)
+	up := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	ep := up.endpoint()
+	ep.Revision = 7
+	_, url, c := startGateway(t, Config{TracerProvider: tr.TracerProvider()},
+		Target{Environment: "dev", Name: "web", Kind: "Service", Endpoints: []Endpoint{ep}},
+		Target{Environment: "dev", Name: "resize", Kind: "Function"})
+	for _, tc := range []struct {
+		host, trace, want string
+		spans             int
+	}{
+		{"web.dev.berth.localhost", "4bf92f3577b34da6a3ce929d0e0e4701", "7", 2},
+		{"resize.dev.berth.localhost", "4bf92f3577b34da6a3ce929d0e0e4702", "", 1},
+	} {
+		host, want := tc.host, tc.want
+		req := mustRequest(t, http.MethodGet, url+"/", nil)
+		req.Host = host
+		req.Header.Set("Traceparent", "00-"+tc.trace+"-00f067aa0ba902b7-01")
+		res, _ := do(t, c, req)
+		srv := spanNamed(t, waitTrace(t, tr, tc.trace, tc.spans), "gateway "+strings.TrimSuffix(host, ".berth.localhost"))
+		if got, ok := srv.Attributes[tracing.AttrRevision]; got != want || ok != (want != "") {
+			t.Errorf("%s (status %d): server span %s = %q (set %v), want %q", host, res.StatusCode, tracing.AttrRevision, got, ok, want)
+		}
 	}
 }

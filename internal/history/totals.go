@@ -104,7 +104,8 @@ func (c *CollectorTotals) Totals() (map[Workload]Totals, error) {
 			case metricDuration:
 				k := Workload{l["environment"], l["workload"]}
 				t := out[k]
-				t.Duration = fromDTO(m.GetHistogram())
+				// One series per revision: the workload's is their sum.
+				t.Duration = addHistograms(t.Duration, fromDTO(m.GetHistogram()))
 				out[k] = t
 			case metricColdStartDur:
 				k := Workload{l["environment"], l["function"]}
@@ -133,6 +134,18 @@ func fromDTO(h *dto.Histogram) Histogram {
 		}
 		out.Bounds = append(out.Bounds, b.GetUpperBound())
 		out.Counts = append(out.Counts, b.GetCumulativeCount())
+	}
+	return out
+}
+
+// addHistograms sums two histograms of the same buckets; a zero a is none.
+func addHistograms(a, b Histogram) Histogram {
+	if a.Count == 0 && len(a.Counts) == 0 || len(a.Counts) != len(b.Counts) {
+		return b
+	}
+	out := Histogram{Count: a.Count + b.Count, Sum: a.Sum + b.Sum, Bounds: b.Bounds, Counts: make([]uint64, len(b.Counts))}
+	for i := range b.Counts {
+		out.Counts[i] = a.Counts[i] + b.Counts[i]
 	}
 	return out
 }

@@ -250,7 +250,17 @@ func parseScrape(fams map[string]*dto.MetricFamily, at time.Time) *scrapeData {
 		return h
 	}
 	each("berth_request_duration_seconds", func(l map[string]string, m *dto.Metric) {
-		d.latency[workloadKey{l["environment"], l["workload"]}] = histOf(m)
+		// One series per revision: the workload's latency is their sum.
+		k := workloadKey{l["environment"], l["workload"]}
+		h := histOf(m)
+		if prev, ok := d.latency[k]; ok && len(prev.cum) == len(h.cum) {
+			for i := range h.cum {
+				h.cum[i] += prev.cum[i]
+			}
+			h.count += prev.count
+			h.sum += prev.sum
+		}
+		d.latency[k] = h
 	})
 	each("berth_cold_start_duration_seconds", func(l map[string]string, m *dto.Metric) {
 		d.cold[workloadKey{l["environment"], l["function"]}] = histOf(m)

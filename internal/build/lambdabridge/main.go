@@ -1,7 +1,8 @@
 // Command lambdabridge serves the Lambda Runtime API to a handler process
 // inside a Berth instance, and turns the HTTP requests the instance gets
 // on $PORT into its invocations: `berth build --runtime go-lambda` puts it
-// in the image as the entrypoint, with the handler as its argument. It is
+// in the image as the entrypoint, with the handler as its argument
+// (node-lambda: node and Berth's runtime loop, which loads $_HANDLER). It is
 // standard library only: the builder compiles it from its embedded source.
 //
 // One invocation at a time, as Lambda runs an instance. A request that
@@ -63,6 +64,9 @@ type bridge struct {
 	one      sync.Mutex // one invocation at a time
 	exited   chan struct{}
 	initErr  []byte
+	// initFailed is closed with initErr set: an invocation waiting for
+	// the handler gets the init error rather than waiting forever.
+	initFailed chan struct{}
 }
 
 func main() {
@@ -85,11 +89,12 @@ func main() {
 		region = "us-east-1"
 	}
 	b := &bridge{
-		arn:      "arn:aws:lambda:" + region + ":" + env + ":function:" + name,
-		timeout:  timeout,
-		next:     make(chan *invocation),
-		inflight: map[string]*invocation{},
-		exited:   make(chan struct{}),
+		arn:        "arn:aws:lambda:" + region + ":" + env + ":function:" + name,
+		timeout:    timeout,
+		next:       make(chan *invocation),
+		inflight:   map[string]*invocation{},
+		exited:     make(chan struct{}),
+		initFailed: make(chan struct{}),
 	}
 	rapi, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,14 +105,21 @@ func main() {
 
 	cmd := exec.Command(os.Args[1], os.Args[2:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	// The handler goes with the bridge, however the bridge ends (a runtime
+	// loop that failed its init waits for nothing else).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(),
 		"AWS_LAMBDA_RUNTIME_API="+rapi.Addr().String(),
 		"AWS_LAMBDA_FUNCTION_NAME="+name,
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
 		"AWS_LAMBDA_LOG_GROUP_NAME=/berth/"+env+"/"+name,
-		"_HANDLER="+os.Args[1],
 	)
+	// A node-lambda image names its handler (index.handler) for the
+	// runtime loop; a Go handler is its program.
+	if os.Getenv("_HANDLER") == "" {
+		cmd.Env = append(cmd.Env, "_HANDLER="+os.Args[1])
+	}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "lambdabridge: start the handler:", err)
 		os.Exit(1)
@@ -208,7 +220,10 @@ func (b *bridge) runtimeAPI() http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, maxPayload))
 		fmt.Fprintf(os.Stderr, "lambdabridge: the handler failed to start: %s\n", body)
 		b.mu.Lock()
-		b.initErr = normalizeError(body, r.Header.Get("Lambda-Runtime-Function-Error-Type"))
+		if b.initErr == nil {
+			b.initErr = normalizeError(body, r.Header.Get("Lambda-Runtime-Function-Error-Type"))
+			close(b.initFailed)
+		}
 		b.mu.Unlock()
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, `{"status":"OK"}`)
@@ -307,6 +322,9 @@ func (b *bridge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	select {
 	case b.next <- inv:
+	case <-b.initFailed:
+		writeJSON(w, http.StatusBadGateway, b.initErr)
+		return
 	case <-b.exited:
 		writeJSON(w, http.StatusBadGateway, errorBody("Runtime.ExitError", "the handler process exited"))
 		return

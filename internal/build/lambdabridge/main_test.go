@@ -31,6 +31,13 @@ func start(t *testing.T) string {
 	}
 	build(".", filepath.Join(dir, "bridge"))
 	build(filepath.Join("..", "testdata", "golambda"), filepath.Join(dir, "handler"))
+	return run(t, filepath.Join(dir, "bridge"), []string{filepath.Join(dir, "handler")})
+}
+
+// run runs the bridge with the handler's command line, as an instance
+// would, and returns its URL once it listens.
+func run(t *testing.T, bridge string, handler []string, env ...string) string {
+	t.Helper()
 	// A port free on every address, as the bridge listens on all.
 	ln, err := net.Listen("tcp", ":0")
 	if err != nil {
@@ -38,8 +45,8 @@ func start(t *testing.T) string {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cmd := exec.Command(filepath.Join(dir, "bridge"), filepath.Join(dir, "handler"))
-	cmd.Env = append(os.Environ(), "PORT="+itoa(port), "BERTH_NAME=hello", "BERTH_ENVIRONMENT=dev", "AWS_LAMBDA_FUNCTION_TIMEOUT=5")
+	cmd := exec.Command(bridge, handler...)
+	cmd.Env = append(append(os.Environ(), "PORT="+itoa(port), "BERTH_NAME=hello", "BERTH_ENVIRONMENT=dev", "AWS_LAMBDA_FUNCTION_TIMEOUT=5"), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

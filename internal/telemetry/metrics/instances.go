@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,9 @@ var (
 		"Instances a workload should have: a Service's replicas, a Function's autoscaled count.", wlLabels, nil)
 	descReady = prometheus.NewDesc("berth_instances_ready",
 		"Instances of a workload that are ready and not draining.", wlLabels, nil)
+	descRevisionReady = prometheus.NewDesc("berth_revision_instances_ready",
+		"Ready instances of a workload by revision: during a split or a canary, more than one revision has some.",
+		[]string{"environment", "workload", "kind", "revision"}, nil)
 	descRunning = prometheus.NewDesc("berth_instances_running",
 		"Instances of a workload whose process is started (Starting or Running), ready or not.", wlLabels, nil)
 	descRestarts = prometheus.NewDesc("berth_instance_restarts",
@@ -75,6 +79,7 @@ type wlKey struct{ env, kind, name string }
 
 type wlCount struct {
 	desired, ready, running, restarts int
+	readyByRevision                   map[int64]int
 }
 
 // instanceGauges counts each workload's instances; it returns the started
@@ -100,6 +105,10 @@ func instanceGauges(inv Inventory, add addFunc) []*v1.Instance {
 		st := i.Status
 		if st.Ready && !i.Spec.Draining {
 			c.ready++
+			if c.readyByRevision == nil {
+				c.readyByRevision = map[int64]int{}
+			}
+			c.readyByRevision[i.Spec.Revision]++
 		}
 		if st.Phase == v1.PhaseStarting || st.Phase == v1.PhaseRunning {
 			c.running++
@@ -112,6 +121,9 @@ func instanceGauges(inv Inventory, add addFunc) []*v1.Instance {
 		add(descReady, prometheus.GaugeValue, float64(c.ready), k.env, k.name, k.kind)
 		add(descRunning, prometheus.GaugeValue, float64(c.running), k.env, k.name, k.kind)
 		add(descRestarts, prometheus.GaugeValue, float64(c.restarts), k.env, k.name, k.kind)
+		for rev, n := range c.readyByRevision {
+			add(descRevisionReady, prometheus.GaugeValue, float64(n), k.env, k.name, k.kind, strconv.FormatInt(rev, 10))
+		}
 	}
 	return started
 }

@@ -215,6 +215,14 @@ func TestInstanceGauges(t *testing.T) {
 			t.Errorf("%s{web} = %v, want %v", c.name, got, c.want)
 		}
 	}
+	// Ready instances by revision: web-a and web-b run 4; web-c (5) is not
+	// ready yet.
+	if got := num(t, fams, "berth_revision_instances_ready", map[string]string{"workload": "web", "kind": "Service", "revision": "4"}); got != 2 {
+		t.Errorf("web revision 4 ready = %v, want 2", got)
+	}
+	if _, ok := value(t, fams, "berth_revision_instances_ready", map[string]string{"workload": "web", "revision": "5"}); ok {
+		t.Error("a revision with no ready instance has a sample")
+	}
 	resize := map[string]string{"environment": "dev", "workload": "resize", "kind": "Function"}
 	if got := num(t, fams, "berth_instances_desired", resize); got != 2 {
 		t.Errorf("resize desired = %v, want 2 (status.desired)", got)
@@ -259,6 +267,11 @@ func TestInstanceGauges(t *testing.T) {
 	fams = scrape(t, m.Handler())
 	if got, want := [3]float64{num(t, fams, "berth_instances_ready", web), num(t, fams, "berth_instances_running", web), num(t, fams, "berth_instance_restarts", web)}, [3]float64{2, 2, 8}; got != want {
 		t.Errorf("after the change ready, running, restarts = %v, want %v", got, want)
+	}
+	for rev, want := range map[string]float64{"4": 1, "5": 1} {
+		if got := num(t, fams, "berth_revision_instances_ready", map[string]string{"workload": "web", "revision": rev}); got != want {
+			t.Errorf("after the change web revision %s ready = %v, want %v", rev, got, want)
+		}
 	}
 }
 
