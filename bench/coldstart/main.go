@@ -28,11 +28,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"syscall"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
-	"berth.dev/berth/client"
 	"berth.dev/berth/internal/network/cni"
 	"berth.dev/berth/internal/runtime"
 	"berth.dev/berth/internal/runtime/containerd"
@@ -318,45 +316,25 @@ func buildEcho(ctx context.Context, dir string) (string, error) {
 func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (s series, fns []*wasmFn, extras func() error, err error) {
 	s = series{name: "berth function (gateway)"}
 	bin := filepath.Join(dir, "berth")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
-		return s, nil, nil, fmt.Errorf("%v %s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	srv := exec.Command(bin, "server", "--data-dir", data, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
-		"--containerd-socket", sock, "--containerd-namespace", "coldberth", "--subnet-pool", "10.228.0.0/16", "--bridge-prefix", "bcoldb")
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
+	if err := buildBerth(bin); err != nil {
 		return s, nil, nil, err
 	}
+	srv := &berthServer{bin: bin, data: filepath.Join(dir, "data"), sock: sock, logPath: filepath.Join(dir, "server.log"),
+		namespace: "coldberth", pool: "10.228.0.0/16", bridges: "bcoldb"}
 	stop := func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-		testutil.RemoveHostNetwork("bcoldb")
+		srv.stop()
+		testutil.RemoveHostNetwork(srv.bridges)
+	}
+	if err := srv.start(ctx); err != nil {
+		stop()
+		return s, nil, nil, err
 	}
 	defer func() {
 		if err != nil {
 			stop()
 		}
 	}()
-	var c *client.Client
-	var gw string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		raw, err := os.ReadFile(filepath.Join(data, "client.json"))
-		if err == nil {
-			var cc struct{ Addr, Token, Gateway string }
-			json.Unmarshal(raw, &cc)
-			c, gw = client.New(client.Config{Addr: cc.Addr, Token: cc.Token}), cc.Gateway
-			if c.Health(ctx) == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return s, nil, nil, fmt.Errorf("server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c, gw := srv.c, srv.gw
 	f, _ := os.Open(tar)
 	_, err = c.ImportImage(ctx, f)
 	f.Close()
@@ -409,7 +387,7 @@ func berthColdStarts(ctx context.Context, dir, sock, tar string, n int) (s serie
 		if maxWasmInstances <= 0 {
 			return nil
 		}
-		return wasmExtras(ctx, c, gw, srv.Process.Pid, image, fns, maxWasmInstances)
+		return wasmExtras(ctx, c, gw, srv.cmd.Process.Pid, image, fns, maxWasmInstances)
 	}
 	return s, fns, extras, nil
 }

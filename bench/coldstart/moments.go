@@ -141,9 +141,6 @@ func (s *berthServer) hit(name, path string) (time.Duration, error) {
 	return d, nil
 }
 
-// phaseOrder is the order of a cold start's phases.
-var phaseOrder = v1.ColdStartPhases
-
 // phaseMeans reads the server's cold start phase histograms: per function,
 // the sum of each phase's seconds, and the number of cold starts.
 func (s *berthServer) phaseMeans(ctx context.Context) (map[string]map[string]float64, map[string]float64, error) {
@@ -185,8 +182,8 @@ func (s *berthServer) phaseMeans(ctx context.Context) (map[string]map[string]flo
 func moments(ctx context.Context, dir, sock, tar string, rounds int) (err error) {
 	s := &berthServer{bin: filepath.Join(dir, "berth"), data: filepath.Join(dir, "mdata"), sock: sock, logPath: filepath.Join(dir, "moments.log"),
 		namespace: "coldmoments", pool: "10.229.0.0/16", bridges: "bcoldm"}
-	if out, err := exec.Command("go", "build", "-o", s.bin, "./cmd/berth").CombinedOutput(); err != nil {
-		return fmt.Errorf("%v %s", err, out)
+	if err := buildBerth(s.bin); err != nil {
+		return err
 	}
 	if err := s.start(ctx); err != nil {
 		return err
@@ -332,7 +329,7 @@ func moments(ctx context.Context, dir, sock, tar string, rounds int) (err error)
 		}
 		if n > 0 {
 			fmt.Printf("mean of each phase, %d cold starts since the last restart (berth_cold_start_phase_seconds):\n ", int(n))
-			for _, p := range phaseOrder {
+			for _, p := range v1.ColdStartPhases {
 				fmt.Printf(" %s %.2fms", p, total[p]/n*1000)
 			}
 			fmt.Println()
@@ -364,4 +361,16 @@ func burst(s *berthServer, name string, n int, path string, into *series) error 
 	}
 	wg.Wait()
 	return first
+}
+
+// buildBerth builds the server binary at bin once per run: every part of
+// the bench (plain, moments, runtimes) starts the same one.
+func buildBerth(bin string) error {
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/berth: %v %s", err, out)
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/build"
 	"berth.dev/berth/internal/testutil"
 )
@@ -35,10 +36,8 @@ type fnImage struct {
 
 func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 	bin := filepath.Join(dir, "berth")
-	if _, err := os.Stat(bin); err != nil {
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/berth").CombinedOutput(); err != nil {
-			return fmt.Errorf("%v %s", err, out)
-		}
+	if err := buildBerth(bin); err != nil {
+		return err
 	}
 	fns := []fnImage{{name: "go-hello", image: image, tar: goTar}}
 	for _, rt := range []string{"python", "node", "go-lambda", "node-lambda"} {
@@ -141,7 +140,7 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 		fmt.Println("mean of each phase per function (berth_cold_start_phase_seconds):")
 		for _, fn := range fns {
 			var parts []string
-			for _, p := range phaseOrder {
+			for _, p := range v1.ColdStartPhases {
 				if c := counts[fn.name]; c > 0 {
 					parts = append(parts, fmt.Sprintf("%s %.1fms", p, sums[fn.name][p]/c*1000))
 				}
