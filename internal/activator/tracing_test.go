@@ -20,47 +20,13 @@ import (
 // stand-in autoscaler brings an instance up; the wait is its own span
 // under the request's span, with how long it took and how it ended.
 func TestColdStartSpan(t *testing.T) {
-	tr, err := tracing.New(tracing.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Shutdown(context.Background()) })
-
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "warm now") }))
-	t.Cleanup(up.Close)
-	gw := gateway.New(gateway.Config{TracerProvider: tr.TracerProvider()})
-	fn := gateway.Target{Environment: "dev", Name: "resize", Kind: v1.KindFunction}
-	var a *Activator
-	a = New(Config{
-		Table: gw, Instances: func(string, string) []v1.InstanceStatus { return nil }, TracerProvider: tr.TracerProvider(),
-		Demand: func(env, name string) {
-			// The instance is ready a little later, as after a real start.
-			go func() {
-				time.Sleep(30 * time.Millisecond)
-				ready := fn
-				ready.Endpoints = []gateway.Endpoint{{ID: "resize-1", Address: up.Listener.Addr().String(), Revision: 1}}
-				a.SetTargets([]gateway.Target{ready})
-			}()
-		},
+	tr, _ := coldRequest(t, "4bf92f3577b34da6a3ce929d0e0e4736", nil, func(env, name string, ready func()) {
+		// The instance is ready a little later, as after a real start.
+		go func() {
+			time.Sleep(30 * time.Millisecond)
+			ready()
+		}()
 	})
-	gw.SetActivator(a)
-	a.SetTargets([]gateway.Target{fn})
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
-	t.Cleanup(gw.CloseIdleConnections)
-
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
-	req.Host = "resize.dev.berth.localhost"
-	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 || string(body) != "warm now" {
-		t.Fatalf("status %d body %q", res.StatusCode, body)
-	}
 
 	got := testutil.WaitForValue(t, 5*time.Second, "the trace to have 3 spans", func() (v1.Trace, bool) {
 		got, err := tr.Trace("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -89,53 +55,19 @@ func TestColdStartSpan(t *testing.T) {
 // answered splits the wait into its phases, as child spans of the cold
 // start span, in the function's last cold start and in /metrics.
 func TestColdStartPhases(t *testing.T) {
-	tr, err := tracing.New(tracing.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Shutdown(context.Background()) })
-
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "warm now") }))
-	t.Cleanup(up.Close)
-	gw := gateway.New(gateway.Config{TracerProvider: tr.TracerProvider()})
-	fn := gateway.Target{Environment: "dev", Name: "resize", Kind: v1.KindFunction}
 	insts := &instances{}
-	var a *Activator
-	a = New(Config{
-		Table: gw, Instances: insts.get, TracerProvider: tr.TracerProvider(),
-		Demand: func(env, name string) {
-			// An instance from a standby: it begins 2 ms after the
-			// demand, starts its task in 3 ms, is ready 4 ms later, and
-			// its readiness reaches the table 2 ms after that.
-			began := time.Now().Add(2 * time.Millisecond)
-			start := &v1.StartPhases{FromStandby: true, BeganAt: began, StartMS: 3, InitMS: 4, ReadyAt: began.Add(7 * time.Millisecond)}
-			go func() {
-				time.Sleep(time.Until(start.ReadyAt.Add(2 * time.Millisecond)))
-				insts.set(env, name, v1.InstanceStatus{Name: "resize-1", Ready: true, Phase: v1.PhaseRunning, Start: start})
-				ready := fn
-				ready.Endpoints = []gateway.Endpoint{{ID: "resize-1", Address: up.Listener.Addr().String(), Revision: 1}}
-				a.SetTargets([]gateway.Target{ready})
-			}()
-		},
+	tr, a := coldRequest(t, "5bf92f3577b34da6a3ce929d0e0e4736", insts.get, func(env, name string, ready func()) {
+		// An instance from a standby: it begins 2 ms after the demand,
+		// starts its task in 3 ms, is ready 4 ms later, and its readiness
+		// reaches the table 2 ms after that.
+		began := time.Now().Add(2 * time.Millisecond)
+		start := &v1.StartPhases{FromStandby: true, BeganAt: began, StartMS: 3, InitMS: 4, ReadyAt: began.Add(7 * time.Millisecond)}
+		go func() {
+			time.Sleep(time.Until(start.ReadyAt.Add(2 * time.Millisecond)))
+			insts.set(env, name, v1.InstanceStatus{Name: "resize-1", Ready: true, Phase: v1.PhaseRunning, Start: start})
+			ready()
+		}()
 	})
-	gw.SetActivator(a)
-	a.SetTargets([]gateway.Target{fn})
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
-	t.Cleanup(gw.CloseIdleConnections)
-
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
-	req.Host = "resize.dev.berth.localhost"
-	req.Header.Set("Traceparent", "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("status %d", res.StatusCode)
-	}
-
 	got := testutil.WaitForValue(t, 5*time.Second, "the trace to have 8 spans", func() (v1.Trace, bool) {
 		got, err := tr.Trace("5bf92f3577b34da6a3ce929d0e0e4736")
 		return got, err == nil && len(got.Spans) == 8
@@ -195,4 +127,56 @@ func TestColdStartPhases(t *testing.T) {
 	if phases != len(v1.ColdStartPhases) {
 		t.Errorf("berth_cold_start_phase_seconds has %d phases with one observation, want %d", phases, len(v1.ColdStartPhases))
 	}
+}
+
+// coldRequest sends one traced request (trace traceID) through a real
+// gateway to function dev/resize at zero, held by a real activator whose
+// autoscaler stand-in calls demand; demand calls ready to give the table
+// the instance's endpoint. It checks the answer and returns the tracing
+// and the activator.
+func coldRequest(t *testing.T, traceID string, insts func(env, name string) []v1.InstanceStatus,
+	demand func(env, name string, ready func())) (*tracing.Tracing, *Activator) {
+	t.Helper()
+	tr, err := tracing.New(tracing.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Shutdown(context.Background()) })
+	if insts == nil {
+		insts = func(string, string) []v1.InstanceStatus { return nil }
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "warm now") }))
+	t.Cleanup(up.Close)
+	gw := gateway.New(gateway.Config{TracerProvider: tr.TracerProvider()})
+	fn := gateway.Target{Environment: "dev", Name: "resize", Kind: v1.KindFunction}
+	var a *Activator
+	a = New(Config{
+		Table: gw, Instances: insts, TracerProvider: tr.TracerProvider(),
+		Demand: func(env, name string) {
+			demand(env, name, func() {
+				ready := fn
+				ready.Endpoints = []gateway.Endpoint{{ID: "resize-1", Address: up.Listener.Addr().String(), Revision: 1}}
+				a.SetTargets([]gateway.Target{ready})
+			})
+		},
+	})
+	gw.SetActivator(a)
+	a.SetTargets([]gateway.Target{fn})
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	t.Cleanup(gw.CloseIdleConnections)
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+	req.Host = "resize.dev.berth.localhost"
+	req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "warm now" {
+		t.Fatalf("status %d body %q", res.StatusCode, body)
+	}
+	return tr, a
 }
