@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"berth.dev/berth/bench/loadgen"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
@@ -521,7 +522,7 @@ func h1h2c() *http.Protocols {
 }
 
 type server struct {
-	*http.Server
+	*gateway.Server
 	ln net.Listener
 }
 
@@ -532,7 +533,8 @@ func serve(h http.Handler) (server, error) {
 	if err != nil {
 		return server{}, err
 	}
-	s := server{Server: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: gateway.Protocols()}, ln: ln}
+	// The gateway's own server, as the berth server runs it.
+	s := server{Server: gateway.NewServer(h, connlimit.DefaultTimeouts, nil), ln: ln}
 	go s.Serve(ln)
 	return s, nil
 }
