@@ -231,13 +231,15 @@ func (c *serverConn) serve() {
 		case handedOff:
 		case linger:
 			// The client may still be sending a body nobody read:
-			// closing now would reset the connection under the answer
-			// (net/http's closeWriteAndWait).
+			// closing now would reset the connection under the answer.
+			// As net/http's closeWriteAndWait, half-close and give it a
+			// moment, reading what it sends meanwhile so that its writes
+			// do not fail before it reads the answer.
 			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				cw.CloseWrite()
 			}
 			c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+			io.Copy(io.Discard, c.nc)
 			c.nc.Close()
 		default:
 			c.nc.Close()
@@ -283,7 +285,11 @@ func (c *serverConn) serve() {
 			// closed without an answer, as net/http does.
 			return
 		}
-		if v != h1.Plain {
+		switch v {
+		case h1.Reject:
+			next = c.reject()
+			return
+		case h1.NotPlain:
 			next = c.handOff()
 			return
 		}
@@ -332,6 +338,17 @@ func (c *serverConn) handOff() next {
 		return handedOff
 	}
 	return closeConn
+}
+
+// reject answers a head with both Content-Length and Transfer-Encoding
+// 400 and closes the connection: either framing of the body could hide a
+// second request.
+func (c *serverConn) reject() next {
+	c.br.Discard(c.head.Len)
+	c.bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 59\r\n\r\n")
+	c.bw.WriteString("400 Bad Request: both Content-Length and Transfer-Encoding\n")
+	c.bw.Flush()
+	return linger
 }
 
 // serveRequest answers the plain request whose head the buffer starts

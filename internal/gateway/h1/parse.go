@@ -11,7 +11,24 @@ const (
 	// NotPlain: not the subset (or not valid HTTP): net/http's to serve
 	// or refuse.
 	NotPlain
+	// Reject: a whole head, Len bytes long, with both Content-Length and
+	// Transfer-Encoding: the framing a smuggling attempt plays on. RFC
+	// 9112 6.3 allows refusing it (400) and requires closing the
+	// connection after the answer either way.
+	Reject
 )
+
+func (v Verdict) String() string {
+	switch v {
+	case Incomplete:
+		return "Incomplete"
+	case Plain:
+		return "Plain"
+	case Reject:
+		return "Reject"
+	}
+	return "NotPlain"
+}
 
 // Field is one header line: offsets into the parsed bytes.
 type Field struct {
@@ -86,7 +103,8 @@ func Parse(b []byte, h *Head) Verdict {
 	}
 	i += len(version)
 
-	hosts, lengths := 0, 0
+	hosts, lengths, encodings := 0, 0, 0
+	badLength := false
 	for {
 		if i == len(b) {
 			return Incomplete
@@ -99,7 +117,10 @@ func Parse(b []byte, h *Head) Verdict {
 				return NotPlain
 			}
 			h.Len = i + 2
-			if hosts != 1 {
+			switch {
+			case encodings > 0 && lengths > 0:
+				return Reject
+			case encodings > 0 || hosts != 1 || lengths > 1 || badLength:
 				return NotPlain
 			}
 			return Plain
@@ -153,15 +174,18 @@ func Parse(b []byte, h *Head) Verdict {
 			continue
 		case equalFold(name, "content-length"):
 			lengths++
-			n, ok := parseLength(value)
-			if !ok || lengths > 1 {
-				return NotPlain
+			if n, ok := parseLength(value); ok {
+				h.ContentLength = n
+			} else {
+				badLength = true
 			}
-			h.ContentLength = n
-		case equalFold(name, "transfer-encoding"), equalFold(name, "upgrade"),
+		case equalFold(name, "transfer-encoding"):
+			// Chunked bodies are net/http's to read; with a
+			// Content-Length too, refused (Reject).
+			encodings++
+		case equalFold(name, "upgrade"),
 			equalFold(name, "expect"), equalFold(name, "http2-settings"):
-			// Chunked bodies, CL+TE smuggling attempts, protocol
-			// switches and 100-continue are net/http's to handle.
+			// Protocol switches and 100-continue are net/http's.
 			return NotPlain
 		case equalFold(name, "connection"):
 			if hasToken(value, "close") {
