@@ -85,6 +85,7 @@ func main() {
 	flag.StringVar(&o.token, "token", "", "bearer token for -metrics")
 	serveEcho := flag.String("serve-echo", "", "internal: serve the echo upstream on this address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (with -self: the gateway) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of this process (with -self: the gateway) to this file at the end")
 	runLoad := flag.String("run-load", "", "internal: run bench/loadgen with these JSON options and print the result")
 	flag.Parse()
 	if *serveEcho != "" {
@@ -127,6 +128,17 @@ func main() {
 	if err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		os.Exit(1)
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+			os.Exit(1)
+		}
 	}
 }
 

@@ -627,8 +627,7 @@ func (w *respWriter) writeBody(p []byte) {
 	}
 	bw := w.c.bw
 	if w.chunked {
-		var n [16]byte
-		bw.Write(strconv.AppendInt(n[:0], int64(len(p)), 16))
+		writeInt(bw, int64(len(p)), 16)
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, w.err = bw.WriteString("\r\n")
@@ -683,14 +682,13 @@ func (w *respWriter) writeHead(next []byte) {
 func (w *respWriter) writeStatusLine(code int) {
 	bw := w.c.bw
 	bw.WriteString("HTTP/1.1 ")
-	var n [8]byte
-	bw.Write(strconv.AppendInt(n[:0], int64(code), 10))
+	writeInt(bw, int64(code), 10)
 	bw.WriteByte(' ')
 	if text := http.StatusText(code); text != "" {
 		bw.WriteString(text)
 	} else {
 		bw.WriteString("status code ")
-		bw.Write(strconv.AppendInt(n[:0], int64(code), 10))
+		writeInt(bw, int64(code), 10)
 	}
 	bw.WriteString("\r\n")
 }
@@ -736,12 +734,20 @@ func (w *respWriter) writeHeaders(final bool) {
 		if !w.chunked && !w.noBody && w.length >= 0 {
 			if _, ok := w.hdr["Content-Length"]; !ok {
 				bw.WriteString("Content-Length: ")
-				var n [20]byte
-				bw.Write(strconv.AppendInt(n[:0], w.length, 10))
+				writeInt(bw, w.length, 10)
 				bw.WriteString("\r\n")
 			}
 		}
 	}
+}
+
+// writeInt writes n in base into bw's own buffer: a buffer on the stack
+// would escape through bufio's io.Writer.
+func writeInt(bw *bufio.Writer, n int64, base int) {
+	if bw.Available() < 20 {
+		bw.Flush()
+	}
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, base))
 }
 
 // writeFieldValue writes v with any line break turned into a space, as

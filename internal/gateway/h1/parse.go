@@ -292,3 +292,140 @@ var tchar = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// ResponseHead is a parsed response head: offsets into the parsed bytes.
+type ResponseHead struct {
+	Len           int // bytes of the head, final CRLF included
+	Status        int
+	StatusStart   int   // "200 OK" starts here…
+	StatusEnd     int   // …and ends here
+	ContentLength int64 // -1: none
+	Close         bool  // Connection: close
+	Fields        []Field
+}
+
+// ParseResponse parses an upstream's response head at the start of b into
+// h, reusing h.Fields' array. Plain is an HTTP/1.1 final answer (status
+// 200 or above) framed by at most one Content-Length, without
+// Transfer-Encoding; anything else is NotPlain, for net/http's reader.
+func ParseResponse(b []byte, h *ResponseHead) Verdict {
+	h.Fields = h.Fields[:0]
+	h.ContentLength = -1
+	h.Close = false
+	const version = "HTTP/1.1 "
+	for i := 0; i < len(version); i++ {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] != version[i] {
+			return NotPlain
+		}
+	}
+	i := len(version)
+	h.StatusStart = i
+	for j := 0; j < 3; j++ {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] < '0' || b[i] > '9' {
+			return NotPlain
+		}
+		i++
+	}
+	h.Status = int(b[i-3]-'0')*100 + int(b[i-2]-'0')*10 + int(b[i-1]-'0')
+	if h.Status < 200 {
+		return NotPlain
+	}
+	if i == len(b) {
+		return Incomplete
+	}
+	if b[i] == ' ' {
+		for i < len(b) && isVchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+	}
+	if b[i] != '\r' {
+		return NotPlain
+	}
+	h.StatusEnd = i
+	if i+1 == len(b) {
+		return Incomplete
+	}
+	if b[i+1] != '\n' {
+		return NotPlain
+	}
+	i += 2
+	for {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] == '\r' {
+			if i+1 == len(b) {
+				return Incomplete
+			}
+			if b[i+1] != '\n' {
+				return NotPlain
+			}
+			h.Len = i + 2
+			return Plain
+		}
+		ns := i
+		for i < len(b) && isTchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if i == ns || b[i] != ':' {
+			return NotPlain
+		}
+		ne := i
+		i++
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
+		vs := i
+		for i < len(b) && isVchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] != '\r' {
+			return NotPlain
+		}
+		if i+1 == len(b) {
+			return Incomplete
+		}
+		if b[i+1] != '\n' {
+			return NotPlain
+		}
+		ve := i
+		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+			ve--
+		}
+		i += 2
+		name, value := b[ns:ne], b[vs:ve]
+		switch {
+		case equalFold(name, "content-length"):
+			n, ok := parseLength(value)
+			if !ok || h.ContentLength >= 0 {
+				return NotPlain
+			}
+			h.ContentLength = n
+		case equalFold(name, "transfer-encoding"):
+			return NotPlain
+		case equalFold(name, "connection"):
+			if hasToken(value, "close") {
+				h.Close = true
+			}
+		}
+		if len(h.Fields) == MaxFields {
+			return NotPlain
+		}
+		h.Fields = append(h.Fields, Field{ns, ne, vs, ve})
+	}
+}

@@ -162,3 +162,67 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want Verdict
+	}{
+		{"plain", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello", Plain},
+		{"no reason", "HTTP/1.1 204\r\n\r\n", Plain},
+		{"no length", "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", Plain},
+		{"not yet", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", Incomplete},
+		{"interim", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", NotPlain},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", NotPlain},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", NotPlain},
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", NotPlain},
+		{"bare LF", "HTTP/1.1 200 OK\nContent-Length: 5\n\n", NotPlain},
+		{"fold", "HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n", NotPlain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h ResponseHead
+			if got := ParseResponse([]byte(tc.in), &h); got != tc.want {
+				t.Errorf("ParseResponse(%q) = %v; want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseResponse: a head ParseResponse calls plain is one net/http
+// reads the same way: status, length, close, every header value.
+func FuzzParseResponse(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"))
+	f.Add([]byte("HTTP/1.1 404 Not Found\r\nA: b\r\nA: c\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h ResponseHead
+		if ParseResponse(b, &h) != Plain {
+			return
+		}
+		if h.Len > len(b) || !bytes.HasSuffix(b[:h.Len], []byte("\r\n\r\n")) {
+			t.Fatalf("Len %d of %q", h.Len, b)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b[:h.Len])), &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatalf("plain to ParseResponse, refused by net/http: %v\n%q", err, b[:h.Len])
+		}
+		// Without a length the body runs to the connection's end, and
+		// net/http says Close: the gateway leaves those to net/http.
+		if res.StatusCode != h.Status || res.Status != string(b[h.StatusStart:h.StatusEnd]) || (h.ContentLength >= 0 && res.Close != h.Close) {
+			t.Fatalf("status %d %q close %v; net/http %d %q %v", h.Status, b[h.StatusStart:h.StatusEnd], h.Close, res.StatusCode, res.Status, res.Close)
+		}
+		if h.ContentLength >= 0 && res.ContentLength != h.ContentLength && h.Status != 204 && h.Status != 304 {
+			t.Fatalf("length %d; net/http %d", h.ContentLength, res.ContentLength)
+		}
+		got := http.Header{}
+		for _, fd := range h.Fields {
+			k := textproto.CanonicalMIMEHeaderKey(string(b[fd.NameStart:fd.NameEnd]))
+			got[k] = append(got[k], string(b[fd.ValueStart:fd.ValueEnd]))
+		}
+		for k, vs := range res.Header {
+			if strings.Join(got[k], "\x00") != strings.Join(vs, "\x00") {
+				t.Fatalf("header %s: %q; net/http %q: %q", k, got[k], vs, b[:h.Len])
+			}
+		}
+	})
+}
