@@ -277,9 +277,10 @@ func (c *serverConn) serve() {
 			}
 			c.idle.Store(false)
 		}
+		// The first head's time runs from the connection's start, as
+		// net/http's does.
+		v, err := c.readHead(first)
 		first = false
-		c.nc.SetReadDeadline(time.Now().Add(c.s.t.ReadHeader))
-		v, err := c.readHead()
 		if err != nil {
 			// A head that did not come in time, or a client that went:
 			// closed without an answer, as net/http does.
@@ -300,8 +301,10 @@ func (c *serverConn) serve() {
 }
 
 // readHead reads until the buffer holds a whole head, or something that
-// is not a plain one, or a buffer full.
-func (c *serverConn) readHead() (h1.Verdict, error) {
+// is not a plain one, or a buffer full. The rest of a head has
+// ReadHeader to come (a head that came whole in one read, the usual case,
+// needs no deadline of its own).
+func (c *serverConn) readHead(deadline bool) (h1.Verdict, error) {
 	for {
 		n := c.br.Buffered()
 		b, _ := c.br.Peek(n)
@@ -309,6 +312,10 @@ func (c *serverConn) readHead() (h1.Verdict, error) {
 		case h1.Incomplete:
 			if n == c.br.Size() {
 				return h1.NotPlain, nil
+			}
+			if !deadline {
+				deadline = true
+				c.nc.SetReadDeadline(time.Now().Add(c.s.t.ReadHeader))
 			}
 			if _, err := c.br.Peek(n + 1); err != nil {
 				return 0, err
