@@ -199,10 +199,17 @@ type serverConn struct {
 	cr     connReader
 	cancel context.CancelFunc // the requests' context, on the client leaving
 
-	// A stream's answer watches for the client leaving (watch): the
-	// watcher's end, and whether it saw the client go.
+	// A stream's answer, and a request the handler has held for a while
+	// (a cold start, a long poll), watch for the client leaving
+	// (startWatch): the watcher's end, and whether it saw the client go.
+	// watchMu orders the watcher's start, from the handler or lateWatch's
+	// goroutine, with the handler's end.
+	watchMu   sync.Mutex
+	inHandler bool
+	watchable bool // no body to read, nothing read ahead: lateWatch may start a watcher
 	watchDone chan struct{}
 	gone      bool
+	lateWatch *time.Timer
 
 	remote string
 	req    *http.Request
@@ -256,6 +263,9 @@ func (c *serverConn) serve() {
 	defer cancel()
 	c.cancel = cancel
 	c.req = new(http.Request).WithContext(ctx)
+	c.lateWatch = time.AfterFunc(time.Hour, c.watchHeld)
+	c.lateWatch.Stop()
+	defer c.lateWatch.Stop()
 	c.hdr = make(http.Header, 16)
 	c.w.c = c
 	c.w.hdr = make(http.Header, 16)
@@ -419,11 +429,25 @@ func (c *serverConn) serveRequest() next {
 
 	w := &c.w
 	w.reset(r)
+	watchable := hd.ContentLength <= 0 && c.br.Buffered() == 0 && len(c.cr.pending) == 0
+	c.watchMu.Lock()
+	c.inHandler, c.watchable = true, watchable
+	c.watchMu.Unlock()
+	if watchable {
+		c.lateWatch.Reset(watchAfter)
+	}
 	aborted := c.handle(w, r)
-	if c.watchDone != nil {
+	if watchable {
+		c.lateWatch.Stop()
+	}
+	c.watchMu.Lock()
+	c.inHandler = false
+	done := c.watchDone
+	c.watchDone = nil
+	c.watchMu.Unlock()
+	if done != nil {
 		c.nc.SetReadDeadline(aLongTimeAgo)
-		<-c.watchDone
-		c.watchDone = nil
+		<-done
 		if c.gone {
 			return closeConn
 		}
@@ -798,19 +822,37 @@ func (w *respWriter) FlushError() error {
 		return w.err
 	}
 	w.err = w.c.bw.Flush()
-	if w.err == nil && w.c.watchDone == nil {
-		w.c.watch()
+	if w.err == nil && w.c.body.n == 0 && w.c.br.Buffered() == 0 {
+		w.c.startWatch()
 	}
 	return w.err
 }
 
-// watch reads from the client in the background while a stream is
-// answered, to end the requests' context when the client leaves: the
-// upstream's side of an idle stream would be held for ever otherwise.
-// Only a client done sending is watched; bytes it sends meanwhile (a
-// pipelined request) are kept for the next read.
-func (c *serverConn) watch() {
-	if c.body.n > 0 || c.br.Buffered() > 0 {
+// watchAfter is how long a request without a body may be in the handler
+// before the client is watched: most are answered sooner and pay nothing.
+const watchAfter = 100 * time.Millisecond
+
+// watchHeld runs on lateWatch's goroutine: the handler has held a request
+// for watchAfter.
+func (c *serverConn) watchHeld() {
+	c.watchMu.Lock()
+	ok := c.watchable
+	c.watchMu.Unlock()
+	if ok {
+		c.startWatch()
+	}
+}
+
+// startWatch reads from the client in the background while the handler
+// runs, to end the requests' context when the client leaves: an idle
+// stream's upstream, a held cold start, would be kept for nobody
+// otherwise. Only a client done sending is watched (the callers check);
+// bytes it sends meanwhile (a pipelined request) are kept for the next
+// read.
+func (c *serverConn) startWatch() {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	if !c.inHandler || c.watchDone != nil {
 		return
 	}
 	c.nc.SetReadDeadline(time.Time{})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"berth.dev/berth/internal/connlimit"
+	"berth.dev/berth/internal/testutil"
 )
 
 // The gateway's own server (Server), on loopback, fed raw bytes.
@@ -265,7 +266,31 @@ func TestServerShutdown(t *testing.T) {
 	if _, err := idleBr.ReadByte(); err != io.EOF {
 		t.Errorf("an idle connection stayed open after Shutdown: %v", err)
 	}
-	if _, err := busyBr.ReadByte(); err != io.EOF {
+	// Closed, or reset when it was still in the listener's backlog.
+	if _, err := busyBr.ReadByte(); err == nil || isTimeout(err) {
 		t.Errorf("a fresh connection stayed open after Shutdown: %v", err)
 	}
+}
+
+// A client that leaves a request the upstream holds (a long poll, a cold
+// start) frees the upstream, as a stream's client does: the request's
+// context ends, and the endpoint has nothing in flight.
+func TestServerClientLeavingAHeldRequest(t *testing.T) {
+	entered, left := make(chan struct{}), make(chan struct{})
+	up := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done() // answers nothing until the gateway goes
+		close(left)
+	})
+	g, url, _ := startGateway(t, Config{}, target("dev", "poll", up))
+	c, _ := rawConn(t, strings.TrimPrefix(url, "http://"))
+	io.WriteString(c, "GET /poll HTTP/1.1\r\nHost: poll.dev.berth.localhost\r\n\r\n")
+	<-entered
+	c.Close()
+	select {
+	case <-left:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream still holds the request of a client that left")
+	}
+	testutil.WaitFor(t, 10*time.Second, "the request to leave the in-flight count", func() bool { return g.InFlight("u") == 0 })
 }
