@@ -76,7 +76,10 @@ func NewServer(h http.Handler, t connlimit.Timeouts, logger *slog.Logger) *Serve
 // Serve accepts connections on ln until the server is shut down, when it
 // returns http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	s.fallbackOnce.Do(func() { go s.fallback.Serve(s.handoff) })
+	s.fallbackOnce.Do(func() {
+		go s.fallback.Serve(s.handoff)
+		go s.sweep()
+	})
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -209,7 +212,12 @@ type serverConn struct {
 	watchable bool // no body to read, nothing read ahead: lateWatch may start a watcher
 	watchDone chan struct{}
 	gone      bool
-	lateWatch *time.Timer
+
+	// For the server's sweep (Server.sweep): the request count, whether
+	// one is in the handler, and the count the last sweep saw.
+	seq      atomic.Uint64
+	busy     atomic.Bool
+	lastSeen uint64
 
 	remote string
 	req    *http.Request
@@ -263,9 +271,6 @@ func (c *serverConn) serve() {
 	defer cancel()
 	c.cancel = cancel
 	c.req = new(http.Request).WithContext(ctx)
-	c.lateWatch = time.AfterFunc(time.Hour, c.watchHeld)
-	c.lateWatch.Stop()
-	defer c.lateWatch.Stop()
 	c.hdr = make(http.Header, 16)
 	c.w.c = c
 	c.w.hdr = make(http.Header, 16)
@@ -433,13 +438,10 @@ func (c *serverConn) serveRequest() next {
 	c.watchMu.Lock()
 	c.inHandler, c.watchable = true, watchable
 	c.watchMu.Unlock()
-	if watchable {
-		c.lateWatch.Reset(watchAfter)
-	}
+	c.seq.Add(1)
+	c.busy.Store(true)
 	aborted := c.handle(w, r)
-	if watchable {
-		c.lateWatch.Stop()
-	}
+	c.busy.Store(false)
 	c.watchMu.Lock()
 	c.inHandler = false
 	done := c.watchDone
@@ -828,12 +830,42 @@ func (w *respWriter) FlushError() error {
 	return w.err
 }
 
-// watchAfter is how long a request without a body may be in the handler
-// before the client is watched: most are answered sooner and pay nothing.
-const watchAfter = 100 * time.Millisecond
+// sweepEvery is how often the server looks for requests held in the
+// handler since its last look (so for sweepEvery to twice that): their
+// clients are watched from then on. Most requests are answered sooner and
+// pay nothing for it, not even a timer.
+const sweepEvery = 200 * time.Millisecond
 
-// watchHeld runs on lateWatch's goroutine: the handler has held a request
-// for watchAfter.
+// sweep starts watchers for the requests held since the last sweep, until
+// the server stops.
+func (s *Server) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	var held []*serverConn
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		held = held[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			seq := c.seq.Load()
+			if c.busy.Load() && seq == c.lastSeen {
+				held = append(held, c)
+			}
+			c.lastSeen = seq
+		}
+		s.mu.Unlock()
+		for _, c := range held {
+			c.watchHeld()
+		}
+	}
+}
+
+// watchHeld starts a watcher for the request c's handler holds, if it has
+// no body to read.
 func (c *serverConn) watchHeld() {
 	c.watchMu.Lock()
 	ok := c.watchable
