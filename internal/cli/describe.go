@@ -335,7 +335,11 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 		for _, p := range lc.Phases {
 			parts = append(parts, fmt.Sprintf("%s %.1fms", p.Name, p.MS))
 		}
-		d.kv("Last Cold Start", strings.Join(parts, ", "))
+		last := strings.Join(parts, ", ")
+		if lc.From != "" {
+			last += " (from " + lc.From + ")"
+		}
+		d.kv("Last Cold Start", last)
 	}
 	if ka := st.KeepAlive; ka != nil {
 		standby := "standby kept " + ka.StandbyIdle + " after the last request"

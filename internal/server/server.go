@@ -418,12 +418,17 @@ func (s *Server) buildBackend() error {
 		s.clusterSrv.Protocols = gateway.Protocols()
 		return nil
 	}
+	standbyMem, err := cfg.StandbyMemoryBytes()
+	if err != nil {
+		return err
+	}
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
 		Events:    s.events, Secrets: s.values, InstanceEnv: s.instanceEnv,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
-		Logger: s.log.With("part", "backend"),
+		StandbyMemory: standbyMem,
+		Logger:        s.log.With("part", "backend"),
 	})
 	return nil
 }

@@ -285,3 +285,84 @@ func (f *failingDetach) calls() int {
 	defer f.mu.Unlock()
 	return f.n
 }
+
+func withStandbyMemory(n int64) option { return func(c *local.Config) { c.StandbyMemory = n } }
+
+// With a memory budget, a standby is started, initialised and frozen
+// ahead: it takes no connection while frozen, and waking it is a thaw of
+// the same process, with no start and no initialisation on the way.
+func TestFrozenStandbyWakesByThaw(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1<<30))
+	runInstance(t, h, "fn", v1.Template{ReadinessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/ready"}}}, true)
+	st := waitStatus(t, h, "fn-a", "a frozen standby", func(s v1.InstanceStatus) bool {
+		return s.Phase == v1.PhaseStandby && strings.Contains(s.Message, "frozen")
+	})
+	id := local.ContainerID(env, "fn-a")
+	cs, err := h.driver.Inspect(context.Background(), id)
+	if err != nil || cs.Status != "running" || !cs.Frozen {
+		t.Fatalf("standby's task %+v (%v): want running and frozen", cs, err)
+	}
+	if st.Ready {
+		t.Fatal("a frozen standby reads ready")
+	}
+	// Frozen, it answers nobody: the request waits until the thaw.
+	answered := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + st.IP + ":8080/")
+		if err == nil {
+			res.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a frozen standby answered (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	activated := time.Now()
+	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
+	st = waitStatus(t, h, "fn-a", "ready once thawed", func(s v1.InstanceStatus) bool { return s.Ready })
+	if err := <-answered; err != nil {
+		t.Fatalf("the request held by the frozen standby: %v", err)
+	}
+	after, _ := h.driver.Inspect(context.Background(), id)
+	if after.Pid != cs.Pid || after.Frozen {
+		t.Fatalf("woken task %+v: want the same process (pid %d), thawed", after, cs.Pid)
+	}
+	p := st.Start
+	if p == nil || !p.Thawed || !p.FromStandby || p.SandboxMS != 0 || p.BeganAt.Before(activated) {
+		t.Fatalf("start record %+v: want a thaw, begun after its activation at %v", p, activated)
+	}
+}
+
+// Past the memory budget a standby waits created, not started.
+func TestStandbyOverMemoryBudgetWaitsCreated(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1)) // the mock's process holds 8 MiB
+	runInstance(t, h, "fn", v1.Template{}, true)
+	waitStatus(t, h, "fn-a", "a frozen standby", func(s v1.InstanceStatus) bool {
+		return s.Phase == v1.PhaseStandby && strings.Contains(s.Message, "frozen")
+	})
+	runInstance(t, h, "other", v1.Template{}, true)
+	st := waitStatus(t, h, "other-a", "a standby", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseStandby })
+	if strings.Contains(st.Message, "frozen") || h.driver.Running() != 1 {
+		t.Fatalf("second standby %+v with %d processes running: want it created only, over the budget", st, h.driver.Running())
+	}
+}
+
+// A program that dies during its warm-up leaves a created standby, with
+// a warning, and its failure shows when a request starts it.
+func TestStandbyThatCrashesAtInitWaitsCreated(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1<<30))
+	runInstance(t, h, "fn", v1.Template{Args: []string{"-exit", "3"}}, true)
+	st := waitStatus(t, h, "fn-a", "a standby", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseStandby })
+	if strings.Contains(st.Message, "frozen") {
+		t.Fatalf("standby %+v: a program that exits at init was frozen", st)
+	}
+	testutil.WaitFor(t, 10*time.Second, "no process left running", func() bool { return h.driver.Running() == 0 })
+	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
+	st = waitStatus(t, h, "fn-a", "the exit recorded", func(s v1.InstanceStatus) bool { return s.LastExit != nil })
+	if st.LastExit.Code != 3 {
+		t.Fatalf("last exit %+v, want code 3", st.LastExit)
+	}
+}
