@@ -28,8 +28,19 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			pinned[n] = nil
 		}
 	}
-	var active, standby []*v1.Instance
-	for _, i := range b.instancesOf(w.Ref) {
+	insts := b.instancesOf(w.Ref)
+	// A new revision goes live at zero once its standby is prepared: until
+	// then the previous revision's prepared standby stays and answers a
+	// request that comes meanwhile (as a rolling update keeps old
+	// instances until new ones are ready), and the rollout replaces it.
+	newPrepared := false
+	for _, i := range insts {
+		if i.Spec.Standby && !i.Spec.Draining && i.Spec.Revision == cur && i.Status.Phase == v1.PhaseStandby {
+			newPrepared = true
+		}
+	}
+	var active, standby, previous []*v1.Instance
+	for _, i := range insts {
 		_, pin := pinned[i.Spec.Revision]
 		switch {
 		case i.Spec.Draining:
@@ -39,6 +50,9 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			// Taken first for a new instance, even when no standby is
 			// wanted beyond Replicas any more (a scale-up to the max).
 			standby = append(standby, i)
+		case i.Spec.Standby && w.Standby && len(w.Pinned) == 0 && !newPrepared && len(previous) == 0 &&
+			i.Spec.Revision < cur && i.Status.Phase == v1.PhaseStandby:
+			previous = append(previous, i)
 		case i.Spec.Standby:
 			// A standby of an older revision, or one that cannot be
 			// prepared, is of no use.
@@ -64,6 +78,15 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 		return standby[a].Status.Phase == v1.PhaseStandby && standby[c].Status.Phase != v1.PhaseStandby
 	})
 	for n := 0; n < plan.Create; n++ {
+		if len(previous) > 0 && (len(standby) == 0 || standby[0].Status.Phase != v1.PhaseStandby) {
+			p := previous[0]
+			previous = previous[1:]
+			if err := b.activate(ctx, p); err == nil {
+				continue
+			} else if !v1.IsConflict(err) && !v1.IsNotFound(err) {
+				return err
+			}
+		}
 		if len(standby) > 0 {
 			s := standby[0]
 			standby = standby[1:]

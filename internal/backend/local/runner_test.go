@@ -366,3 +366,62 @@ func TestStandbyThatCrashesAtInitWaitsCreated(t *testing.T) {
 		t.Fatalf("last exit %+v, want code 3", st.LastExit)
 	}
 }
+
+// storeRevision records revision n of function owner with tmpl.
+func storeRevision(t *testing.T, h mockHarness, owner string, n int64, tmpl v1.Template) *v1.Revision {
+	t.Helper()
+	tmpl.Image = "berth.test/echo:v1"
+	tmpl.Port = 8080
+	rev := &v1.Revision{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindRevision},
+		Metadata: v1.ObjectMeta{Name: v1.RevisionName(owner, n), Environment: env},
+		Spec:     v1.RevisionSpec{Owner: owner, OwnerKind: v1.KindFunction, Number: n, Image: tmpl.Image, ImageDigest: h.harness.Digest, Template: tmpl},
+	}
+	if err := store.Create(context.Background(), h.harness.Store, rev); err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// Right after a deploy, until the new revision's standby is prepared, the
+// previous revision's prepared standby stays and wakes for a request: a
+// new revision goes live when it can answer, not before. Once the new one
+// is prepared, the old one goes.
+func TestPreviousStandbyServesUntilTheNewOneIsPrepared(t *testing.T) {
+	h := mockBackend(t)
+	ctx := context.Background()
+	ref := backend.Ref{Kind: v1.KindFunction, Environment: env, Name: "fn"}
+	rev1 := storeRevision(t, h, "fn", 1, v1.Template{})
+	apply := func(rev *v1.Revision, replicas int) {
+		t.Helper()
+		if err := h.backend.Apply(ctx, backend.Workload{Ref: ref, Revision: rev, Replicas: replicas, MaxSurge: 1, Standby: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(rev1, 0)
+	instances := func() []v1.InstanceStatus { return h.backend.Instances(ref) }
+	testutil.WaitFor(t, 20*time.Second, "revision 1's standby to be prepared", func() bool {
+		for _, i := range instances() {
+			if i.Revision == 1 && i.Phase == v1.PhaseStandby {
+				return true
+			}
+		}
+		return false
+	})
+	// Revision 2 cannot be prepared (a value it needs is missing): its
+	// standby never gets there.
+	rev2 := storeRevision(t, h, "fn", 2, v1.Template{Env: []v1.EnvVar{{Name: "X", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "missing", Key: "k"}}}}})
+	apply(rev2, 0)
+	apply(rev2, 1) // a request comes
+	st := testutil.WaitForValue(t, 20*time.Second, "an instance ready", func() (v1.InstanceStatus, bool) {
+		for _, i := range instances() {
+			if i.Ready {
+				return i, true
+			}
+		}
+		return v1.InstanceStatus{}, false
+	})
+	if st.Revision != 1 || st.Start == nil || !st.Start.FromStandby {
+		t.Fatalf("woken instance %+v: want revision 1's prepared standby", st)
+	}
+}
