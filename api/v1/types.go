@@ -531,8 +531,10 @@ type KeepAliveStatus struct {
 	// StandbyIdle is how long the prepared standby outlives the last
 	// request; after it, the next request starts from nothing.
 	StandbyIdle string `json:"standbyIdle"`
-	// Standby says whether a standby is wanted now.
-	Standby bool `json:"standby"`
+	// Standby says whether a standby is wanted now; Standbys how many
+	// (as many as the function recently woke at once, one at least).
+	Standby  bool `json:"standby"`
+	Standbys int  `json:"standbys,omitempty"`
 	// Learned: from the function's idle gaps rather than defaults.
 	Learned bool   `json:"learned"`
 	Reason  string `json:"reason"`

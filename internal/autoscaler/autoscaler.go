@@ -74,6 +74,30 @@ type function struct {
 	// wants one now; standbyReported what OnChange last told.
 	since                    time.Time
 	standby, standbyReported bool
+	// peak is the most instances the function wanted since peakAt, within
+	// its standby keep-alive: that many may be woken at once again.
+	peak   int
+	peakAt time.Time
+}
+
+// MaxStandbysPerFunction bounds one function's prepared standbys.
+const MaxStandbysPerFunction = 10
+
+// settle brings the function's standby wishes up to its state at now.
+func (f *function) settle(now time.Time) {
+	if f.state.Desired >= f.peak || now.Sub(f.peakAt) > f.keep.StandbyIdle {
+		f.peak, f.peakAt = f.state.Desired, now
+	}
+	f.standby = f.wantsStandby(now)
+}
+
+// standbys is how many prepared standbys f keeps now: enough for its
+// recent peak beside what runs (one at least) while it wants any.
+func (f *function) standbys() int {
+	if !f.standby {
+		return 0
+	}
+	return min(max(f.peak-f.state.Desired, 1), MaxStandbysPerFunction)
 }
 
 // effective is p with the idle timeout the keep-alive chose.
@@ -167,7 +191,7 @@ func (a *Autoscaler) Set(env, name string, p Params, initial int) {
 		since:      now,
 	}
 	f.keep = learn(&f.gaps, userIdle)
-	f.standby = f.wantsStandby(now)
+	f.settle(now)
 	f.standbyReported = f.standby
 	a.fns[k] = f
 }
@@ -198,7 +222,7 @@ func (a *Autoscaler) Demand(env, name string) {
 	}
 	f.sawGap(f.state.LastActive, now)
 	f.state = Wake(f.effective(), f.state, now)
-	f.standby = f.wantsStandby(now)
+	f.settle(now)
 	changed := f.state.Desired != f.reported || f.standby != f.standbyReported
 	a.mu.Unlock()
 	if changed {
@@ -215,6 +239,19 @@ func (a *Autoscaler) WantsStandby(env, name string) bool {
 		return f.standby
 	}
 	return true
+}
+
+// Standbys is how many prepared standbys the function should keep now:
+// as many as it recently woke at once beyond what runs, one at least
+// while it wants a standby (one for a function not known), at most
+// MaxStandbysPerFunction.
+func (a *Autoscaler) Standbys(env, name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fns[key{env, name}]; f != nil {
+		return f.standbys()
+	}
+	return 1
 }
 
 // Desired is the function's current decision (0 when not registered).
@@ -239,8 +276,10 @@ type Status struct {
 	LastActive                  time.Time
 	Params                      Params // with defaults filled in, the idle timeout as chosen
 	KeepAlive                   KeepAlive
-	// Standby says whether a prepared standby is wanted now.
-	Standby bool
+	// Standby says whether a prepared standby is wanted now, Standbys how
+	// many.
+	Standby  bool
+	Standbys int
 }
 
 // Status reports a function's figures; false when it is not registered.
@@ -260,6 +299,7 @@ func (a *Autoscaler) Status(env, name string) (Status, bool) {
 		Params:     f.effective(),
 		KeepAlive:  f.keep,
 		Standby:    f.standby,
+		Standbys:   f.standbys(),
 	}
 	if n := len(f.samples); n > 0 {
 		st.InFlight = f.samples[n-1].InFlight
@@ -331,7 +371,7 @@ func (a *Autoscaler) tick() {
 		if f.state.LastActive.After(last) {
 			f.sawGap(last, f.state.LastActive)
 		}
-		f.standby = f.wantsStandby(now)
+		f.settle(now)
 		if !f.registered && f.state.Desired == 0 && f.reported == 0 {
 			delete(a.fns, k)
 		}

@@ -343,6 +343,9 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 	}
 	if ka := st.KeepAlive; ka != nil {
 		standby := "standby kept " + ka.StandbyIdle + " after the last request"
+		if ka.Standbys > 1 {
+			standby = fmt.Sprintf("%d standbys (its recent peak) kept %s after the last request", ka.Standbys, ka.StandbyIdle)
+		}
 		if !ka.Standby {
 			standby = "standby given back (idle over " + ka.StandbyIdle + "): the next request starts from nothing"
 		}

@@ -26,9 +26,9 @@ func (s scalerAdapter) Set(env, name string, p controller.ScaleParams) {
 		IdleTimeout:       p.IdleTimeout,
 	}, p.Ready)
 }
-func (s scalerAdapter) Remove(env, name string)            { s.a.Remove(env, name) }
-func (s scalerAdapter) Desired(env, name string) int       { return s.a.Desired(env, name) }
-func (s scalerAdapter) WantsStandby(env, name string) bool { return s.a.WantsStandby(env, name) }
+func (s scalerAdapter) Remove(env, name string)       { s.a.Remove(env, name) }
+func (s scalerAdapter) Desired(env, name string) int  { return s.a.Desired(env, name) }
+func (s scalerAdapter) Standbys(env, name string) int { return s.a.Standbys(env, name) }
 
 func (s scalerAdapter) KeepAlive(env, name string) (*v1.KeepAliveStatus, bool) {
 	st, ok := s.a.Status(env, name)
@@ -38,7 +38,7 @@ func (s scalerAdapter) KeepAlive(env, name string) (*v1.KeepAliveStatus, bool) {
 	k := st.KeepAlive
 	return &v1.KeepAliveStatus{
 		IdleTimeout: k.IdleTimeout.String(), StandbyIdle: k.StandbyIdle.String(),
-		Standby: st.Standby, Learned: k.Learned, Reason: k.Reason,
+		Standby: st.Standby, Standbys: st.Standbys, Learned: k.Learned, Reason: k.Reason,
 	}, true
 }
 

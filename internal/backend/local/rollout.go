@@ -15,7 +15,7 @@ import (
 
 // Apply moves w's Instance records one step towards w.Replicas ready
 // instances of w.Revision within the rollout limits: planRollout decides,
-// Apply acts. With w.Standby it also keeps one prepared instance of the
+// Apply acts. With w.Standbys it also keeps as many prepared instances of the
 // current revision (network attached, task created, not started), and
 // takes prepared ones first when it needs a new instance, so a cold start
 // only starts a task. The agent runs what the records say.
@@ -50,7 +50,7 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			// Taken first for a new instance, even when no standby is
 			// wanted beyond Replicas any more (a scale-up to the max).
 			standby = append(standby, i)
-		case i.Spec.Standby && w.Standby && len(w.Pinned) == 0 && !newPrepared && len(previous) == 0 &&
+		case i.Spec.Standby && w.Standbys > 0 && len(w.Pinned) == 0 && !newPrepared && len(previous) == 0 &&
 			i.Spec.Revision < cur && i.Status.Phase == v1.PhaseStandby:
 			previous = append(previous, i)
 		case i.Spec.Standby:
@@ -107,10 +107,7 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 	if err := b.scalePinned(ctx, w, pinned); err != nil {
 		return err
 	}
-	want := 0
-	if w.Standby {
-		want = 1
-	}
+	want := max(w.Standbys, 0)
 	for len(standby) < want {
 		s, err := b.createInstance(ctx, w.Ref, w.Labels, cur, true)
 		if err != nil {

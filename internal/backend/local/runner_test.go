@@ -394,7 +394,7 @@ func TestPreviousStandbyServesUntilTheNewOneIsPrepared(t *testing.T) {
 	rev1 := storeRevision(t, h, "fn", 1, v1.Template{})
 	apply := func(rev *v1.Revision, replicas int) {
 		t.Helper()
-		if err := h.backend.Apply(ctx, backend.Workload{Ref: ref, Revision: rev, Replicas: replicas, MaxSurge: 1, Standby: true}); err != nil {
+		if err := h.backend.Apply(ctx, backend.Workload{Ref: ref, Revision: rev, Replicas: replicas, MaxSurge: 1, Standbys: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
