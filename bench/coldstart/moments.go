@@ -35,7 +35,9 @@ import (
 type berthServer struct {
 	bin, data, sock, logPath string
 	namespace, pool, bridges string
-	cmd                      *exec.Cmd
+	// extra flags for `berth server`.
+	extra []string
+	cmd   *exec.Cmd
 	c                        *client.Client
 	gw                       string
 }
@@ -49,6 +51,7 @@ func (s *berthServer) start(ctx context.Context) error {
 	os.Remove(filepath.Join(s.data, "client.json"))
 	s.cmd = exec.Command(s.bin, "server", "--data-dir", s.data, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
 		"--containerd-socket", s.sock, "--containerd-namespace", s.namespace, "--subnet-pool", s.pool, "--bridge-prefix", s.bridges)
+	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		return err
