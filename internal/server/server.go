@@ -538,6 +538,11 @@ func (s *Server) buildControlPlane() error {
 	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if lb, ok := s.backend.(*local.Backend); ok {
+		if err := s.metrics.Register(lb.Collector()); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	s.addPart("workflow", s.workflows.Run)
 	if err := s.buildAdvisor(svcs, fns, act, routes); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The runner's behaviours, one instance record at a time, on the mock
@@ -305,6 +306,10 @@ func TestFrozenStandbyWakesByThaw(t *testing.T) {
 	if st.Ready {
 		t.Fatal("a frozen standby reads ready")
 	}
+	// The machine's standby memory counts it (the mock's process: 8 MiB).
+	if held, n := standbyGauges(t, h); held != 8<<20 || n != 1 {
+		t.Fatalf("berth_standby_memory_bytes %v, berth_frozen_standbys %v: want 8 MiB and 1", held, n)
+	}
 	// Frozen, it answers nobody: the request waits until the thaw.
 	answered := make(chan error, 1)
 	go func() {
@@ -329,6 +334,9 @@ func TestFrozenStandbyWakesByThaw(t *testing.T) {
 	after, _ := h.driver.Inspect(context.Background(), id)
 	if after.Pid != cs.Pid || after.Frozen {
 		t.Fatalf("woken task %+v: want the same process (pid %d), thawed", after, cs.Pid)
+	}
+	if held, n := standbyGauges(t, h); held != 0 || n != 0 {
+		t.Fatalf("after the thaw: berth_standby_memory_bytes %v, berth_frozen_standbys %v: want 0 and 0", held, n)
 	}
 	p := st.Start
 	if p == nil || !p.Thawed || !p.FromStandby || p.SandboxMS != 0 || p.BeganAt.Before(activated) {
@@ -424,4 +432,24 @@ func TestPreviousStandbyServesUntilTheNewOneIsPrepared(t *testing.T) {
 	if st.Revision != 1 || st.Start == nil || !st.Start.FromStandby {
 		t.Fatalf("woken instance %+v: want revision 1's prepared standby", st)
 	}
+}
+
+// standbyGauges reads the backend's standby memory and frozen count.
+func standbyGauges(t *testing.T, h mockHarness) (held, n float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.backend.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "berth_standby_memory_bytes":
+			held = mf.GetMetric()[0].GetGauge().GetValue()
+		case "berth_frozen_standbys":
+			n = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return held, n
 }
