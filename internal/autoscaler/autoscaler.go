@@ -3,7 +3,9 @@ package autoscaler
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,6 +140,9 @@ type Autoscaler struct {
 	notify sync.Mutex
 	mu     sync.Mutex
 	fns    map[key]*function
+	// seeds are idle gaps recorded by an earlier server, for functions
+	// not known yet (RestoreGaps).
+	seeds map[key][]time.Duration
 }
 
 // New returns an Autoscaler; Run starts its sampling.
@@ -190,10 +195,54 @@ func (a *Autoscaler) Set(env, name string, p Params, initial int) {
 		userIdle:   userIdle,
 		since:      now,
 	}
+	a.seed(k, f)
 	f.keep = learn(&f.gaps, userIdle)
 	f.settle(now)
 	f.standbyReported = f.standby
 	a.fns[k] = f
+}
+
+// seed gives a new function the gaps an earlier server recorded for it.
+func (a *Autoscaler) seed(k key, f *function) {
+	for _, d := range a.seeds[k] {
+		f.gaps.add(d)
+	}
+	delete(a.seeds, k)
+}
+
+// Gaps returns every function's recorded idle gaps, oldest first, by
+// "ENV/NAME": what a restarted server should not have to learn again.
+func (a *Autoscaler) Gaps() map[string][]time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string][]time.Duration, len(a.fns)+len(a.seeds))
+	for k, d := range a.seeds {
+		out[k.env+"/"+k.name] = slices.Clone(d)
+	}
+	for k, f := range a.fns {
+		if f.gaps.n > 0 {
+			out[k.env+"/"+k.name] = f.gaps.list()
+		}
+	}
+	return out
+}
+
+// RestoreGaps seeds the idle gaps of functions not known yet, by
+// "ENV/NAME" as Gaps returns them; each function learns from them when it
+// is registered.
+func (a *Autoscaler) RestoreGaps(m map[string][]time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seeds == nil {
+		a.seeds = map[key][]time.Duration{}
+	}
+	for id, d := range m {
+		env, name, ok := strings.Cut(id, "/")
+		if !ok || a.fns[key{env, name}] != nil {
+			continue
+		}
+		a.seeds[key{env, name}] = slices.Clone(d)
+	}
 }
 
 // Remove forgets a function; no OnChange for it follows.
@@ -217,6 +266,7 @@ func (a *Autoscaler) Demand(env, name string) {
 	now := a.cfg.Clock()
 	if f == nil {
 		f = &function{p: Params{}.normalized(), since: now}
+		a.seed(k, f)
 		f.keep = learn(&f.gaps, 0)
 		a.fns[k] = f
 	}

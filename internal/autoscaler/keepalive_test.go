@@ -1,6 +1,7 @@
 package autoscaler
 
 import (
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,36 @@ func TestStandbysFollowTheRecentPeak(t *testing.T) {
 	a.Demand("dev", "fn")
 	if n := a.Standbys("dev", "fn"); n != 1 {
 		t.Fatalf("after a long idle a request brings back %d standbys, want 1 (the old peak forgotten)", n)
+	}
+}
+
+// The gaps a server learned are handed to the next one: a function
+// registered after a restart keeps its learned keep-alive.
+func TestGapsSurviveARestart(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	a := New(Config{Source: newSource(), Clock: c.Now})
+	a.Set("dev", "fn", Params{}, 0)
+	for range minGaps + 2 {
+		c.advance(30 * time.Second)
+		a.Demand("dev", "fn")
+	}
+	before, _ := a.Status("dev", "fn")
+	if !before.KeepAlive.Learned {
+		t.Fatalf("after %d gaps nothing learned: %+v", minGaps+2, before.KeepAlive)
+	}
+	saved := a.Gaps()
+	if len(saved["dev/fn"]) != minGaps+1 {
+		t.Fatalf("saved gaps %v, want the %d recorded", saved, minGaps+1)
+	}
+
+	b := New(Config{Source: newSource(), Clock: c.Now})
+	b.RestoreGaps(saved)
+	b.Set("dev", "fn", Params{}, 0)
+	after, _ := b.Status("dev", "fn")
+	if after.KeepAlive.IdleTimeout != before.KeepAlive.IdleTimeout || !after.KeepAlive.Learned || after.KeepAlive.Gaps != before.KeepAlive.Gaps {
+		t.Fatalf("after a restart the keep-alive is %+v, want what was learned: %+v", after.KeepAlive, before.KeepAlive)
+	}
+	if got := b.Gaps()["dev/fn"]; !slices.Equal(got, saved["dev/fn"]) {
+		t.Fatalf("gaps after the restart %v, want %v in order", got, saved["dev/fn"])
 	}
 }

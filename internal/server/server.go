@@ -471,6 +471,7 @@ func (s *Server) buildControlPlane() error {
 			}
 		},
 	})
+	s.keepGaps(scaler)
 	act := activator.New(activator.Config{
 		Table: s.gateway, Demand: scaler.Demand,
 		Instances: func(env, name string) []v1.InstanceStatus {
