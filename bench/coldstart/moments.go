@@ -63,7 +63,9 @@ func (s *berthServer) start(ctx context.Context) error {
 			var cc struct{ Addr, Token, Gateway string }
 			json.Unmarshal(raw, &cc)
 			s.c, s.gw = client.New(client.Config{Addr: cc.Addr, Token: cc.Token}), cc.Gateway
-			if s.c.Health(ctx) == nil {
+			// Ready: the gateway has its first routing table (a request
+			// before it waits for it: the server's start, not a cold start).
+			if s.c.Ready(ctx) == nil {
 				return nil
 			}
 		}

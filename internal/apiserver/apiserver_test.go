@@ -914,3 +914,27 @@ func TestApplyOutlastsAStatusWrite(t *testing.T) {
 		t.Fatalf("after the apply: image %q, ready %d; want nginx:1.28 and the controller's status kept", svc.Spec.Image, svc.Status.ReadyReplicas)
 	}
 }
+
+// /readyz, like Kubernetes', says whether the server takes traffic yet:
+// 503 with the reason until Ready says so, without a token.
+func TestReadyz(t *testing.T) {
+	var ready atomic.Bool
+	srv := apiserver.New(apiserver.Config{Ready: func() error {
+		if !ready.Load() {
+			return v1.Unavailable("the gateway has no routing table yet")
+		}
+		return nil
+	}})
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec
+	}
+	if rec := get(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no routing table") {
+		t.Fatalf("/readyz before ready: %d %q, want 503 with the reason", rec.Code, rec.Body.String())
+	}
+	ready.Store(true)
+	if rec := get(); rec.Code != http.StatusOK {
+		t.Fatalf("/readyz once ready: %d %q, want 200", rec.Code, rec.Body.String())
+	}
+}
