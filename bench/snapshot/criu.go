@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -89,6 +90,18 @@ func (b *bench) checkpoint(ctx context.Context, fn fnImage) (string, error) {
 		return "", err
 	}
 	if _, err := task.Checkpoint(ctx, client.WithCheckpointImagePath(img)); err != nil {
+		// runc names CRIU's log, which goes with the task: quote its errors.
+		if m := dumpLog.FindStringSubmatch(err.Error()); m != nil {
+			if raw, rerr := os.ReadFile(m[1]); rerr == nil {
+				var lines []string
+				for _, l := range strings.Split(string(raw), "\n") {
+					if strings.Contains(l, "Error") {
+						lines = append(lines, strings.TrimSpace(l))
+					}
+				}
+				err = fmt.Errorf("%w; %s says: %s", err, filepath.Base(m[1]), strings.Join(lines, " | "))
+			}
+		}
 		return "", err
 	}
 	return img, nil
@@ -131,6 +144,8 @@ func (b *bench) restore(ctx context.Context, fn fnImage, img string) (time.Durat
 	d := time.Since(t0)
 	return d, b.remove(ctx, in)
 }
+
+var dumpLog = regexp.MustCompile(`path= (\S+criu-dump\.log)`)
 
 func dirSize(dir string) int64 {
 	var n int64

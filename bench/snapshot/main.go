@@ -73,6 +73,7 @@ type bench struct {
 	http *http.Client
 
 	attaches []time.Duration
+	freezes  []time.Duration // FROZEN written until the kernel reports it
 	// mem holds samples per "FUNCTION/created" and "FUNCTION/frozen".
 	mem map[string]*memSamples
 }
@@ -178,6 +179,7 @@ func run(ctx context.Context, n int, names []string) error {
 		}
 	}
 	printRow("(each)", "CNI attach of a fresh netns", b.attaches)
+	printRow("(each)", "freeze (off the request path)", b.freezes)
 	if crius.refused != "" {
 		fmt.Printf("criu: %s\n", crius.refused)
 	}

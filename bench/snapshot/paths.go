@@ -171,9 +171,11 @@ func (b *bench) frozen(ctx context.Context, fn fnImage) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	t := time.Now()
 	if err := freeze(ctx, cg); err != nil {
 		return 0, err
 	}
+	b.freezes = append(b.freezes, time.Since(t))
 	if err := b.sampleMemory(ctx, in, "frozen"); err != nil {
 		return 0, err
 	}
