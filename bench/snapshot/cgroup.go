@@ -95,3 +95,34 @@ func readMemory(cg string) (memory, error) {
 	m.workingSet = m.usage - min(inactiveFile, m.usage)
 	return m, sc.Err()
 }
+
+// shimMemory is the proportional set size of the process that supervises
+// a task (containerd-shim-runc-v2, the parent of the task's first
+// process): a standby's cost outside its cgroup. Pss shares the shim's
+// text pages among all shims, as the node pays for them.
+func shimMemory(taskPid uint32) (uint64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", taskPid))
+	if err != nil {
+		return 0, err
+	}
+	ppid := ""
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			ppid = strings.TrimSpace(v)
+		}
+	}
+	if comm, err := os.ReadFile("/proc/" + ppid + "/comm"); err != nil || !strings.HasPrefix(string(comm), "containerd-shim") {
+		return 0, fmt.Errorf("parent %s of task %d is not a shim (%q, %v)", ppid, taskPid, comm, err)
+	}
+	raw, err = os.ReadFile("/proc/" + ppid + "/smaps_rollup")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no Pss in /proc/%s/smaps_rollup", ppid)
+}

@@ -189,10 +189,10 @@ func run(ctx context.Context, n int, names []string) error {
 		}
 	}
 
-	fmt.Printf("\nmemory of one standby (its memory cgroup; median of %d): usage / rss / working set, MiB\n", n)
-	fmt.Printf("%-16s %-26s %-26s\n", "function", "created (not started)", "frozen (started, initialised)")
+	fmt.Printf("\nmemory of one standby (median of %d): its memory cgroup's usage / rss / working set + its shim's Pss, MiB\n", n)
+	fmt.Printf("%-16s %-32s %-32s\n", "function", "created (not started)", "frozen (started, initialised)")
 	for _, fn := range fns {
-		fmt.Printf("%-16s %-26s %-26s\n", fn.name, b.mem[fn.name+"/created"].median(), b.mem[fn.name+"/frozen"].median())
+		fmt.Printf("%-16s %-32s %-32s\n", fn.name, b.mem[fn.name+"/created"].median(), b.mem[fn.name+"/frozen"].median())
 	}
 	return nil
 }

@@ -203,6 +203,14 @@ func (b *bench) sampleMemory(ctx context.Context, in *instance, state string) er
 	if err != nil {
 		return err
 	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return err
+	}
+	shim, err := shimMemory(task.Pid())
+	if err != nil {
+		return err
+	}
 	k := in.fn.name + "/" + state
 	if b.mem[k] == nil {
 		b.mem[k] = &memSamples{}
@@ -210,10 +218,11 @@ func (b *bench) sampleMemory(ctx context.Context, in *instance, state string) er
 	b.mem[k].usage = append(b.mem[k].usage, m.usage)
 	b.mem[k].rss = append(b.mem[k].rss, m.rss)
 	b.mem[k].ws = append(b.mem[k].ws, m.workingSet)
+	b.mem[k].shim = append(b.mem[k].shim, shim)
 	return nil
 }
 
-type memSamples struct{ usage, rss, ws []uint64 }
+type memSamples struct{ usage, rss, ws, shim []uint64 }
 
 func (s *memSamples) median() string {
 	if s == nil || len(s.usage) == 0 {
@@ -224,5 +233,5 @@ func (s *memSamples) median() string {
 		slices.Sort(x)
 		return float64(x[len(x)/2]) / (1 << 20)
 	}
-	return fmt.Sprintf("%.1f / %.1f / %.1f", med(s.usage), med(s.rss), med(s.ws))
+	return fmt.Sprintf("%.1f / %.1f / %.1f + %.1f", med(s.usage), med(s.rss), med(s.ws), med(s.shim))
 }
