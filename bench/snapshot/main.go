@@ -100,7 +100,15 @@ func run(ctx context.Context, n int, names []string) error {
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer func() {
+		stop()
+		// containerd leaves the namespace's parent cgroups, empty, behind.
+		if dirs, err := filepath.Glob(filepath.Join(cgroupV1, "*", namespace)); err == nil {
+			for _, d := range dirs {
+				os.Remove(d)
+			}
+		}
+	}()
 	b := &bench{dir: dir, mem: map[string]*memSamples{}, http: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	if b.lim, err = (v1.Resources{}).Limits(); err != nil {
 		return err
