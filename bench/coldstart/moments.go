@@ -38,8 +38,8 @@ type berthServer struct {
 	// extra flags for `berth server`.
 	extra []string
 	cmd   *exec.Cmd
-	c                        *client.Client
-	gw                       string
+	c     *client.Client
+	gw    string
 }
 
 func (s *berthServer) start(ctx context.Context) error {
