@@ -137,11 +137,11 @@ func (s *berthServer) hit(name, path string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	d := time.Since(t0)
 	if resp.StatusCode != 200 {
-		return d, fmt.Errorf("%s: status %d", name, resp.StatusCode)
+		return d, fmt.Errorf("%s: status %d after %v: %s", name, resp.StatusCode, d.Round(time.Millisecond), strings.TrimSpace(string(body)))
 	}
 	return d, nil
 }
