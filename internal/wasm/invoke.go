@@ -128,7 +128,7 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 	fn.running.Add(1)
 	fn.started.Add(1)
 	start := time.Now()
-	mod, err := rev.code.rt.InstantiateModule(withMemory(ctx, rev.code.image), rev.code.compiled, cfg)
+	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx), rev.code.image), rev.code.compiled, cfg)
 	if mod != nil {
 		_ = mod.Close(context.WithoutCancel(ctx))
 	}
