@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"berth.dev/berth/bench/loadgen"
 	"berth.dev/berth/client"
 	"berth.dev/berth/internal/build"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/wasm"
 	"berth.dev/berth/internal/wasm/wasmtest"
@@ -197,7 +201,7 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 		if n > maxInstances || per*int64(n) > 12<<30 {
 			break
 		}
-		ok, failed, peak, peakRunning, wall := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*5*time.Millisecond, running)
+		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*5*time.Millisecond, running)
 		held := "?"
 		div := n
 		if running != nil {
@@ -208,6 +212,7 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 			per = (peak - base) / int64(div)
 		}
 		fmt.Printf("%8d %8d %9d %12s %12s %14s %10s\n", n, ok, failed, held, mib(peak), mib(per), wall.Round(10*time.Millisecond))
+		printFailures(why)
 		if failed > 0 || peak > 14<<30 {
 			break
 		}
@@ -219,9 +224,42 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 // freed instance memory on its own schedule).
 func runtimeGC(gw string) { time.Sleep(2 * time.Second) }
 
+// failures counts failed requests by what they got: a status and the
+// start of its body, or the client's error.
+type failures struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+func (f *failures) add(why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.by == nil {
+		f.by = map[string]int{}
+	}
+	f.by[why]++
+}
+
+// printFailures prints each reason with its count, most frequent first.
+func printFailures(f *failures) {
+	type reason struct {
+		why string
+		n   int
+	}
+	var rs []reason
+	for w, n := range f.by {
+		rs = append(rs, reason{w, n})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].n > rs[j].n || rs[i].n == rs[j].n && rs[i].why < rs[j].why })
+	for _, r := range rs {
+		fmt.Printf("%8s %6d × %s\n", "", r.n, r.why)
+	}
+}
+
 // holdInstances starts n requests that each keep an instance running for
-// d, and samples the server's RSS meanwhile.
-func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() int) (ok, failed int, peak int64, peakRunning int, wall time.Duration) {
+// d, and samples the server's RSS meanwhile. why says what the failed
+// requests got.
+func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() int) (ok, failed int, peak int64, peakRunning int, wall time.Duration, why *failures) {
 	// The gateway allows 512 connections per client address: spread the
 	// clients over loopback addresses, as many machines' clients would be.
 	var next atomic.Int64
@@ -236,6 +274,7 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: d + 60*time.Second}
 	var okN, failN atomic.Int64
+	why = &failures{}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var peakV, peakR atomic.Int64
@@ -266,13 +305,16 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 			resp, err := cl.Do(req)
 			if err != nil {
 				failN.Add(1)
+				why.add(shortErr(err))
 				return
 			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				okN.Add(1)
 			} else {
 				failN.Add(1)
+				why.add(fmt.Sprintf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body))))
 			}
 		})
 	}
@@ -280,7 +322,17 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 	wall = time.Since(t0)
 	close(stop)
 	time.Sleep(2 * time.Second)
-	return int(okN.Load()), int(failN.Load()), peakV.Load(), int(peakR.Load()), wall
+	return int(okN.Load()), int(failN.Load()), peakV.Load(), int(peakR.Load()), wall, why
+}
+
+// shortErr is a client error without what differs per request (the
+// source address), so that equal failures count together.
+func shortErr(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return fmt.Sprintf("%s %s: %v", op.Op, op.Net, op.Err)
+	}
+	return err.Error()
 }
 
 // containerMemory reads a function's instance memory from the server's
@@ -351,8 +403,11 @@ func wasmInProcess(ctx context.Context, dir string, n, maxInstances int) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: g}
-	go srv.Serve(ln)
+	// The listener and the server the real server's gateway has: the same
+	// connection limits, header timeout and protocols.
+	srv := connlimit.NewServer(g, connlimit.DefaultTimeouts)
+	srv.Protocols = gateway.Protocols()
+	go srv.Serve(connlimit.NewListener(ln, "gateway", connlimit.GatewayLimits, nil))
 	defer srv.Close()
 	gw := ln.Addr().String()
 	for range n {
