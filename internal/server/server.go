@@ -480,6 +480,9 @@ func (s *Server) buildControlPlane() error {
 	wasmHost, err := wasm.New(wasm.Config{
 		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), LogDir: cfg.LogDir(),
 		TracerProvider: s.tracing.TracerProvider(), Logger: s.log.With("part", "wasm"),
+		// A module's outgoing calls keep its environment's seal, as a
+		// container's do.
+		Egress: s.egress,
 	})
 	if err != nil {
 		return err
