@@ -185,9 +185,12 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 
 // holdTable holds ever more Go (net/http/cgi) instances running at once
 // and prints the resident memory of process pid at the peak: memory per
-// running instance, and how many one machine holds. Each sleeps 3 s plus
-// 5 ms per instance, so that the last starts (each start is a few ms of
-// CPU, on 2 cores) before the first ends. running, when not nil, counts
+// running instance, and how many one machine holds. Requests arrive at
+// wasmArrivals a second (about what two cores start: a Go instance's start
+// is a few ms of CPU) and each sleeps 3 s plus the time the others take to
+// arrive, so that all are running at the end of the arrivals. (Arriving
+// all in one instant, thousands of starts share two cores: see
+// docs/wasm.md.) running, when not nil, counts
 // the instances running now; the peak is the N the memory is divided by.
 func holdTable(gw string, pid int, whose string, maxInstances int, running func() int) error {
 	fmt.Printf("\n%s memory with N Go (net/http/cgi) instances held running at once\n", whose)
@@ -201,7 +204,7 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 		if n > maxInstances || per*int64(n) > 12<<30 {
 			break
 		}
-		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*5*time.Millisecond, running)
+		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*time.Second/time.Duration(wasmArrivals), running)
 		held := "?"
 		div := n
 		if running != nil {
@@ -298,7 +301,10 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 		}
 	}()
 	t0 := time.Now()
-	for range n {
+	for i := range n {
+		if wasmArrivals > 0 {
+			time.Sleep(time.Until(t0.Add(time.Duration(i) * time.Second / time.Duration(wasmArrivals))))
+		}
 		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/sleep?d="+d.String(), nil)
 			req.Host = fn + ".default.berth.localhost"

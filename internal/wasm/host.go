@@ -105,6 +105,7 @@ type Host struct {
 
 	// compiling holds a token per compilation running, abandoned or not.
 	compiling chan struct{}
+	admission *admission
 
 	mu       sync.Mutex
 	fns      map[key]*function
@@ -128,7 +129,7 @@ func New(cfg Config) (*Host, error) {
 		cfg.CompileTimeout = DefaultCompileTimeout
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger, fns: map[key]*function{}, refused: map[refusedKey]error{},
-		compiling: make(chan struct{}, maxCompiling)}
+		compiling: make(chan struct{}, maxCompiling), admission: newAdmission()}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("wasm compilation cache: %w", err)

@@ -367,3 +367,32 @@ func TestSettingsChangeUnderARunningRequest(t *testing.T) {
 		t.Fatalf("V = %q, want 3", a.body)
 	}
 }
+
+// Instances that compute for long hold their start slot for one slice
+// only: more of them than there are slots all run, and another function's
+// request is still answered meanwhile.
+func TestLongRunningInstancesHoldNoOneBack(t *testing.T) {
+	h := newHost(t, Config{})
+	apply(t, h, "loop", wasmtest.Loop(), func(f *Function) { f.Timeout = time.Minute })
+	apply(t, h, "hello", wasmtest.Hello(), nil)
+	n := 3 * cap(h.admission.slots)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequest("GET", "http://loop/", nil).WithContext(ctx)
+			if res, err := h.Transport("default", "loop").RoundTrip(req); err == nil {
+				res.Body.Close()
+			}
+		})
+	}
+	testutil.WaitForState(t, 30*time.Second, fmt.Sprintf("%d looping instances running", n), func() (bool, string) {
+		running, _ := h.Stats("default", "loop")
+		return running == n, fmt.Sprint(running)
+	})
+	if a := call(t, h, "hello", "GET", "/", ""); a.status != 200 || a.body != "hello\n" {
+		t.Fatalf("beside %d looping instances: %d %q", n, a.status, a.body)
+	}
+}

@@ -125,10 +125,22 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		cfg = cfg.WithEnv(k, v)
 	}
 
+	release, err := fn.h.admission.admit(ctx)
+	if err != nil {
+		kind, msg := v1.ErrGatewayTimeout, fmt.Sprintf("function %s in environment %s could not start within its timeout of %s: the server was starting other instances", fn.name, fn.env, timeout)
+		if req.Context().Err() != nil {
+			kind, msg = v1.ErrBadGateway, fmt.Sprintf("function %s in environment %s: the caller went away", fn.name, fn.env)
+		}
+		if span != nil {
+			span.SetStatus(codes.Error, msg)
+		}
+		return errorResponse(req, kind, msg)
+	}
 	fn.running.Add(1)
 	fn.started.Add(1)
 	start := time.Now()
-	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx), rev.code.image), rev.code.compiled, cfg)
+	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx, release), rev.code.image), rev.code.compiled, cfg)
+	release()
 	if mod != nil {
 		_ = mod.Close(context.WithoutCancel(ctx))
 	}

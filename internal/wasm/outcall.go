@@ -79,6 +79,8 @@ type calls struct {
 	next   uint32
 	held   int
 	tracer trace.Tracer
+	// release gives up the instance's start slot: a call waits.
+	release func()
 }
 
 type heldResponse struct {
@@ -89,8 +91,8 @@ type heldResponse struct {
 type callsKey struct{}
 
 // withCalls gives an invocation's context what the host functions need.
-func (fn *function) withCalls(ctx context.Context) context.Context {
-	return context.WithValue(ctx, callsKey{}, &calls{h: fn.h, env: fn.env, fn: fn.name, open: map[uint32]*heldResponse{}, tracer: fn.h.tracer})
+func (fn *function) withCalls(ctx context.Context, release func()) context.Context {
+	return context.WithValue(ctx, callsKey{}, &calls{h: fn.h, env: fn.env, fn: fn.name, open: map[uint32]*heldResponse{}, tracer: fn.h.tracer, release: release})
 }
 
 // instantiateHostModule adds the host module to rt, the runtime of one
@@ -238,6 +240,9 @@ func (c *calls) send(ctx context.Context, raw []byte) (int, []byte) {
 		}()
 	}
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	if c.release != nil {
+		c.release()
+	}
 
 	res, err := c.h.cfg.Egress.Transport(c.env).RoundTrip(req)
 	if err != nil {
