@@ -188,9 +188,9 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 // running instance, and how many one machine holds. Requests arrive at
 // wasmArrivals a second (about what two cores start: a Go instance's start
 // is a few ms of CPU) and each sleeps 3 s plus the time the others take to
-// arrive, so that all are running at the end of the arrivals. (Arriving
-// all in one instant, thousands of starts share two cores: see
-// docs/wasm.md.) running, when not nil, counts
+// arrive, so that all are running at the end of the arrivals; with
+// wasmArrivals 0 they arrive at once and sleep 3 s plus 5 ms each.
+// running, when not nil, counts
 // the instances running now; the peak is the N the memory is divided by.
 func holdTable(gw string, pid int, whose string, maxInstances int, running func() int) error {
 	fmt.Printf("\n%s memory with N Go (net/http/cgi) instances held running at once\n", whose)
@@ -204,7 +204,11 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 		if n > maxInstances || per*int64(n) > 12<<30 {
 			break
 		}
-		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*time.Second/time.Duration(wasmArrivals), running)
+		d := 3*time.Second + time.Duration(n)*5*time.Millisecond
+		if wasmArrivals > 0 {
+			d = 3*time.Second + time.Duration(n)*time.Second/time.Duration(wasmArrivals)
+		}
+		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, d, running)
 		held := "?"
 		div := n
 		if running != nil {

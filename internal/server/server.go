@@ -533,7 +533,7 @@ func (s *Server) buildControlPlane() error {
 		Egress: s.egress, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
-	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
+	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics, wasmHost.Collector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	s.addPart("workflow", s.workflows.Run)

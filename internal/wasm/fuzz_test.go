@@ -39,7 +39,7 @@ func FuzzLoad(f *testing.F) {
 		defer c.release(ctx)
 		ictx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		mod, _ := c.rt.InstantiateModule(withMemory(ictx, c.image), c.compiled, wazero.NewModuleConfig().WithName(""))
+		mod, _ := c.rt.InstantiateModule(withMemory(ictx, c.image, nil), c.compiled, wazero.NewModuleConfig().WithName(""))
 		if mod != nil {
 			mod.Close(ctx)
 		}

@@ -168,12 +168,14 @@ func (h *Host) notify(env, name string) {
 // function is one Wasm function: its current compiled revision, swapped
 // whole on Apply, and the requests running.
 type function struct {
-	h        *Host
-	env      string
-	name     string
-	cur      atomic.Pointer[revision]
-	running  atomic.Int64
-	started  atomic.Int64
+	h       *Host
+	env     string
+	name    string
+	cur     atomic.Pointer[revision]
+	running atomic.Int64
+	started atomic.Int64
+	// memory is the sum of its running instances' linear memory sizes.
+	memory   atomic.Int64
 	logMu    sync.Mutex
 	logw     *logshim.Writer
 	logInst  string

@@ -139,7 +139,7 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 	fn.running.Add(1)
 	fn.started.Add(1)
 	start := time.Now()
-	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx, release), rev.code.image), rev.code.compiled, cfg)
+	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx, release), rev.code.image, &fn.memory), rev.code.compiled, cfg)
 	release()
 	if mod != nil {
 		_ = mod.Close(context.WithoutCancel(ctx))
