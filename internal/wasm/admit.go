@@ -5,11 +5,14 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // startSlice is how long an instance may run holding its start slot
 // before the slot goes to the next one, whatever it does meanwhile.
-const startSlice = 10 * time.Millisecond
+const startSlice = 50 * time.Millisecond
 
 // admission bounds how many instances run their first CPU at once: a Go
 // module's start is milliseconds of CPU (its runtime's initialisation),
@@ -20,20 +23,22 @@ const startSlice = 10 * time.Millisecond
 // is read. With slots, instances queue for their start in order, and the
 // rest of the server keeps a share of the CPU.
 //
-// A slot is held until the instance ends, makes an outgoing call (it then
-// waits, not computes), or has run for startSlice: a module that computes
-// for long runs on without its slot, as before, so no module holds others
-// back for more than a slice.
+// A slot is held until the instance ends, waits (an outgoing call, or
+// WASI's poll_oneoff: a Go module sleeping or with every goroutine
+// blocked), or has run for startSlice: a module that computes for long
+// runs on without its slot, so no module holds others back for more than
+// a slice.
 type admission struct {
 	slots chan struct{}
+	slice time.Duration
 }
 
 func newAdmission() *admission {
-	return &admission{slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	return &admission{slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), slice: startSlice}
 }
 
 // admit waits for a slot and returns its release (idempotent, and called
-// by itself after startSlice), or ctx's error.
+// by itself after a slice), or ctx's error.
 func (a *admission) admit(ctx context.Context) (release func(), err error) {
 	select {
 	case a.slots <- struct{}{}:
@@ -46,9 +51,32 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 	}
 	var once sync.Once
 	free := func() { once.Do(func() { <-a.slots }) }
-	timer := time.AfterFunc(startSlice, free)
+	timer := time.AfterFunc(a.slice, free)
 	return func() {
 		timer.Stop()
 		free()
 	}, nil
 }
+
+// waitListener gives up an instance's start slot when it calls a WASI
+// function that waits (poll_oneoff). It is a function listener on the
+// WASI host module only: the module's own functions have none, and cost
+// nothing more.
+type waitListener struct{}
+
+func (waitListener) NewFunctionListener(def api.FunctionDefinition) experimental.FunctionListener {
+	if def.Name() == "poll_oneoff" {
+		return waitListener{}
+	}
+	return nil
+}
+
+func (waitListener) Before(ctx context.Context, _ api.Module, _ api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
+	if c, _ := ctx.Value(callsKey{}).(*calls); c != nil && c.release != nil {
+		c.release()
+	}
+}
+
+func (waitListener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
+
+func (waitListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}

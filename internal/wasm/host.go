@@ -16,6 +16,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"go.opentelemetry.io/otel/trace"
 
@@ -385,7 +386,7 @@ func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (*code, erro
 // closing it frees the compiled code.
 func (h *Host) compileNow(ctx context.Context, b []byte, pages uint32) (*code, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, h.runtimeConfig(pages))
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if _, err := wasi_snapshot_preview1.Instantiate(experimental.WithFunctionListenerFactory(ctx, waitListener{}), rt); err != nil {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wasi: %w", err)
 	}

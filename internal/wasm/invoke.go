@@ -113,7 +113,16 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
+		// A sleep ends with the invocation: wazero stops a module at its
+		// deadline only while it runs, not inside a host call.
+		WithNanosleep(func(ns int64) {
+			t := time.NewTimer(time.Duration(ns))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}).
 		WithRandSource(rand.Reader).
 		WithFSConfig(rev.fsys)
 	for _, kv := range rev.spec.Env {
@@ -150,6 +159,11 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		span.SetAttributes(attribute.Float64("berth.wasm.run_ms", float64(time.Since(start).Microseconds())/1000))
 	}
 
+	if err == nil && ctx.Err() != nil {
+		// It finished after its time (a sleep cut short by the deadline
+		// lets it run on briefly): what it wrote is not its answer.
+		err = ctx.Err()
+	}
 	if err != nil {
 		kind, msg := fn.failure(ctx, req, err, stderr.last(), timeout)
 		if span != nil {
