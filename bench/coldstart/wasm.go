@@ -186,12 +186,12 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 // holdTable holds ever more Go (net/http/cgi) instances running at once
 // and prints the resident memory of process pid at the peak: memory per
 // running instance, and how many one machine holds. Requests arrive at
-// wasmArrivals a second (about what two cores start: a Go instance's start
-// is a few ms of CPU) and each sleeps 3 s plus the time the others take to
-// arrive, so that all are running at the end of the arrivals; with
-// wasmArrivals 0 they arrive at once and sleep 3 s plus 5 ms each.
-// running, when not nil, counts
-// the instances running now; the peak is the N the memory is divided by.
+// wasmArrivals a second (less than two shared cores start: a Go
+// instance's start is several ms of CPU) and each sleeps 3 s plus the time
+// the others take to arrive, so that all are running at the end of the
+// arrivals; with wasmArrivals 0 they arrive at once and sleep 3 s plus
+// 5 ms each. running, when not nil, counts the instances running now; the
+// peak is the N the memory is divided by.
 func holdTable(gw string, pid int, whose string, maxInstances int, running func() int) error {
 	fmt.Printf("\n%s memory with N Go (net/http/cgi) instances held running at once\n", whose)
 	fmt.Printf("%8s %8s %9s %12s %12s %14s %10s\n", "N", "ok", "failures", "peak running", "RSS", "per instance", "wall")
