@@ -200,8 +200,9 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 	fmt.Printf("%8d %8s %9s %12s %12s %14s %10s\n", 0, "", "", "", mib(base), "", "")
 	var per int64
 	for _, n := range []int{100, 500, 1000, 2000, 4000, 8000} {
-		// The machine is shared: never plan past 12 GiB of instances.
-		if n > maxInstances || per*int64(n) > 12<<30 {
+		// The machine is shared: never plan past 60 % of the memory
+		// available when the step starts.
+		if n > maxInstances || per*int64(n) > memAvailable()*6/10 {
 			break
 		}
 		d := 3*time.Second + time.Duration(n)*5*time.Millisecond
@@ -225,6 +226,24 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 		}
 	}
 	return nil
+}
+
+// memAvailable is the kernel's estimate of the memory that can be used
+// without swapping (MemAvailable), or 12 GiB when it cannot be read.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 12 << 30
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 12 << 30
 }
 
 // runtimeGC lets the server settle between phases (the Go GC returns
