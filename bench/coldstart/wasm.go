@@ -180,7 +180,7 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 		fmt.Printf("\ncontainer instance memory (its cgroup, idle after the load): %s\n", mib(m))
 	}
 
-	return holdTable(gw, pid, "server", maxInstances, nil)
+	return holdTable(gw, pid, "server", maxInstances, serverRunning(ctx, c, "w-cgi"))
 }
 
 // holdTable holds ever more Go (net/http/cgi) instances running at once
@@ -362,6 +362,36 @@ func shortErr(err error) string {
 		return fmt.Sprintf("%s %s: %v", op.Op, op.Net, op.Err)
 	}
 	return err.Error()
+}
+
+// serverRunning reads the server's count of a Wasm function's running
+// instances from its metrics, at most once a second (a scrape is not
+// free); the capacity step's peak is divided by it.
+func serverRunning(ctx context.Context, c *client.Client, fn string) func() int {
+	var last time.Time
+	var n int
+	return func() int {
+		if time.Since(last) < time.Second {
+			return n
+		}
+		last = time.Now()
+		rc, err := c.Metrics(ctx)
+		if err != nil {
+			return n
+		}
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "berth_wasm_instances_running{") && strings.Contains(line, `workload="`+fn+`"`) {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				n = int(v)
+			}
+		}
+		return n
+	}
 }
 
 // containerMemory reads a function's instance memory from the server's
