@@ -50,6 +50,14 @@ func outcallFn(t testing.TB) []byte {
 	return outcallModule
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if outcallCache != "" {
+		os.RemoveAll(outcallCache)
+	}
+	os.Exit(code)
+}
+
 type subnets map[string]netip.Prefix
 
 func (s subnets) Subnets() map[string]netip.Prefix { return s }
