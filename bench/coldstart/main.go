@@ -40,11 +40,15 @@ import (
 
 const image = "berth.bench/echo:cold"
 
-var maxWasmInstances int
+var (
+	maxWasmInstances int
+	wasmArrivals     int
+)
 
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
 	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
+	flag.IntVar(&wasmArrivals, "wasm-arrivals", 100, "requests a second arriving in the Wasm capacity step (0: all at once)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python, Node and Lambda handler functions each; 0 skips them")
 	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")

@@ -490,6 +490,9 @@ func (s *Server) buildControlPlane() error {
 	wasmHost, err := wasm.New(wasm.Config{
 		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), LogDir: cfg.LogDir(),
 		TracerProvider: s.tracing.TracerProvider(), Logger: s.log.With("part", "wasm"),
+		// A module's outgoing calls keep its environment's seal, as a
+		// container's do.
+		Egress: s.egress,
 	})
 	if err != nil {
 		return err
@@ -540,7 +543,7 @@ func (s *Server) buildControlPlane() error {
 		Egress: s.egress, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
-	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
+	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics, wasmHost.Collector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	if lb, ok := s.backend.(*local.Backend); ok {
