@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"berth.dev/berth/bench/loadgen"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.token, "token", "", "bearer token for -metrics")
 	serveEcho := flag.String("serve-echo", "", "internal: serve the echo upstream on this address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (with -self: the gateway) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of this process (with -self: the gateway) to this file at the end")
 	runLoad := flag.String("run-load", "", "internal: run bench/loadgen with these JSON options and print the result")
 	flag.Parse()
 	if *serveEcho != "" {
@@ -126,6 +128,17 @@ func main() {
 	if err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		os.Exit(1)
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -521,7 +534,7 @@ func h1h2c() *http.Protocols {
 }
 
 type server struct {
-	*http.Server
+	*gateway.Server
 	ln net.Listener
 }
 
@@ -532,7 +545,8 @@ func serve(h http.Handler) (server, error) {
 	if err != nil {
 		return server{}, err
 	}
-	s := server{Server: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: gateway.Protocols()}, ln: ln}
+	// The gateway's own server, as the berth server runs it.
+	s := server{Server: gateway.NewServer(h, connlimit.DefaultTimeouts, nil), ln: ln}
 	go s.Serve(ln)
 	return s, nil
 }

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"berth.dev/berth/bench/loadgen"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/telemetry/tracing"
 )
@@ -77,7 +78,7 @@ func serve(h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: h}
+	srv := gateway.NewServer(h, connlimit.DefaultTimeouts, nil)
 	go srv.Serve(ln)
 	return ln.Addr().String(), func() { srv.Close() }, nil
 }

@@ -48,8 +48,7 @@ func startHardenedGateway(t *testing.T, to connlimit.Timeouts, lim connlimit.Lim
 		t.Fatal(err)
 	}
 	ln := connlimit.NewListener(raw, "gateway", lim, nil)
-	srv := connlimit.NewServer(g, to)
-	srv.Protocols = Protocols()
+	srv := NewServer(g, to, nil)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close(); g.CloseIdleConnections() })
 	return g, ln, raw.Addr().String(), &s

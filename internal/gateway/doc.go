@@ -12,10 +12,17 @@
 // their subdomains: SetPlatform) are served by their handlers, reached from
 // inside an environment only for that environment.
 //
-// It speaks HTTP/1.1 and h2c to clients (Protocols). Plain requests go to
+// It speaks HTTP/1.1 and h2c to clients (Protocols) through its own
+// server (Server, server.go): a plain HTTP/1.1 request (package h1) is
+// read and answered on the connection's goroutine with the request, its
+// headers and the response writer reused, and everything else (h2c,
+// protocol switches, 100-continue, chunked bodies, bad input) is handed
+// with the bytes already read to net/http's server on the same
+// connection. Plain requests go to
 // instances over its own HTTP/1.1 client with a keep-alive pool per
-// endpoint (h1.go, proxy.go): the handler's goroutine writes the request
-// and reads the answer itself, which is most of why it is fast. Protocol
+// endpoint (h1.go, h1resp.go, proxy.go): the handler's goroutine writes
+// the request and reads the answer itself, which is most of why it is
+// fast. Protocol
 // switches (WebSockets) and gRPC, which goes to instances over h2c, take
 // httputil.ReverseProxy. An endpoint whose connections keep failing rests
 // for a while (passive health checks).

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/telemetry/tracing"
 	"berth.dev/berth/internal/testutil"
 )
@@ -85,14 +86,18 @@ func startGateway(t *testing.T, cfg Config, ts ...Target) (*Gateway, string, *ht
 	}
 	g := New(cfg)
 	g.SetTargets(ts)
-	srv := httptest.NewUnstartedServer(g)
-	srv.Config.Protocols = Protocols()
-	srv.Start()
-	t.Cleanup(srv.Close)
+	// Served as the berth server serves it (Server).
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(g, connlimit.DefaultTimeouts, cfg.Logger)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	t.Cleanup(g.CloseIdleConnections)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return g, srv.URL, &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return g, "http://" + ln.Addr().String(), &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 func get(t *testing.T, c *http.Client, url, host string) (*http.Response, []byte) {

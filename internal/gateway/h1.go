@@ -31,6 +31,8 @@ type upConn struct {
 
 	peekFn    func(fd uintptr) bool // upConn.peek, bound once
 	peekAlive bool
+
+	ans *upAnswer // the answer being read, reused
 }
 
 func (uc *upConn) Read(p []byte) (int, error) {
@@ -267,8 +269,7 @@ func writeRequest(bw *bufio.Writer, r *http.Request, uri string, c *call) error 
 	}
 	if n > 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		bw.WriteString("Content-Length: ")
-		var num [20]byte
-		bw.Write(appendInt(num[:0], max(n, 0)))
+		writeInt(bw, max(n, 0), 10)
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
@@ -311,19 +312,5 @@ type bodyReadError struct{ err error }
 
 func (e *bodyReadError) Error() string { return "reading the request body: " + e.err.Error() }
 func (e *bodyReadError) Unwrap() error { return e.err }
-
-func appendInt(b []byte, n int64) []byte {
-	if n == 0 {
-		return append(b, '0')
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return append(b, tmp[i:]...)
-}
 
 var errStaleConn = errors.New("pooled connection closed by the endpoint")

@@ -29,7 +29,7 @@ type Listeners struct {
 
 type bridgeServer struct {
 	ip  net.IP
-	srv *http.Server
+	srv *Server
 	ln  net.Listener
 }
 
@@ -75,9 +75,8 @@ func (l *Listeners) Listen(ctx context.Context, env string, ip net.IP) error {
 	s := &bridgeServer{
 		ip:  append(net.IP(nil), ip...),
 		ln:  ln,
-		srv: connlimit.NewServer(l.g.ForEnvironment(env), connlimit.DefaultTimeouts),
+		srv: NewServer(l.g.ForEnvironment(env), connlimit.DefaultTimeouts, l.log),
 	}
-	s.srv.Protocols = Protocols()
 	l.servers[env] = s
 	l.wg.Add(1)
 	go func() {

@@ -227,6 +227,9 @@ func (g *Gateway) tryH1(r *http.Request, c *call, e *endpoint, deadline time.Tim
 // and skipping other interim answers.
 func readResponse(uc *upConn, r *http.Request) (*http.Response, error) {
 	for {
+		if res, ok, err := uc.readPlainResponse(r); ok || err != nil {
+			return res, err
+		}
 		res, err := http.ReadResponse(uc.br, r)
 		if err != nil {
 			return nil, err

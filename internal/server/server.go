@@ -80,7 +80,7 @@ type Server struct {
 	invoker    *gatewayInvoker
 	backend    serverBackend
 	egress     *egress.Egress
-	clusterSrv *http.Server // the gateway for a cluster's pods
+	clusterSrv *gateway.Server // the gateway for a cluster's pods
 	clusterLn  net.Listener
 	workflows  *engine.Engine
 	services   *controller.Services
@@ -94,7 +94,7 @@ type Server struct {
 
 	apiLn, gwLn net.Listener
 	apiSrv      *http.Server
-	gwSrv       *http.Server
+	gwSrv       *gateway.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -417,8 +417,7 @@ func (s *Server) buildBackend() error {
 			return err
 		}
 		s.backend = kb
-		s.clusterSrv = connlimit.NewServer(s.gateway.ForCallers(kb.EnvironmentOf), connlimit.DefaultTimeouts)
-		s.clusterSrv.Protocols = gateway.Protocols()
+		s.clusterSrv = gateway.NewServer(s.gateway.ForCallers(kb.EnvironmentOf), connlimit.DefaultTimeouts, s.log.With("part", "gateway"))
 		return nil
 	}
 	standbyMem, err := cfg.StandbyMemoryBytes()
@@ -624,8 +623,7 @@ func (s *Server) buildAPI() error {
 	// Bounded per listener and per client, with no whole-request
 	// deadline that would cut streams (package connlimit).
 	s.apiSrv = connlimit.NewServer(mux, connlimit.DefaultTimeouts)
-	s.gwSrv = connlimit.NewServer(s.gateway, connlimit.DefaultTimeouts)
-	s.gwSrv.Protocols = gateway.Protocols()
+	s.gwSrv = gateway.NewServer(s.gateway, connlimit.DefaultTimeouts, s.log.With("part", "gateway"))
 	return nil
 }
 
@@ -639,7 +637,7 @@ func (s *Server) goRun(ctx context.Context, part string, run func(context.Contex
 	}()
 }
 
-func (s *Server) serve(part string, srv *http.Server, ln net.Listener) {
+func (s *Server) serve(part string, srv interface{ Serve(net.Listener) error }, ln net.Listener) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -1,0 +1,431 @@
+package h1
+
+// Verdict is what Parse made of the bytes.
+type Verdict int
+
+const (
+	// Incomplete: no end of head yet and nothing wrong so far; read more.
+	Incomplete Verdict = iota
+	// Plain: a whole head of the subset, Len bytes long.
+	Plain
+	// NotPlain: not the subset (or not valid HTTP): net/http's to serve
+	// or refuse.
+	NotPlain
+	// Reject: a whole head, Len bytes long, with both Content-Length and
+	// Transfer-Encoding: the framing a smuggling attempt plays on. RFC
+	// 9112 6.3 allows refusing it (400) and requires closing the
+	// connection after the answer either way.
+	Reject
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Incomplete:
+		return "Incomplete"
+	case Plain:
+		return "Plain"
+	case Reject:
+		return "Reject"
+	}
+	return "NotPlain"
+}
+
+// Field is one header line: offsets into the parsed bytes.
+type Field struct {
+	NameStart, NameEnd   int
+	ValueStart, ValueEnd int
+}
+
+// MaxFields bounds the header lines of a plain head; a request with more
+// is net/http's.
+const MaxFields = 128
+
+// Head is a parsed request head: offsets into the parsed bytes.
+type Head struct {
+	Len                    int // bytes of the head, final CRLF included
+	MethodStart, MethodEnd int
+	TargetStart, TargetEnd int
+	HostStart, HostEnd     int
+	ContentLength          int64 // -1: none
+	Close                  bool  // Connection: close
+	Fields                 []Field
+}
+
+// Parse parses the request head at the start of b into h, reusing
+// h.Fields' array. The Host line is not among h.Fields.
+func Parse(b []byte, h *Head) Verdict {
+	h.Fields = h.Fields[:0]
+	h.ContentLength = -1
+	h.Close = false
+	h.HostStart, h.HostEnd = -1, -1
+
+	// Request line: method SP target SP HTTP/1.1 CRLF.
+	i := 0
+	for i < len(b) && isTchar(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return Incomplete
+	}
+	if i == 0 || b[i] != ' ' {
+		return NotPlain
+	}
+	h.MethodStart, h.MethodEnd = 0, i
+	i++
+	if i == len(b) {
+		return Incomplete
+	}
+	if b[i] != '/' {
+		// asterisk-form (the h2c preface's "PRI *"), absolute-form,
+		// authority-form (CONNECT): net/http's.
+		return NotPlain
+	}
+	h.TargetStart = i
+	for i < len(b) && b[i] > ' ' && b[i] < 0x7f {
+		i++
+	}
+	if i == len(b) {
+		return Incomplete
+	}
+	if b[i] != ' ' {
+		return NotPlain
+	}
+	h.TargetEnd = i
+	i++
+	const version = "HTTP/1.1\r\n"
+	for j := 0; j < len(version); j++ {
+		if i+j == len(b) {
+			return Incomplete
+		}
+		if b[i+j] != version[j] {
+			return NotPlain
+		}
+	}
+	i += len(version)
+
+	hosts, lengths, encodings := 0, 0, 0
+	badLength := false
+	for {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] == '\r' {
+			if i+1 == len(b) {
+				return Incomplete
+			}
+			if b[i+1] != '\n' {
+				return NotPlain
+			}
+			h.Len = i + 2
+			switch {
+			case encodings > 0 && lengths > 0:
+				return Reject
+			case encodings > 0 || hosts != 1 || lengths > 1 || badLength:
+				return NotPlain
+			}
+			return Plain
+		}
+		// name ":" OWS value OWS CRLF; a line opening with a space is an
+		// obsolete fold, a bare LF anywhere not ours.
+		ns := i
+		for i < len(b) && isTchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if i == ns || b[i] != ':' {
+			return NotPlain
+		}
+		ne := i
+		i++
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
+		vs := i
+		for i < len(b) && isVchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] != '\r' {
+			return NotPlain
+		}
+		if i+1 == len(b) {
+			return Incomplete
+		}
+		if b[i+1] != '\n' {
+			return NotPlain
+		}
+		ve := i
+		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+			ve--
+		}
+		i += 2
+		name, value := b[ns:ne], b[vs:ve]
+		switch {
+		case equalFold(name, "host"):
+			hosts++
+			if !validHost(value) {
+				return NotPlain
+			}
+			h.HostStart, h.HostEnd = vs, ve
+			continue
+		case equalFold(name, "content-length"):
+			lengths++
+			if n, ok := parseLength(value); ok {
+				h.ContentLength = n
+			} else {
+				badLength = true
+			}
+		case equalFold(name, "transfer-encoding"):
+			// Chunked bodies are net/http's to read; with a
+			// Content-Length too, refused (Reject).
+			encodings++
+		case equalFold(name, "upgrade"),
+			equalFold(name, "expect"), equalFold(name, "http2-settings"):
+			// Protocol switches and 100-continue are net/http's.
+			return NotPlain
+		case equalFold(name, "connection"):
+			if hasToken(value, "close") {
+				h.Close = true
+			}
+		}
+		if len(h.Fields) == MaxFields {
+			return NotPlain
+		}
+		h.Fields = append(h.Fields, Field{ns, ne, vs, ve})
+	}
+}
+
+// parseLength reads a Content-Length: digits only, and small enough to
+// add to without overflow.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// validHost accepts a host[:port] of the characters a reg-name, an IP
+// literal and a port may hold; anything else is net/http's to refuse.
+func validHost(v []byte) bool {
+	for _, c := range v {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']' || c == '%':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hasToken reports whether the comma-separated list v holds tok, case
+// folded.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		t := v[:i]
+		for len(t) > 0 && (t[0] == ' ' || t[0] == '\t') {
+			t = t[1:]
+		}
+		for len(t) > 0 && (t[len(t)-1] == ' ' || t[len(t)-1] == '\t') {
+			t = t[:len(t)-1]
+		}
+		if equalFold(t, tok) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+// equalFold compares b with the lower-case ASCII s, ignoring b's case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isTchar: RFC 9110's token characters.
+func isTchar(c byte) bool { return tchar[c] }
+
+// isVchar: what a field value may hold (visible ASCII, obs-text, space
+// and tab inside).
+func isVchar(c byte) bool { return c == '\t' || (c >= ' ' && c != 0x7f) }
+
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// ResponseHead is a parsed response head: offsets into the parsed bytes.
+type ResponseHead struct {
+	Len           int // bytes of the head, final CRLF included
+	Status        int
+	StatusStart   int   // "200 OK" starts here…
+	StatusEnd     int   // …and ends here
+	ContentLength int64 // -1: none
+	Close         bool  // Connection: close
+	Fields        []Field
+}
+
+// ParseResponse parses an upstream's response head at the start of b into
+// h, reusing h.Fields' array. Plain is an HTTP/1.1 final answer (status
+// 200 or above) framed by at most one Content-Length, without
+// Transfer-Encoding; anything else is NotPlain, for net/http's reader.
+func ParseResponse(b []byte, h *ResponseHead) Verdict {
+	h.Fields = h.Fields[:0]
+	h.ContentLength = -1
+	h.Close = false
+	const version = "HTTP/1.1 "
+	for i := 0; i < len(version); i++ {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] != version[i] {
+			return NotPlain
+		}
+	}
+	i := len(version)
+	h.StatusStart = i
+	for j := 0; j < 3; j++ {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] < '0' || b[i] > '9' {
+			return NotPlain
+		}
+		i++
+	}
+	h.Status = int(b[i-3]-'0')*100 + int(b[i-2]-'0')*10 + int(b[i-1]-'0')
+	if h.Status < 200 {
+		return NotPlain
+	}
+	if i == len(b) {
+		return Incomplete
+	}
+	if b[i] == ' ' {
+		for i < len(b) && isVchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+	}
+	if b[i] != '\r' {
+		return NotPlain
+	}
+	h.StatusEnd = i
+	if i+1 == len(b) {
+		return Incomplete
+	}
+	if b[i+1] != '\n' {
+		return NotPlain
+	}
+	i += 2
+	for {
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] == '\r' {
+			if i+1 == len(b) {
+				return Incomplete
+			}
+			if b[i+1] != '\n' {
+				return NotPlain
+			}
+			h.Len = i + 2
+			return Plain
+		}
+		ns := i
+		for i < len(b) && isTchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if i == ns || b[i] != ':' {
+			return NotPlain
+		}
+		ne := i
+		i++
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
+		vs := i
+		for i < len(b) && isVchar(b[i]) {
+			i++
+		}
+		if i == len(b) {
+			return Incomplete
+		}
+		if b[i] != '\r' {
+			return NotPlain
+		}
+		if i+1 == len(b) {
+			return Incomplete
+		}
+		if b[i+1] != '\n' {
+			return NotPlain
+		}
+		ve := i
+		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+			ve--
+		}
+		i += 2
+		name, value := b[ns:ne], b[vs:ve]
+		switch {
+		case equalFold(name, "content-length"):
+			n, ok := parseLength(value)
+			if !ok || h.ContentLength >= 0 {
+				return NotPlain
+			}
+			h.ContentLength = n
+		case equalFold(name, "transfer-encoding"):
+			return NotPlain
+		case equalFold(name, "connection"):
+			if hasToken(value, "close") {
+				h.Close = true
+			}
+		}
+		if len(h.Fields) == MaxFields {
+			return NotPlain
+		}
+		h.Fields = append(h.Fields, Field{ns, ne, vs, ve})
+	}
+}
