@@ -335,6 +335,17 @@ func (c *Client) Health(ctx context.Context) error {
 	return nil
 }
 
+// Ready answers nil once the server serves traffic: its gateway has its
+// first routing table (GET /readyz).
+func (c *Client) Ready(ctx context.Context) error {
+	resp, err := c.send(ctx, http.MethodGet, "/readyz", nil, "", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
 func decodeItems[T any](items []json.RawMessage) ([]T, error) {
 	out := make([]T, 0, len(items))
 	for _, raw := range items {

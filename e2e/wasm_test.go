@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -171,6 +175,99 @@ spec: {runtime: wasm, image: %s}
 			b, _ := json.Marshal(fn.Status.Conditions)
 			return false, string(b)
 		})
+	})
+
+	t.Run("outgoing calls keep the environment's seal", func(t *testing.T) {
+		t.Cleanup(func() { removeHostChain(s) })
+		s.mustBerth("", "image", "import", imageV1)
+		mod, err := wasmtest.BuildGoOutcall(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pushWasm(t, "outcall:v1", mod)
+		s.mustBerth(fmt.Sprintf(`apiVersion: berth.dev/v1
+kind: Environment
+metadata: {name: other}
+---
+apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: echo}
+spec: {image: %[1]s}
+---
+apiVersion: berth.dev/v1
+kind: Service
+metadata: {name: echo, environment: other}
+spec: {image: %[1]s}
+---
+apiVersion: berth.dev/v1
+kind: Function
+metadata: {name: outcall}
+spec: {runtime: wasm, image: "outcall:v1", timeout: 10s}
+`, echoV1), "apply", "-f", "-", "--wait", "--timeout", "2m")
+		mine := s.service("default", "echo").Status.Instances[0]
+		theirs := s.service("other", "echo").Status.Instances[0]
+		var defEnv v1.Environment
+		if err := s.client.Get(context.Background(), v1.KindEnvironment, "", "default", &defEnv); err != nil {
+			t.Fatal(err)
+		}
+		// A server of the test's own on every host address: reachable from
+		// the host, so only the policy keeps the module away from it.
+		var hits atomic.Int64
+		hostSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			fmt.Fprint(w, "the host")
+		})}
+		hostLn, err := net.Listen("tcp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go hostSrv.Serve(hostLn)
+		defer hostSrv.Close()
+		hostPort := hostLn.Addr().(*net.TCPAddr).Port
+
+		const fn = "outcall.default.berth.localhost"
+		get := func(target string) (int, string, http.Header) {
+			t.Helper()
+			req, _ := http.NewRequest("GET", "http://"+s.gateway+"/get?url="+url.QueryEscape(target), nil)
+			req.Host = fn
+			res, err := httpClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", target, err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(b), res.Header
+		}
+
+		// The environment's own Service by name, through its gateway.
+		for _, u := range []string{"http://echo/", "http://echo.default/", "http://echo.default.berth.localhost/"} {
+			code, body, h := get(u)
+			if code != 200 || h.Get("X-Upstream-Status") != "200" || !strings.Contains(body, mine.Name) {
+				t.Fatalf("%s: %d %v %s; want default's echo (%s)", u, code, h, body, mine.Name)
+			}
+		}
+		// Another environment's name: its gateway refuses (other does not
+		// allow default in), as it does a container's call.
+		code, body, h := get("http://echo.other/")
+		if code != 200 || h.Get("X-Upstream-Status") != "403" || !strings.Contains(body, "may not call environment other") || strings.Contains(body, theirs.Name) {
+			t.Fatalf("echo.other: %d %v %s; want the gateway's 403", code, h, body)
+		}
+		// Another environment's instance, the host on loopback and on the
+		// environment's own bridge: refused before any connection.
+		for _, c := range []struct{ url, says string }{
+			{fmt.Sprintf("http://%s/", net.JoinHostPort(theirs.IP, fmt.Sprint(theirs.Port))), `in environment "other"'s network`},
+			{fmt.Sprintf("http://127.0.0.1:%d/", hostPort), "loopback"},
+			{fmt.Sprintf("http://%s:%d/", gatewayOf(t, &defEnv), hostPort), "an address of the host itself"},
+			{"http://169.254.169.254/latest/meta-data/", "link-local"},
+		} {
+			code, body, _ := get(c.url)
+			if code != 502 || !strings.HasPrefix(body, "call error (refused): ") || !strings.Contains(body, c.says) {
+				t.Errorf("%s: %d %s; want refused, saying %q", c.url, code, body, c.says)
+			}
+		}
+		if n := hits.Load(); n != 0 {
+			t.Fatalf("the host's server was reached %d times from the module", n)
+		}
 	})
 
 	t.Run("after a restart the compiled code comes from the disk", func(t *testing.T) {

@@ -319,6 +319,10 @@ type StartPhases struct {
 	// FromStandby: the instance was prepared ahead (network attached,
 	// container created), so its sandbox was paid before it was needed.
 	FromStandby bool `json:"fromStandby,omitempty"`
+	// Thawed: the standby had been started, had passed its readiness
+	// check and was then frozen, so StartMS is its thaw and InitMS the
+	// check after it; the program's own initialisation was paid ahead.
+	Thawed bool `json:"thawed,omitempty"`
 	// BeganAt is when the instance began to start: its network attach,
 	// or a standby's activation.
 	BeganAt time.Time `json:"beganAt"`
@@ -514,6 +518,10 @@ type ColdStart struct {
 	// Phases split DurationMS, in order (ColdStartPhases names them);
 	// empty when the instance that answered did not report its start.
 	Phases []ColdStartPhase `json:"phases,omitempty"`
+	// From is what the instance that answered woke from: "frozen
+	// standby" (started and initialised ahead), "standby" (created
+	// ahead, started now) or "nothing".
+	From string `json:"from,omitempty"`
 }
 
 // KeepAliveStatus is a function's current keep-alive choice.
@@ -523,8 +531,10 @@ type KeepAliveStatus struct {
 	// StandbyIdle is how long the prepared standby outlives the last
 	// request; after it, the next request starts from nothing.
 	StandbyIdle string `json:"standbyIdle"`
-	// Standby says whether a standby is wanted now.
-	Standby bool `json:"standby"`
+	// Standby says whether a standby is wanted now; Standbys how many
+	// (as many as the function recently woke at once, one at least).
+	Standby  bool `json:"standby"`
+	Standbys int  `json:"standbys,omitempty"`
 	// Learned: from the function's idle gaps rather than defaults.
 	Learned bool   `json:"learned"`
 	Reason  string `json:"reason"`
@@ -538,8 +548,9 @@ type ColdStartPhase struct {
 
 // The phases of a cold start, in order: the platform deciding and
 // asking for an instance (schedule), network and container creation
-// (sandbox, zero from a standby), the task's start (start), the
-// program's initialisation up to its first ready check (init), and the
+// (sandbox, zero from a standby), the task's start or a frozen
+// standby's thaw (start), the program's initialisation up to its first
+// ready check (init; a frozen standby's was paid ahead), and the
 // readiness reaching the gateway (route).
 const (
 	ColdPhaseSchedule = "schedule"

@@ -40,11 +40,15 @@ import (
 
 const image = "berth.bench/echo:cold"
 
-var maxWasmInstances int
+var (
+	maxWasmInstances int
+	wasmArrivals     int
+)
 
 func main() {
 	n := flag.Int("n", 30, "cold starts per path")
 	flag.IntVar(&maxWasmInstances, "wasm-max-instances", 8000, "the most Wasm instances to hold at once in the capacity step (0: skip the Wasm extras)")
+	flag.IntVar(&wasmArrivals, "wasm-arrivals", 100, "requests a second arriving in the Wasm capacity step (0: all at once)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python, Node and Lambda handler functions each; 0 skips them")
 	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")
@@ -126,7 +130,8 @@ func run(n, rounds, perRuntime int) error {
 		parts[p] = &series{name: "  " + p}
 	}
 	plain, standby := series{name: "containerd create+start"}, series{name: "containerd standby start"}
-	var standbyMem []uint64
+	thaw := series{name: "frozen standby thaw"}
+	var standbyMem, frozenMem []uint64
 	for i := range n {
 		id := fmt.Sprintf("cold-%d", i)
 		t0 := time.Now()
@@ -172,6 +177,22 @@ func run(n, rounds, perRuntime int) error {
 			return err
 		}
 		standby.d = append(standby.d, time.Since(s0))
+		// Started, ready, then frozen: a wake is a thaw and the first
+		// response.
+		if err := drv.Freeze(ctx, id); err != nil {
+			return err
+		}
+		if st, err := drv.Stats(ctx, id); err == nil {
+			frozenMem = append(frozenMem, st.MemoryBytes)
+		}
+		f0 := time.Now()
+		if err := drv.Thaw(ctx, id); err != nil {
+			return err
+		}
+		if err := waitReady(ctx, "http://"+att.IP.String()+":8080/ready"); err != nil {
+			return err
+		}
+		thaw.d = append(thaw.d, time.Since(f0))
 		drv.Stop(ctx, id, 0)
 		drv.Delete(ctx, id)
 		net.Detach(ctx, id, "default")
@@ -184,7 +205,7 @@ func run(n, rounds, perRuntime int) error {
 
 	fmt.Printf("cold start, request to first response, %d starts each, static Go HTTP server image\n", n)
 	fmt.Printf("%-30s %10s %10s %10s\n", "path", "p50", "p90", "p99")
-	all := []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, berth}
+	all := []series{runcS, plain, *parts["cni attach"], *parts["create"], *parts["start"], *parts["first ready"], standby, thaw, berth}
 	for _, f := range wasmFns {
 		all = append(all, f.cold)
 	}
@@ -196,6 +217,11 @@ func run(n, rounds, perRuntime int) error {
 		fmt.Printf("memory of a standby (its cgroup, created task not started): median %.2f MiB over %d; "+
 			"the network namespace and veth pair add kernel memory outside it\n",
 			float64(standbyMem[len(standbyMem)/2])/(1<<20), len(standbyMem))
+	}
+	if len(frozenMem) > 0 {
+		slices.Sort(frozenMem)
+		fmt.Printf("memory of a frozen standby of the same image (started, ready, frozen): median %.2f MiB over %d\n",
+			float64(frozenMem[len(frozenMem)/2])/(1<<20), len(frozenMem))
 	}
 	if err := extras(); err != nil {
 		return fmt.Errorf("wasm: %w", err)

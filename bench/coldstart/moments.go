@@ -35,9 +35,11 @@ import (
 type berthServer struct {
 	bin, data, sock, logPath string
 	namespace, pool, bridges string
-	cmd                      *exec.Cmd
-	c                        *client.Client
-	gw                       string
+	// extra flags for `berth server`.
+	extra []string
+	cmd   *exec.Cmd
+	c     *client.Client
+	gw    string
 }
 
 func (s *berthServer) start(ctx context.Context) error {
@@ -49,6 +51,7 @@ func (s *berthServer) start(ctx context.Context) error {
 	os.Remove(filepath.Join(s.data, "client.json"))
 	s.cmd = exec.Command(s.bin, "server", "--data-dir", s.data, "--api", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
 		"--containerd-socket", s.sock, "--containerd-namespace", s.namespace, "--subnet-pool", s.pool, "--bridge-prefix", s.bridges)
+	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		return err
@@ -60,7 +63,9 @@ func (s *berthServer) start(ctx context.Context) error {
 			var cc struct{ Addr, Token, Gateway string }
 			json.Unmarshal(raw, &cc)
 			s.c, s.gw = client.New(client.Config{Addr: cc.Addr, Token: cc.Token}), cc.Gateway
-			if s.c.Health(ctx) == nil {
+			// Ready: the gateway has its first routing table (a request
+			// before it waits for it: the server's start, not a cold start).
+			if s.c.Ready(ctx) == nil {
 				return nil
 			}
 		}
@@ -132,11 +137,11 @@ func (s *berthServer) hit(name, path string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	d := time.Since(t0)
 	if resp.StatusCode != 200 {
-		return d, fmt.Errorf("%s: status %d", name, resp.StatusCode)
+		return d, fmt.Errorf("%s: status %d after %v: %s", name, resp.StatusCode, d.Round(time.Millisecond), strings.TrimSpace(string(body)))
 	}
 	return d, nil
 }

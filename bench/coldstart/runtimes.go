@@ -14,9 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	v1 "berth.dev/berth/api/v1"
+	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/build"
 	"berth.dev/berth/internal/testutil"
 )
@@ -92,52 +94,77 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 		}
 	}
 
-	s := &berthServer{bin: bin, data: filepath.Join(dir, "rdata"), sock: sock, logPath: filepath.Join(dir, "runtimes.log"),
-		namespace: "coldruntimes", pool: "10.224.0.0/16", bridges: "bcoldr"}
-	if err := s.start(ctx); err != nil {
-		return err
+	// The same functions on two servers at once, hits interleaved: one
+	// with the default frozen standbys (started, initialised, frozen; a
+	// wake is a thaw), one whose standbys are created only
+	// (--standby-memory 0; a wake starts the program).
+	servers := []*berthServer{
+		{bin: bin, data: filepath.Join(dir, "rdata"), sock: sock, logPath: filepath.Join(dir, "runtimes.log"),
+			namespace: "coldruntimes", pool: "10.224.0.0/16", bridges: "bcoldr"},
+		{bin: bin, data: filepath.Join(dir, "rdata-created"), sock: sock, logPath: filepath.Join(dir, "runtimes-created.log"),
+			namespace: "coldruntimesc", pool: "10.225.0.0/16", bridges: "bcoldc", extra: []string{"--standby-memory", "0"}},
 	}
-	defer func() {
-		s.stop()
-		testutil.RemoveHostNetwork("bcoldr")
-	}()
-	got := make([]series, len(fns))
-	for i, fn := range fns {
-		f, err := os.Open(fn.tar)
-		if err != nil {
+	modes := []string{"frozen standby", "created standby"}
+	for _, s := range servers {
+		if err := s.start(ctx); err != nil {
 			return err
 		}
-		_, err = s.c.ImportImage(ctx, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("import %s: %w", fn.name, err)
-		}
-		manifest := fmt.Sprintf(`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":%q,"environment":"default"},
-"spec":{"image":%q,"scale":{"max":1,"idleTimeout":"1s"}}}`, fn.name, fn.image)
-		if err := s.apply(ctx, manifest); err != nil {
-			return fmt.Errorf("apply %s: %w", fn.name, err)
-		}
-		got[i].name = fn.name
-	}
-	for range n {
-		for i, fn := range fns {
-			if err := s.atZero(ctx, fn.name, true); err != nil {
-				return err
-			}
-			d, err := s.hit(fn.name, "/")
+		defer func() {
+			s.stop()
+			testutil.RemoveHostNetwork(s.bridges)
+		}()
+		for _, fn := range fns {
+			f, err := os.Open(fn.tar)
 			if err != nil {
 				return err
 			}
-			got[i].d = append(got[i].d, d)
+			_, err = s.c.ImportImage(ctx, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("import %s: %w", fn.name, err)
+			}
+			manifest := fmt.Sprintf(`{"apiVersion":"berth.dev/v1","kind":"Function","metadata":{"name":%q,"environment":"default"},
+"spec":{"image":%q,"scale":{"max":1,"idleTimeout":"1s"}}}`, fn.name, fn.image)
+			if err := s.apply(ctx, manifest); err != nil {
+				return fmt.Errorf("apply %s: %w", fn.name, err)
+			}
+		}
+	}
+	got := make([][]series, len(servers))
+	for m := range servers {
+		got[m] = make([]series, len(fns))
+		for i, fn := range fns {
+			got[m][i].name = fn.name
+		}
+	}
+	for range n {
+		for i, fn := range fns {
+			for m, s := range servers {
+				if err := s.atZero(ctx, fn.name, true); err != nil {
+					return err
+				}
+				d, err := s.hit(fn.name, "/")
+				if err != nil {
+					return fmt.Errorf("%s (%s): %w", fn.name, modes[m], err)
+				}
+				got[m][i].d = append(got[m][i].d, d)
+			}
 		}
 	}
 	fmt.Printf("\ncold starts per runtime, %d each, at zero with a prepared standby, through the gateway (request to response)\n", n)
-	fmt.Printf("%-30s %10s %10s %10s %10s\n", "function", "p50", "p90", "p99", "max")
-	for _, sr := range got {
-		fmt.Printf("%-30s %10s %10s %10s %10s\n", sr.name, ms(sr.pct(0.5)), ms(sr.pct(0.9)), ms(sr.pct(0.99)), ms(sr.pct(1)))
+	fmt.Printf("%-22s %-16s %10s %10s %10s %10s\n", "function", "woken from", "p50", "p90", "p99", "max")
+	for i := range fns {
+		for m := range servers {
+			sr := got[m][i]
+			fmt.Printf("%-22s %-16s %10s %10s %10s %10s\n", sr.name, modes[m], ms(sr.pct(0.5)), ms(sr.pct(0.9)), ms(sr.pct(0.99)), ms(sr.pct(1)))
+		}
 	}
-	if sums, counts, err := s.phaseMeans(ctx); err == nil {
-		fmt.Println("mean of each phase per function (berth_cold_start_phase_seconds):")
+	for m, s := range servers {
+		sums, counts, err := s.phaseMeans(ctx)
+		if err != nil {
+			continue
+		}
+		fmt.Printf("mean of each phase per function, %s (berth_cold_start_phase_seconds):\n", modes[m])
 		for _, fn := range fns {
 			var parts []string
 			for _, p := range v1.ColdStartPhases {
@@ -148,5 +175,45 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 			fmt.Printf("  %-28s %s\n", fn.name, strings.Join(parts, ", "))
 		}
 	}
+	// What a standby holds, per runtime and kind (the instance's cgroup).
+	fmt.Println("memory of one prepared standby (its container's cgroup):")
+	for m, s := range servers {
+		for _, fn := range fns {
+			if err := s.atZero(ctx, fn.name, true); err != nil {
+				return err
+			}
+			mem, err := standbyMemory(ctx, s, fn.name)
+			if err != nil {
+				fmt.Printf("  %-22s %-16s %v\n", fn.name, modes[m], err)
+				continue
+			}
+			fmt.Printf("  %-22s %-16s %6.1f MiB\n", fn.name, modes[m], float64(mem)/(1<<20))
+		}
+	}
 	return nil
+}
+
+// standbyMemory reads what name's prepared standby holds: its container's
+// memory cgroup (containerd's default path, /NAMESPACE/ID).
+func standbyMemory(ctx context.Context, s *berthServer, name string) (int64, error) {
+	var fn v1.Function
+	if err := s.c.Get(ctx, v1.KindFunction, "default", name, &fn); err != nil {
+		return 0, err
+	}
+	for _, i := range fn.Status.Instances {
+		if i.Phase != v1.PhaseStandby {
+			continue
+		}
+		id := local.ContainerID("default", i.Name)
+		for _, p := range []string{
+			filepath.Join("/sys/fs/cgroup/memory", s.namespace, id, "memory.usage_in_bytes"),
+			filepath.Join("/sys/fs/cgroup", s.namespace, id, "memory.current"),
+		} {
+			if raw, err := os.ReadFile(p); err == nil {
+				return strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no memory cgroup found for %s", id)
+	}
+	return 0, fmt.Errorf("no prepared standby")
 }

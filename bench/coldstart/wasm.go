@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"berth.dev/berth/bench/loadgen"
 	"berth.dev/berth/client"
 	"berth.dev/berth/internal/build"
+	"berth.dev/berth/internal/connlimit"
 	"berth.dev/berth/internal/gateway"
 	"berth.dev/berth/internal/wasm"
 	"berth.dev/berth/internal/wasm/wasmtest"
@@ -176,15 +180,18 @@ func wasmExtras(ctx context.Context, c *client.Client, gw string, pid int, image
 		fmt.Printf("\ncontainer instance memory (its cgroup, idle after the load): %s\n", mib(m))
 	}
 
-	return holdTable(gw, pid, "server", maxInstances, nil)
+	return holdTable(gw, pid, "server", maxInstances, serverRunning(ctx, c, "w-cgi"))
 }
 
 // holdTable holds ever more Go (net/http/cgi) instances running at once
 // and prints the resident memory of process pid at the peak: memory per
-// running instance, and how many one machine holds. Each sleeps 3 s plus
-// 5 ms per instance, so that the last starts (each start is a few ms of
-// CPU, on 2 cores) before the first ends. running, when not nil, counts
-// the instances running now; the peak is the N the memory is divided by.
+// running instance, and how many one machine holds. Requests arrive at
+// wasmArrivals a second (less than two shared cores start: a Go
+// instance's start is several ms of CPU) and each sleeps 3 s plus the time
+// the others take to arrive, so that all are running at the end of the
+// arrivals; with wasmArrivals 0 they arrive at once and sleep 3 s plus
+// 5 ms each. running, when not nil, counts the instances running now; the
+// peak is the N the memory is divided by.
 func holdTable(gw string, pid int, whose string, maxInstances int, running func() int) error {
 	fmt.Printf("\n%s memory with N Go (net/http/cgi) instances held running at once\n", whose)
 	fmt.Printf("%8s %8s %9s %12s %12s %14s %10s\n", "N", "ok", "failures", "peak running", "RSS", "per instance", "wall")
@@ -193,11 +200,16 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 	fmt.Printf("%8d %8s %9s %12s %12s %14s %10s\n", 0, "", "", "", mib(base), "", "")
 	var per int64
 	for _, n := range []int{100, 500, 1000, 2000, 4000, 8000} {
-		// The machine is shared: never plan past 12 GiB of instances.
-		if n > maxInstances || per*int64(n) > 12<<30 {
+		// The machine is shared: never plan past 60 % of the memory
+		// available when the step starts.
+		if n > maxInstances || per*int64(n) > memAvailable()*6/10 {
 			break
 		}
-		ok, failed, peak, peakRunning, wall := holdInstances(gw, "w-cgi", pid, n, 3*time.Second+time.Duration(n)*5*time.Millisecond, running)
+		d := 3*time.Second + time.Duration(n)*5*time.Millisecond
+		if wasmArrivals > 0 {
+			d = 3*time.Second + time.Duration(n)*time.Second/time.Duration(wasmArrivals)
+		}
+		ok, failed, peak, peakRunning, wall, why := holdInstances(gw, "w-cgi", pid, n, d, running)
 		held := "?"
 		div := n
 		if running != nil {
@@ -208,6 +220,7 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 			per = (peak - base) / int64(div)
 		}
 		fmt.Printf("%8d %8d %9d %12s %12s %14s %10s\n", n, ok, failed, held, mib(peak), mib(per), wall.Round(10*time.Millisecond))
+		printFailures(why)
 		if failed > 0 || peak > 14<<30 {
 			break
 		}
@@ -215,13 +228,64 @@ func holdTable(gw string, pid int, whose string, maxInstances int, running func(
 	return nil
 }
 
+// memAvailable is the kernel's estimate of the memory that can be used
+// without swapping (MemAvailable), or 12 GiB when it cannot be read.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 12 << 30
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 12 << 30
+}
+
 // runtimeGC lets the server settle between phases (the Go GC returns
 // freed instance memory on its own schedule).
 func runtimeGC(gw string) { time.Sleep(2 * time.Second) }
 
+// failures counts failed requests by what they got: a status and the
+// start of its body, or the client's error.
+type failures struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+func (f *failures) add(why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.by == nil {
+		f.by = map[string]int{}
+	}
+	f.by[why]++
+}
+
+// printFailures prints each reason with its count, most frequent first.
+func printFailures(f *failures) {
+	type reason struct {
+		why string
+		n   int
+	}
+	var rs []reason
+	for w, n := range f.by {
+		rs = append(rs, reason{w, n})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].n > rs[j].n || rs[i].n == rs[j].n && rs[i].why < rs[j].why })
+	for _, r := range rs {
+		fmt.Printf("%8s %6d × %s\n", "", r.n, r.why)
+	}
+}
+
 // holdInstances starts n requests that each keep an instance running for
-// d, and samples the server's RSS meanwhile.
-func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() int) (ok, failed int, peak int64, peakRunning int, wall time.Duration) {
+// d, and samples the server's RSS meanwhile. why says what the failed
+// requests got.
+func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() int) (ok, failed int, peak int64, peakRunning int, wall time.Duration, why *failures) {
 	// The gateway allows 512 connections per client address: spread the
 	// clients over loopback addresses, as many machines' clients would be.
 	var next atomic.Int64
@@ -236,6 +300,7 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: d + 60*time.Second}
 	var okN, failN atomic.Int64
+	why = &failures{}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var peakV, peakR atomic.Int64
@@ -259,20 +324,26 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 		}
 	}()
 	t0 := time.Now()
-	for range n {
+	for i := range n {
+		if wasmArrivals > 0 {
+			time.Sleep(time.Until(t0.Add(time.Duration(i) * time.Second / time.Duration(wasmArrivals))))
+		}
 		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/sleep?d="+d.String(), nil)
 			req.Host = fn + ".default.berth.localhost"
 			resp, err := cl.Do(req)
 			if err != nil {
 				failN.Add(1)
+				why.add(shortErr(err))
 				return
 			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				okN.Add(1)
 			} else {
 				failN.Add(1)
+				why.add(fmt.Sprintf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body))))
 			}
 		})
 	}
@@ -280,7 +351,47 @@ func holdInstances(gw, fn string, pid, n int, d time.Duration, running func() in
 	wall = time.Since(t0)
 	close(stop)
 	time.Sleep(2 * time.Second)
-	return int(okN.Load()), int(failN.Load()), peakV.Load(), int(peakR.Load()), wall
+	return int(okN.Load()), int(failN.Load()), peakV.Load(), int(peakR.Load()), wall, why
+}
+
+// shortErr is a client error without what differs per request (the
+// source address), so that equal failures count together.
+func shortErr(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return fmt.Sprintf("%s %s: %v", op.Op, op.Net, op.Err)
+	}
+	return err.Error()
+}
+
+// serverRunning reads the server's count of a Wasm function's running
+// instances from its metrics, at most once a second (a scrape is not
+// free); the capacity step's peak is divided by it.
+func serverRunning(ctx context.Context, c *client.Client, fn string) func() int {
+	var last time.Time
+	var n int
+	return func() int {
+		if time.Since(last) < time.Second {
+			return n
+		}
+		last = time.Now()
+		rc, err := c.Metrics(ctx)
+		if err != nil {
+			return n
+		}
+		defer rc.Close()
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "berth_wasm_instances_running{") && strings.Contains(line, `workload="`+fn+`"`) {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				n = int(v)
+			}
+		}
+		return n
+	}
 }
 
 // containerMemory reads a function's instance memory from the server's
@@ -351,8 +462,11 @@ func wasmInProcess(ctx context.Context, dir string, n, maxInstances int) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: g}
-	go srv.Serve(ln)
+	// The listener and the server the real server's gateway has: the same
+	// connection limits, header timeout and protocols.
+	srv := connlimit.NewServer(g, connlimit.DefaultTimeouts)
+	srv.Protocols = gateway.Protocols()
+	go srv.Serve(connlimit.NewListener(ln, "gateway", connlimit.GatewayLimits, nil))
 	defer srv.Close()
 	gw := ln.Addr().String()
 	for range n {

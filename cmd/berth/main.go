@@ -96,6 +96,7 @@ func newServerCommand(errOut io.Writer) *cobra.Command {
 	f.Float64Var(&cfg.TraceSampleRatio, "trace-sample-ratio", cfg.TraceSampleRatio, "share of new traces sampled, 0 to 1")
 	f.IntVar(&cfg.TraceStoreSize, "trace-store-size", cfg.TraceStoreSize, "traces kept in memory for berth traces")
 	f.IntVar(&cfg.MaxStandbys, "max-standbys", cfg.MaxStandbys, "prepared standby instances kept on this machine, all functions together (0: no cap)")
+	f.StringVar(&cfg.StandbyMemory, "standby-memory", cfg.StandbyMemory, "memory the started, initialised and frozen standbys on this machine may hold together (0: standbys are created, not started)")
 	f.StringVar(&cfg.Backend, "backend", cfg.Backend, "where instances run: local (this machine) or kubernetes (a cluster)")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "the cluster's kubeconfig (kubernetes backend; empty: in-cluster config)")
 	f.StringVar(&cfg.NamespacePrefix, "namespace-prefix", cfg.NamespacePrefix, "an environment's namespace is PREFIX+ENV (kubernetes backend)")

@@ -205,10 +205,10 @@ func (a *Activator) Activate(ctx context.Context, env, name string) (err error) 
 		case <-wake:
 			woke := a.cfg.Now()
 			d := woke.Sub(start)
-			phases := coldStartPhases(a.cfg.Instances(env, name), start, woke)
+			phases, from := coldStartPhases(a.cfg.Instances(env, name), start, woke)
 			a.mu.Lock()
 			st.coldStarts++
-			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: msOf(d)}
+			st.last = &v1.ColdStart{At: start.UTC(), DurationMS: msOf(d), From: from}
 			for _, p := range phases {
 				st.last.Phases = append(st.last.Phases, v1.ColdStartPhase{Name: p.name, MS: msOf(p.to.Sub(p.from))})
 			}
@@ -324,7 +324,7 @@ type phase struct {
 // an instance that began before the request (another request woke it)
 // shows only what this request waited for. Nil when no ready instance
 // reports its start.
-func coldStartPhases(insts []v1.InstanceStatus, start, woke time.Time) []phase {
+func coldStartPhases(insts []v1.InstanceStatus, start, woke time.Time) ([]phase, string) {
 	var sp *v1.StartPhases
 	for _, i := range insts {
 		if !i.Ready || i.Start == nil || i.Start.ReadyAt.After(woke) {
@@ -335,7 +335,14 @@ func coldStartPhases(insts []v1.InstanceStatus, start, woke time.Time) []phase {
 		}
 	}
 	if sp == nil {
-		return nil
+		return nil, ""
+	}
+	source := "nothing"
+	switch {
+	case sp.Thawed:
+		source = "frozen standby"
+	case sp.FromStandby:
+		source = "standby"
 	}
 	at := func(msec float64) time.Duration { return time.Duration(msec * float64(time.Millisecond)) }
 	sandboxEnd := sp.BeganAt.Add(at(sp.SandboxMS))
@@ -349,7 +356,7 @@ func coldStartPhases(insts []v1.InstanceStatus, start, woke time.Time) []phase {
 		}
 		out = append(out, phase{name: name, from: from, to: to})
 	}
-	return out
+	return out, source
 }
 
 func clip(t, lo, hi time.Time) time.Time {

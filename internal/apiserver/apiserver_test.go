@@ -877,3 +877,64 @@ func TestStackDeployIsATransaction(t *testing.T) {
 		t.Errorf("topic old after the second deploy: %d, want deleted", got.status)
 	}
 }
+
+// racingStatus writes a controller's status to a service once, right
+// after the API server has read it: the write the apply must not lose to.
+type racingStatus struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (r *racingStatus) Get(ctx context.Context, key store.Key) (store.Record, error) {
+	rec, err := r.Store.Get(ctx, key)
+	if err == nil && key.Kind == v1.KindService && r.armed.CompareAndSwap(true, false) {
+		var svc v1.Service
+		if err := store.Get(ctx, r.Store, key, &svc); err == nil {
+			svc.Status.ReadyReplicas++
+			_ = store.Update(ctx, r.Store, &svc)
+		}
+	}
+	return rec, err
+}
+
+// An apply without a resourceVersion is not refused because a controller
+// wrote the object's status between the server's read and its write: it
+// applies to the new record, and the status written stays.
+func TestApplyOutlastsAStatusWrite(t *testing.T) {
+	var r *racingStatus
+	e := newEnv(t, options{wrapStore: func(s store.Store) store.Store { r = &racingStatus{Store: s}; return r }})
+	path := "/api/v1/environments/default/services/web"
+	e.apply(path, service("web", "nginx:1.27"), http.StatusCreated, "created")
+	r.armed.Store(true)
+	svc := decodeService(t, e.apply(path, service("web", "nginx:1.28"), http.StatusOK, "configured"))
+	if r.armed.Load() {
+		t.Fatal("the status write did not happen: the test tests nothing")
+	}
+	if svc.Spec.Image != "nginx:1.28" || svc.Status.ReadyReplicas != 1 {
+		t.Fatalf("after the apply: image %q, ready %d; want nginx:1.28 and the controller's status kept", svc.Spec.Image, svc.Status.ReadyReplicas)
+	}
+}
+
+// /readyz, like Kubernetes', says whether the server takes traffic yet:
+// 503 with the reason until Ready says so, without a token.
+func TestReadyz(t *testing.T) {
+	var ready atomic.Bool
+	srv := apiserver.New(apiserver.Config{Ready: func() error {
+		if !ready.Load() {
+			return v1.Unavailable("the gateway has no routing table yet")
+		}
+		return nil
+	}})
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec
+	}
+	if rec := get(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no routing table") {
+		t.Fatalf("/readyz before ready: %d %q, want 503 with the reason", rec.Code, rec.Body.String())
+	}
+	ready.Store(true)
+	if rec := get(); rec.Code != http.StatusOK {
+		t.Fatalf("/readyz once ready: %d %q, want 200", rec.Code, rec.Body.String())
+	}
+}

@@ -81,6 +81,19 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, res resource, env
 // neither spec nor labels changed. It answers the result and the object
 // as stored (or as it would be, when only validating).
 func (s *Server) store1(ctx context.Context, obj v1.Object, res resource, expectRev uint64, dryRun bool) (string, v1.Object, error) {
+	for attempt := 0; ; attempt++ {
+		result, out, err := s.store1Once(ctx, obj, res, expectRev, dryRun)
+		// Without a resourceVersion of the user's, a conflict is only the
+		// platform's status write landing between the read and the write
+		// (a busy function's status changes many times a second): apply
+		// again on the new record, as kubectl's server-side apply does.
+		if err == nil || expectRev != 0 || !v1.IsConflict(err) || attempt >= 10 {
+			return result, out, err
+		}
+	}
+}
+
+func (s *Server) store1Once(ctx context.Context, obj v1.Object, res resource, expectRev uint64, dryRun bool) (string, v1.Object, error) {
 	result, out, op, err := s.plan1(ctx, obj, res, expectRev)
 	if err == nil && dryRun && result == ResultCreated {
 		// Nothing was created: no UID or creation time to show.

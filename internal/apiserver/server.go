@@ -24,6 +24,9 @@ const MaxImportBytes = 4 << 30
 // Config is what the API server is built from.
 type Config struct {
 	Store store.Store
+	// Ready says whether the server can take traffic yet (GET /readyz):
+	// nil once it can; a nil Ready is ready whenever it answers.
+	Ready func() error
 	// Token is the admin bearer token. Empty admits nobody.
 	Token string
 	// Authorizer replaces the check built from Token when set.
@@ -68,6 +71,7 @@ type Config struct {
 
 // Server answers the HTTP API.
 type Server struct {
+	ready     func() error
 	store     store.Store
 	auth      Authorizer
 	images    ImageService
@@ -92,6 +96,7 @@ type Server struct {
 // New builds a Server. It starts nothing: the caller serves Handler().
 func New(cfg Config) *Server {
 	s := &Server{
+		ready:     cfg.Ready,
 		store:     cfg.Store,
 		auth:      cfg.Authorizer,
 		images:    cfg.Images,
@@ -140,6 +145,18 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	// As Kubernetes' /readyz: alive is not yet ready to serve.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.ready != nil {
+			if err := s.ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, "not ready: "+err.Error()+"\n")
+				return
+			}
+		}
 		io.WriteString(w, "ok\n")
 	})
 	api := func(pattern string, m methods) {

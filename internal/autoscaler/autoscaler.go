@@ -3,7 +3,9 @@ package autoscaler
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +76,30 @@ type function struct {
 	// wants one now; standbyReported what OnChange last told.
 	since                    time.Time
 	standby, standbyReported bool
+	// peak is the most instances the function wanted since peakAt, within
+	// its standby keep-alive: that many may be woken at once again.
+	peak   int
+	peakAt time.Time
+}
+
+// MaxStandbysPerFunction bounds one function's prepared standbys.
+const MaxStandbysPerFunction = 10
+
+// settle brings the function's standby wishes up to its state at now.
+func (f *function) settle(now time.Time) {
+	if f.state.Desired >= f.peak || now.Sub(f.peakAt) > f.keep.StandbyIdle {
+		f.peak, f.peakAt = f.state.Desired, now
+	}
+	f.standby = f.wantsStandby(now)
+}
+
+// standbys is how many prepared standbys f keeps now: enough for its
+// recent peak beside what runs (one at least) while it wants any.
+func (f *function) standbys() int {
+	if !f.standby {
+		return 0
+	}
+	return min(max(f.peak-f.state.Desired, 1), MaxStandbysPerFunction)
 }
 
 // effective is p with the idle timeout the keep-alive chose.
@@ -114,6 +140,9 @@ type Autoscaler struct {
 	notify sync.Mutex
 	mu     sync.Mutex
 	fns    map[key]*function
+	// seeds are idle gaps recorded by an earlier server, for functions
+	// not known yet (RestoreGaps).
+	seeds map[key][]time.Duration
 }
 
 // New returns an Autoscaler; Run starts its sampling.
@@ -166,10 +195,54 @@ func (a *Autoscaler) Set(env, name string, p Params, initial int) {
 		userIdle:   userIdle,
 		since:      now,
 	}
+	a.seed(k, f)
 	f.keep = learn(&f.gaps, userIdle)
-	f.standby = f.wantsStandby(now)
+	f.settle(now)
 	f.standbyReported = f.standby
 	a.fns[k] = f
+}
+
+// seed gives a new function the gaps an earlier server recorded for it.
+func (a *Autoscaler) seed(k key, f *function) {
+	for _, d := range a.seeds[k] {
+		f.gaps.add(d)
+	}
+	delete(a.seeds, k)
+}
+
+// Gaps returns every function's recorded idle gaps, oldest first, by
+// "ENV/NAME": what a restarted server should not have to learn again.
+func (a *Autoscaler) Gaps() map[string][]time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string][]time.Duration, len(a.fns)+len(a.seeds))
+	for k, d := range a.seeds {
+		out[k.env+"/"+k.name] = slices.Clone(d)
+	}
+	for k, f := range a.fns {
+		if f.gaps.n > 0 {
+			out[k.env+"/"+k.name] = f.gaps.list()
+		}
+	}
+	return out
+}
+
+// RestoreGaps seeds the idle gaps of functions not known yet, by
+// "ENV/NAME" as Gaps returns them; each function learns from them when it
+// is registered.
+func (a *Autoscaler) RestoreGaps(m map[string][]time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seeds == nil {
+		a.seeds = map[key][]time.Duration{}
+	}
+	for id, d := range m {
+		env, name, ok := strings.Cut(id, "/")
+		if !ok || a.fns[key{env, name}] != nil {
+			continue
+		}
+		a.seeds[key{env, name}] = slices.Clone(d)
+	}
 }
 
 // Remove forgets a function; no OnChange for it follows.
@@ -193,12 +266,13 @@ func (a *Autoscaler) Demand(env, name string) {
 	now := a.cfg.Clock()
 	if f == nil {
 		f = &function{p: Params{}.normalized(), since: now}
+		a.seed(k, f)
 		f.keep = learn(&f.gaps, 0)
 		a.fns[k] = f
 	}
 	f.sawGap(f.state.LastActive, now)
 	f.state = Wake(f.effective(), f.state, now)
-	f.standby = f.wantsStandby(now)
+	f.settle(now)
 	changed := f.state.Desired != f.reported || f.standby != f.standbyReported
 	a.mu.Unlock()
 	if changed {
@@ -215,6 +289,19 @@ func (a *Autoscaler) WantsStandby(env, name string) bool {
 		return f.standby
 	}
 	return true
+}
+
+// Standbys is how many prepared standbys the function should keep now:
+// as many as it recently woke at once beyond what runs, one at least
+// while it wants a standby (one for a function not known), at most
+// MaxStandbysPerFunction.
+func (a *Autoscaler) Standbys(env, name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fns[key{env, name}]; f != nil {
+		return f.standbys()
+	}
+	return 1
 }
 
 // Desired is the function's current decision (0 when not registered).
@@ -239,8 +326,10 @@ type Status struct {
 	LastActive                  time.Time
 	Params                      Params // with defaults filled in, the idle timeout as chosen
 	KeepAlive                   KeepAlive
-	// Standby says whether a prepared standby is wanted now.
-	Standby bool
+	// Standby says whether a prepared standby is wanted now, Standbys how
+	// many.
+	Standby  bool
+	Standbys int
 }
 
 // Status reports a function's figures; false when it is not registered.
@@ -260,6 +349,7 @@ func (a *Autoscaler) Status(env, name string) (Status, bool) {
 		Params:     f.effective(),
 		KeepAlive:  f.keep,
 		Standby:    f.standby,
+		Standbys:   f.standbys(),
 	}
 	if n := len(f.samples); n > 0 {
 		st.InFlight = f.samples[n-1].InFlight
@@ -331,7 +421,7 @@ func (a *Autoscaler) tick() {
 		if f.state.LastActive.After(last) {
 			f.sawGap(last, f.state.LastActive)
 		}
-		f.standby = f.wantsStandby(now)
+		f.settle(now)
 		if !f.registered && f.state.Desired == 0 && f.reported == 0 {
 			delete(a.fns, k)
 		}

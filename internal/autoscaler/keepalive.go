@@ -45,6 +45,15 @@ func (g *gaps) add(d time.Duration) {
 	g.n = min(g.n+1, gapHistory)
 }
 
+// list is the held gaps, oldest first.
+func (g *gaps) list() []time.Duration {
+	out := make([]time.Duration, 0, g.n)
+	for i := range g.n {
+		out = append(out, g.d[(g.next-g.n+i+gapHistory)%gapHistory])
+	}
+	return out
+}
+
 // percentile of the held gaps, p in [0, 1].
 func (g *gaps) percentile(p float64) time.Duration {
 	if g.n == 0 {

@@ -1,6 +1,7 @@
 package autoscaler
 
 import (
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -154,5 +155,77 @@ func TestStandbysAreCapped(t *testing.T) {
 	a.tick()
 	if !a.WantsStandby("dev", "a") || a.WantsStandby("dev", "b") || !a.WantsStandby("dev", "c") {
 		t.Fatalf("after a request to a: standbys a=%v b=%v c=%v; want b without one", a.WantsStandby("dev", "a"), a.WantsStandby("dev", "b"), a.WantsStandby("dev", "c"))
+	}
+}
+
+// After a burst scaled a function out and back to zero, it keeps as many
+// standbys as the burst wanted instances, so the next burst wakes them all
+// at once; past the standby keep-alive it gives them all back.
+func TestStandbysFollowTheRecentPeak(t *testing.T) {
+	src := newSource()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	a := New(Config{Source: src, Clock: c.Now})
+	a.Set("dev", "fn", Params{Concurrency: 1, Max: 20}, 0)
+	if n := a.Standbys("dev", "fn"); n != 1 {
+		t.Fatalf("a new function keeps %d standbys, want 1", n)
+	}
+	a.Demand("dev", "fn")
+	src.set("dev", "fn", 4, 4)
+	a.tick()
+	peak := a.Desired("dev", "fn")
+	if peak < 4 {
+		t.Fatalf("the burst wanted %d instances, want at least 4", peak)
+	}
+	if n := a.Standbys("dev", "fn"); n != 1 {
+		t.Fatalf("at its peak it keeps %d standbys, want 1 beside what runs", n)
+	}
+	src.set("dev", "fn", 0, 0)
+	c.advance(DefaultIdleTimeout + time.Second)
+	a.tick()
+	if a.Desired("dev", "fn") != 0 {
+		t.Fatal("not at zero after the idle timeout")
+	}
+	if n := a.Standbys("dev", "fn"); n != min(peak, MaxStandbysPerFunction) {
+		t.Fatalf("back at zero after a burst of %d it keeps %d standbys, want %d", peak, n, min(peak, MaxStandbysPerFunction))
+	}
+	c.advance(DefaultStandbyIdle)
+	a.tick()
+	if n := a.Standbys("dev", "fn"); n != 0 {
+		t.Fatalf("idle past the standby keep-alive it keeps %d standbys, want 0", n)
+	}
+	a.Demand("dev", "fn")
+	if n := a.Standbys("dev", "fn"); n != 1 {
+		t.Fatalf("after a long idle a request brings back %d standbys, want 1 (the old peak forgotten)", n)
+	}
+}
+
+// The gaps a server learned are handed to the next one: a function
+// registered after a restart keeps its learned keep-alive.
+func TestGapsSurviveARestart(t *testing.T) {
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	a := New(Config{Source: newSource(), Clock: c.Now})
+	a.Set("dev", "fn", Params{}, 0)
+	for range minGaps + 2 {
+		c.advance(30 * time.Second)
+		a.Demand("dev", "fn")
+	}
+	before, _ := a.Status("dev", "fn")
+	if !before.KeepAlive.Learned {
+		t.Fatalf("after %d gaps nothing learned: %+v", minGaps+2, before.KeepAlive)
+	}
+	saved := a.Gaps()
+	if len(saved["dev/fn"]) != minGaps+1 {
+		t.Fatalf("saved gaps %v, want the %d recorded", saved, minGaps+1)
+	}
+
+	b := New(Config{Source: newSource(), Clock: c.Now})
+	b.RestoreGaps(saved)
+	b.Set("dev", "fn", Params{}, 0)
+	after, _ := b.Status("dev", "fn")
+	if after.KeepAlive.IdleTimeout != before.KeepAlive.IdleTimeout || !after.KeepAlive.Learned || after.KeepAlive.Gaps != before.KeepAlive.Gaps {
+		t.Fatalf("after a restart the keep-alive is %+v, want what was learned: %+v", after.KeepAlive, before.KeepAlive)
+	}
+	if got := b.Gaps()["dev/fn"]; !slices.Equal(got, saved["dev/fn"]) {
+		t.Fatalf("gaps after the restart %v, want %v in order", got, saved["dev/fn"])
 	}
 }

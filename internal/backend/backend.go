@@ -42,10 +42,10 @@ type Workload struct {
 	// MaxSurge and MaxUnavailable bound a rolling update, as in a
 	// Kubernetes Deployment. Both 0 means a surge of 1.
 	MaxSurge, MaxUnavailable int
-	// Standby asks for one prepared instance beyond Replicas that starts in
-	// one step when it is needed (a Function below its maximum). A backend
-	// that cannot prepare instances ignores it.
-	Standby bool
+	// Standbys asks for that many prepared instances beyond Replicas,
+	// each woken in one step when it is needed (a Function below its
+	// maximum). A backend that cannot prepare instances ignores it.
+	Standbys int
 	// Pinned are older revisions that keep running beside Revision because
 	// they take a share of the traffic or have a tag (docs/delivery.md):
 	// each is scaled to its own Replicas, without a rolling update between

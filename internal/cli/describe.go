@@ -335,10 +335,17 @@ func (o *options) describeFunction(cmd *cobra.Command, name string) error {
 		for _, p := range lc.Phases {
 			parts = append(parts, fmt.Sprintf("%s %.1fms", p.Name, p.MS))
 		}
-		d.kv("Last Cold Start", strings.Join(parts, ", "))
+		last := strings.Join(parts, ", ")
+		if lc.From != "" {
+			last += " (from " + lc.From + ")"
+		}
+		d.kv("Last Cold Start", last)
 	}
 	if ka := st.KeepAlive; ka != nil {
 		standby := "standby kept " + ka.StandbyIdle + " after the last request"
+		if ka.Standbys > 1 {
+			standby = fmt.Sprintf("%d standbys (its recent peak) kept %s after the last request", ka.Standbys, ka.StandbyIdle)
+		}
 		if !ka.Standby {
 			standby = "standby given back (idle over " + ka.StandbyIdle + "): the next request starts from nothing"
 		}

@@ -194,3 +194,23 @@ func TestLogsFallsBackToFunctions(t *testing.T) {
 		}
 	}
 }
+
+// A Wasm function's memory is the Wasm host's count of its running
+// instances' memory (it has no container), shown like a container's.
+func TestTopWasmMemory(t *testing.T) {
+	scrape := func(n int, at time.Time) *topScrape {
+		s, err := parseTopScrape(strings.NewReader(fmt.Sprintf("# TYPE berth_requests_total counter\n"+
+			"berth_requests_total{code=\"200\",environment=\"default\",kind=\"Function\",revision=\"1\",workload=\"hello\"} %d\n"+
+			"# TYPE berth_wasm_memory_bytes gauge\n"+
+			"berth_wasm_memory_bytes{environment=\"default\",workload=\"hello\"} %d\n"+
+			"berth_wasm_memory_bytes{environment=\"other\",workload=\"hello\"} 999\n", n, 3<<20)), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rows := topRows(scrape(10, testNow), scrape(30, testNow.Add(2*time.Second)), "default", time.Second)
+	if len(rows) != 1 || rows[0].name != "hello" || !rows[0].hasMem || rows[0].memBytes != 3<<20 || rows[0].reqPerSec != 10 {
+		t.Fatalf("rows %+v, want hello with 3 MiB and 10 req/s", rows)
+	}
+}

@@ -276,6 +276,13 @@ func topRows(prev, cur *topScrape, env string, fallback time.Duration) []topRow 
 		r.memBytes += metricValue(m)
 		r.hasMem = true
 	})
+	// A Wasm function's instances live in the server's process: their
+	// memory is the Wasm host's count (CPU is not told apart per instance).
+	cur.samples("berth_wasm_memory_bytes", env, func(l map[string]string, m *dto.Metric) {
+		r := get(l["workload"])
+		r.memBytes += metricValue(m)
+		r.hasMem = true
+	})
 
 	// Latency: the histogram of the requests answered between the scrapes,
 	// one series per revision; the workload's is their sum.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"path/filepath"
 	"time"
+
+	v1 "berth.dev/berth/api/v1"
 )
 
 // Config is everything `berth server` can be told.
@@ -72,6 +74,10 @@ type Config struct {
 	// functions together (0: no cap); the least recently active functions
 	// give theirs back first.
 	MaxStandbys int
+	// StandbyMemory is how much memory the frozen standbys on this machine
+	// may hold together (a quantity: "1Gi"); a standby beyond it waits
+	// created but not started, and "0" keeps every standby so.
+	StandbyMemory string
 	// LogLevel and LogFormat ("text" or "json") shape the server's own logs.
 	LogLevel  slog.Level
 	LogFormat string
@@ -100,6 +106,7 @@ func Default() Config {
 		TraceSampleRatio:    0.01, // tracing.DefaultSampleRatio; errors and cold starts always
 		TraceStoreSize:      1000,
 		MaxStandbys:         100,
+		StandbyMemory:       "1Gi",
 		Backend:             "local",
 		NamespacePrefix:     "berth-",
 		ClusterGatewayAddr:  "0.0.0.0:8081",
@@ -131,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStandbys < 0 {
 		return fmt.Errorf("--max-standbys: %d is negative (0 means no cap)", c.MaxStandbys)
+	}
+	if _, err := c.StandbyMemoryBytes(); err != nil {
+		return err
 	}
 	if c.TraceStoreSize < 1 {
 		return fmt.Errorf("--trace-store-size: must be at least 1")
@@ -174,3 +184,15 @@ func (c Config) NetworkDir() string       { return filepath.Join(c.DataDir, "net
 func (c Config) ContainerdDir() string    { return filepath.Join(c.DataDir, "containerd") }
 func (c Config) RunDir() string           { return filepath.Join(c.DataDir, "run") }
 func (c Config) HistoryPath() string      { return filepath.Join(c.DataDir, "history.db") }
+
+// StandbyMemoryBytes is StandbyMemory in bytes.
+func (c Config) StandbyMemoryBytes() (int64, error) {
+	if c.StandbyMemory == "" || c.StandbyMemory == "0" {
+		return 0, nil
+	}
+	n, err := v1.ParseMemory(c.StandbyMemory)
+	if err != nil {
+		return 0, fmt.Errorf("--standby-memory: %v", err)
+	}
+	return n, nil
+}

@@ -37,10 +37,10 @@ type Scaler interface {
 	Desired(env, name string) int
 }
 
-// KeepAlives is optional on a Scaler: whether a function keeps a prepared
-// standby now, and its keep-alive choice for its status.
+// KeepAlives is optional on a Scaler: how many prepared standbys a
+// function keeps now, and its keep-alive choice for its status.
 type KeepAlives interface {
-	WantsStandby(env, name string) bool
+	Standbys(env, name string) int
 	KeepAlive(env, name string) (*v1.KeepAliveStatus, bool)
 }
 
@@ -224,8 +224,8 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	err = c.cfg.Backend.Apply(ctx, backend.Workload{
 		Ref: ref, Labels: fn.Metadata.Labels, Revision: cur,
 		Replicas: plan.current, MaxSurge: max(plan.current, 1), MaxUnavailable: 0,
-		Standby: desired < p.Max && c.wantsStandby(env, name) && (plan.current > 0 || len(plan.pinned) == 0),
-		Pinned:  plan.pinned,
+		Standbys: c.standbys(env, name, desired, p.Max, plan.current > 0 || len(plan.pinned) == 0),
+		Pinned:   plan.pinned,
 	})
 	if err != nil {
 		return err
@@ -241,9 +241,18 @@ func (c *FunctionController) sync(ctx context.Context, key string) error {
 	return c.pruneRevisions(ctx, cur, revs, insts, traffic)
 }
 
-func (c *FunctionController) wantsStandby(env, name string) bool {
-	k, ok := c.cfg.Scaler.(KeepAlives)
-	return !ok || k.WantsStandby(env, name)
+// standbys is how many prepared standbys a function keeps beside desired
+// started instances: what its keep-alive says (one without it), never
+// past its maximum, and none while only pinned revisions run.
+func (c *FunctionController) standbys(env, name string, desired, maxInstances int, current bool) int {
+	if !current {
+		return 0
+	}
+	n := 1
+	if k, ok := c.cfg.Scaler.(KeepAlives); ok {
+		n = k.Standbys(env, name)
+	}
+	return max(min(n, maxInstances-desired), 0)
 }
 
 // functionStatus computes a function's status from its instances.

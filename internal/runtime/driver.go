@@ -86,6 +86,9 @@ type ContainerState struct {
 	ExitCode  uint32
 	ExitedAt  time.Time
 	OOMKilled bool
+	// Frozen: the running task's processes are stopped in place by the
+	// cgroup freezer (Freezer.Freeze); Status stays running.
+	Frozen bool
 }
 
 // Exit is reported once for every task exit.
@@ -140,6 +143,18 @@ type Driver interface {
 // StatsReader is an optional ability: resource usage of a running container.
 type StatsReader interface {
 	Stats(ctx context.Context, id string) (Stats, error)
+}
+
+// Freezer is an optional ability: stop a running task's processes where
+// they are, holding their memory and sockets but no CPU, and let them go
+// on later. The node agent keeps a function's standby started, initialised
+// and frozen, so waking it is a thaw instead of a start.
+type Freezer interface {
+	// Freeze returns once every process of the task is frozen.
+	Freeze(ctx context.Context, id string) error
+	// Thaw lets a frozen task run again; thawing a task that is not
+	// frozen is not an error.
+	Thaw(ctx context.Context, id string) error
 }
 
 type Stats struct {

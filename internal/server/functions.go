@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/activator"
+	"berth.dev/berth/internal/atomicfile"
 	"berth.dev/berth/internal/autoscaler"
 	"berth.dev/berth/internal/controller"
 	"berth.dev/berth/internal/gateway"
@@ -26,9 +30,9 @@ func (s scalerAdapter) Set(env, name string, p controller.ScaleParams) {
 		IdleTimeout:       p.IdleTimeout,
 	}, p.Ready)
 }
-func (s scalerAdapter) Remove(env, name string)            { s.a.Remove(env, name) }
-func (s scalerAdapter) Desired(env, name string) int       { return s.a.Desired(env, name) }
-func (s scalerAdapter) WantsStandby(env, name string) bool { return s.a.WantsStandby(env, name) }
+func (s scalerAdapter) Remove(env, name string)       { s.a.Remove(env, name) }
+func (s scalerAdapter) Desired(env, name string) int  { return s.a.Desired(env, name) }
+func (s scalerAdapter) Standbys(env, name string) int { return s.a.Standbys(env, name) }
 
 func (s scalerAdapter) KeepAlive(env, name string) (*v1.KeepAliveStatus, bool) {
 	st, ok := s.a.Status(env, name)
@@ -38,7 +42,7 @@ func (s scalerAdapter) KeepAlive(env, name string) (*v1.KeepAliveStatus, bool) {
 	k := st.KeepAlive
 	return &v1.KeepAliveStatus{
 		IdleTimeout: k.IdleTimeout.String(), StandbyIdle: k.StandbyIdle.String(),
-		Standby: st.Standby, Learned: k.Learned, Reason: k.Reason,
+		Standby: st.Standby, Standbys: st.Standbys, Learned: k.Learned, Reason: k.Reason,
 	}, true
 }
 
@@ -106,4 +110,42 @@ func (s *Server) setQueueFunctions(fns []*v1.Function) {
 	if err := s.queue.SetFunctions(out); err != nil {
 		s.log.Warn("queue: some function settings were refused", "err", err)
 	}
+}
+
+// keepGaps carries the functions' learned idle gaps across restarts: read
+// from the data dir now, written back every minute and when the server
+// stops, so a restart does not send every function back to the default
+// keep-alive.
+func (s *Server) keepGaps(a *autoscaler.Autoscaler) {
+	path := filepath.Join(s.cfg.DataDir, "keepalive.json")
+	if raw, err := os.ReadFile(path); err == nil {
+		var saved map[string][]time.Duration
+		if err := json.Unmarshal(raw, &saved); err != nil {
+			s.log.Warn("keep-alive gaps unreadable; learning again", "file", path, "err", err)
+		} else {
+			a.RestoreGaps(saved)
+		}
+	}
+	save := func() {
+		raw, err := json.Marshal(a.Gaps())
+		if err == nil {
+			err = atomicfile.WriteFile(path, raw, 0o600)
+		}
+		if err != nil {
+			s.log.Warn("save keep-alive gaps", "file", path, "err", err)
+		}
+	}
+	s.addPart("keepalive", func(ctx context.Context) error {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				save()
+				return nil
+			case <-t.C:
+				save()
+			}
+		}
+	})
 }

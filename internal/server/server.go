@@ -57,6 +57,9 @@ import (
 type Server struct {
 	cfg config.Config
 	log *slog.Logger
+	// routesSynced is closed once the gateway has its first routing
+	// table: the server is ready (GET /readyz).
+	routesSynced <-chan struct{}
 
 	token      string
 	store      *bolt.Store
@@ -418,12 +421,17 @@ func (s *Server) buildBackend() error {
 		s.clusterSrv.Protocols = gateway.Protocols()
 		return nil
 	}
+	standbyMem, err := cfg.StandbyMemoryBytes()
+	if err != nil {
+		return err
+	}
 	s.backend = local.New(local.Config{
 		Store: s.store, Driver: s.driver, Network: s.network, Drainer: s.gateway,
 		Listeners: []local.EnvironmentListener{s.bridges, s.dns},
 		Events:    s.events, Secrets: s.values, InstanceEnv: s.instanceEnv,
 		LogDir: cfg.LogDir(), VolumeDir: cfg.VolumeDir(), StateDir: cfg.RunDir(),
-		Logger: s.log.With("part", "backend"),
+		StandbyMemory: standbyMem,
+		Logger:        s.log.With("part", "backend"),
 	})
 	return nil
 }
@@ -456,6 +464,7 @@ func (s *Server) buildControlPlane() error {
 	// gateway, holding requests at zero until an endpoint is ready.
 	var functions *controller.FunctionController
 	routesSynced := make(chan struct{})
+	s.routesSynced = routesSynced
 	scaler := autoscaler.New(autoscaler.Config{
 		Source:      s.gateway,
 		MaxStandbys: cfg.MaxStandbys,
@@ -466,6 +475,7 @@ func (s *Server) buildControlPlane() error {
 			}
 		},
 	})
+	s.keepGaps(scaler)
 	act := activator.New(activator.Config{
 		Table: s.gateway, Demand: scaler.Demand,
 		Instances: func(env, name string) []v1.InstanceStatus {
@@ -480,6 +490,9 @@ func (s *Server) buildControlPlane() error {
 	wasmHost, err := wasm.New(wasm.Config{
 		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), LogDir: cfg.LogDir(),
 		TracerProvider: s.tracing.TracerProvider(), Logger: s.log.With("part", "wasm"),
+		// A module's outgoing calls keep its environment's seal, as a
+		// container's do.
+		Egress: s.egress,
 	})
 	if err != nil {
 		return err
@@ -530,8 +543,13 @@ func (s *Server) buildControlPlane() error {
 		Egress: s.egress, TracerProvider: s.tracing.TracerProvider(), Observer: workflowMetrics,
 		Logger: s.log.With("part", "workflow"),
 	})
-	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics); err != nil {
+	if err := s.metrics.Register(s.gateway.Collector(), act.Collector(), s.queue.Collector(), workflowMetrics, wasmHost.Collector()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
+	}
+	if lb, ok := s.backend.(*local.Backend); ok {
+		if err := s.metrics.Register(lb.Collector()); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	s.addPart("workflow", s.workflows.Run)
 	if err := s.buildAdvisor(svcs, fns, act, routes); err != nil {
@@ -579,6 +597,7 @@ func (s *Server) buildAPI() error {
 		s.log.Warn("workloads are not checked against the node's capacity", "err", err)
 	}
 	api := apiserver.New(apiserver.Config{
+		Ready: s.ready,
 		Store: s.store, Token: s.token, Authorizer: s.auth, Values: s.values, Images: s.images,
 		Logs:        s.backend,
 		Invocations: invocations{gatewayInvoker: s.invoker, q: s.queue},
@@ -752,4 +771,18 @@ func loadOrCreateToken(path string) (string, error) {
 func writeClientConfig(path, addr, token, gw string) error {
 	b, _ := json.MarshalIndent(map[string]string{"addr": addr, "token": token, "gateway": gw}, "", "  ")
 	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// ready says whether the server serves traffic: its gateway has its first
+// routing table.
+func (s *Server) ready() error {
+	if s.routesSynced == nil {
+		return v1.Unavailable("starting")
+	}
+	select {
+	case <-s.routesSynced:
+		return nil
+	default:
+		return v1.Unavailable("the gateway has no routing table yet")
+	}
 }

@@ -3,16 +3,17 @@ package wasm
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"berth.dev/berth/internal/wasm/wasmtest"
 )
 
-// FuzzLoad feeds the loader (compile and check) bytes a user could push as
-// a module: it must refuse or accept them, never panic or hang, and what
-// it accepts must instantiate or fail cleanly within a deadline.
+// FuzzLoad feeds the loader bytes a user could push as a module: the
+// host's own compile (size and structure checks, the data splitter, the
+// bounded compilation) must refuse or accept them, never panic or hang,
+// and what it accepts must instantiate or fail cleanly within a deadline.
 func FuzzLoad(f *testing.F) {
 	for _, seed := range [][]byte{
 		wasmtest.Hello(), wasmtest.Trap(), wasmtest.Loop(), wasmtest.Library(),
@@ -21,27 +22,24 @@ func FuzzLoad(f *testing.F) {
 		f.Add(seed)
 	}
 	ctx := context.Background()
-	h, err := New(Config{})
+	h, err := New(Config{CompileTimeout: 5 * time.Second})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// A runtime per module, as the host has one per function.
-		rt := wazero.NewRuntimeWithConfig(ctx, h.runtimeConfig(16))
-		defer rt.Close(ctx)
-		wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 		// The data splitter reads the same bytes first, by hand.
 		if stripped, image, ok := splitData(b); ok && (len(stripped) >= len(b) || image == nil) {
 			t.Fatalf("split %d bytes into %d and an image of %d", len(b), len(stripped), len(image))
 		}
-		compiled, err := checkModule(ctx, rt, b)
+		// A runtime per module, as the host has one per function.
+		c, err := h.compile(ctx, b, 16)
 		if err != nil {
 			return
 		}
-		defer compiled.Close(ctx)
-		ictx, cancel := context.WithTimeout(ctx, 200e6)
+		defer c.release(ctx)
+		ictx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		mod, _ := rt.InstantiateModule(ictx, compiled, wazero.NewModuleConfig().WithName(""))
+		mod, _ := c.rt.InstantiateModule(withMemory(ictx, c.image, nil), c.compiled, wazero.NewModuleConfig().WithName(""))
 		if mod != nil {
 			mod.Close(ctx)
 		}

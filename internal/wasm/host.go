@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"go.opentelemetry.io/otel/trace"
 
@@ -36,6 +38,14 @@ const (
 	pageSize = 64 << 10
 	// MaxResponseBytes bounds what a module may write to stdout.
 	MaxResponseBytes = 16 << 20
+	// DefaultCompileTimeout bounds one module's compilation (a Go module
+	// of 10 MB compiles in seconds).
+	DefaultCompileTimeout = 2 * time.Minute
+	// maxCompiling is how many compilations run at once, abandoned ones
+	// included, so that modules that take long cannot take every core.
+	maxCompiling = 2
+	// maxRefused is how many refused modules the host remembers.
+	maxRefused = 256
 )
 
 // Config is what the host needs.
@@ -52,6 +62,13 @@ type Config struct {
 	// Interpreter runs modules on wazero's interpreter instead of its
 	// compiler (for platforms without the compiler; slower).
 	Interpreter bool
+	// CompileTimeout bounds one module's compilation; 0 means
+	// DefaultCompileTimeout.
+	CompileTimeout time.Duration
+	// Egress makes the outgoing calls modules ask for (host module
+	// berth_http) under their environment's egress policy; nil refuses
+	// every such call.
+	Egress Egress
 }
 
 // Function is one revision of a Wasm function as the host runs it.
@@ -87,9 +104,21 @@ type Host struct {
 	cache  wazero.CompilationCache
 	tracer trace.Tracer
 
+	// compiling holds a token per compilation running, abandoned or not.
+	compiling chan struct{}
+	admission *admission
+
 	mu       sync.Mutex
 	fns      map[key]*function
 	watchers []func(env, name string)
+	// refused remembers why a module (by digest and memory limit) cannot
+	// run, so that the controller's retries do not compile it again.
+	refused map[refusedKey]error
+}
+
+type refusedKey struct {
+	digest string
+	pages  uint32
 }
 
 // New makes a host. Close releases what it compiled.
@@ -97,7 +126,11 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, fns: map[key]*function{}}
+	if cfg.CompileTimeout <= 0 {
+		cfg.CompileTimeout = DefaultCompileTimeout
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger, fns: map[key]*function{}, refused: map[refusedKey]error{},
+		compiling: make(chan struct{}, maxCompiling), admission: newAdmission()}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("wasm compilation cache: %w", err)
@@ -136,12 +169,14 @@ func (h *Host) notify(env, name string) {
 // function is one Wasm function: its current compiled revision, swapped
 // whole on Apply, and the requests running.
 type function struct {
-	h        *Host
-	env      string
-	name     string
-	cur      atomic.Pointer[revision]
-	running  atomic.Int64
-	started  atomic.Int64
+	h       *Host
+	env     string
+	name    string
+	cur     atomic.Pointer[revision]
+	running atomic.Int64
+	started atomic.Int64
+	// memory is the sum of its running instances' linear memory sizes.
+	memory   atomic.Int64
 	logMu    sync.Mutex
 	logw     *logshim.Writer
 	logInst  string
@@ -212,12 +247,27 @@ func (h *Host) Apply(ctx context.Context, f Function) error {
 		h.swap(ctx, fn, next, old)
 		return nil
 	}
+	rk := refusedKey{f.Digest, pages}
+	h.mu.Lock()
+	err := h.refused[rk]
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	b, err := f.Module(ctx)
 	if err != nil {
 		return err
 	}
 	c, err := h.compile(ctx, b, pages)
 	if err != nil {
+		if v1.IsInvalid(err) && f.Digest != "" {
+			h.mu.Lock()
+			if len(h.refused) >= maxRefused {
+				clear(h.refused)
+			}
+			h.refused[rk] = err
+			h.mu.Unlock()
+		}
 		return err
 	}
 	next := &revision{spec: f, digest: f.Digest, pages: pages, code: c, fsys: filesConfig(f.Files)}
@@ -276,17 +326,73 @@ func (h *Host) runtimeConfig(pages uint32) wazero.RuntimeConfig {
 		WithMemoryLimitPages(pages)
 }
 
-// compile makes a runtime for one module and compiles it there. The
-// runtime is the module's own: its memory limit is per function, and
-// closing it frees the compiled code.
+// compile checks a module's size and structure, then compiles it in a
+// worker bounded by the compile timeout: a module that takes longer is
+// refused and its worker abandoned (wazero's compiler cannot be stopped;
+// it ends on its own, holding one of maxCompiling slots until then), so
+// that no module holds the caller (a controller worker) longer.
 func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (*code, error) {
 	if len(b) > MaxModuleBytes {
 		return nil, v1.Invalid("the module is %d bytes; the most a Wasm function may be is %d", len(b), MaxModuleBytes)
 	}
+	if err := vetModule(b); err != nil {
+		return nil, err
+	}
+	timeout := h.cfg.CompileTimeout
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case h.compiling <- struct{}{}:
+	case <-tctx.Done():
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, v1.Unavailable("%d module compilations still running after %s", maxCompiling, timeout)
+	}
+	type result struct {
+		c   *code
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-h.compiling }()
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("wasm compilation panicked", "panic", p)
+				done <- result{nil, v1.Invalid("the module could not be compiled (the compiler failed on it)")}
+			}
+		}()
+		c, err := h.compileNow(context.WithoutCancel(ctx), b, pages)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-tctx.Done():
+		go func() {
+			if r := <-done; r.c != nil {
+				r.c.release(context.Background())
+			}
+		}()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, v1.Invalid("the module did not compile within %s", timeout)
+	}
+}
+
+// compileNow makes a runtime for one module and compiles it there. The
+// runtime is the module's own: its memory limit is per function, and
+// closing it frees the compiled code.
+func (h *Host) compileNow(ctx context.Context, b []byte, pages uint32) (*code, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, h.runtimeConfig(pages))
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if _, err := wasi_snapshot_preview1.Instantiate(experimental.WithFunctionListenerFactory(ctx, waitListener{}), rt); err != nil {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("wasi: %w", err)
+	}
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("%s: %w", hostModule, err)
 	}
 	// The whole module is checked (its data included), then what runs is
 	// the module without its data when the data can be an image.
@@ -309,27 +415,50 @@ func (h *Host) compile(ctx context.Context, b []byte, pages uint32) (*code, erro
 }
 
 // checkModule compiles b in rt and checks that it is a WASI command that
-// imports nothing but WASI: what the host can instantiate.
+// imports nothing but WASI and the host's berth_http functions: what the
+// host can instantiate.
 func checkModule(ctx context.Context, rt wazero.Runtime, b []byte) (wazero.CompiledModule, error) {
-	if len(b) < 8 || string(b[:4]) != "\x00asm" {
-		return nil, v1.Invalid("not a WebAssembly module (no \\0asm header)")
-	}
 	compiled, err := rt.CompileModule(ctx, b)
 	if err != nil {
 		return nil, v1.Invalid("invalid WebAssembly module: %v", err)
 	}
 	for _, f := range compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		if mod != wasi_snapshot_preview1.ModuleName {
-			compiled.Close(ctx)
-			return nil, v1.Invalid("the module imports %s.%s; a Wasm function may import only %s (WASI preview 1)", mod, name, wasi_snapshot_preview1.ModuleName)
+		switch mod {
+		case wasi_snapshot_preview1.ModuleName:
+			continue
+		case hostModule:
+			sig, ok := hostFunctions[name]
+			if !ok {
+				compiled.Close(ctx)
+				return nil, v1.Invalid("the module imports %s.%s; %s has only send, read and close", mod, name, hostModule)
+			}
+			if !allI32(f.ParamTypes(), sig.params) || !allI32(f.ResultTypes(), sig.results) {
+				compiled.Close(ctx)
+				return nil, v1.Invalid("the module imports %s.%s with the wrong signature: it takes %d and returns %d i32 values", mod, name, sig.params, sig.results)
+			}
+			continue
 		}
+		compiled.Close(ctx)
+		return nil, v1.Invalid("the module imports %s.%s; a Wasm function may import only %s (WASI preview 1) and %s (outgoing calls)", mod, name, wasi_snapshot_preview1.ModuleName, hostModule)
 	}
 	if _, ok := compiled.ExportedFunctions()["_start"]; !ok {
 		compiled.Close(ctx)
 		return nil, v1.Invalid("the module exports no _start: build a WASI command (GOOS=wasip1 go build, a main package), not a library")
 	}
 	return compiled, nil
+}
+
+func allI32(ts []api.ValueType, n int) bool {
+	if len(ts) != n {
+		return false
+	}
+	for _, t := range ts {
+		if t != api.ValueTypeI32 {
+			return false
+		}
+	}
+	return true
 }
 
 // Remove forgets a function; requests running finish on what they hold.

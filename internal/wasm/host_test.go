@@ -180,6 +180,7 @@ func TestFailuresAreAnswered(t *testing.T) {
 		{"go panic", "fn", "/panic", 502, "exited with code 2"},
 		{"memory exhausted", "fn", "/oom", 502, "out of memory"},
 		{"go loop", "fn", "/loop", 504, "did not answer within its timeout of 1s"},
+		{"go sleep", "fn", "/sleep?d=1h", 504, "did not answer within its timeout of 1s"},
 		{"tiny loop", "loop", "/", 504, "timeout of 300ms"},
 		{"no output", "silent", "/", 502, "wrote nothing"},
 		{"not CGI", "garbled", "/", 502, "CGI"},
@@ -366,4 +367,59 @@ func TestSettingsChangeUnderARunningRequest(t *testing.T) {
 	if a := call(t, h, "fn", "GET", "/env?name=V", ""); a.body != "3" {
 		t.Fatalf("V = %q, want 3", a.body)
 	}
+}
+
+// Instances that compute for long hold their start slot for one slice
+// only: more of them than there are slots all run, and another function's
+// request is still answered meanwhile.
+func TestLongRunningInstancesHoldNoOneBack(t *testing.T) {
+	h := newHost(t, Config{})
+	apply(t, h, "loop", wasmtest.Loop(), func(f *Function) { f.Timeout = time.Minute })
+	apply(t, h, "hello", wasmtest.Hello(), nil)
+	n := 3 * cap(h.admission.slots)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequest("GET", "http://loop/", nil).WithContext(ctx)
+			if res, err := h.Transport("default", "loop").RoundTrip(req); err == nil {
+				res.Body.Close()
+			}
+		})
+	}
+	testutil.WaitForState(t, 30*time.Second, fmt.Sprintf("%d looping instances running", n), func() (bool, string) {
+		running, _ := h.Stats("default", "loop")
+		return running == n, fmt.Sprint(running)
+	})
+	if a := call(t, h, "hello", "GET", "/", ""); a.status != 200 || a.body != "hello\n" {
+		t.Fatalf("beside %d looping instances: %d %q", n, a.status, a.body)
+	}
+}
+
+// An instance that waits (a Go time.Sleep is WASI poll_oneoff) gives its
+// start slot up at once: more sleeping instances than there are slots run
+// together even when no slot would ever time out.
+func TestWaitingInstancesGiveUpTheirStartSlot(t *testing.T) {
+	h := newHost(t, Config{})
+	h.admission.slice = time.Hour
+	apply(t, h, "fn", goHandler(t), nil)
+	n := 3 * cap(h.admission.slots)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequest("GET", "http://fn/sleep?d=1m", nil).WithContext(ctx)
+			if res, err := h.Transport("default", "fn").RoundTrip(req); err == nil {
+				res.Body.Close()
+			}
+		})
+	}
+	testutil.WaitForState(t, 60*time.Second, fmt.Sprintf("%d sleeping instances running", n), func() (bool, string) {
+		running, _ := h.Stats("default", "fn")
+		return running == n, fmt.Sprint(running)
+	})
 }

@@ -113,7 +113,16 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		WithStderr(stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
+		// A sleep ends with the invocation: wazero stops a module at its
+		// deadline only while it runs, not inside a host call.
+		WithNanosleep(func(ns int64) {
+			t := time.NewTimer(time.Duration(ns))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}).
 		WithRandSource(rand.Reader).
 		WithFSConfig(rev.fsys)
 	for _, kv := range rev.spec.Env {
@@ -125,10 +134,22 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		cfg = cfg.WithEnv(k, v)
 	}
 
+	release, err := fn.h.admission.admit(ctx)
+	if err != nil {
+		kind, msg := v1.ErrGatewayTimeout, fmt.Sprintf("function %s in environment %s could not start within its timeout of %s: the server was starting other instances", fn.name, fn.env, timeout)
+		if req.Context().Err() != nil {
+			kind, msg = v1.ErrBadGateway, fmt.Sprintf("function %s in environment %s: the caller went away", fn.name, fn.env)
+		}
+		if span != nil {
+			span.SetStatus(codes.Error, msg)
+		}
+		return errorResponse(req, kind, msg)
+	}
 	fn.running.Add(1)
 	fn.started.Add(1)
 	start := time.Now()
-	mod, err := rev.code.rt.InstantiateModule(withMemory(ctx, rev.code.image), rev.code.compiled, cfg)
+	mod, err := rev.code.rt.InstantiateModule(withMemory(fn.withCalls(ctx, release), rev.code.image, &fn.memory), rev.code.compiled, cfg)
+	release()
 	if mod != nil {
 		_ = mod.Close(context.WithoutCancel(ctx))
 	}
@@ -138,6 +159,11 @@ func (fn *function) invoke(req *http.Request, rev *revision) *http.Response {
 		span.SetAttributes(attribute.Float64("berth.wasm.run_ms", float64(time.Since(start).Microseconds())/1000))
 	}
 
+	if err == nil && ctx.Err() != nil {
+		// It finished after its time (a sleep cut short by the deadline
+		// lets it run on briefly): what it wrote is not its answer.
+		err = ctx.Err()
+	}
 	if err != nil {
 		kind, msg := fn.failure(ctx, req, err, stderr.last(), timeout)
 		if span != nil {

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -18,14 +19,41 @@ import (
 //
 // image, when not nil, is the module's initial memory (see splitData),
 // copied in when the memory is made.
-func withMemory(ctx context.Context, image *memoryImage) context.Context {
+func withMemory(ctx context.Context, image *memoryImage, used *atomic.Int64) context.Context {
 	return experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capBytes, maxBytes uint64) experimental.LinearMemory {
 		m := allocate(capBytes, maxBytes)
 		if image != nil {
 			image.fill(m)
 		}
-		return m
+		if used == nil {
+			return m
+		}
+		return &countedMemory{LinearMemory: m, used: used}
 	}))
+}
+
+// countedMemory keeps a function's sum of its instances' memory sizes (what
+// berth top shows): the size each has grown to, an upper bound of what it
+// holds (pages never touched are not committed, image pages are shared).
+type countedMemory struct {
+	experimental.LinearMemory
+	used *atomic.Int64
+	size uint64
+}
+
+func (m *countedMemory) Reallocate(size uint64) []byte {
+	b := m.LinearMemory.Reallocate(size)
+	if b != nil {
+		m.used.Add(int64(size) - int64(m.size))
+		m.size = size
+	}
+	return b
+}
+
+func (m *countedMemory) Free() {
+	m.used.Add(-int64(m.size))
+	m.size = 0
+	m.LinearMemory.Free()
 }
 
 // memoryImage is a module's initial memory, kept in a memory file so that

@@ -2,11 +2,16 @@
 
 package wasm
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // withMemory leaves linear memories to wazero (Go's heap) where there is
 // no mmap allocator of ours.
-func withMemory(ctx context.Context, image *memoryImage) context.Context { return ctx }
+func withMemory(ctx context.Context, image *memoryImage, used *atomic.Int64) context.Context {
+	return ctx
+}
 
 type memoryImage struct{}
 

@@ -70,12 +70,18 @@ func splitData(b []byte) (stripped, image []byte, ok bool) {
 	if memories != 1 || dataStart < 0 {
 		return nil, nil, false
 	}
-	var size uint64
+	var size, data uint64
 	for _, s := range segs {
 		size = max(size, uint64(s.offset)+uint64(len(s.data)))
+		data += uint64(len(s.data))
 	}
-	if size > minPages*pageSize {
+	if minPages > maxPages || size > minPages*pageSize {
 		return nil, nil, false // wazero fails such a module; let it say so
+	}
+	if size > 2*data+1<<20 {
+		// A sparse image (a byte at the end of a large memory) would cost
+		// its whole size here for what wazero writes in place.
+		return nil, nil, false
 	}
 	image = make([]byte, size)
 	for _, s := range segs {

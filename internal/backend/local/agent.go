@@ -28,6 +28,9 @@ type Agent struct {
 	// readyNow, when set, hears of a readiness change before it is
 	// written to the store (the backend's fresh statuses).
 	readyNow func(inst *v1.Instance, st v1.InstanceStatus)
+	// frozenMem counts the memory frozen standbys hold, against
+	// Config.StandbyMemory.
+	frozenMem *standbyMemory
 }
 
 // activateNow tells inst's runner, if it waits as a standby, to start its
@@ -42,7 +45,8 @@ func (a *Agent) activateNow(inst *v1.Instance) {
 }
 
 func newAgent(cfg Config, instances *informer.Informer[v1.Instance, *v1.Instance]) *Agent {
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), instances: instances, runners: map[string]*runner{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), instances: instances, runners: map[string]*runner{},
+		frozenMem: newStandbyMemory(cfg.StandbyMemory)}
 	instances.AddHandler(a.handle)
 	return a
 }

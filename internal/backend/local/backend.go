@@ -87,6 +87,11 @@ type Config struct {
 	BackoffMax  time.Duration
 	// Resync is the instance cache's re-list period (default 30s).
 	Resync time.Duration
+	// StandbyMemory is how much memory frozen standbys (started,
+	// initialised, frozen: woken by a thaw) may hold on this machine
+	// together; 0 keeps every standby created but not started. It needs a
+	// Driver that is a runtime.Freezer.
+	StandbyMemory int64
 }
 
 // Backend runs workloads on this machine. Its state is the Instance

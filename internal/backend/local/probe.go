@@ -93,7 +93,7 @@ func (r *runner) readinessLoop(ctx context.Context, t *v1.Template, ip string, a
 	if adopted {
 		ready = r.object().Status.Ready
 	}
-	if !adopted && p != nil && p.InitialDelaySeconds > 0 {
+	if !adopted && !r.thawed && p != nil && p.InitialDelaySeconds > 0 {
 		if !sleepCtx(ctx, time.Duration(p.InitialDelaySeconds)*time.Second) {
 			return
 		}

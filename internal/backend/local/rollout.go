@@ -15,7 +15,7 @@ import (
 
 // Apply moves w's Instance records one step towards w.Replicas ready
 // instances of w.Revision within the rollout limits: planRollout decides,
-// Apply acts. With w.Standby it also keeps one prepared instance of the
+// Apply acts. With w.Standbys it also keeps as many prepared instances of the
 // current revision (network attached, task created, not started), and
 // takes prepared ones first when it needs a new instance, so a cold start
 // only starts a task. The agent runs what the records say.
@@ -28,8 +28,19 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			pinned[n] = nil
 		}
 	}
-	var active, standby []*v1.Instance
-	for _, i := range b.instancesOf(w.Ref) {
+	insts := b.instancesOf(w.Ref)
+	// A new revision goes live at zero once its standby is prepared: until
+	// then the previous revision's prepared standby stays and answers a
+	// request that comes meanwhile (as a rolling update keeps old
+	// instances until new ones are ready), and the rollout replaces it.
+	newPrepared := false
+	for _, i := range insts {
+		if i.Spec.Standby && !i.Spec.Draining && i.Spec.Revision == cur && i.Status.Phase == v1.PhaseStandby {
+			newPrepared = true
+		}
+	}
+	var active, standby, previous []*v1.Instance
+	for _, i := range insts {
 		_, pin := pinned[i.Spec.Revision]
 		switch {
 		case i.Spec.Draining:
@@ -39,6 +50,9 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 			// Taken first for a new instance, even when no standby is
 			// wanted beyond Replicas any more (a scale-up to the max).
 			standby = append(standby, i)
+		case i.Spec.Standby && w.Standbys > 0 && len(w.Pinned) == 0 && !newPrepared && len(previous) == 0 &&
+			i.Spec.Revision < cur && i.Status.Phase == v1.PhaseStandby:
+			previous = append(previous, i)
 		case i.Spec.Standby:
 			// A standby of an older revision, or one that cannot be
 			// prepared, is of no use.
@@ -64,6 +78,15 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 		return standby[a].Status.Phase == v1.PhaseStandby && standby[c].Status.Phase != v1.PhaseStandby
 	})
 	for n := 0; n < plan.Create; n++ {
+		if len(previous) > 0 && (len(standby) == 0 || standby[0].Status.Phase != v1.PhaseStandby) {
+			p := previous[0]
+			previous = previous[1:]
+			if err := b.activate(ctx, p); err == nil {
+				continue
+			} else if !v1.IsConflict(err) && !v1.IsNotFound(err) {
+				return err
+			}
+		}
 		if len(standby) > 0 {
 			s := standby[0]
 			standby = standby[1:]
@@ -84,10 +107,7 @@ func (b *Backend) Apply(ctx context.Context, w backend.Workload) error {
 	if err := b.scalePinned(ctx, w, pinned); err != nil {
 		return err
 	}
-	want := 0
-	if w.Standby {
-		want = 1
-	}
+	want := max(w.Standbys, 0)
 	for len(standby) < want {
 		s, err := b.createInstance(ctx, w.Ref, w.Labels, cur, true)
 		if err != nil {

@@ -63,7 +63,22 @@ type runner struct {
 	// startCalled is when the current task's start was asked for: an
 	// exit from before it is another task's.
 	startCalled time.Time
+	// frozenInitMS is how long the frozen standby's initialisation took
+	// before it was frozen; thawed says the running task was woken from
+	// one (its readiness needs no initial delay).
+	frozenInitMS float64
+	thawed       bool
 }
+
+// preparation is what is already there of an instance's task when its
+// start begins.
+type preparation int
+
+const (
+	prepNone    preparation = iota
+	prepCreated             // the task is created, not started
+	prepFrozen              // the task started, got ready and is frozen
+)
 
 // activate starts a waiting standby ahead of its record.
 func (r *runner) activate() {
@@ -184,9 +199,20 @@ func (r *runner) run(ctx context.Context) {
 
 	// A container may already exist: this is a restarted server taking
 	// over, or a crash between create and start, or a standby.
-	adopted, prepared := false, false
+	adopted, prepared := false, prepNone
 	if st, err := r.a.cfg.Driver.Inspect(ctx, r.id); err == nil {
 		switch {
+		case st.Status == runtime.StatusRunning && st.Frozen:
+			// A frozen standby, made before a restart: still one, or
+			// already asked for; it needs its thaw.
+			prepared = prepFrozen
+			var held int64
+			if sr, ok := r.a.cfg.Driver.(runtime.StatsReader); ok {
+				if s, err := sr.Stats(ctx, r.id); err == nil {
+					held = int64(s.MemoryBytes)
+				}
+			}
+			r.a.frozenMem.set(r.id, "", held)
 		case st.Status == runtime.StatusRunning:
 			adopted = true
 			r.log.Info("re-attached to running container", "pid", st.Pid)
@@ -195,7 +221,7 @@ func (r *runner) run(ctx context.Context) {
 			// or already asked for (a request can come first), it only
 			// needs its start. Deleting it would kill it, and its exit
 			// would be taken for the next task's.
-			prepared = true
+			prepared = prepCreated
 		case st.Status == runtime.StatusStopped:
 			r.recordExit(ctx, runtime.Exit{ID: r.id, Code: st.ExitCode, At: st.ExitedAt, OOMKilled: st.OOMKilled}, "")
 			_ = r.a.cfg.Driver.Delete(ctx, r.id)
@@ -223,9 +249,9 @@ func (r *runner) run(ctx context.Context) {
 				// for it.
 				r.log.Info("start failed; removing what is left and starting again", "err", err)
 				_ = r.a.cfg.Driver.Delete(ctx, r.id)
-				startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, false)
+				startedAt, err = r.prepareAndStart(ctx, inst, rev, tmpl, att, prepNone)
 			}
-			prepared = false
+			prepared = prepNone
 			if errors.Is(err, errStopping) {
 				continue
 			}
@@ -280,16 +306,17 @@ var errStopping = errors.New("stopping")
 // prepareAndStart creates the container and its task (unless a standby
 // one is already there), waits while the instance is a standby, then
 // starts the task. It returns when the task was started.
-func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared bool) (time.Time, error) {
+func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1.Revision, t *v1.Template, att network.Attachment, prepared preparation) (time.Time, error) {
 	began := r.attachBegan
 	if began.IsZero() {
 		began = time.Now()
 	}
 	r.attachBegan = time.Time{}
-	if !prepared {
+	r.thawed = false
+	create := func() error {
 		spec, err := r.containerSpec(ctx, inst, rev, t, att)
 		if err != nil {
-			return time.Time{}, err
+			return err
 		}
 		// The revision beside the log, so `logs --revision` finds the
 		// lines of instances long gone.
@@ -299,16 +326,48 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 		}
 		_ = r.a.cfg.Driver.Delete(ctx, r.id)
 		if err := r.a.cfg.Driver.Create(ctx, spec); err != nil {
-			return time.Time{}, fmt.Errorf("create container: %w", err)
+			return fmt.Errorf("create container: %w", err)
+		}
+		return nil
+	}
+	if prepared == prepNone {
+		if err := create(); err != nil {
+			return time.Time{}, err
+		}
+		prepared = prepCreated
+	}
+	fz, canFreeze := r.a.cfg.Driver.(runtime.Freezer)
+	if prepared == prepFrozen && !canFreeze {
+		return time.Time{}, errNoFreezer
+	}
+	if r.standby() && prepared == prepCreated && canFreeze && r.a.frozenMem.admit(r.id, revisionKey(inst)) {
+		how, err := r.warmUp(ctx, fz, inst, t, att, create)
+		if err != nil {
+			return time.Time{}, err
+		}
+		switch how {
+		case warmFrozen:
+			prepared = prepFrozen
+		case warmActivated:
+			// Asked for while it initialised: it is started already,
+			// and its readiness records the start.
+			now := time.Now().UTC()
+			r.beginStart(v1.StartPhases{FromStandby: true, BeganAt: now}, now)
+			return r.startCalled, nil
 		}
 	}
 	if r.standby() {
+		msg := ""
+		if prepared == prepFrozen {
+			held, _ := r.a.frozenMem.heldBy(r.id)
+			msg = fmt.Sprintf("initialised and frozen (%s in memory)", mib(held))
+		}
 		err := r.patchStatus(ctx, func(st *v1.InstanceStatus) {
 			st.Phase = v1.PhaseStandby
 			st.Ready = false
 			st.IP = att.IP.String()
 			st.Port = t.Port
-			st.Message = ""
+			st.Message = msg
 		})
 		if err != nil {
 			return time.Time{}, err
@@ -322,16 +381,36 @@ func (r *runner) prepareAndStart(ctx context.Context, inst *v1.Instance, rev *v1
 			}
 		}
 		if r.stopping() {
+			r.a.frozenMem.release(r.id)
 			return time.Time{}, errStopping
 		}
-		// Out of standby: start at once; the readiness write records the
-		// start, so the cold path makes one store write, not two.
+		// Out of standby: start (or thaw) at once; the readiness write
+		// records the start, so the cold path makes one store write, not
+		// two.
 		now := time.Now().UTC()
+		if prepared == prepFrozen {
+			if err := r.thaw(ctx, fz); err != nil {
+				return time.Time{}, err
+			}
+			r.thawed = true
+			r.beginStart(v1.StartPhases{FromStandby: true, Thawed: true, BeganAt: now}, now)
+			return now, nil
+		}
 		r.startCalled = now
 		if err := r.a.cfg.Driver.Start(ctx, r.id); err != nil {
 			return time.Time{}, fmt.Errorf("start container: %w", err)
 		}
 		r.beginStart(v1.StartPhases{FromStandby: true, BeganAt: now}, now)
+		return now, nil
+	}
+	if prepared == prepFrozen {
+		// A frozen standby asked for before a restart.
+		now := time.Now().UTC()
+		if err := r.thaw(ctx, fz); err != nil {
+			return time.Time{}, err
+		}
+		r.thawed = true
+		r.beginStart(v1.StartPhases{FromStandby: true, Thawed: true, BeganAt: now}, now)
 		return now, nil
 	}
 	created := time.Now()

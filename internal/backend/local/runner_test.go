@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/internal/backend/local"
 	"berth.dev/berth/internal/store"
 	"berth.dev/berth/internal/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The runner's behaviours, one instance record at a time, on the mock
@@ -284,4 +285,171 @@ func (f *failingDetach) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.n
+}
+
+func withStandbyMemory(n int64) option { return func(c *local.Config) { c.StandbyMemory = n } }
+
+// With a memory budget, a standby is started, initialised and frozen
+// ahead: it takes no connection while frozen, and waking it is a thaw of
+// the same process, with no start and no initialisation on the way.
+func TestFrozenStandbyWakesByThaw(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1<<30))
+	runInstance(t, h, "fn", v1.Template{ReadinessProbe: &v1.Probe{HTTPGet: &v1.HTTPGetAction{Path: "/ready"}}}, true)
+	st := waitStatus(t, h, "fn-a", "a frozen standby", func(s v1.InstanceStatus) bool {
+		return s.Phase == v1.PhaseStandby && strings.Contains(s.Message, "frozen")
+	})
+	id := local.ContainerID(env, "fn-a")
+	cs, err := h.driver.Inspect(context.Background(), id)
+	if err != nil || cs.Status != "running" || !cs.Frozen {
+		t.Fatalf("standby's task %+v (%v): want running and frozen", cs, err)
+	}
+	if st.Ready {
+		t.Fatal("a frozen standby reads ready")
+	}
+	// The machine's standby memory counts it (the mock's process: 8 MiB).
+	if held, n := standbyGauges(t, h); held != 8<<20 || n != 1 {
+		t.Fatalf("berth_standby_memory_bytes %v, berth_frozen_standbys %v: want 8 MiB and 1", held, n)
+	}
+	// Frozen, it answers nobody: the request waits until the thaw.
+	answered := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + st.IP + ":8080/")
+		if err == nil {
+			res.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a frozen standby answered (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	activated := time.Now()
+	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
+	st = waitStatus(t, h, "fn-a", "ready once thawed", func(s v1.InstanceStatus) bool { return s.Ready })
+	if err := <-answered; err != nil {
+		t.Fatalf("the request held by the frozen standby: %v", err)
+	}
+	after, _ := h.driver.Inspect(context.Background(), id)
+	if after.Pid != cs.Pid || after.Frozen {
+		t.Fatalf("woken task %+v: want the same process (pid %d), thawed", after, cs.Pid)
+	}
+	if held, n := standbyGauges(t, h); held != 0 || n != 0 {
+		t.Fatalf("after the thaw: berth_standby_memory_bytes %v, berth_frozen_standbys %v: want 0 and 0", held, n)
+	}
+	p := st.Start
+	if p == nil || !p.Thawed || !p.FromStandby || p.SandboxMS != 0 || p.BeganAt.Before(activated) {
+		t.Fatalf("start record %+v: want a thaw, begun after its activation at %v", p, activated)
+	}
+}
+
+// Past the memory budget a standby waits created, not started.
+func TestStandbyOverMemoryBudgetWaitsCreated(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1)) // the mock's process holds 8 MiB
+	runInstance(t, h, "fn", v1.Template{}, true)
+	waitStatus(t, h, "fn-a", "a frozen standby", func(s v1.InstanceStatus) bool {
+		return s.Phase == v1.PhaseStandby && strings.Contains(s.Message, "frozen")
+	})
+	runInstance(t, h, "other", v1.Template{}, true)
+	st := waitStatus(t, h, "other-a", "a standby", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseStandby })
+	if strings.Contains(st.Message, "frozen") || h.driver.Running() != 1 {
+		t.Fatalf("second standby %+v with %d processes running: want it created only, over the budget", st, h.driver.Running())
+	}
+}
+
+// A program that dies during its warm-up leaves a created standby, with
+// a warning, and its failure shows when a request starts it.
+func TestStandbyThatCrashesAtInitWaitsCreated(t *testing.T) {
+	h := mockBackend(t, withStandbyMemory(1<<30))
+	runInstance(t, h, "fn", v1.Template{Args: []string{"-exit", "3"}}, true)
+	st := waitStatus(t, h, "fn-a", "a standby", func(s v1.InstanceStatus) bool { return s.Phase == v1.PhaseStandby })
+	if strings.Contains(st.Message, "frozen") {
+		t.Fatalf("standby %+v: a program that exits at init was frozen", st)
+	}
+	testutil.WaitFor(t, 10*time.Second, "no process left running", func() bool { return h.driver.Running() == 0 })
+	setSpec(t, h, "fn-a", func(s *v1.InstanceSpec) { s.Standby = false })
+	st = waitStatus(t, h, "fn-a", "the exit recorded", func(s v1.InstanceStatus) bool { return s.LastExit != nil })
+	if st.LastExit.Code != 3 {
+		t.Fatalf("last exit %+v, want code 3", st.LastExit)
+	}
+}
+
+// storeRevision records revision n of function owner with tmpl.
+func storeRevision(t *testing.T, h mockHarness, owner string, n int64, tmpl v1.Template) *v1.Revision {
+	t.Helper()
+	tmpl.Image = "berth.test/echo:v1"
+	tmpl.Port = 8080
+	rev := &v1.Revision{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindRevision},
+		Metadata: v1.ObjectMeta{Name: v1.RevisionName(owner, n), Environment: env},
+		Spec:     v1.RevisionSpec{Owner: owner, OwnerKind: v1.KindFunction, Number: n, Image: tmpl.Image, ImageDigest: h.harness.Digest, Template: tmpl},
+	}
+	if err := store.Create(context.Background(), h.harness.Store, rev); err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// Right after a deploy, until the new revision's standby is prepared, the
+// previous revision's prepared standby stays and wakes for a request: a
+// new revision goes live when it can answer, not before. Once the new one
+// is prepared, the old one goes.
+func TestPreviousStandbyServesUntilTheNewOneIsPrepared(t *testing.T) {
+	h := mockBackend(t)
+	ctx := context.Background()
+	ref := backend.Ref{Kind: v1.KindFunction, Environment: env, Name: "fn"}
+	rev1 := storeRevision(t, h, "fn", 1, v1.Template{})
+	apply := func(rev *v1.Revision, replicas int) {
+		t.Helper()
+		if err := h.backend.Apply(ctx, backend.Workload{Ref: ref, Revision: rev, Replicas: replicas, MaxSurge: 1, Standbys: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(rev1, 0)
+	instances := func() []v1.InstanceStatus { return h.backend.Instances(ref) }
+	testutil.WaitFor(t, 20*time.Second, "revision 1's standby to be prepared", func() bool {
+		for _, i := range instances() {
+			if i.Revision == 1 && i.Phase == v1.PhaseStandby {
+				return true
+			}
+		}
+		return false
+	})
+	// Revision 2 cannot be prepared (a value it needs is missing): its
+	// standby never gets there.
+	rev2 := storeRevision(t, h, "fn", 2, v1.Template{Env: []v1.EnvVar{{Name: "X", ValueFrom: &v1.EnvVarSource{Secret: &v1.KeyRef{Name: "missing", Key: "k"}}}}})
+	apply(rev2, 0)
+	apply(rev2, 1) // a request comes
+	st := testutil.WaitForValue(t, 20*time.Second, "an instance ready", func() (v1.InstanceStatus, bool) {
+		for _, i := range instances() {
+			if i.Ready {
+				return i, true
+			}
+		}
+		return v1.InstanceStatus{}, false
+	})
+	if st.Revision != 1 || st.Start == nil || !st.Start.FromStandby {
+		t.Fatalf("woken instance %+v: want revision 1's prepared standby", st)
+	}
+}
+
+// standbyGauges reads the backend's standby memory and frozen count.
+func standbyGauges(t *testing.T, h mockHarness) (held, n float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.backend.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "berth_standby_memory_bytes":
+			held = mf.GetMetric()[0].GetGauge().GetValue()
+		case "berth_frozen_standbys":
+			n = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return held, n
 }

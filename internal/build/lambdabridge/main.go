@@ -67,6 +67,10 @@ type bridge struct {
 	// initFailed is closed with initErr set: an invocation waiting for
 	// the handler gets the init error rather than waiting forever.
 	initFailed chan struct{}
+	// initialised is closed at the handler's first request for an
+	// invocation: its init (imports, clients, the user's set-up) is done.
+	initialised chan struct{}
+	initOnce    sync.Once
 }
 
 func main() {
@@ -95,6 +99,8 @@ func main() {
 		inflight:   map[string]*invocation{},
 		exited:     make(chan struct{}),
 		initFailed: make(chan struct{}),
+
+		initialised: make(chan struct{}),
 	}
 	rapi, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -139,6 +145,15 @@ func main() {
 		}
 	}()
 
+	// The instance takes requests once the handler is initialised, as
+	// Lambda invokes only after init: a readiness check then finds it
+	// ready, and a standby prepared and frozen ahead holds an initialised
+	// runtime. A failed init listens too, so requests get its error.
+	select {
+	case <-b.initialised:
+	case <-b.initFailed:
+	case <-b.exited:
+	}
 	ln, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lambdabridge:", err)
@@ -169,6 +184,7 @@ func main() {
 func (b *bridge) runtimeAPI() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", func(w http.ResponseWriter, r *http.Request) {
+		b.initOnce.Do(func() { close(b.initialised) })
 		var inv *invocation
 		select {
 		case inv = <-b.next:

@@ -38,6 +38,25 @@ func start(t *testing.T) string {
 // would, and returns its URL once it listens.
 func run(t *testing.T, bridge string, handler []string, env ...string) string {
 	t.Helper()
+	port := launch(t, bridge, handler, env...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+itoa(port))
+		if err == nil {
+			c.Close()
+			return "http://127.0.0.1:" + itoa(port)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bridge never listened")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// launch starts the bridge with the handler's command line on a free
+// port, killed at the test's end.
+func launch(t *testing.T, bridge string, handler []string, env ...string) int {
+	t.Helper()
 	// A port free on every address, as the bridge listens on all.
 	ln, err := net.Listen("tcp", ":0")
 	if err != nil {
@@ -52,18 +71,27 @@ func run(t *testing.T, bridge string, handler []string, env ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := "http://127.0.0.1:" + itoa(port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+itoa(port))
-		if err == nil {
+	return port
+}
+
+// The instance takes no request before its handler is initialised (its
+// first request for an invocation): a readiness check that passed would
+// route requests to a runtime still loading, and a frozen standby would
+// hold an uninitialised one.
+func TestNoRequestsBeforeTheHandlerIsInitialised(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bridge"), ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	// A handler still in its init: it never asks for an invocation.
+	port := launch(t, filepath.Join(dir, "bridge"), []string{"sleep", "30"})
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+itoa(port)); err == nil {
 			c.Close()
-			return url
+			t.Fatal("the bridge listens while its handler has not finished its init")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the bridge never listened")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

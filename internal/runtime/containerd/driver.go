@@ -56,6 +56,8 @@ type Driver struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// cgroupPaths caches each container's cgroup path for the freezer.
+	cgroupPaths sync.Map
 }
 
 // New connects to containerd. It fails with Unavailable when containerd
@@ -238,6 +240,8 @@ func (d *Driver) task(ctx context.Context, id string) (client.Task, error) {
 // has exited. A stopped or missing task is not an error.
 func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error {
 	ctx = d.ctx(ctx)
+	// A frozen task takes no signal until it is thawed.
+	_ = d.Thaw(ctx, id)
 	task, err := d.task(ctx, id)
 	if v1.IsNotFound(err) {
 		return nil
@@ -319,6 +323,7 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	case err != nil:
 		return wrap(err, "task of %s", id)
 	default:
+		_ = d.Thaw(ctx, id)
 		if err := d.stopTask(ctx, task, 0); err != nil {
 			return err
 		}
@@ -329,6 +334,7 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return wrap(err, "delete container %s", id)
 	}
+	d.cgroupPaths.Delete(id)
 	if err := os.RemoveAll(d.containerStateDir(id)); err != nil {
 		d.log.Warn("remove container state", "id", id, "err", err)
 	}
@@ -385,6 +391,7 @@ func (d *Driver) state(ctx context.Context, c client.Container) (runtime.Contain
 		st.Status = runtime.StatusCreated
 	case client.Running, client.Paused, client.Pausing:
 		st.Status = runtime.StatusRunning
+		st.Frozen = ts.Status != client.Running || d.frozen(ctx, c.ID())
 	case client.Stopped:
 		st.Status = runtime.StatusStopped
 		st.ExitCode = ts.ExitStatus

@@ -81,6 +81,7 @@ func Run(t *testing.T, d runtime.Driver, env Env) {
 	t.Run("OOMKillReported", s.oomKill)
 	t.Run("PidsLimitStopsForkBomb", s.pidsLimit)
 	t.Run("CapabilitiesDropped", s.capsDropped)
+	t.Run("FreezeAndThaw", s.freezeThaw)
 	t.Run("DuplicateCreateConflicts", s.duplicate)
 	t.Run("DeleteIsIdempotent", s.deleteIdempotent)
 	t.Run("NewDriverTakesOver", s.takeover)
@@ -616,5 +617,73 @@ func (l *exitLog) wait(t *testing.T, id string) runtime.Exit {
 		case <-timeout:
 			t.Fatalf("no exit reported for %s within %v", id, waitTimeout)
 		}
+	}
+}
+
+// freezeThaw: a frozen task answers nobody and reads frozen; thawed, the
+// same process answers the request it held; a frozen task can be stopped.
+func (s *suite) freezeThaw(t *testing.T) {
+	fz, ok := s.d.(runtime.Freezer)
+	if !ok {
+		t.Skip("the driver is not a runtime.Freezer")
+	}
+	if s.env.NetNS == nil {
+		t.Skip("no network namespace given")
+	}
+	ctx := context.Background()
+	spec := s.spec("freeze")
+	nsPath := s.env.NetNS(t)
+	spec.NetNSPath = nsPath
+	s.run(t, spec)
+	c := nsClient(nsPath)
+	base := "http://127.0.0.1:" + echoPort
+	testutil.WaitFor(t, waitTimeout, "the echo server to answer", func() bool {
+		code, _, err := get(c, base+"/ready")
+		return err == nil && code == 200
+	})
+	before, _ := s.d.Inspect(ctx, spec.ID)
+	if err := fz.Freeze(ctx, spec.ID); err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	st, err := s.d.Inspect(ctx, spec.ID)
+	if err != nil || st.Status != runtime.StatusRunning || !st.Frozen {
+		t.Fatalf("after Freeze: %+v %v, want running and frozen", st, err)
+	}
+	type res struct {
+		code int
+		err  error
+	}
+	held := make(chan res, 1)
+	go func() {
+		code, _, err := get(c, base+"/")
+		held <- res{code, err}
+	}()
+	select {
+	case r := <-held:
+		t.Fatalf("a frozen task answered: %d %v", r.code, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := fz.Thaw(ctx, spec.ID); err != nil {
+		t.Fatalf("Thaw: %v", err)
+	}
+	if r := <-held; r.err != nil || r.code != 200 {
+		t.Fatalf("the request held while frozen: %d %v", r.code, r.err)
+	}
+	st, _ = s.d.Inspect(ctx, spec.ID)
+	if st.Frozen || st.Pid != before.Pid {
+		t.Errorf("after Thaw: %+v, want the same process (pid %d), not frozen", st, before.Pid)
+	}
+	if err := fz.Thaw(ctx, spec.ID); err != nil {
+		t.Errorf("second Thaw: %v", err)
+	}
+	// Stopping a frozen task must not hang on a signal it cannot take.
+	if err := fz.Freeze(ctx, spec.ID); err != nil {
+		t.Fatalf("Freeze again: %v", err)
+	}
+	if err := s.d.Stop(ctx, spec.ID, 5*time.Second); err != nil {
+		t.Fatalf("Stop of a frozen task: %v", err)
+	}
+	if e := s.exits.wait(t, spec.ID); e.Code != 0 {
+		t.Errorf("exit of a stopped frozen task = %+v, want code 0 (SIGTERM honoured)", e)
 	}
 }

@@ -40,6 +40,7 @@ type Driver struct {
 var (
 	_ runtime.RuntimeService = (*Driver)(nil)
 	_ runtime.StatsReader    = (*Driver)(nil)
+	_ runtime.Freezer        = (*Driver)(nil)
 )
 
 type container struct {
@@ -56,6 +57,24 @@ type container struct {
 	done   chan struct{} // closed when the process has exited
 	termMu sync.Once
 	killMu sync.Once
+
+	// thawed is open while the process is frozen: it accepts no
+	// connection (the kernel still queues them) until it is thawed.
+	freezeMu sync.Mutex
+	thawed   chan struct{}
+}
+
+// waitThawed blocks while the container is frozen.
+func (c *container) waitThawed() {
+	c.freezeMu.Lock()
+	ch := c.thawed
+	c.freezeMu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-c.kill:
+		}
+	}
 }
 
 // New makes an empty mock runtime.
@@ -172,7 +191,7 @@ func process(c *container, out io.Writer) (code uint32, oom bool) {
 					return nil, err
 				}
 				conns.addListener(ln)
-				return &trackedListener{Listener: ln, conns: conns}, nil
+				return &trackedListener{Listener: ln, conns: conns, c: c}, nil
 			},
 			Terminate: c.term,
 			Hog: func(mb int) {
@@ -226,6 +245,39 @@ func (d *Driver) Stop(ctx context.Context, id string, grace time.Duration) error
 	}
 }
 
+// Freeze stops the process from taking connections until Thaw.
+func (d *Driver) Freeze(_ context.Context, id string) error {
+	d.mu.Lock()
+	c, ok := d.containers[id]
+	d.mu.Unlock()
+	if !ok || c.status != runtime.StatusRunning {
+		return v1.Conflict("container %q is not running", id)
+	}
+	c.freezeMu.Lock()
+	if c.thawed == nil {
+		c.thawed = make(chan struct{})
+	}
+	c.freezeMu.Unlock()
+	return nil
+}
+
+// Thaw lets a frozen process go on.
+func (d *Driver) Thaw(_ context.Context, id string) error {
+	d.mu.Lock()
+	c, ok := d.containers[id]
+	d.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	c.freezeMu.Lock()
+	if c.thawed != nil {
+		close(c.thawed)
+		c.thawed = nil
+	}
+	c.freezeMu.Unlock()
+	return nil
+}
+
 // Delete kills the process if it runs and forgets the container.
 func (d *Driver) Delete(ctx context.Context, id string) error {
 	d.mu.Lock()
@@ -260,9 +312,13 @@ func (d *Driver) Inspect(_ context.Context, id string) (runtime.ContainerState, 
 }
 
 func (c *container) state() runtime.ContainerState {
+	c.freezeMu.Lock()
+	frozen := c.thawed != nil
+	c.freezeMu.Unlock()
 	return runtime.ContainerState{
 		ID: c.spec.ID, Labels: c.spec.Labels, Status: c.status, Pid: c.pid,
 		ExitCode: c.exitCode, ExitedAt: c.exitedAt, OOMKilled: c.oom,
+		Frozen: frozen && c.status == runtime.StatusRunning,
 	}
 }
 
@@ -362,11 +418,13 @@ func openLog(path string) (io.Writer, func()) {
 type trackedListener struct {
 	net.Listener
 	conns *connSet
+	c     *container
 }
 
 func (l *trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
+		l.c.waitThawed()
 		l.conns.add(c)
 	}
 	return c, err

@@ -218,3 +218,37 @@ func BuildGoPlain(dir string) ([]byte, error) {
 	}
 	return BuildGo(src, filepath.Join(dir, "plain.wasm"))
 }
+
+// BuildGoOutcall builds the Go Wasm function in internal/wasm/testdata/outcall
+// (in this source tree: it imports berth.dev/berth/sdk/wasmhttp) into dir.
+// It calls the URL of its query through the host: GET /get?url=U,
+// POST /post?url=U.
+func BuildGoOutcall(dir string) ([]byte, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return nil, fmt.Errorf("cannot tell where the outcall function's source is")
+	}
+	src := filepath.Join(filepath.Dir(file), "..", "testdata", "outcall")
+	return BuildGo(src, filepath.Join(dir, "outcall.wasm"))
+}
+
+// Importing is a command whose _start does nothing and that imports
+// module.field, a function of params i32 parameters and results i32
+// results.
+func Importing(module, field string, params, results int) []byte {
+	sig := []byte{0x60, byte(params)}
+	for range params {
+		sig = append(sig, 0x7f)
+	}
+	sig = append(sig, byte(results))
+	for range results {
+		sig = append(sig, 0x7f)
+	}
+	m := append([]byte{}, header...)
+	m = append(m, section(1, uleb(2), sig, []byte{0x60, 0, 0})...)
+	m = append(m, section(2, uleb(1), name(module), name(field), []byte{0x00, 0x00})...)
+	m = append(m, section(3, uleb(1), uleb(1))...)
+	m = append(m, section(7, uleb(1), name("_start"), []byte{0x00, 0x01})...)
+	m = append(m, section(10, uleb(1), uleb(2), []byte{0x00, 0x0b})...)
+	return m
+}
