@@ -67,6 +67,9 @@ type Routes struct {
 	// created within the same second, the kind that held it first (only
 	// push touches it).
 	olderOnTie map[string]string
+	// takenOver is, per "env/name" held by both kinds, the newer kind once
+	// it has been routed (only push touches it).
+	takenOver map[string]string
 }
 
 // NewRoutes builds the routes controller; Run starts it.
@@ -176,9 +179,9 @@ func (r *Routes) targets(prev map[string]gateway.Target) []gateway.Target {
 		targets = append(targets, t)
 	}
 	if r.olderOnTie == nil {
-		r.olderOnTie = map[string]string{}
+		r.olderOnTie, r.takenOver = map[string]string{}, map[string]string{}
 	}
-	targets = onePerName(targets, created, prev, r.olderOnTie)
+	targets = onePerName(targets, created, prev, r.olderOnTie, r.takenOver)
 	// A stable order, so equal tables compare equal.
 	slices.SortFunc(targets, func(a, b gateway.Target) int {
 		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.Kind, b.Kind), strings.Compare(a.Name, b.Name))
@@ -207,15 +210,22 @@ func (r *Routes) endpoints(ref backend.Ref) []gateway.Endpoint {
 // ready instance, so no request finds the newer one cold. (Creation times
 // are to the second: on a tie the older is the one routed when the two
 // were first seen together, remembered in olderOnTie; deciding it from the
-// last table alone flipped the route at every push.)
-func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target, olderOnTie map[string]string) []gateway.Target {
+// last table alone flipped the route at every push.) Once routed, the
+// newer keeps the route for as long as both exist, remembered in
+// takenOver: a conversion deletes the older as soon as the newer is
+// routed, and a newer one that reports no ready endpoint for a moment (an
+// instance draining in a scale-down, a function at zero that the
+// activator wakes) must not hand the route back to one being deleted.
+func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[string]gateway.Target, olderOnTie, takenOver map[string]string) []gateway.Target {
 	byName := make(map[string]int, len(ts))
 	out := ts[:0]
-	tied := map[string]bool{}
+	both := map[string]bool{}
 	defer func() {
-		for k := range olderOnTie {
-			if !tied[k] {
-				delete(olderOnTie, k) // one of the two is gone
+		for _, m := range []map[string]string{olderOnTie, takenOver} {
+			for k := range m {
+				if !both[k] {
+					delete(m, k) // one of the two is gone
+				}
 			}
 		}
 	}()
@@ -227,11 +237,11 @@ func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[stri
 			out = append(out, t)
 			continue
 		}
+		both[k] = true
 		old, cur := out[i], t
 		oc, cc := created[old.Kind+"/"+k], created[cur.Kind+"/"+k]
 		swap := cc.Before(oc)
 		if cc.Equal(oc) {
-			tied[k] = true
 			first, ok := olderOnTie[k]
 			if !ok {
 				first = prev[k].Kind
@@ -245,9 +255,13 @@ func onePerName(ts []gateway.Target, created map[string]time.Time, prev map[stri
 		if swap {
 			old, cur = cur, old
 		}
-		if len(cur.Endpoints) > 0 {
+		switch {
+		case takenOver[k] == cur.Kind:
 			out[i] = cur
-		} else {
+		case len(cur.Endpoints) > 0:
+			out[i] = cur
+			takenOver[k] = cur.Kind
+		default:
 			out[i] = old
 		}
 	}

@@ -68,3 +68,54 @@ func TestConcurrencyCapQueuesInTheGateway(t *testing.T) {
 		t.Fatalf("hits a=%d b=%d, want %d in all", a.hits.Load(), b.hits.Load(), n)
 	}
 }
+
+// A request that finds every endpoint at its cap waits for a slot even
+// when one frees up just after it looked: it must not conclude that there
+// is no endpoint at all and answer 503 (a function scaled down to one
+// instance under steady load lost a request about once in 30,000 so).
+func TestSlotFreedAfterAFullPickIsWaitedFor(t *testing.T) {
+	release := make(chan struct{})
+	a := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.Write([]byte("ok"))
+	})
+	g, url, c := startGateway(t, Config{}, Target{Environment: "default", Name: "fn", Kind: "Function", Concurrency: 1, Endpoints: []Endpoint{a.endpoint()}})
+
+	first := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, url+"/slow", nil)
+		req.Host = "fn.default.berth.localhost"
+		res, err := c.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the first request holding the endpoint's only slot", func() bool {
+		return g.InFlight("a") == 1
+	})
+	// The second request finds the endpoint full; the first one finishes
+	// right then, before the second decides what to do. (The hook runs on
+	// the gateway's goroutine: it polls rather than fail the test there.)
+	var once sync.Once
+	testHookNonePicked = func() {
+		once.Do(func() {
+			close(release)
+			for deadline := time.Now().Add(5 * time.Second); g.InFlight("a") != 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	t.Cleanup(func() { testHookNonePicked = func() {} })
+	res, body := get(t, c, url+"/", "fn.default.berth.localhost")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("second request: %d %s", res.StatusCode, body)
+	}
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("first request: %d", code)
+	}
+}

@@ -793,8 +793,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, c *call, er
 	}
 }
 
+// noEndpointsMessage names the route's kind: a function's 503 that said
+// "service" once sent a diagnosis to the wrong workload.
 func noEndpointsMessage(rt *route) string {
-	return fmt.Sprintf("service %s in environment %s has no ready endpoints", rt.name, rt.env)
+	kind := strings.ToLower(rt.kind)
+	if kind == "" {
+		kind = "workload"
+	}
+	return fmt.Sprintf("%s %s in environment %s has no ready endpoints", kind, rt.name, rt.env)
 }
 
 func tooLargeMessage(max int64) string {

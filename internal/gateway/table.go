@@ -262,16 +262,24 @@ func (e *endpoint) idleChan() <-chan struct{} {
 // count, skipping drained endpoints and those in exclude, and returns it
 // acquired. It prefers endpoints of revision want (0: any), and takes
 // another revision's when want has none eligible. It returns nil when no
-// endpoint is eligible.
-func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) *endpoint {
+// endpoint is eligible, with full set when that is only because every one
+// left is at its concurrency cap: the caller should wait for a slot. The
+// verdict is the scan's own: asked again afterwards, a slot freed in
+// between would turn "all full" into "none at all", and a request that
+// should have waited failed with 503 (under steady load on a function
+// scaled down to one instance).
+func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) (e *endpoint, full bool) {
 	var buf [16]*endpoint
 	var now int64
 	for {
 		cands := buf[:0]
-		resting := 0
+		resting, usable := 0, 0
 		for _, e := range r.endpoints {
 			if want != 0 && e.revision.Load() != want {
 				continue
+			}
+			if !e.drained.Load() && !contains(exclude, e) {
+				usable++
 			}
 			if !e.drained.Load() && !contains(exclude, e) && !e.full() {
 				if d := e.downUntil.Load(); d != 0 {
@@ -298,7 +306,6 @@ func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) *endpoint {
 				}
 			}
 		}
-		var e *endpoint
 		switch len(cands) {
 		case 0:
 			if want != 0 {
@@ -307,7 +314,8 @@ func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) *endpoint {
 				want = 0
 				continue
 			}
-			return nil
+			// Every usable endpoint was full, or there was none.
+			return nil, usable > 0
 		case 1:
 			e = cands[0]
 		default:
@@ -322,7 +330,7 @@ func (r *route) pick(g *Gateway, exclude []*endpoint, want int64) *endpoint {
 			}
 		}
 		if e.tryAcquire(g) {
-			return e
+			return e, false
 		}
 		// Drained or filled between the scan and the acquire: scan again.
 	}
@@ -394,25 +402,6 @@ func sortByPath(rs []*route) {
 		}
 		return rs[i].name < rs[j].name
 	})
-}
-
-// saturated reports that every usable endpoint is at its concurrency cap:
-// the request should wait for one to free up rather than fail.
-func (r *route) saturated(exclude []*endpoint) bool {
-	if r.concurrency <= 0 {
-		return false
-	}
-	any := false
-	for _, e := range r.endpoints {
-		if e.drained.Load() || contains(exclude, e) {
-			continue
-		}
-		any = true
-		if !e.full() {
-			return false
-		}
-	}
-	return any
 }
 
 // inProcess reports a route served by in-process endpoints (a Wasm

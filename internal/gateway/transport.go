@@ -57,6 +57,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	})
 }
 
+// testHookNonePicked runs when a pick found no endpoint: a test frees a
+// slot there, as a request finishing at that moment does.
+var testHookNonePicked = func() {}
+
 // attemptFunc sends a request to e, which the caller has acquired, and
 // releases e on error. retryable reports that the request may be sent to
 // another endpoint.
@@ -71,12 +75,15 @@ func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*htt
 	var failed []string
 	var lastErr error
 	for {
-		e := c.route.pick(g, tried, c.want)
-		for e == nil && c.route.saturated(tried) {
+		e, full := c.route.pick(g, tried, c.want)
+		if e == nil {
+			testHookNonePicked()
+		}
+		for e == nil && full {
 			// Every endpoint is at its concurrency cap: wait for a slot
 			// (or a new endpoint) instead of overloading one.
 			free := c.route.stats.waitFree()
-			if e = c.route.pick(g, tried, c.want); e != nil {
+			if e, full = c.route.pick(g, tried, c.want); e != nil || !full {
 				break
 			}
 			select {
@@ -89,7 +96,7 @@ func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*htt
 			if r := g.currentRoute(c.route); r != nil {
 				c.route = r
 			}
-			e = c.route.pick(g, tried, c.want)
+			e, full = c.route.pick(g, tried, c.want)
 		}
 		if e == nil {
 			if len(tried) == 0 {

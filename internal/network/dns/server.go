@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -103,16 +104,26 @@ func (s *Server) Listen(ctx context.Context, env string, ip net.IP) error {
 	}
 	var lc net.ListenConfig
 	host := ip.String()
-	udp, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(host, strconv.Itoa(s.cfg.Port)))
-	if err != nil {
-		return v1.Unavailable("DNS of environment %s on %s: %v", env, host, err)
-	}
-	// With port 0 the TCP side takes the port UDP was given.
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	tcp, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
+	var udp net.PacketConn
+	var tcp net.Listener
+	for attempt := 1; ; attempt++ {
+		var err error
+		udp, err = listenUDP(ctx, &lc, net.JoinHostPort(host, strconv.Itoa(s.cfg.Port)))
+		if err != nil {
+			return v1.Unavailable("DNS of environment %s on %s: %v", env, host, err)
+		}
+		// With port 0 the TCP side takes the port UDP was given, which a
+		// TCP socket may hold already (a client's local port): then
+		// another free port is tried.
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err = lc.Listen(ctx, "tcp4", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			break
+		}
 		udp.Close()
-		return v1.Unavailable("DNS of environment %s on %s: %v", env, host, err)
+		if s.cfg.Port != 0 || !errors.Is(err, syscall.EADDRINUSE) || attempt == 20 {
+			return v1.Unavailable("DNS of environment %s on %s: %v", env, host, err)
+		}
 	}
 	r := &responder{env: env, ip: append(net.IP(nil), ip.To4()...), udp: udp, tcp: tcp}
 	r.done.Add(2)
@@ -121,6 +132,12 @@ func (s *Server) Listen(ctx context.Context, env string, ip net.IP) error {
 	s.envs[env] = r
 	s.log.Info("environment DNS listening", "environment", env, "addr", udp.LocalAddr().String())
 	return nil
+}
+
+// listenUDP is ListenPacket on udp4; a test makes it hand out a port
+// whose TCP twin is taken.
+var listenUDP = func(ctx context.Context, lc *net.ListenConfig, addr string) (net.PacketConn, error) {
+	return lc.ListenPacket(ctx, "udp4", addr)
 }
 
 // Unlisten stops env's responder; an unknown env is not an error.

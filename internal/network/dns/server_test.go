@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,6 +192,46 @@ func TestPlatformSubdomains(t *testing.T) {
 		addrs, err := r.LookupIP(t.Context(), "ip4", name)
 		if got := err == nil && len(addrs) == 1 && addrs[0].Equal(devIP); got != want {
 			t.Errorf("%s: %v %v, want answered=%v", name, addrs, err, want)
+		}
+	}
+}
+
+// With any free port, the UDP side's port is taken for TCP too; when a
+// TCP socket already holds that number, Listen tries another port rather
+// than fail with "address already in use" (a rare flake of every test
+// here, on a machine where many tests hold loopback ports).
+func TestAnyPortSkipsAPortWhoseTCPTwinIsTaken(t *testing.T) {
+	held, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	taken := held.Addr().(*net.TCPAddr).Port
+	calls := 0
+	orig := listenUDP
+	listenUDP = func(ctx context.Context, lc *net.ListenConfig, addr string) (net.PacketConn, error) {
+		calls++
+		if calls == 1 {
+			// The kernel's pick, as it may fall: a port free for UDP
+			// whose TCP twin is in use.
+			return lc.ListenPacket(ctx, "udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(taken)))
+		}
+		return orig(ctx, lc, addr)
+	}
+	defer func() { listenUDP = orig }()
+
+	s := New(Config{Names: names{"dev": {"orders"}}, Port: -1})
+	defer s.Close()
+	if err := s.Listen(t.Context(), "dev", net.IPv4(127, 0, 0, 1)); err != nil {
+		t.Fatalf("Listen with a taken TCP twin: %v", err)
+	}
+	if calls < 2 || strings.HasSuffix(s.Addr("dev"), ":"+strconv.Itoa(taken)) {
+		t.Fatalf("listening on %s after %d tries, want another port than %d", s.Addr("dev"), calls, taken)
+	}
+	for _, tcp := range []bool{false, true} {
+		addrs, err := resolver(s.Addr("dev"), tcp).LookupIP(t.Context(), "ip4", "orders.dev.berth.localhost.")
+		if err != nil || len(addrs) != 1 {
+			t.Errorf("tcp=%v: %v %v", tcp, addrs, err)
 		}
 	}
 }
