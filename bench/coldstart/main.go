@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&wasmArrivals, "wasm-arrivals", 100, "requests a second arriving in the Wasm capacity step (0: all at once)")
 	rounds := flag.Int("moments", 0, "rounds of the hard moments (about 20 cold starts each); 0 skips them")
 	perRuntime := flag.Int("runtimes", 0, "cold starts of Go, Python, Node and Lambda handler functions each; 0 skips them")
+	flag.StringVar(&runtimeFunctions, "functions", "", "with -runtimes, only these functions (comma-separated, e.g. go-hello,python-imports,node-imports); empty: all")
 	wasmOnly := flag.Bool("wasm-inprocess", false, "measure only the Wasm path, through an in-process gateway (no root, no containerd, no API server)")
 	flag.Parse()
 	if *wasmOnly {

@@ -32,6 +32,22 @@ const (
 	nodeImports   = "const crypto = require('crypto'), zlib = require('zlib'), http2 = require('http2'), https = require('https'), url = require('url'), util = require('util'), stream = require('stream'), events = require('events'), querystring = require('querystring'), dns = require('dns');\n"
 )
 
+// runtimeFunctions, when set, limits -runtimes to these functions.
+var runtimeFunctions string
+
+// wanted says whether -functions includes name.
+func wanted(name string) bool {
+	if runtimeFunctions == "" {
+		return true
+	}
+	for _, f := range strings.Split(runtimeFunctions, ",") {
+		if strings.TrimSpace(f) == name {
+			return true
+		}
+	}
+	return false
+}
+
 type fnImage struct {
 	name, image, tar string
 }
@@ -41,13 +57,19 @@ func runtimes(ctx context.Context, dir, sock, goTar string, n int) error {
 	if err := buildBerth(bin); err != nil {
 		return err
 	}
-	fns := []fnImage{{name: "go-hello", image: image, tar: goTar}}
+	var fns []fnImage
+	if wanted("go-hello") {
+		fns = append(fns, fnImage{name: "go-hello", image: image, tar: goTar})
+	}
 	for _, rt := range []string{"python", "node", "go-lambda", "node-lambda"} {
 		for _, variant := range []string{"hello", "imports"} {
 			if variant == "imports" && rt == "go-lambda" {
 				continue // a Go program's imports are linked in: no init cost to see
 			}
 			name := rt + "-" + variant
+			if !wanted(name) {
+				continue
+			}
 			src := filepath.Join(dir, "src")
 			os.MkdirAll(src, 0o755)
 			cmd := exec.Command(bin, "init", "--runtime", rt, name)
