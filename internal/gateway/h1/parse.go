@@ -127,42 +127,11 @@ func Parse(b []byte, h *Head) Verdict {
 		}
 		// name ":" OWS value OWS CRLF; a line opening with a space is an
 		// obsolete fold, a bare LF anywhere not ours.
-		ns := i
-		for i < len(b) && isTchar(b[i]) {
-			i++
+		ns, ne, vs, ve, next, v := fieldLine(b, i)
+		if v != Plain {
+			return v
 		}
-		if i == len(b) {
-			return Incomplete
-		}
-		if i == ns || b[i] != ':' {
-			return NotPlain
-		}
-		ne := i
-		i++
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-			i++
-		}
-		vs := i
-		for i < len(b) && isVchar(b[i]) {
-			i++
-		}
-		if i == len(b) {
-			return Incomplete
-		}
-		if b[i] != '\r' {
-			return NotPlain
-		}
-		if i+1 == len(b) {
-			return Incomplete
-		}
-		if b[i+1] != '\n' {
-			return NotPlain
-		}
-		ve := i
-		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
-			ve--
-		}
-		i += 2
+		i = next
 		name, value := b[ns:ne], b[vs:ve]
 		switch {
 		case equalFold(name, "host"):
@@ -201,6 +170,50 @@ func Parse(b []byte, h *Head) Verdict {
 
 // parseLength reads a Content-Length: digits only, and small enough to
 // add to without overflow.
+// fieldLine reads the header field line at b[i:] — name ":" OWS value OWS
+// CRLF — giving where its name and value start and end and where the next
+// line begins; Plain when it is whole and well-formed, Incomplete when b
+// ends inside it, NotPlain otherwise (an obsolete fold, a bare LF, a byte a
+// field may not have).
+func fieldLine(b []byte, i int) (ns, ne, vs, ve, next int, v Verdict) {
+	ns = i
+	for i < len(b) && isTchar(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return 0, 0, 0, 0, 0, Incomplete
+	}
+	if i == ns || b[i] != ':' {
+		return 0, 0, 0, 0, 0, NotPlain
+	}
+	ne = i
+	i++
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	vs = i
+	for i < len(b) && isVchar(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return 0, 0, 0, 0, 0, Incomplete
+	}
+	if b[i] != '\r' {
+		return 0, 0, 0, 0, 0, NotPlain
+	}
+	if i+1 == len(b) {
+		return 0, 0, 0, 0, 0, Incomplete
+	}
+	if b[i+1] != '\n' {
+		return 0, 0, 0, 0, 0, NotPlain
+	}
+	ve = i
+	for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+		ve--
+	}
+	return ns, ne, vs, ve, i + 2, Plain
+}
+
 func parseLength(v []byte) (int64, bool) {
 	if len(v) == 0 || len(v) > 18 {
 		return 0, false
@@ -372,42 +385,11 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 			h.Len = i + 2
 			return Plain
 		}
-		ns := i
-		for i < len(b) && isTchar(b[i]) {
-			i++
+		ns, ne, vs, ve, next, v := fieldLine(b, i)
+		if v != Plain {
+			return v
 		}
-		if i == len(b) {
-			return Incomplete
-		}
-		if i == ns || b[i] != ':' {
-			return NotPlain
-		}
-		ne := i
-		i++
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-			i++
-		}
-		vs := i
-		for i < len(b) && isVchar(b[i]) {
-			i++
-		}
-		if i == len(b) {
-			return Incomplete
-		}
-		if b[i] != '\r' {
-			return NotPlain
-		}
-		if i+1 == len(b) {
-			return Incomplete
-		}
-		if b[i+1] != '\n' {
-			return NotPlain
-		}
-		ve := i
-		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
-			ve--
-		}
-		i += 2
+		i = next
 		name, value := b[ns:ne], b[vs:ve]
 		switch {
 		case equalFold(name, "content-length"):
