@@ -104,19 +104,24 @@ type lenBody struct {
 	n  int64
 }
 
-func (b *lenBody) Read(p []byte) (int, error) {
-	if b.n <= 0 {
+func (b *lenBody) Read(p []byte) (int, error) { return readLimited(b.uc.br, p, &b.n) }
+
+// readLimited reads at most *left more bytes of a body of known length
+// from r: io.EOF with the last of them, io.ErrUnexpectedEOF if r ends
+// first.
+func readLimited(r io.Reader, p []byte, left *int64) (int, error) {
+	if *left <= 0 {
 		return 0, io.EOF
 	}
-	if int64(len(p)) > b.n {
-		p = p[:b.n]
+	if int64(len(p)) > *left {
+		p = p[:*left]
 	}
-	n, err := b.uc.br.Read(p)
-	b.n -= int64(n)
-	if err == io.EOF && b.n > 0 {
+	n, err := r.Read(p)
+	*left -= int64(n)
+	if err == io.EOF && *left > 0 {
 		err = io.ErrUnexpectedEOF
 	}
-	if err == nil && b.n == 0 {
+	if err == nil && *left == 0 {
 		err = io.EOF
 	}
 	return n, err

@@ -535,21 +535,7 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
-	if b.n <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.n {
-		p = p[:b.n]
-	}
-	n, err := b.c.br.Read(p)
-	b.n -= int64(n)
-	if err == io.EOF && b.n > 0 {
-		err = io.ErrUnexpectedEOF
-	}
-	if err == nil && b.n == 0 {
-		err = io.EOF
-	}
-	return n, err
+	return readLimited(b.c.br, p, &b.n)
 }
 
 func (b *reqBody) Close() error {
