@@ -938,3 +938,30 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("/readyz once ready: %d %q, want 200", rec.Code, rec.Body.String())
 	}
 }
+
+// A stack deploy, likewise, is planned again when a controller's status
+// write lands between its reads and its one transaction.
+func TestStackDeployOutlastsAStatusWrite(t *testing.T) {
+	var r *racingStatus
+	e := newEnv(t, options{wrapStore: func(s store.Store) store.Store { r = &racingStatus{Store: s}; return r }})
+	deploy := func(image string) response {
+		req := v1.StackDeployRequest{Manifests: []v1.StackManifest{{File: "web.yaml",
+			Content: "apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: " + image + "}\n"}}}
+		b, _ := json.Marshal(req)
+		return e.do(http.MethodPost, "/api/v1/environments/default/stacks/shop", b)
+	}
+	if res := deploy("nginx:1.27"); res.status != http.StatusOK {
+		t.Fatalf("first deploy: %d %s", res.status, res.body)
+	}
+	r.armed.Store(true)
+	if res := deploy("nginx:1.28"); res.status != http.StatusOK {
+		t.Fatalf("deploy while a status write lands: %d %s, want 200", res.status, res.body)
+	}
+	if r.armed.Load() {
+		t.Fatal("the status write did not happen: the test tests nothing")
+	}
+	got := e.do(http.MethodGet, "/api/v1/environments/default/services/web", nil)
+	if !strings.Contains(string(got.body), "nginx:1.28") || !strings.Contains(string(got.body), `"readyReplicas":1`) {
+		t.Fatalf("web after the deploy: %s; want nginx:1.28 and the controller's status kept", got.body)
+	}
+}

@@ -289,12 +289,31 @@ func (s *Server) deploy(ctx context.Context, env, name string, req v1.StackDeplo
 	}
 	// Everything is written in one transaction: the objects, the deletes
 	// and the stack's new revision, or nothing (a failure midway must not
-	// leave a partial deploy with no revision recorded).
+	// leave a partial deploy with no revision recorded). A conflict is
+	// most often a controller's status write landing between the reads and
+	// the write (a busy function's status changes many times a second):
+	// the deploy is planned again on the new records.
+	for attempt := 0; ; attempt++ {
+		n, err := s.writeStack(ctx, env, name, &req, items, removed, resp)
+		if err == nil {
+			resp.Revision = n
+			return resp, nil
+		}
+		if !v1.IsConflict(err) || attempt >= 10 {
+			return nil, err
+		}
+	}
+}
+
+// writeStack plans every object of a stack deploy against the store as it
+// is now and writes them, the deletes and the stack's new revision in one
+// transaction, recording each object's result in resp.
+func (s *Server) writeStack(ctx context.Context, env, name string, req *v1.StackDeployRequest, items []stackItem, removed []string, resp *v1.StackDeployResponse) (int64, error) {
 	var ops []store.Op
 	for _, it := range items {
 		result, _, op, err := s.plan1(ctx, it.obj, it.res, 0)
 		if err != nil {
-			return nil, locate(fmt.Errorf("apply %s: %w", it.ref, err), it, "")
+			return 0, locate(fmt.Errorf("apply %s: %w", it.ref, err), it, "")
 		}
 		resp.Results[it.ref] = result
 		if op != nil {
@@ -303,7 +322,7 @@ func (s *Server) deploy(ctx context.Context, env, name string, req v1.StackDeplo
 	}
 	dels, err := s.deleteOps(ctx, env, removed)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	ops = append(ops, dels...)
 	rev := v1.StackRevision{
@@ -322,17 +341,16 @@ func (s *Server) deploy(ctx context.Context, env, name string, req v1.StackDeplo
 	}
 	n, op, err := s.stackRecordOp(ctx, env, name, rev)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	ops = append(ops, op)
 	if _, err := s.store.Txn(ctx, ops); err != nil {
 		if v1.IsConflict(err) || v1.IsNotFound(err) {
-			return nil, v1.Conflict("stack %q in environment %q: an object changed while the stack was deployed (%v); nothing was applied, deploy again", name, env, err)
+			return 0, v1.Conflict("stack %q in environment %q: an object changed while the stack was deployed (%v); nothing was applied, deploy again", name, env, err)
 		}
-		return nil, v1.Unavailable("stack %q in environment %q: the store refused the deploy (%v); nothing was applied", name, env, err)
+		return 0, v1.Unavailable("stack %q in environment %q: the store refused the deploy (%v); nothing was applied", name, env, err)
 	}
-	resp.Revision = n
-	return resp, nil
+	return n, nil
 }
 
 // checkStack checks the stack as a whole against the store: the topics
