@@ -241,12 +241,29 @@ func (s *server) shutdown() {
 		}
 	}
 	{
+		var left []json.RawMessage
 		for ctx.Err() == nil {
 			insts, err := s.client.List(ctx, v1.KindInstance, "")
 			if err != nil || len(insts) == 0 {
+				left = nil
 				break
 			}
+			left = insts
 			time.Sleep(100 * time.Millisecond)
+		}
+		if len(left) > 0 {
+			// What a deleted workload leaves behind is a bug, and its
+			// network namespaces would fail the test's cleanup with
+			// "device or resource busy" and no word of why.
+			var names []string
+			for _, raw := range left {
+				var i v1.Instance
+				if json.Unmarshal(raw, &i) == nil {
+					names = append(names, fmt.Sprintf("%s/%s (%s, standby %v, draining %v: %s)", i.Metadata.Environment, i.Metadata.Name,
+						i.Status.Phase, i.Spec.Standby, i.Spec.Draining, i.Status.Message))
+				}
+			}
+			s.t.Errorf("instances still there 60s after their workloads were deleted: %s", strings.Join(names, "; "))
 		}
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
