@@ -175,7 +175,12 @@ func (r *runner) warmUp(ctx context.Context, fz runtime.Freezer, inst *v1.Instan
 	if !r.standby() {
 		return warmActivated, nil
 	}
-	if err := fz.Freeze(ctx, id); err != nil {
+	// A freeze waits for every process to stop; one that cannot (a
+	// process stuck in the kernel) must not hold the runner.
+	fctx, cancelFreeze := context.WithTimeout(ctx, 10*time.Second)
+	err := fz.Freeze(fctx, id)
+	cancelFreeze()
+	if err != nil {
 		return r.warmFailed(ctx, fmt.Sprintf("freeze: %v", err), recreate)
 	}
 	var held int64

@@ -31,7 +31,7 @@ func (d *Driver) Freeze(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(state, []byte(want.freeze), 0); err != nil {
+	if err := writeControl(state, want.freeze); err != nil {
 		return fmt.Errorf("freeze %s: %w", id, err)
 	}
 	// cgroup v1 reports FREEZING until every task has stopped; v2 sets
@@ -46,7 +46,7 @@ func (d *Driver) Freeze(ctx context.Context, id string) error {
 		}
 		select {
 		case <-ctx.Done():
-			_ = os.WriteFile(state, []byte(want.thaw), 0)
+			_ = writeControl(state, want.thaw)
 			return fmt.Errorf("freeze %s: %w", id, ctx.Err())
 		case <-time.After(wait):
 		}
@@ -63,10 +63,24 @@ func (d *Driver) Thaw(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	if err := os.WriteFile(state, []byte(want.thaw), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := writeControl(state, want.thaw); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("thaw %s: %w", id, err)
 	}
 	return nil
+}
+
+// writeControl writes a cgroup control file that must already exist (a
+// cgroup that is gone is not to be made again by a write).
+func writeControl(path, value string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // frozen reads whether a task's cgroup is frozen (false when it has none).
