@@ -2,14 +2,9 @@ package build
 
 import (
 	"archive/tar"
-	"bytes"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // A handler written for AWS Lambda builds as it is: the image runs the
@@ -23,35 +18,15 @@ func TestGoLambdaImage(t *testing.T) {
 	if res.Runtime != RuntimeGoLambda {
 		t.Fatalf("built as %s", res.Runtime)
 	}
-	tag, _ := name.NewTag("f:v1")
-	img, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil }, &tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, cf := builtImage(t, tarBytes)
 	if got := strings.Join(cf.Config.Entrypoint, " "); got != "/berth-lambda /handler" {
 		t.Errorf("entrypoint %q", got)
 	}
-	layers, _ := img.Layers()
-	rc, _ := layers[0].Uncompressed()
-	defer rc.Close()
-	tr := tar.NewReader(rc)
 	var names []string
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		names = append(names, h.Name)
-		if h.Typeflag == tar.TypeReg {
-			head := make([]byte, 4)
-			io.ReadFull(tr, head)
-			if string(head) != "\x7fELF" {
-				t.Errorf("%s is not a program", h.Name)
-			}
+	for _, e := range layerEntries(t, img, 0) {
+		names = append(names, e.hdr.Name)
+		if e.hdr.Typeflag == tar.TypeReg && !strings.HasPrefix(string(e.data), "\x7fELF") {
+			t.Errorf("%s is not a program", e.hdr.Name)
 		}
 	}
 	if got := strings.Join(names, " "); got != "etc/ tmp/ berth-lambda handler" {

@@ -1,16 +1,11 @@
 package build
 
 import (
-	"archive/tar"
 	"bytes"
-	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // A Node handler written for AWS Lambda builds as it is: the image runs
@@ -25,33 +20,16 @@ func TestNodeLambdaImage(t *testing.T) {
 	if res.Runtime != RuntimeNodeLambda {
 		t.Fatalf("built as %s", res.Runtime)
 	}
-	tag, _ := name.NewTag("f:v1")
-	img, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil }, &tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, cf := builtImage(t, tarBytes)
 	if got := strings.Join(cf.Config.Entrypoint, " "); got != "/berth-lambda /usr/bin/node /berth/lambda-runtime.js" {
 		t.Errorf("entrypoint %q", got)
 	}
 	if !slices.Contains(cf.Config.Env, "_HANDLER=index.handler") || !slices.Contains(cf.Config.Env, "LAMBDA_TASK_ROOT=/app") || cf.Config.WorkingDir != "/app" {
 		t.Errorf("config env %v, workdir %s", cf.Config.Env, cf.Config.WorkingDir)
 	}
-	layers, _ := img.Layers()
-	rc, _ := layers[len(layers)-1].Uncompressed()
-	defer rc.Close()
-	tr := tar.NewReader(rc)
 	files := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		b, _ := io.ReadAll(tr)
-		files[h.Name] = b
+	for _, e := range layerEntries(t, img, -1) {
+		files[e.hdr.Name] = e.data
 	}
 	if !bytes.HasPrefix(files["berth-lambda"], []byte("\x7fELF")) || !bytes.Equal(files["berth/lambda-runtime.js"], nodeLambdaRuntime) || files["app/index.js"] == nil {
 		t.Errorf("layer holds %v", slices.Sorted(func(yield func(string) bool) {

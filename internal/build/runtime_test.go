@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	gcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "berth.dev/berth/api/v1"
@@ -56,6 +57,56 @@ var sources = map[Runtime]map[string]string{
 	// Any Go program builds as a handler; testdata/golambda is a real one.
 	RuntimeGoLambda:   {"go.mod": "module example.com/f\n\ngo 1.22\n", "main.go": "package main\nfunc main() { println(\"hi\") }\n"},
 	RuntimeNodeLambda: {"index.js": "exports.handler = async (event) => event;\n", "lib/a.js": "module.exports = 1\n"},
+}
+
+// builtImage reads the image a build wrote (a docker-save tarball) and its
+// config.
+func builtImage(t *testing.T, tarBytes []byte) (gcrv1.Image, *gcrv1.ConfigFile) {
+	t.Helper()
+	tag, _ := name.NewTag("f:v1")
+	img, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil }, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, cf
+}
+
+// layerEntry is one entry of an image layer, with its content.
+type layerEntry struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+// layerEntries reads every entry of layer i of img (negative: from the
+// top), in order.
+func layerEntries(t *testing.T, img gcrv1.Image, i int) []layerEntry {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i < 0 {
+		i += len(layers)
+	}
+	rc, err := layers[i].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var out []layerEntry
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return out
+		}
+		b, _ := io.ReadAll(tr)
+		out = append(out, layerEntry{h, b})
+	}
 }
 
 func build(t *testing.T, dir string, rt Runtime) (Result, []byte) {
@@ -121,15 +172,7 @@ func TestInterpretedImageLayout(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, ".git"), 0o755)
 	os.WriteFile(filepath.Join(dir, ".git", "HEAD"), []byte("x"), 0o644)
 	_, tarBytes := build(t, dir, RuntimePython)
-	tag, _ := name.NewTag("f:v1")
-	img, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tarBytes)), nil }, &tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, cf := builtImage(t, tarBytes)
 	if got := strings.Join(cf.Config.Entrypoint, " "); got != "/usr/bin/python3 /app/main.py" {
 		t.Errorf("entrypoint %q", got)
 	}
@@ -146,18 +189,11 @@ func TestInterpretedImageLayout(t *testing.T) {
 	if len(layers) != 2 {
 		t.Fatalf("%d layers, want base + code", len(layers))
 	}
-	rc, _ := layers[1].Uncompressed()
-	defer rc.Close()
-	tr := tar.NewReader(rc)
 	var names []string
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		names = append(names, h.Name)
-		if h.Uid != 0 || !h.ModTime.Equal(epoch) {
-			t.Errorf("%s: uid %d mtime %v", h.Name, h.Uid, h.ModTime)
+	for _, e := range layerEntries(t, img, 1) {
+		names = append(names, e.hdr.Name)
+		if e.hdr.Uid != 0 || !e.hdr.ModTime.Equal(epoch) {
+			t.Errorf("%s: uid %d mtime %v", e.hdr.Name, e.hdr.Uid, e.hdr.ModTime)
 		}
 	}
 	got := strings.Join(names, " ")
