@@ -323,7 +323,7 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	case err != nil:
 		return wrap(err, "task of %s", id)
 	default:
-		_ = d.Thaw(ctx, id)
+		_ = d.thaw(ctx, id, c)
 		if err := d.stopTask(ctx, task, 0); err != nil {
 			return err
 		}
@@ -391,7 +391,7 @@ func (d *Driver) state(ctx context.Context, c client.Container) (runtime.Contain
 		st.Status = runtime.StatusCreated
 	case client.Running, client.Paused, client.Pausing:
 		st.Status = runtime.StatusRunning
-		st.Frozen = ts.Status != client.Running || d.frozen(ctx, c.ID())
+		st.Frozen = ts.Status != client.Running || d.frozen(ctx, c)
 	case client.Stopped:
 		st.Status = runtime.StatusStopped
 		st.ExitCode = ts.ExitStatus

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/containerd/v2/client"
 
 	v1 "berth.dev/berth/api/v1"
 	"berth.dev/berth/internal/runtime"
@@ -27,7 +28,7 @@ var _ runtime.Freezer = (*Driver)(nil)
 // Freeze stops every process of a running task in place and returns once
 // the kernel says they are all frozen.
 func (d *Driver) Freeze(ctx context.Context, id string) error {
-	state, want, err := d.freezerFiles(ctx, id)
+	state, want, err := d.freezerFiles(ctx, id, nil)
 	if err != nil {
 		return err
 	}
@@ -56,7 +57,12 @@ func (d *Driver) Freeze(ctx context.Context, id string) error {
 // Thaw lets a frozen task run again. A task that is not frozen, or has no
 // cgroup any more, is left as it is.
 func (d *Driver) Thaw(ctx context.Context, id string) error {
-	state, want, err := d.freezerFiles(ctx, id)
+	return d.thaw(ctx, id, nil)
+}
+
+// thaw is Thaw with the container, when the caller has it loaded.
+func (d *Driver) thaw(ctx context.Context, id string, c client.Container) error {
+	state, want, err := d.freezerFiles(ctx, id, c)
 	if err != nil {
 		if v1.IsNotFound(err) {
 			return nil
@@ -83,9 +89,10 @@ func writeControl(path, value string) error {
 	return err
 }
 
-// frozen reads whether a task's cgroup is frozen (false when it has none).
-func (d *Driver) frozen(ctx context.Context, id string) bool {
-	_, want, err := d.freezerFiles(ctx, id)
+// frozen reads whether a loaded container's cgroup is frozen (false when
+// it has none).
+func (d *Driver) frozen(ctx context.Context, c client.Container) bool {
+	_, want, err := d.freezerFiles(ctx, c.ID(), c)
 	if err != nil {
 		return false
 	}
@@ -101,13 +108,16 @@ type freezerControl struct {
 }
 
 // freezerFiles finds a container's freezer control file, cached per id
-// (the container's spec is a round trip to containerd).
-func (d *Driver) freezerFiles(ctx context.Context, id string) (string, freezerControl, error) {
+// (the container's spec is a round trip to containerd); c is the container
+// if the caller has it loaded, else nil.
+func (d *Driver) freezerFiles(ctx context.Context, id string, c client.Container) (string, freezerControl, error) {
 	path, ok := d.cgroupPaths.Load(id)
 	if !ok {
-		c, err := d.client.LoadContainer(d.ctx(ctx), id)
-		if err != nil {
-			return "", freezerControl{}, wrap(err, "container %s", id)
+		if c == nil {
+			var err error
+			if c, err = d.client.LoadContainer(d.ctx(ctx), id); err != nil {
+				return "", freezerControl{}, wrap(err, "container %s", id)
+			}
 		}
 		path, _ = d.cgroupPaths.LoadOrStore(id, d.cgroupPath(d.ctx(ctx), c))
 	}
