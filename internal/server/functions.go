@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -126,14 +127,22 @@ func (s *Server) keepGaps(a *autoscaler.Autoscaler) {
 			a.RestoreGaps(saved)
 		}
 	}
+	// Written only when it changed: an idle server does not sync a file
+	// to disk every minute.
+	var saved []byte
 	save := func() {
 		raw, err := json.Marshal(a.Gaps())
+		if err == nil && bytes.Equal(raw, saved) {
+			return
+		}
 		if err == nil {
 			err = atomicfile.WriteFile(path, raw, 0o600)
 		}
 		if err != nil {
 			s.log.Warn("save keep-alive gaps", "file", path, "err", err)
+			return
 		}
+		saved = raw
 	}
 	s.addPart("keepalive", func(ctx context.Context) error {
 		t := time.NewTicker(time.Minute)
