@@ -106,16 +106,11 @@ func Parse(b []byte, h *Head) Verdict {
 	hosts, lengths, encodings := 0, 0, 0
 	badLength := false
 	for {
-		if i == len(b) {
-			return Incomplete
+		end, v := headEnd(b, i)
+		if v != Plain {
+			return v
 		}
-		if b[i] == '\r' {
-			if i+1 == len(b) {
-				return Incomplete
-			}
-			if b[i+1] != '\n' {
-				return NotPlain
-			}
+		if end {
 			h.Len = i + 2
 			switch {
 			case encodings > 0 && lengths > 0:
@@ -170,6 +165,23 @@ func Parse(b []byte, h *Head) Verdict {
 
 // parseLength reads a Content-Length: digits only, and small enough to
 // add to without overflow.
+// headEnd says whether the line at b[i:] is the CRLF that ends a head;
+// Plain when b tells (a field line may start there), Incomplete when b
+// ends first, NotPlain for a CR without its LF.
+func headEnd(b []byte, i int) (end bool, v Verdict) {
+	switch {
+	case i == len(b):
+		return false, Incomplete
+	case b[i] != '\r':
+		return false, Plain
+	case i+1 == len(b):
+		return false, Incomplete
+	case b[i+1] != '\n':
+		return false, NotPlain
+	}
+	return true, Plain
+}
+
 // fieldLine reads the header field line at b[i:] — name ":" OWS value OWS
 // CRLF — giving where its name and value start and end and where the next
 // line begins; Plain when it is whole and well-formed, Incomplete when b
@@ -372,16 +384,11 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 	}
 	i += 2
 	for {
-		if i == len(b) {
-			return Incomplete
+		end, v := headEnd(b, i)
+		if v != Plain {
+			return v
 		}
-		if b[i] == '\r' {
-			if i+1 == len(b) {
-				return Incomplete
-			}
-			if b[i+1] != '\n' {
-				return NotPlain
-			}
+		if end {
 			h.Len = i + 2
 			return Plain
 		}
