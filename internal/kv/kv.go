@@ -381,7 +381,10 @@ func (s *Store) List(ctx context.Context, env, prefix, after string, limit int, 
 
 // Watch returns the changes under prefix from now on (Op "put" with the
 // value, or "delete"): the watch is in place when Watch returns, and the
-// channel is closed when ctx ends or the watch breaks.
+// channel is closed when ctx ends or the watch breaks. A key's changes
+// come in revision order and its last change always arrives; a value
+// overwritten before it was delivered may be skipped (the bucket keeps one
+// value a key, and JetStream delivers only what the stream still holds).
 func (s *Store) Watch(ctx context.Context, env, prefix string) (<-chan Entry, error) {
 	b, err := s.open(ctx, env, true)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,9 +197,29 @@ func TestHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := bufio.NewScanner(wres.Body)
-
+	next := func() string {
+		for events.Scan() {
+			if strings.TrimSpace(events.Text()) == "" {
+				continue
+			}
+			var e kv.Entry
+			if err := json.Unmarshal(events.Bytes(), &e); err != nil {
+				t.Fatal(err)
+			}
+			return e.Op + ":" + e.Key + "=" + string(e.Value)
+		}
+		t.Fatalf("the watch ended: %v (context: %v)", events.Err(), ctx.Err())
+		return ""
+	}
+	// Each change is waited for before the next: a watcher is shown every
+	// change it had time to see. (The bucket keeps one value a key, so a
+	// value overwritten before the watch delivered it can be skipped; the
+	// last change of a key always arrives: see the burst below.)
 	if res := do(http.MethodPut, "/visits/home", "1", "If-None-Match", "*"); res.StatusCode != 200 {
 		t.Fatalf("create: %s", res.Status)
+	}
+	if got := next(); got != "put:visits/home=1" {
+		t.Fatalf("watch saw %q after the create", got)
 	}
 	res = do(http.MethodGet, "/visits/home", "")
 	b, _ := io.ReadAll(res.Body)
@@ -211,20 +232,31 @@ func TestHTTP(t *testing.T) {
 	if res := do(http.MethodPut, "/visits/home", "2", "If-Match", res.Header.Get("X-Berth-Revision")); res.StatusCode != 200 {
 		t.Fatalf("CAS: %s", res.Status)
 	}
-	do(http.MethodDelete, "/visits/home", "")
-	var ops []string
-	for len(ops) < 3 && events.Scan() {
-		if strings.TrimSpace(events.Text()) == "" {
-			continue
-		}
-		var e kv.Entry
-		if err := json.Unmarshal(events.Bytes(), &e); err != nil {
-			t.Fatal(err)
-		}
-		ops = append(ops, e.Op+":"+e.Key+"="+string(e.Value))
+	if got := next(); got != "put:visits/home=2" {
+		t.Fatalf("watch saw %q after the CAS", got)
 	}
-	if strings.Join(ops, " ") != "put:visits/home=1 put:visits/home=2 delete:visits/home=" {
-		t.Fatalf("watch saw %q", ops)
+	do(http.MethodDelete, "/visits/home", "")
+	if got := next(); got != "delete:visits/home=" {
+		t.Fatalf("watch saw %q after the delete", got)
+	}
+	// A burst of writes to one key: whatever is skipped, the watch ends on
+	// the last value, and what it shows comes in the order written.
+	for i := 1; i <= 20; i++ {
+		if res := do(http.MethodPut, "/visits/burst", strconv.Itoa(i)); res.StatusCode != 200 {
+			t.Fatalf("burst put %d: %s", i, res.Status)
+		}
+	}
+	for last := 0; last < 20; {
+		got := next()
+		v, err := strconv.Atoi(strings.TrimPrefix(got, "put:visits/burst="))
+		if err != nil || v <= last {
+			t.Fatalf("after value %d the watch saw %q", last, got)
+		}
+		last = v
+	}
+	do(http.MethodDelete, "/visits/burst", "")
+	if got := next(); got != "delete:visits/burst=" {
+		t.Fatalf("watch saw %q after the burst's delete", got)
 	}
 	res = do(http.MethodGet, "/?prefix=visits/", "")
 	var list struct{ Items []kv.Entry }
