@@ -95,7 +95,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.active++
 		l.byClient[client]++
 		l.mu.Unlock()
-		return &conn{Conn: c, l: l, client: client}, nil
+		return &conn{Conn: c, slot: &Slot{l: l, client: client}}, nil
 	}
 }
 
@@ -161,16 +161,48 @@ func clientKey(a net.Addr) netip.Addr {
 // conn gives its slot back once, on Close, and bounds each write.
 type conn struct {
 	net.Conn
+	slot *Slot
+}
+
+// Slot is one connection's place in a Listener's counts, apart from the
+// connection: a server that takes a connection's file descriptor over
+// (Detach) gives the slot back when it closes it.
+type Slot struct {
 	l      *Listener
 	client netip.Addr
 	once   sync.Once
+}
+
+// Release gives the slot back; later calls do nothing.
+func (s *Slot) Release() {
+	if s != nil {
+		s.once.Do(func() { s.l.release(s.client) })
+	}
+}
+
+// Wrap returns nc holding the slot, as Accept returned it: its writes
+// bounded, the slot given back on Close. A nil slot returns nc.
+func (s *Slot) Wrap(nc net.Conn) net.Conn {
+	if s == nil {
+		return nc
+	}
+	return &conn{Conn: nc, slot: s}
+}
+
+// Detach splits a connection Accept returned into the network
+// connection and its slot (nil for one that is not a Listener's).
+func Detach(c net.Conn) (net.Conn, *Slot) {
+	if lc, ok := c.(*conn); ok {
+		return lc.Conn, lc.slot
+	}
+	return c, nil
 }
 
 func (c *conn) Write(p []byte) (int, error) {
 	// A fresh deadline per write: a stream may pause between writes for as
 	// long as it likes, but no write may hang on a client that stopped
 	// reading.
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.l.lim.WriteStall)); err != nil {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.slot.l.lim.WriteStall)); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
@@ -178,7 +210,7 @@ func (c *conn) Write(p []byte) (int, error) {
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.client) })
+	c.slot.Release()
 	return err
 }
 
@@ -189,4 +221,13 @@ func (c *conn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// WriteStall is the longest one write to the slot's client may block
+// (a minute for a nil slot).
+func (s *Slot) WriteStall() time.Duration {
+	if s == nil {
+		return time.Minute
+	}
+	return s.l.lim.WriteStall
 }

@@ -220,13 +220,9 @@ type serverConn struct {
 	lastSeen uint64
 
 	remote string
-	req    *http.Request
-	url    url.URL
-	hdr    http.Header
-	vals   []string
-	head   h1.Head
-	body   reqBody
-	w      respWriter
+	plainRequest
+	body reqBody
+	w    respWriter
 }
 
 func (c *serverConn) serve() {
@@ -378,52 +374,11 @@ func (c *serverConn) reject() next {
 func (c *serverConn) serveRequest() next {
 	hd := &c.head
 	buf, _ := c.br.Peek(hd.Len)
-	target := buf[hd.TargetStart:hd.TargetEnd]
-	q, fast := scanTarget(target)
-	if !fast {
-		u, err := url.ParseRequestURI(string(target))
-		if err != nil {
-			return c.handOff()
-		}
-		c.url = *u
+	if !c.build(buf, c.remote) {
+		return c.handOff()
 	}
-	// One string for the whole head; the request's strings are its
-	// slices.
-	s := string(buf)
 	c.br.Discard(hd.Len)
-	if fast {
-		ts, te := hd.TargetStart, hd.TargetEnd
-		c.url = url.URL{Path: s[ts : ts+q]}
-		if ts+q < te {
-			c.url.RawQuery = s[ts+q+1 : te]
-			c.url.ForceQuery = c.url.RawQuery == ""
-		}
-	}
-	clear(c.hdr)
-	c.vals = c.vals[:0]
-	for _, f := range hd.Fields {
-		k := textproto.CanonicalMIMEHeaderKey(s[f.NameStart:f.NameEnd])
-		v := s[f.ValueStart:f.ValueEnd]
-		if prior, ok := c.hdr[k]; ok {
-			c.hdr[k] = append(prior[:len(prior):len(prior)], v)
-			continue
-		}
-		c.vals = append(c.vals, v)
-		c.hdr[k] = c.vals[len(c.vals)-1 : len(c.vals) : len(c.vals)]
-	}
-
 	r := c.req
-	r.Method = s[hd.MethodStart:hd.MethodEnd]
-	r.URL = &c.url
-	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
-	r.Header = c.hdr
-	r.Host = s[hd.HostStart:hd.HostEnd]
-	r.Close = hd.Close
-	r.RemoteAddr = c.remote
-	r.RequestURI = s[hd.TargetStart:hd.TargetEnd]
-	r.TransferEncoding, r.Trailer, r.TLS, r.Response = nil, nil, nil, nil
-	r.Form, r.PostForm, r.MultipartForm, r.GetBody, r.Cancel = nil, nil, nil, nil, nil
-	r.Pattern = ""
 	if hd.ContentLength > 0 {
 		c.body = reqBody{c: c, n: hd.ContentLength}
 		r.Body, r.ContentLength = &c.body, hd.ContentLength
@@ -477,6 +432,66 @@ func (c *serverConn) serveRequest() next {
 		}
 	}
 	return keepAlive
+}
+
+// plainRequest is a request built from a plain head (package h1), reused
+// from one request to the next: its header map, URL and strings.
+type plainRequest struct {
+	req  *http.Request
+	url  url.URL
+	hdr  http.Header
+	vals []string
+	head h1.Head
+}
+
+// build fills p.req from the head p.head parsed at the start of buf, in
+// one string for the whole head of which the request's strings are
+// slices. It reports false for a target url.ParseRequestURI refuses.
+func (p *plainRequest) build(buf []byte, remote string) bool {
+	hd := &p.head
+	target := buf[hd.TargetStart:hd.TargetEnd]
+	q, fast := scanTarget(target)
+	if !fast {
+		u, err := url.ParseRequestURI(string(target))
+		if err != nil {
+			return false
+		}
+		p.url = *u
+	}
+	s := string(buf[:hd.Len])
+	if fast {
+		ts, te := hd.TargetStart, hd.TargetEnd
+		p.url = url.URL{Path: s[ts : ts+q]}
+		if ts+q < te {
+			p.url.RawQuery = s[ts+q+1 : te]
+			p.url.ForceQuery = p.url.RawQuery == ""
+		}
+	}
+	clear(p.hdr)
+	p.vals = p.vals[:0]
+	for _, f := range hd.Fields {
+		k := textproto.CanonicalMIMEHeaderKey(s[f.NameStart:f.NameEnd])
+		v := s[f.ValueStart:f.ValueEnd]
+		if prior, ok := p.hdr[k]; ok {
+			p.hdr[k] = append(prior[:len(prior):len(prior)], v)
+			continue
+		}
+		p.vals = append(p.vals, v)
+		p.hdr[k] = p.vals[len(p.vals)-1 : len(p.vals) : len(p.vals)]
+	}
+	r := p.req
+	r.Method = s[hd.MethodStart:hd.MethodEnd]
+	r.URL = &p.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header = p.hdr
+	r.Host = s[hd.HostStart:hd.HostEnd]
+	r.Close = hd.Close
+	r.RemoteAddr = remote
+	r.RequestURI = s[hd.TargetStart:hd.TargetEnd]
+	r.TransferEncoding, r.Trailer, r.TLS, r.Response = nil, nil, nil, nil
+	r.Form, r.PostForm, r.MultipartForm, r.GetBody, r.Cancel = nil, nil, nil, nil, nil
+	r.Pattern = ""
+	return true
 }
 
 // handle runs the handler; it reports a handler that aborted the answer.

@@ -321,10 +321,12 @@ var tchar = func() (t [256]bool) {
 // ResponseHead is a parsed response head: offsets into the parsed bytes.
 type ResponseHead struct {
 	Len           int // bytes of the head, final CRLF included
+	Minor         int // HTTP/1.Minor: 0 or 1
 	Status        int
 	StatusStart   int   // "200 OK" starts here…
 	StatusEnd     int   // …and ends here
 	ContentLength int64 // -1: none
+	Chunked       bool  // Transfer-Encoding: chunked (ParseAnyResponse only)
 	Close         bool  // Connection: close
 	Fields        []Field
 }
@@ -334,10 +336,24 @@ type ResponseHead struct {
 // 200 or above) framed by at most one Content-Length, without
 // Transfer-Encoding; anything else is NotPlain, for net/http's reader.
 func ParseResponse(b []byte, h *ResponseHead) Verdict {
+	v := ParseAnyResponse(b, h)
+	if v == Plain && (h.Minor != 1 || h.Status < 200 || h.Chunked) {
+		return NotPlain
+	}
+	return v
+}
+
+// ParseAnyResponse is ParseResponse for a reader that frames bodies
+// itself: it also takes HTTP/1.0, interim answers (1xx) and a body
+// chunked as its only transfer coding (Chunked). A Content-Length beside
+// Transfer-Encoding, two Content-Lengths, or another transfer coding is
+// NotPlain: an answer whose end cannot be told for certain.
+func ParseAnyResponse(b []byte, h *ResponseHead) Verdict {
 	h.Fields = h.Fields[:0]
 	h.ContentLength = -1
 	h.Close = false
-	const version = "HTTP/1.1 "
+	h.Chunked = false
+	const version = "HTTP/1."
 	for i := 0; i < len(version); i++ {
 		if i == len(b) {
 			return Incomplete
@@ -347,6 +363,19 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 		}
 	}
 	i := len(version)
+	if i+1 >= len(b) {
+		return Incomplete
+	}
+	switch {
+	case b[i] == '1' || b[i] == '0':
+		h.Minor = int(b[i] - '0')
+	default:
+		return NotPlain
+	}
+	if b[i+1] != ' ' {
+		return NotPlain
+	}
+	i += 2
 	h.StatusStart = i
 	for j := 0; j < 3; j++ {
 		if i == len(b) {
@@ -358,7 +387,7 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 		i++
 	}
 	h.Status = int(b[i-3]-'0')*100 + int(b[i-2]-'0')*10 + int(b[i-1]-'0')
-	if h.Status < 200 {
+	if h.Status < 100 {
 		return NotPlain
 	}
 	if i == len(b) {
@@ -383,6 +412,8 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 		return NotPlain
 	}
 	i += 2
+	encodings := 0
+	keepAlive := false
 	for {
 		end, v := headEnd(b, i)
 		if v != Plain {
@@ -390,6 +421,12 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 		}
 		if end {
 			h.Len = i + 2
+			if encodings > 0 && (h.ContentLength >= 0 || !h.Chunked || encodings > 1) {
+				return NotPlain
+			}
+			if h.Minor == 0 && !keepAlive {
+				h.Close = true
+			}
 			return Plain
 		}
 		ns, ne, vs, ve, next, v := fieldLine(b, i)
@@ -406,10 +443,14 @@ func ParseResponse(b []byte, h *ResponseHead) Verdict {
 			}
 			h.ContentLength = n
 		case equalFold(name, "transfer-encoding"):
-			return NotPlain
+			encodings++
+			h.Chunked = equalFold(value, "chunked")
 		case equalFold(name, "connection"):
 			if hasToken(value, "close") {
 				h.Close = true
+			}
+			if hasToken(value, "keep-alive") {
+				keepAlive = true
 			}
 		}
 		if len(h.Fields) == MaxFields {
