@@ -102,7 +102,7 @@ func TestSlotFreedAfterAFullPickIsWaitedFor(t *testing.T) {
 	// right then, before the second decides what to do. (The hook runs on
 	// the gateway's goroutine: it polls rather than fail the test there.)
 	var once sync.Once
-	testHookNonePicked = func() {
+	hook := func() {
 		once.Do(func() {
 			close(release)
 			for deadline := time.Now().Add(5 * time.Second); g.InFlight("a") != 0 && time.Now().Before(deadline); {
@@ -110,7 +110,8 @@ func TestSlotFreedAfterAFullPickIsWaitedFor(t *testing.T) {
 			}
 		})
 	}
-	t.Cleanup(func() { testHookNonePicked = func() {} })
+	testHookNonePicked.Store(&hook)
+	t.Cleanup(func() { testHookNonePicked.Store(nil) })
 	res, body := get(t, c, url+"/", "fn.default.berth.localhost")
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("second request: %d %s", res.StatusCode, body)

@@ -469,7 +469,8 @@ func TestDrain(t *testing.T) {
 		}
 		slowDone <- err
 	}()
-	testutil.WaitFor(t, 10*time.Second, "the slow request to be in flight on a", func() bool { return g.InFlight("a") == 1 })
+	// In flight in the gateway and arrived at a (counted among a's hits).
+	testutil.WaitFor(t, 10*time.Second, "the slow request to be in flight on a", func() bool { return g.InFlight("a") == 1 && a.hits.Load() == 1 })
 
 	// The rollout brings b up, then drains a.
 	g.SetTargets([]Target{target("dev", "api", a, b)})

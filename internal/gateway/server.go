@@ -43,10 +43,14 @@ type Server struct {
 	cancel   context.CancelFunc
 
 	fallbackOnce sync.Once
-	closing      atomic.Bool
-	mu           sync.Mutex
-	listeners    map[net.Listener]struct{}
-	conns        map[*serverConn]struct{}
+	// gw is the handler when it is a *Gateway, whose plain requests the
+	// event loops serve (loop_linux.go); loops are they, once serving.
+	gw        *Gateway
+	loops     *loops
+	closing   atomic.Bool
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
 }
 
 // NewServer serves h with t's bounds, as connlimit.NewServer does, and
@@ -60,7 +64,12 @@ func NewServer(h http.Handler, t connlimit.Timeouts, logger *slog.Logger) *Serve
 	// The fallback's bounds, defaults filled in, are this server's too.
 	t.ReadHeader, t.Idle = fb.ReadHeaderTimeout, fb.IdleTimeout
 	ctx, cancel := context.WithCancel(context.Background())
+	gw, _ := h.(*Gateway)
+	if !loopsEnabled() {
+		gw = nil
+	}
 	return &Server{
+		gw:        gw,
 		handler:   connlimit.Handler(h, t),
 		fallback:  fb,
 		t:         t,
@@ -79,6 +88,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.fallbackOnce.Do(func() {
 		go s.fallback.Serve(s.handoff)
 		go s.sweep()
+		if s.gw != nil {
+			lp, err := newLoops(s, s.gw)
+			if err != nil {
+				s.log.Warn("gateway event loops unavailable; serving on goroutines", "err", err)
+			}
+			s.mu.Lock()
+			s.loops = lp
+			s.mu.Unlock()
+		}
 	})
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -106,6 +124,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if s.loops != nil && s.loops.take(nc) {
+			continue
+		}
 		c := &serverConn{s: s, nc: nc}
 		s.mu.Lock()
 		if s.closing.Load() {
@@ -123,6 +144,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // requests in flight until ctx ends; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
+	lp := s.eventLoops()
+	if lp != nil {
+		lp.shutdown()
+		defer lp.close()
+	}
 	fbErr := make(chan error, 1)
 	go func() { fbErr <- s.fallback.Shutdown(ctx) }()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -137,6 +163,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			n++
 		}
 		s.mu.Unlock()
+		if lp != nil {
+			n += int(lp.active())
+		}
 		if n == 0 {
 			break
 		}
@@ -157,6 +186,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the server at once, cutting requests in flight.
 func (s *Server) Close() error {
 	s.stopAccepting()
+	if lp := s.eventLoops(); lp != nil {
+		lp.close()
+	}
 	s.closeConns()
 	err := s.fallback.Close()
 	s.cancel()
@@ -171,6 +203,12 @@ func (s *Server) stopAccepting() {
 	}
 	s.mu.Unlock()
 	s.handoff.Close()
+}
+
+func (s *Server) eventLoops() *loops {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loops
 }
 
 func (s *Server) closeConns() {

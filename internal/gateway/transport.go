@@ -59,7 +59,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // testHookNonePicked runs when a pick found no endpoint: a test frees a
 // slot there, as a request finishing at that moment does.
-var testHookNonePicked = func() {}
+var testHookNonePicked atomic.Pointer[func()]
 
 // attemptFunc sends a request to e, which the caller has acquired, and
 // releases e on error. retryable reports that the request may be sent to
@@ -77,7 +77,9 @@ func (g *Gateway) roundTrip(ctx context.Context, c *call, try attemptFunc) (*htt
 	for {
 		e, full := c.route.pick(g, tried, c.want)
 		if e == nil {
-			testHookNonePicked()
+			if h := testHookNonePicked.Load(); h != nil {
+				(*h)()
+			}
 		}
 		for e == nil && full {
 			// Every endpoint is at its concurrency cap: wait for a slot
