@@ -12,6 +12,19 @@
 // their subdomains: SetPlatform) are served by their handlers, reached from
 // inside an environment only for that environment.
 //
+// On the user's listener, on Linux, the plain HTTP/1.1 request to a ready
+// endpoint reached over the network is served by event loops
+// (loop_linux.go), one per core, as nginx serves it: each loop owns its
+// client and endpoint connections, waits for all of them in one
+// epoll_wait, reads a socket only when it has bytes, relays answers of
+// every framing with backpressure and keeps its own idle connections per
+// endpoint. Routing, balancing, retries, health, tracing and metrics are
+// the same functions as on the other path. A connection whose request the
+// loops do not take (anything listed below, a large or chunked body, a
+// platform host, a target at zero or at its cap, a miss) goes with the
+// bytes read to Server's goroutines for the rest of its life.
+// BERTH_GATEWAY_LOOPS=0 turns the loops off.
+//
 // It speaks HTTP/1.1 and h2c to clients (Protocols) through its own
 // server (Server, server.go): a plain HTTP/1.1 request (package h1) is
 // read and answered on the connection's goroutine with the request, its

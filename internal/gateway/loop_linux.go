@@ -972,7 +972,9 @@ func (l *evloop) queue(c *lconn, b []byte) { c.out = append(c.out, b...) }
 func (l *evloop) done(q *lreq) {
 	if u := q.up; u != nil {
 		q.up = nil
-		if q.reusable && !u.closed {
+		// An endpoint that answered before it had read the whole
+		// request leaves the connection mid-request: not reusable.
+		if q.reusable && !u.closed && u.off == len(u.out) {
 			l.putIdle(u)
 		} else {
 			l.closeUp(u)
