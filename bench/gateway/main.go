@@ -54,6 +54,8 @@ type options struct {
 	directH2C             bool
 	nginx                 string
 	self                  bool
+	selfGoroutines        bool
+	gatewayGoroutines     string // -self-goroutines: the same gateway without its event loops
 	selfTracing           bool
 	duration, warmup      time.Duration
 	conns                 []int
@@ -74,6 +76,7 @@ func main() {
 	flag.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx binary to measure as a reference proxy (empty: skip)")
 	flag.BoolVar(&o.self, "self", false, "start an echo upstream (a child process) and a gateway in this process")
 	flag.BoolVar(&o.selfTracing, "self-tracing", true, "with -self: tracing and metrics on, as the server's defaults")
+	flag.BoolVar(&o.selfGoroutines, "self-goroutines", false, "with -self: also measure the same gateway served on goroutines (BERTH_GATEWAY_LOOPS=0), in the same run")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per path")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load per path before measuring")
 	flag.StringVar(&conns, "c", "32", "concurrent keep-alive connections, a comma-separated list")
@@ -167,12 +170,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if o.direct != "" || o.gateway != "" {
 			return errors.New("-self starts its own upstream and gateway: drop -direct and -gateway")
 		}
-		direct, gw, host, cleanup, err := startSelf(o.selfTracing)
+		direct, gw, gwGoroutines, host, cleanup, err := startSelf(o.selfTracing, o.selfGoroutines)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		o.direct, o.gateway, o.host, o.directH2C = direct, gw, host, true
+		o.direct, o.gateway, o.gatewayGoroutines, o.host, o.directH2C = direct, gw, gwGoroutines, host, true
 	}
 	if o.direct == "" && o.gateway == "" {
 		return errors.New("nothing to measure: give -direct and/or -gateway with -host, or -self")
@@ -231,6 +234,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		if o.gateway != "" {
 			ps = append(ps, path{name: "berth gateway", url: o.gateway, host: o.host, cpu: gwCPU, mallocs: gwMallocs})
+		}
+		if o.gatewayGoroutines != "" {
+			ps = append(ps, path{name: "gateway, goroutines", url: o.gatewayGoroutines, host: o.host, cpu: gwCPU, mallocs: gwMallocs})
 		}
 		paths[proto] = ps
 	}
@@ -459,28 +465,28 @@ func runWrk(ctx context.Context, lo loadOptions) (loadgen.Result, error) {
 // startSelf starts the echo upstream as a child process and serves a
 // Gateway in front of it in this process, with tracing (the server's
 // default sampling) and metrics when asked, as the server runs it.
-func startSelf(withTelemetry bool) (direct, gw, host string, cleanup func(), err error) {
+func startSelf(withTelemetry, goroutinesToo bool) (direct, gw, gwGoroutines, host string, cleanup func(), err error) {
 	port, err := freePort()
 	if err != nil {
-		return "", "", "", nil, err
+		return "", "", "", "", nil, err
 	}
 	upAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	child := exec.Command(os.Args[0], "-serve-echo", upAddr)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
 	if err := child.Start(); err != nil {
-		return "", "", "", nil, err
+		return "", "", "", "", nil, err
 	}
 	stopChild := func() { child.Process.Signal(syscall.SIGTERM); child.Wait() }
 	if err := waitListening(upAddr, 10*time.Second); err != nil {
 		stopChild()
-		return "", "", "", nil, err
+		return "", "", "", "", nil, err
 	}
 	cfg := gateway.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var tr *tracing.Tracing
 	if withTelemetry {
 		if tr, err = tracing.New(tracing.Config{}); err != nil {
 			stopChild()
-			return "", "", "", nil, err
+			return "", "", "", "", nil, err
 		}
 		cfg.TracerProvider, cfg.SampleRatio = tr.TracerProvider(), tr.SampleRatio()
 	}
@@ -492,17 +498,38 @@ func startSelf(withTelemetry bool) (direct, gw, host string, cleanup func(), err
 	gs, err := serve(g)
 	if err != nil {
 		stopChild()
-		return "", "", "", nil, err
+		return "", "", "", "", nil, err
+	}
+	var gs2 server
+	if goroutinesToo {
+		// The loops are chosen when the server is made.
+		prior, had := os.LookupEnv("BERTH_GATEWAY_LOOPS")
+		os.Setenv("BERTH_GATEWAY_LOOPS", "0")
+		gs2, err = serve(g)
+		if had {
+			os.Setenv("BERTH_GATEWAY_LOOPS", prior)
+		} else {
+			os.Unsetenv("BERTH_GATEWAY_LOOPS")
+		}
+		if err != nil {
+			gs.Close()
+			stopChild()
+			return "", "", "", "", nil, err
+		}
+		gwGoroutines = "http://" + gs2.Addr().String() + "/"
 	}
 	cleanup = func() {
 		gs.Close()
+		if gs2.Server != nil {
+			gs2.Close()
+		}
 		g.CloseIdleConnections()
 		if tr != nil {
 			tr.Shutdown(context.Background())
 		}
 		stopChild()
 	}
-	return "http://" + upAddr + "/", "http://" + gs.Addr().String() + "/", "echo.bench.berth.localhost", cleanup, nil
+	return "http://" + upAddr + "/", "http://" + gs.Addr().String() + "/", gwGoroutines, "echo.bench.berth.localhost", cleanup, nil
 }
 
 // serveEchoUpstream is -self's upstream: a small answer, HTTP/1.1 and h2c.

@@ -154,6 +154,7 @@ type evloop struct {
 	dead  bool
 
 	conns     map[int]*lconn
+	gen       int32 // of the last connection added
 	idle      map[*endpoint][]*lconn
 	rbuf      []byte
 	now       time.Time
@@ -235,7 +236,10 @@ func (l *evloop) run() {
 				l.runTasks()
 				continue
 			}
-			if c := l.conns[fd]; c != nil {
+			// A descriptor closed and reused within one batch of events
+			// must not take the old connection's events: the generation
+			// tells them apart.
+			if c := l.conns[fd]; c != nil && c.gen == ev.Pad {
 				if c.up {
 					l.upEvent(c, ev.Events)
 				} else {
@@ -298,6 +302,7 @@ const (
 // lconn is one connection of a loop: a client's, or an endpoint's (up).
 type lconn struct {
 	fd       int
+	gen      int32 // its registration's, in its epoll events
 	up       bool
 	interest uint32
 	closed   bool
@@ -381,9 +386,11 @@ func (l *evloop) setInterest(c *lconn, ev uint32, add bool) {
 	op := unix.EPOLL_CTL_MOD
 	if add {
 		op = unix.EPOLL_CTL_ADD
+		l.gen++
+		c.gen = l.gen
 	}
 	c.interest = ev
-	if err := unix.EpollCtl(l.epfd, op, c.fd, &unix.EpollEvent{Events: ev, Fd: int32(c.fd)}); err != nil && add {
+	if err := unix.EpollCtl(l.epfd, op, c.fd, &unix.EpollEvent{Events: ev, Fd: int32(c.fd), Pad: c.gen}); err != nil && add {
 		l.g.log.Warn("gateway event loop: epoll_ctl", "err", err)
 	}
 }
