@@ -54,6 +54,10 @@ const (
 	loopReadBufSize = 64 << 10
 )
 
+// loopsGrewProcs: GOMAXPROCS grows once per process, for the first
+// server's loops.
+var loopsGrewProcs sync.Once
+
 // loops are a Server's event loops for a *Gateway.
 type loops struct {
 	s       *Server
@@ -69,18 +73,33 @@ type loops struct {
 }
 
 // loopsEnabled: BERTH_GATEWAY_LOOPS=0 serves every connection on
-// goroutines, as before the loops (to compare them).
+// goroutines, as before the loops (to compare them); a number above 0 is
+// how many loops to run (default: GOMAXPROCS).
 func loopsEnabled() bool { return os.Getenv("BERTH_GATEWAY_LOOPS") != "0" }
 
 func newLoops(s *Server, g *Gateway) (*loops, error) {
 	lp := &loops{s: s, g: g}
-	for range runtime.GOMAXPROCS(0) {
+	n := runtime.GOMAXPROCS(0)
+	if v, err := strconv.Atoi(os.Getenv("BERTH_GATEWAY_LOOPS")); err == nil && v > 0 {
+		n = v
+	}
+	for range n {
 		l, err := newEvloop(lp)
 		if err != nil {
 			lp.close()
 			return nil, err
 		}
 		lp.ls = append(lp.ls, l)
+	}
+	// Each loop is given a P of its own when the process's parallelism
+	// was not set by hand: a loop polls while its connections are busy
+	// and holds its P meanwhile, and with only as many Ps as cores the
+	// rest of the server would have to preempt the loops (a signal each
+	// time) and the loops would wait for a P after each blocking wait.
+	// The kernel shares the cores between the threads, as it shares them
+	// with nginx's worker processes.
+	if os.Getenv("GOMAXPROCS") == "" {
+		loopsGrewProcs.Do(func() { runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n) })
 	}
 	for _, l := range lp.ls {
 		go l.run()
@@ -153,8 +172,9 @@ type evloop struct {
 	tasks []func()
 	dead  bool
 
-	conns     map[int]*lconn
-	gen       int32 // of the last connection added
+	conns     map[int]*lconn // by descriptor, to go through them all
+	byFD      []*lconn       // the same, indexed: the lookup of every event
+	gen       int32          // of the last connection added
 	idle      map[*endpoint][]*lconn
 	rbuf      []byte
 	now       time.Time
@@ -222,12 +242,30 @@ func (l *evloop) runTasks() {
 
 func (l *evloop) run() {
 	events := make([]unix.EpollEvent, 256)
+	// While events keep coming the loop only looks (a wait of 0, outside
+	// Go's scheduler: a blocking system call would hand the loop's P to
+	// another thread, and getting it back costs a wake-up); once a look
+	// finds nothing it lets other goroutines run, then sleeps in
+	// epoll_wait until an event or the next sweep.
+	busy := false
 	for !l.stop {
-		n, err := unix.EpollWait(l.epfd, events, int(loopSweepEvery/time.Millisecond))
+		var n int
+		var err error
+		if busy {
+			n, err = pollNow(l.epfd, events)
+		} else {
+			n, err = unix.EpollWait(l.epfd, events, int(loopSweepEvery/time.Millisecond))
+		}
 		if err != nil && err != unix.EINTR {
 			l.g.log.Error("gateway event loop failed", "err", err)
 			break
 		}
+		if n <= 0 && busy {
+			busy = false
+			runtime.Gosched()
+			continue
+		}
+		busy = n > 0
 		l.now = time.Now()
 		for i := 0; i < n; i++ {
 			ev := &events[i]
@@ -239,7 +277,7 @@ func (l *evloop) run() {
 			// A descriptor closed and reused within one batch of events
 			// must not take the old connection's events: the generation
 			// tells them apart.
-			if c := l.conns[fd]; c != nil && c.gen == ev.Pad {
+			if c := l.lookup(fd); c != nil && c.gen == ev.Pad {
 				if c.up {
 					l.upEvent(c, ev.Events)
 				} else {
@@ -374,8 +412,30 @@ func (l *evloop) addClient(c *lconn) {
 	c.pr.req = new(http.Request).WithContext(l.lp.s.ctx)
 	c.q.client = c
 	c.deadline = time.Now().Add(l.lp.s.t.ReadHeader)
-	l.conns[c.fd] = c
+	l.track(c)
 	l.setInterest(c, unix.EPOLLIN|unix.EPOLLRDHUP, true)
+}
+
+func (l *evloop) track(c *lconn) {
+	l.conns[c.fd] = c
+	if c.fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, make([]*lconn, c.fd+1-len(l.byFD)+64)...)
+	}
+	l.byFD[c.fd] = c
+}
+
+func (l *evloop) untrack(c *lconn) {
+	delete(l.conns, c.fd)
+	if c.fd < len(l.byFD) && l.byFD[c.fd] == c {
+		l.byFD[c.fd] = nil
+	}
+}
+
+func (l *evloop) lookup(fd int) *lconn {
+	if fd < len(l.byFD) {
+		return l.byFD[fd]
+	}
+	return nil
 }
 
 // setInterest changes what epoll reports of c.
@@ -412,7 +472,7 @@ func (l *evloop) closeConn(c *lconn) {
 		return
 	}
 	c.closed = true
-	delete(l.conns, c.fd)
+	l.untrack(c)
 	unix.Close(c.fd) // leaves the epoll set with it
 	if !c.up {
 		c.slot.Release()
@@ -731,7 +791,7 @@ func (l *evloop) dial(e *endpoint) (*lconn, error) {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}
 	}
-	l.conns[fd] = u
+	l.track(u)
 	l.setInterest(u, l.readInterest(u), true)
 	return u, nil
 }
@@ -1187,7 +1247,7 @@ func (l *evloop) handOff(c *lconn) {
 		l.setInterest(c, l.readInterest(c), false)
 		return
 	}
-	delete(l.conns, c.fd)
+	l.untrack(c)
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	c.closed = true
 	l.lp.clients.Add(-1)

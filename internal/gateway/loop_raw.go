@@ -5,6 +5,8 @@ package gateway
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
@@ -23,4 +25,13 @@ func rawWrite(fd int, p []byte) (int, syscall.Errno) {
 		return 0, e
 	}
 	return int(n), 0
+}
+
+// pollNow is epoll_wait with no wait.
+func pollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

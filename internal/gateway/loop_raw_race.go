@@ -2,7 +2,11 @@
 
 package gateway
 
-import "syscall"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // Under the race detector, syscall's Read and Write: they tell it that a
 // write happens before the read of what it wrote, as Go's net package
@@ -22,4 +26,9 @@ func rawWrite(fd int, p []byte) (int, syscall.Errno) {
 		return 0, err.(syscall.Errno)
 	}
 	return n, 0
+}
+
+// pollNow is epoll_wait with no wait.
+func pollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	return unix.EpollWait(epfd, events, 0)
 }
