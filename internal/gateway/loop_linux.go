@@ -54,9 +54,9 @@ const (
 	loopReadBufSize = 64 << 10
 )
 
-// loopsGrewProcs: GOMAXPROCS grows once per process, for the first
-// server's loops.
-var loopsGrewProcs sync.Once
+// loopSpin: while busy a loop polls without waiting (see run);
+// BERTH_GATEWAY_LOOP_SPIN=0 makes every wait a blocking one, to compare.
+var loopSpin = os.Getenv("BERTH_GATEWAY_LOOP_SPIN") != "0"
 
 // loops are a Server's event loops for a *Gateway.
 type loops struct {
@@ -91,16 +91,9 @@ func newLoops(s *Server, g *Gateway) (*loops, error) {
 		}
 		lp.ls = append(lp.ls, l)
 	}
-	// Each loop is given a P of its own when the process's parallelism
-	// was not set by hand: a loop polls while its connections are busy
-	// and holds its P meanwhile, and with only as many Ps as cores the
-	// rest of the server would have to preempt the loops (a signal each
-	// time) and the loops would wait for a P after each blocking wait.
-	// The kernel shares the cores between the threads, as it shares them
-	// with nginx's worker processes.
-	if os.Getenv("GOMAXPROCS") == "" {
-		loopsGrewProcs.Do(func() { runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n) })
-	}
+	// The loops share the process's Ps with the rest of the server: one
+	// more P per loop (tried) let more threads contend for the two cores
+	// and cost a fifth of the throughput in bench/platform.
 	for _, l := range lp.ls {
 		go l.run()
 	}
@@ -251,7 +244,7 @@ func (l *evloop) run() {
 	for !l.stop {
 		var n int
 		var err error
-		if busy {
+		if busy && loopSpin {
 			n, err = pollNow(l.epfd, events)
 		} else {
 			n, err = unix.EpollWait(l.epfd, events, int(loopSweepEvery/time.Millisecond))
