@@ -48,6 +48,7 @@ import (
 
 const (
 	loopSweepEvery  = 250 * time.Millisecond
+	loopYieldEvery  = 500 * time.Microsecond
 	loopMaxHead     = 8 << 10   // a plain head longer than this is Server's
 	loopMaxAnswer   = 64 << 10  // response head bytes, trailers
 	loopHighWater   = 256 << 10 // unsent bytes to a client that pause its endpoint
@@ -157,9 +158,14 @@ func (lp *loops) close() {
 // connections to endpoints. Only its goroutine touches them; others hand
 // it work through do.
 type evloop struct {
-	lp    *loops
-	g     *Gateway
-	epfd  int
+	lp   *loops
+	g    *Gateway
+	epfd int
+	// ep is epfd in Go's poller: an idle loop parks there, as any
+	// goroutine waiting for a socket does, rather than block a thread
+	// (and its P) in epoll_wait.
+	ep    *os.File
+	eprc  syscall.RawConn
 	evfd  int
 	mu    sync.Mutex
 	tasks []func()
@@ -172,6 +178,7 @@ type evloop struct {
 	rbuf      []byte
 	now       time.Time
 	lastSweep time.Time
+	yielded   time.Time // the last time the loop let others run while busy
 	stop      bool
 
 	reqw    *bufio.Writer // serialises a request into sink
@@ -196,7 +203,19 @@ func newEvloop(lp *loops) (*evloop, error) {
 		unix.Close(evfd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	l := &evloop{lp: lp, g: lp.g, epfd: epfd, evfd: evfd,
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "gateway epoll")
+	eprc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(evfd)
+		return nil, err
+	}
+	l := &evloop{lp: lp, g: lp.g, epfd: epfd, ep: ep, eprc: eprc, evfd: evfd,
 		conns: map[int]*lconn{}, idle: map[*endpoint][]*lconn{},
 		rbuf: make([]byte, loopReadBufSize)}
 	l.reqw = bufio.NewWriterSize(&l.sink, 4<<10)
@@ -236,30 +255,55 @@ func (l *evloop) runTasks() {
 func (l *evloop) run() {
 	events := make([]unix.EpollEvent, 256)
 	// While events keep coming the loop only looks (a wait of 0, outside
-	// Go's scheduler: a blocking system call would hand the loop's P to
-	// another thread, and getting it back costs a wake-up); once a look
-	// finds nothing it lets other goroutines run, then sleeps in
-	// epoll_wait until an event or the next sweep.
-	busy := false
+	// Go's scheduler). Once a look finds nothing it lets other goroutines
+	// run and waits up to a millisecond in epoll_wait, holding its P: the
+	// next request of a busy connection is usually that close, and
+	// getting a P back after parking costs a wake-up. A loop idle for
+	// that long parks in Go's poller (waitParked), where it holds no
+	// thread and no P: a blocking wait of its own left other goroutines
+	// queued on its P until Go's monitor took the P back, up to 10 ms
+	// (route changes took 30 ms to reach the gateway under load).
+	const (
+		spinning = iota
+		warm
+		parked
+	)
+	mode := parked
 	for !l.stop {
 		var n int
 		var err error
-		if busy && loopSpin {
+		switch {
+		case mode == spinning && loopSpin:
 			n, err = pollNow(l.epfd, events)
-		} else {
-			n, err = unix.EpollWait(l.epfd, events, int(loopSweepEvery/time.Millisecond))
+		case mode == warm || (mode == spinning && !loopSpin):
+			n, err = unix.EpollWait(l.epfd, events, 1)
+		default:
+			n, err = l.wait(events)
 		}
 		if err != nil && err != unix.EINTR {
 			l.g.log.Error("gateway event loop failed", "err", err)
 			break
 		}
-		if n <= 0 && busy {
-			busy = false
+		busy := n > 0
+		switch {
+		case busy:
+			mode = spinning
+		case mode == spinning:
+			mode = warm
 			runtime.Gosched()
 			continue
+		case mode == warm:
+			mode = parked
+			continue
 		}
-		busy = n > 0
 		l.now = time.Now()
+		if busy && l.now.Sub(l.yielded) > loopYieldEvery {
+			// A loop kept busy never blocks: the rest of the server (the
+			// controllers pushing route changes among them) would wait
+			// for Go's preemption, 10 ms at a time.
+			l.yielded = l.now
+			runtime.Gosched()
+		}
 		for i := 0; i < n; i++ {
 			ev := &events[i]
 			fd := int(ev.Fd)
@@ -294,8 +338,26 @@ func (l *evloop) run() {
 	for _, c := range l.conns {
 		l.closeConn(c)
 	}
-	unix.Close(l.epfd)
+	l.ep.Close()
 	unix.Close(l.evfd)
+}
+
+// wait waits for events in Go's poller, until the next sweep at most.
+func (l *evloop) wait(events []unix.EpollEvent) (int, error) {
+	var n int
+	var perr error
+	l.ep.SetReadDeadline(time.Now().Add(loopSweepEvery))
+	err := l.eprc.Read(func(fd uintptr) bool {
+		n, perr = pollNow(int(fd), events)
+		return n > 0 || (perr != nil && perr != unix.EINTR)
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return n, perr
 }
 
 // exit cuts every connection and ends the loop.
