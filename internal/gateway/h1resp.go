@@ -3,7 +3,6 @@ package gateway
 import (
 	"io"
 	"net/http"
-	"net/textproto"
 
 	"berth.dev/berth/internal/gateway/h1"
 )
@@ -61,18 +60,7 @@ func (uc *upConn) readPlainResponse(r *http.Request) (res *http.Response, ok boo
 	b, _ := br.Peek(hd.Len)
 	s := string(b)
 	br.Discard(hd.Len)
-	clear(a.hdr)
-	a.vals = a.vals[:0]
-	for _, f := range hd.Fields {
-		k := textproto.CanonicalMIMEHeaderKey(s[f.NameStart:f.NameEnd])
-		v := s[f.ValueStart:f.ValueEnd]
-		if prior, ok := a.hdr[k]; ok {
-			a.hdr[k] = append(prior[:len(prior):len(prior)], v)
-			continue
-		}
-		a.vals = append(a.vals, v)
-		a.hdr[k] = a.vals[len(a.vals)-1 : len(a.vals) : len(a.vals)]
-	}
+	a.vals = fillHeader(a.hdr, a.vals, s, hd.Fields)
 	a.res = http.Response{
 		Status:     s[hd.StatusStart:hd.StatusEnd],
 		StatusCode: hd.Status,

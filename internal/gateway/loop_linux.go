@@ -989,7 +989,7 @@ func (l *evloop) head(q *lreq, raw []byte) {
 	var tokBuf [4][]byte
 	connTokens := tokBuf[:0]
 	for _, f := range rh.Fields {
-		if equalFoldBytes(raw[f.NameStart:f.NameEnd], "connection") {
+		if equalFold(raw[f.NameStart:f.NameEnd], "connection") {
 			connTokens = append(connTokens, raw[f.ValueStart:f.ValueEnd])
 		}
 	}
@@ -999,7 +999,7 @@ func (l *evloop) head(q *lreq, raw []byte) {
 		if hopByHop(name) || namedBy(connTokens, name) {
 			continue
 		}
-		if equalFoldBytes(name, "date") {
+		if equalFold(name, "date") {
 			date = true
 		}
 		b = append(b, name...)
@@ -1385,19 +1385,19 @@ func (l *evloop) sweep() {
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFoldBytes(name, "te")
+		return equalFold(name, "te")
 	case 7:
-		return equalFoldBytes(name, "upgrade")
+		return equalFold(name, "upgrade")
 	case 10:
-		return equalFoldBytes(name, "connection") || equalFoldBytes(name, "keep-alive")
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
 	case 16:
-		return equalFoldBytes(name, "proxy-connection")
+		return equalFold(name, "proxy-connection")
 	case 17:
-		return equalFoldBytes(name, "transfer-encoding")
+		return equalFold(name, "transfer-encoding")
 	case 18:
-		return equalFoldBytes(name, "proxy-authenticate")
+		return equalFold(name, "proxy-authenticate")
 	case 19:
-		return equalFoldBytes(name, "proxy-authorization")
+		return equalFold(name, "proxy-authorization")
 	}
 	return false
 }
@@ -1421,7 +1421,7 @@ func namedBy(values [][]byte, name []byte) bool {
 			for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
 				tok = tok[:len(tok)-1]
 			}
-			if equalFoldBB(name, tok) {
+			if equalFold(name, tok) {
 				return true
 			}
 		}
@@ -1429,31 +1429,13 @@ func namedBy(values [][]byte, name []byte) bool {
 	return false
 }
 
-func equalFoldBB(a, b []byte) bool {
+// equalFold compares a with b, ASCII letters in either case alike.
+func equalFold[T ~string | ~[]byte](a []byte, b T) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
 		c, d := a[i], b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
-}
-
-func equalFoldBytes(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}

@@ -505,18 +505,7 @@ func (p *plainRequest) build(buf []byte, remote string) bool {
 			p.url.ForceQuery = p.url.RawQuery == ""
 		}
 	}
-	clear(p.hdr)
-	p.vals = p.vals[:0]
-	for _, f := range hd.Fields {
-		k := textproto.CanonicalMIMEHeaderKey(s[f.NameStart:f.NameEnd])
-		v := s[f.ValueStart:f.ValueEnd]
-		if prior, ok := p.hdr[k]; ok {
-			p.hdr[k] = append(prior[:len(prior):len(prior)], v)
-			continue
-		}
-		p.vals = append(p.vals, v)
-		p.hdr[k] = p.vals[len(p.vals)-1 : len(p.vals) : len(p.vals)]
-	}
+	p.vals = fillHeader(p.hdr, p.vals, s, hd.Fields)
 	r := p.req
 	r.Method = s[hd.MethodStart:hd.MethodEnd]
 	r.URL = &p.url
@@ -530,6 +519,25 @@ func (p *plainRequest) build(buf []byte, remote string) bool {
 	r.Form, r.PostForm, r.MultipartForm, r.GetBody, r.Cancel = nil, nil, nil, nil, nil
 	r.Pattern = ""
 	return true
+}
+
+// fillHeader fills h (cleared first) with the fields of the head s, their
+// values sharing one backing array, vals, which it returns for reuse: a
+// header map without a slice per field.
+func fillHeader(h http.Header, vals []string, s string, fields []h1.Field) []string {
+	clear(h)
+	vals = vals[:0]
+	for _, f := range fields {
+		k := textproto.CanonicalMIMEHeaderKey(s[f.NameStart:f.NameEnd])
+		v := s[f.ValueStart:f.ValueEnd]
+		if prior, ok := h[k]; ok {
+			h[k] = append(prior[:len(prior):len(prior)], v)
+			continue
+		}
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	return vals
 }
 
 // handle runs the handler; it reports a handler that aborted the answer.
