@@ -648,7 +648,7 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 
 // serveNext starts the request c's buffer opens with, if whole.
 func (l *evloop) serveNext(c *lconn) {
-	for !c.closed && c.st != stBusy && len(c.in) > 0 {
+	for !c.closed && !c.handOffWaits && c.st != stBusy && len(c.in) > 0 {
 		hd := &c.pr.head
 		if c.st == stHead {
 			switch h1.Parse(c.in, hd) {

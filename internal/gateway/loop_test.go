@@ -292,3 +292,51 @@ func TestLoopsHoldASlowClientsEndpointBack(t *testing.T) {
 		t.Fatalf("read %d of %d bytes: %v", n, size, err)
 	}
 }
+
+// A request pipelined behind a large answer, which the loops do not take
+// (here: a miss), is handed off once that answer is out, and answered
+// after it, in order. (When the answer is still being written as the
+// second request is read, the hand-off waits for it: a loop that did not
+// stop there went round for ever.)
+func TestLoopsHandOffBehindAnAnswerStillGoing(t *testing.T) {
+	// Under the loop's high-water mark, and more than a small receive
+	// buffer takes: relayed whole, maybe not yet sent.
+	const size = 200 << 10
+	up := startUpstream(t, "big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(make([]byte, size))
+	})
+	_, srv, gw := startLoopGateway(t, target("dev", "big", up))
+	conn, err := net.Dial("tcp4", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: big.dev.berth.localhost\r\n\r\n"+
+		"GET / HTTP/1.1\r\nHost: nothing.dev.berth.localhost\r\n\r\n")
+	// The first answer fills the buffers on the way before anyone reads.
+	testutil.WaitFor(t, 10*time.Second, "the first answer to be relayed", func() bool {
+		return srv.eventLoops().served.Load() == 1
+	})
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, res.Body); err != nil || n != size {
+		t.Fatalf("first answer: %d of %d bytes: %v", n, size, err)
+	}
+	res, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("second answer: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "no service nothing in environment dev") {
+		t.Fatalf("second answer: %d %s", res.StatusCode, b)
+	}
+	if h := srv.eventLoops().handedOff.Load(); h != 1 {
+		t.Fatalf("%d hand-offs, want 1", h)
+	}
+}
