@@ -400,6 +400,7 @@ type lconn struct {
 	interest uint32
 	closed   bool
 	in       []byte // read, not yet used
+	inbuf    []byte // a client's own buffer for in, reused between requests
 	out      []byte // to write, from off on
 	off      int
 	progress time.Time // the last write that moved, while out waits
@@ -634,6 +635,12 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 	if len(b) == 0 {
 		return
 	}
+	if len(c.in) == 0 {
+		if c.inbuf == nil {
+			c.inbuf = make([]byte, 0, 4<<10)
+		}
+		c.in = c.inbuf[:0] // its own buffer again, once all was used
+	}
 	c.in = append(c.in, b...)
 	switch c.st {
 	case stBusy:
@@ -648,7 +655,10 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 
 // serveNext starts the request c's buffer opens with, if whole.
 func (l *evloop) serveNext(c *lconn) {
-	for !c.closed && !c.handOffWaits && c.st != stBusy && len(c.in) > 0 {
+	// Nothing more is read of a connection that is closing (its last
+	// request said so, or an error answer ends it) or waiting to be
+	// handed off.
+	for !c.closed && !c.closeAfter && !c.handOffWaits && c.st != stBusy && len(c.in) > 0 {
 		hd := &c.pr.head
 		if c.st == stHead {
 			switch h1.Parse(c.in, hd) {
@@ -725,7 +735,7 @@ func (l *evloop) start(c *lconn) {
 	c.body = append(c.body[:0], c.in[hd.Len:hd.Len+n]...)
 	c.in = c.in[hd.Len+n:]
 	if len(c.in) == 0 {
-		c.in = c.in[:0:0]
+		c.in = nil
 	}
 	c.st = stBusy
 	q := &c.q
@@ -1350,6 +1360,9 @@ func (l *evloop) sweep() {
 		if c.off < len(c.out) && now.Sub(c.progress) > c.slot.WriteStall() {
 			l.broken(c)
 			continue
+		}
+		if c.closeAfter {
+			continue // answered for the last time; only the stall above applies
 		}
 		switch c.st {
 		case stHead:

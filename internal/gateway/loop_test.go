@@ -340,3 +340,19 @@ func TestLoopsHandOffBehindAnAnswerStillGoing(t *testing.T) {
 		t.Fatalf("%d hand-offs, want 1", h)
 	}
 }
+
+// A request that says Connection: close is the connection's last: a
+// request pipelined after it is not served, and the connection closes
+// after the answer.
+func TestLoopsCloseAfterConnectionClose(t *testing.T) {
+	up := startUpstream(t, "u", nil)
+	_, srv, gw := startLoopGateway(t, target("dev", "api", up))
+	out := rawExchange(t, gw, "GET /first HTTP/1.1\r\nHost: api.dev.berth.localhost\r\nConnection: close\r\n\r\n"+
+		"GET /second HTTP/1.1\r\nHost: api.dev.berth.localhost\r\n\r\n", 10*time.Second)
+	if n := strings.Count(out, "HTTP/1.1 "); n != 1 || !strings.Contains(out, `"Path":"/first"`) || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("%d answers: %q", n, out)
+	}
+	if up.hits.Load() != 1 || srv.eventLoops().served.Load() != 1 {
+		t.Fatalf("upstream hits %d, served %d; want 1 and 1", up.hits.Load(), srv.eventLoops().served.Load())
+	}
+}
