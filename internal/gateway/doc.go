@@ -12,8 +12,7 @@
 // their subdomains: SetPlatform) are served by their handlers, reached from
 // inside an environment only for that environment.
 //
-// On the user's listener and the environments' bridge listeners, on
-// Linux, the plain HTTP/1.1 request to a ready
+// On the user's listener, on Linux, the plain HTTP/1.1 request to a ready
 // endpoint reached over the network is served by event loops
 // (loop_linux.go), one per core, as nginx serves it: each loop owns its
 // client and endpoint connections, waits for all of them in one
