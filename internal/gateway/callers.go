@@ -21,18 +21,10 @@ import (
 // ForEnvironment is the gateway as seen from inside environment env: the
 // handler of env's bridge listener.
 func (g *Gateway) ForEnvironment(env string) http.Handler {
-	return envGateway{g: g, env: strings.ToLower(env)}
-}
-
-// envGateway is the gateway as seen from inside an environment; Server
-// recognises it, to serve its plain requests on event loops too.
-type envGateway struct {
-	g   *Gateway
-	env string
-}
-
-func (h envGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.g.serve(w, r, h.env, true)
+	env = strings.ToLower(env)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.serve(w, r, env, true)
+	})
 }
 
 // ForCallers is the gateway as seen from a network whose callers are

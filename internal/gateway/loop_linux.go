@@ -705,7 +705,7 @@ func (l *evloop) start(c *lconn) {
 	}
 	r := c.pr.req
 	if len(g.platform) > 0 {
-		if h, _, _ := g.platformTarget(r.Host, l.lp.s.caller); h != nil {
+		if h, _, _ := g.platformTarget(r.Host, ""); h != nil {
 			l.handOff(c)
 			return
 		}
@@ -718,8 +718,7 @@ func (l *evloop) start(c *lconn) {
 			return
 		}
 	}
-	caller := l.lp.s.caller
-	rt, _ := g.route(g.table.Load(), r, caller, caller != "")
+	rt, _ := g.route(g.table.Load(), r, "", false)
 	if rt == nil || !rt.ready() || rt.inProcess() {
 		l.handOff(c)
 		return

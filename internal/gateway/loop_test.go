@@ -356,38 +356,3 @@ func TestLoopsCloseAfterConnectionClose(t *testing.T) {
 		t.Fatalf("upstream hits %d, served %d; want 1 and 1", up.hits.Load(), srv.eventLoops().served.Load())
 	}
 }
-
-// An environment's bridge listener serves on loops too, routing as that
-// environment: a bare name is its own workload's, another environment's
-// is refused (handed to the goroutine server, which answers 403).
-func TestLoopsServeAnEnvironmentsListener(t *testing.T) {
-	if !loopsEnabled() {
-		t.Skip("BERTH_GATEWAY_LOOPS=0: the event loops are off")
-	}
-	dev := startUpstream(t, "dev-api", nil)
-	prod := startUpstream(t, "prod-api", nil)
-	g := New(Config{Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	g.SetTargets([]Target{target("dev", "api", dev), target("prod", "api", prod)})
-	g.SetAllowFrom("dev", nil)
-	g.SetAllowFrom("prod", nil)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(g.ForEnvironment("dev"), connlimit.DefaultTimeouts, nil)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	testutil.WaitFor(t, 5*time.Second, "the event loops", func() bool { return srv.eventLoops() != nil })
-	addr := ln.Addr().String()
-	out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n", 10*time.Second)
-	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.Contains(out, `"Upstream":"dev-api"`) {
-		t.Fatalf("bare name from dev: %q", out)
-	}
-	if n := srv.eventLoops().served.Load(); n != 1 {
-		t.Fatalf("loops served %d, want 1", n)
-	}
-	out = rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: api.prod.berth.localhost\r\nConnection: close\r\n\r\n", 10*time.Second)
-	if !strings.HasPrefix(out, "HTTP/1.1 403") || prod.hits.Load() != 0 {
-		t.Fatalf("prod from dev: %q (prod hits %d)", out, prod.hits.Load())
-	}
-}

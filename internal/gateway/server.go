@@ -46,7 +46,6 @@ type Server struct {
 	// gw is the handler when it is a *Gateway, whose plain requests the
 	// event loops serve (loop_linux.go); loops are they, once serving.
 	gw        *Gateway
-	caller    string // the environment whose bridge listener this is ("": the user's)
 	loops     *loops
 	closing   atomic.Bool
 	mu        sync.Mutex
@@ -65,20 +64,12 @@ func NewServer(h http.Handler, t connlimit.Timeouts, logger *slog.Logger) *Serve
 	// The fallback's bounds, defaults filled in, are this server's too.
 	t.ReadHeader, t.Idle = fb.ReadHeaderTimeout, fb.IdleTimeout
 	ctx, cancel := context.WithCancel(context.Background())
-	var gw *Gateway
-	caller := ""
-	switch h := h.(type) {
-	case *Gateway:
-		gw = h
-	case envGateway:
-		gw, caller = h.g, h.env
-	}
+	gw, _ := h.(*Gateway)
 	if !loopsEnabled() {
 		gw = nil
 	}
 	return &Server{
 		gw:        gw,
-		caller:    caller,
 		handler:   connlimit.Handler(h, t),
 		fallback:  fb,
 		t:         t,
