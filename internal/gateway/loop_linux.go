@@ -999,7 +999,7 @@ func (l *evloop) head(q *lreq, raw []byte) {
 	var tokBuf [4][]byte
 	connTokens := tokBuf[:0]
 	for _, f := range rh.Fields {
-		if equalFold(raw[f.NameStart:f.NameEnd], "connection") {
+		if h1.EqualFold(raw[f.NameStart:f.NameEnd], "connection") {
 			connTokens = append(connTokens, raw[f.ValueStart:f.ValueEnd])
 		}
 	}
@@ -1009,7 +1009,7 @@ func (l *evloop) head(q *lreq, raw []byte) {
 		if hopByHop(name) || namedBy(connTokens, name) {
 			continue
 		}
-		if equalFold(name, "date") {
+		if h1.EqualFold(name, "date") {
 			date = true
 		}
 		b = append(b, name...)
@@ -1398,19 +1398,19 @@ func (l *evloop) sweep() {
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return h1.EqualFold(name, "te")
 	case 7:
-		return equalFold(name, "upgrade")
+		return h1.EqualFold(name, "upgrade")
 	case 10:
-		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+		return h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive")
 	case 16:
-		return equalFold(name, "proxy-connection")
+		return h1.EqualFold(name, "proxy-connection")
 	case 17:
-		return equalFold(name, "transfer-encoding")
+		return h1.EqualFold(name, "transfer-encoding")
 	case 18:
-		return equalFold(name, "proxy-authenticate")
+		return h1.EqualFold(name, "proxy-authenticate")
 	case 19:
-		return equalFold(name, "proxy-authorization")
+		return h1.EqualFold(name, "proxy-authorization")
 	}
 	return false
 }
@@ -1418,48 +1418,11 @@ func hopByHop(name []byte) bool {
 // namedBy reports a field that a Connection value names.
 func namedBy(values [][]byte, name []byte) bool {
 	for _, v := range values {
-		for len(v) > 0 {
-			i := 0
-			for i < len(v) && v[i] != ',' {
-				i++
-			}
-			tok := v[:i]
-			if i < len(v) {
-				i++
-			}
-			v = v[i:]
-			for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
-				tok = tok[1:]
-			}
-			for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
-				tok = tok[:len(tok)-1]
-			}
-			if equalFold(name, tok) {
-				return true
-			}
+		if h1.HasToken(v, string(name)) {
+			return true
 		}
 	}
 	return false
-}
-
-// equalFold compares a with b, ASCII letters in either case alike.
-func equalFold[T ~string | ~[]byte](a []byte, b T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		c, d := a[i], b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }
 
 // sliceWriter appends what is written to b.

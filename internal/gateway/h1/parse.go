@@ -129,30 +129,30 @@ func Parse(b []byte, h *Head) Verdict {
 		i = next
 		name, value := b[ns:ne], b[vs:ve]
 		switch {
-		case equalFold(name, "host"):
+		case EqualFold(name, "host"):
 			hosts++
 			if !validHost(value) {
 				return NotPlain
 			}
 			h.HostStart, h.HostEnd = vs, ve
 			continue
-		case equalFold(name, "content-length"):
+		case EqualFold(name, "content-length"):
 			lengths++
 			if n, ok := parseLength(value); ok {
 				h.ContentLength = n
 			} else {
 				badLength = true
 			}
-		case equalFold(name, "transfer-encoding"):
+		case EqualFold(name, "transfer-encoding"):
 			// Chunked bodies are net/http's to read; with a
 			// Content-Length too, refused (Reject).
 			encodings++
-		case equalFold(name, "upgrade"),
-			equalFold(name, "expect"), equalFold(name, "http2-settings"):
+		case EqualFold(name, "upgrade"),
+			EqualFold(name, "expect"), EqualFold(name, "http2-settings"):
 			// Protocol switches and 100-continue are net/http's.
 			return NotPlain
-		case equalFold(name, "connection"):
-			if hasToken(value, "close") {
+		case EqualFold(name, "connection"):
+			if HasToken(value, "close") {
 				h.Close = true
 			}
 		}
@@ -254,9 +254,9 @@ func validHost(v []byte) bool {
 	return true
 }
 
-// hasToken reports whether the comma-separated list v holds tok, case
-// folded.
-func hasToken(v []byte, tok string) bool {
+// HasToken reports whether the comma-separated list v (a Connection
+// value) holds tok, ASCII case folded on both sides.
+func HasToken(v []byte, tok string) bool {
 	for len(v) > 0 {
 		i := 0
 		for i < len(v) && v[i] != ',' {
@@ -269,7 +269,7 @@ func hasToken(v []byte, tok string) bool {
 		for len(t) > 0 && (t[len(t)-1] == ' ' || t[len(t)-1] == '\t') {
 			t = t[:len(t)-1]
 		}
-		if equalFold(t, tok) {
+		if EqualFold(t, tok) {
 			return true
 		}
 		if i == len(v) {
@@ -280,17 +280,20 @@ func hasToken(v []byte, tok string) bool {
 	return false
 }
 
-// equalFold compares b with the lower-case ASCII s, ignoring b's case.
-func equalFold(b []byte, s string) bool {
+// EqualFold compares b with s, ASCII letters in either case alike.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
 	for i := range b {
-		c := b[i]
+		c, d := b[i], s[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if c != s[i] {
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
 			return false
 		}
 	}
@@ -436,20 +439,20 @@ func ParseAnyResponse(b []byte, h *ResponseHead) Verdict {
 		i = next
 		name, value := b[ns:ne], b[vs:ve]
 		switch {
-		case equalFold(name, "content-length"):
+		case EqualFold(name, "content-length"):
 			n, ok := parseLength(value)
 			if !ok || h.ContentLength >= 0 {
 				return NotPlain
 			}
 			h.ContentLength = n
-		case equalFold(name, "transfer-encoding"):
+		case EqualFold(name, "transfer-encoding"):
 			encodings++
-			h.Chunked = equalFold(value, "chunked")
-		case equalFold(name, "connection"):
-			if hasToken(value, "close") {
+			h.Chunked = EqualFold(value, "chunked")
+		case EqualFold(name, "connection"):
+			if HasToken(value, "close") {
 				h.Close = true
 			}
-			if hasToken(value, "keep-alive") {
+			if HasToken(value, "keep-alive") {
 				keepAlive = true
 			}
 		}
