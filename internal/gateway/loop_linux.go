@@ -1115,17 +1115,31 @@ func (l *evloop) done(q *lreq) {
 	l.end(q, nil)
 }
 
-// end releases q's endpoint, counts it and readies its client.
-func (l *evloop) end(q *lreq, upErr error) {
-	g := l.g
-	if q.ep != nil {
-		q.ep.release(g)
-		q.ep = nil
+// dropAttempt ends q's attempt: its endpoint connection closed (never
+// reused: done hands a reusable one back first), its span ended with
+// status or err, its endpoint released, and marked failing when failed.
+func (l *evloop) dropAttempt(q *lreq, status int, err error, failed bool) {
+	if u := q.up; u != nil {
+		q.up = nil
+		l.closeUp(u)
 	}
 	if s := q.c.upSpn; s != nil {
 		q.c.upSpn = nil
-		endUpstreamSpan(s, q.c.status, upErr)
+		endUpstreamSpan(s, status, err)
 	}
+	if e := q.ep; e != nil {
+		if failed {
+			e.failed(l.g)
+		}
+		e.release(l.g)
+		q.ep = nil
+	}
+}
+
+// end releases q's endpoint, counts it and readies its client.
+func (l *evloop) end(q *lreq, upErr error) {
+	g := l.g
+	l.dropAttempt(q, q.c.status, upErr, false)
 	g.finish(&q.c)
 	l.lp.served.Add(1)
 	q.c = call{}
@@ -1147,12 +1161,7 @@ func (l *evloop) end(q *lreq, upErr error) {
 // cut ends q whose answer broke off after its head went: the client sees
 // its answer cut, as the endpoint cut it.
 func (l *evloop) cut(q *lreq, err error) {
-	g := l.g
-	if u := q.up; u != nil {
-		q.up = nil
-		l.closeUp(u)
-	}
-	g.log.Warn("upstream broke its answer off", "host", q.client.pr.req.Host, "path", q.client.pr.req.URL.Path, "endpoint", q.ep.id, "err", err)
+	l.g.log.Warn("upstream broke its answer off", "host", q.client.pr.req.Host, "path", q.client.pr.req.URL.Path, "endpoint", q.ep.id, "err", err)
 	c := q.client
 	l.end(q, nil)
 	l.closeConn(c)
@@ -1163,21 +1172,10 @@ func (l *evloop) abort(q *lreq, status int) {
 	if q.client.st != stBusy {
 		return
 	}
-	if u := q.up; u != nil {
-		q.up = nil
-		l.closeUp(u)
-	}
+	l.dropAttempt(q, 0, context.Canceled, false)
 	q.c.status = status
 	c := q.client
 	c.closeAfter = true
-	if q.ep != nil {
-		q.ep.release(l.g)
-		q.ep = nil
-	}
-	if s := q.c.upSpn; s != nil {
-		q.c.upSpn = nil
-		endUpstreamSpan(s, 0, context.Canceled)
-	}
 	l.g.finish(&q.c)
 	q.c = call{}
 	c.st = stHead
@@ -1202,13 +1200,7 @@ func (l *evloop) upFailed(q *lreq, u *lconn, err error, dialErr bool) {
 		l.attempt(q, e, false)
 		return
 	}
-	if s := q.c.upSpn; s != nil {
-		q.c.upSpn = nil
-		endUpstreamSpan(s, 0, err)
-	}
-	e.failed(g)
-	e.release(g)
-	q.ep = nil
+	l.dropAttempt(q, 0, err, true)
 	q.failed = append(q.failed, fmt.Sprintf("endpoint %s (%s) failed: %v", e.id, e.address, err))
 	rt := q.c.route
 	retryable := dialErr || (read == 0 && q.resend)
@@ -1226,17 +1218,7 @@ func (l *evloop) upFailed(q *lreq, u *lconn, err error, dialErr bool) {
 // timedOut answers 504 for q, whose endpoint sent no head in time.
 func (l *evloop) timedOut(q *lreq) {
 	g, e := l.g, q.ep
-	if u := q.up; u != nil {
-		q.up = nil
-		l.closeUp(u)
-	}
-	if s := q.c.upSpn; s != nil {
-		q.c.upSpn = nil
-		endUpstreamSpan(s, 0, errUpstreamTimeout)
-	}
-	e.failed(g)
-	e.release(g)
-	q.ep = nil
+	l.dropAttempt(q, 0, errUpstreamTimeout, true)
 	q.failed = append(q.failed, fmt.Sprintf("endpoint %s (%s) sent no response headers within %s", e.id, e.address, g.cfg.Timeout))
 	l.fail(q, &upstreamError{attempts: q.failed, timeout: true, last: errUpstreamTimeout})
 }
