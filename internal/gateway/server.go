@@ -237,7 +237,7 @@ type serverConn struct {
 	bw   *bufio.Writer
 	idle atomic.Bool // waiting for a request: Shutdown may close it
 
-	cr     connReader
+	cr     replayConn         // the connection, after what a watcher read of it
 	cancel context.CancelFunc // the requests' context, on the client leaving
 
 	// A stream's answer, and a request the handler has held for a while
@@ -265,7 +265,7 @@ type serverConn struct {
 
 func (c *serverConn) serve() {
 	defer c.s.forget(c)
-	c.cr.nc = c.nc
+	c.cr.Conn = c.nc
 	c.br = connReaders.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = writerPool.Get().(*bufio.Writer)
@@ -949,21 +949,6 @@ func (c *serverConn) startWatch() {
 			c.cancel()
 		}
 	}()
-}
-
-// connReader reads the connection, after what a watcher read of it.
-type connReader struct {
-	nc      net.Conn
-	pending []byte
-}
-
-func (r *connReader) Read(p []byte) (int, error) {
-	if len(r.pending) > 0 {
-		n := copy(p, r.pending)
-		r.pending = r.pending[n:]
-		return n, nil
-	}
-	return r.nc.Read(p)
 }
 
 // SetReadDeadline and SetWriteDeadline are for http.ResponseController
