@@ -1017,8 +1017,9 @@ func (w *respWriter) finish() error {
 	return nil
 }
 
-// replayConn is a connection handed to net/http: what the gateway already
-// read of it comes first.
+// replayConn is a connection whose bytes already read come first: a
+// serverConn's reader (after what a watcher read) and a connection handed
+// to net/http.
 type replayConn struct {
 	net.Conn
 	pending []byte
