@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 
@@ -36,10 +35,9 @@ func (g *Gateway) platformTarget(host, caller string) (h PlatformHandler, env, s
 	if len(g.platform) == 0 {
 		return nil, "", ""
 	}
-	if hp, _, err := net.SplitHostPort(host); err == nil {
-		host = hp
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	// On every request: stripPort rather than net.SplitHostPort, whose
+	// error for a host without a port is an allocation.
+	host = strings.ToLower(strings.TrimSuffix(stripPort(host), "."))
 	rest, ok := strings.CutSuffix(host, g.suffix)
 	if !ok {
 		if caller == "" {
@@ -55,16 +53,20 @@ func (g *Gateway) platformTarget(host, caller string) (h PlatformHandler, env, s
 		}
 		return nil, "", ""
 	}
-	labels := strings.Split(rest, ".")
-	n := len(labels)
-	if n < 2 {
+	// SUB.NAME.ENV: the last two labels, without splitting the rest.
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
 		return nil, "", ""
 	}
-	h = g.platform[labels[n-2]]
-	if h == nil {
+	env, rest = rest[i+1:], rest[:i]
+	name := rest
+	if j := strings.LastIndexByte(rest, '.'); j >= 0 {
+		name, sub = rest[j+1:], rest[:j]
+	}
+	if h = g.platform[name]; h == nil {
 		return nil, "", ""
 	}
-	return h, labels[n-1], strings.Join(labels[:n-2], ".")
+	return h, env, sub
 }
 
 // servePlatform answers r, from inside environment caller ("": the
