@@ -49,11 +49,14 @@ import (
 const (
 	loopSweepEvery  = 250 * time.Millisecond
 	loopYieldEvery  = 500 * time.Microsecond
-	loopMaxHead     = 8 << 10   // a plain head longer than this is Server's
-	loopMaxAnswer   = 64 << 10  // response head bytes, trailers
-	loopHighWater   = 256 << 10 // unsent bytes to a client that pause its endpoint
+	loopMaxHead     = 8 << 10  // a plain head longer than this is Server's
+	loopMaxAnswer   = 64 << 10 // response head bytes, trailers
 	loopReadBufSize = 64 << 10
 )
+
+// loopHighWater is how many unsent bytes to a client pause its endpoint
+// (a variable for one test; each server's loops take it when made).
+var loopHighWater = 256 << 10
 
 // loopSpin: while busy a loop polls without waiting (see run);
 // BERTH_GATEWAY_LOOP_SPIN=0 makes every wait a blocking one, to compare.
@@ -71,6 +74,7 @@ type loops struct {
 	// connections they gave to Server (for tests and the bench).
 	served    atomic.Int64
 	handedOff atomic.Int64
+	highWater int // loopHighWater when the loops were made
 }
 
 // loopsEnabled: BERTH_GATEWAY_LOOPS=0 serves every connection on
@@ -79,7 +83,7 @@ type loops struct {
 func loopsEnabled() bool { return os.Getenv("BERTH_GATEWAY_LOOPS") != "0" }
 
 func newLoops(s *Server, g *Gateway) (*loops, error) {
-	lp := &loops{s: s, g: g}
+	lp := &loops{s: s, g: g, highWater: loopHighWater}
 	n := runtime.GOMAXPROCS(0)
 	if v, err := strconv.Atoi(os.Getenv("BERTH_GATEWAY_LOOPS")); err == nil && v > 0 {
 		n = v
@@ -1090,7 +1094,7 @@ func (l *evloop) relay(q *lreq, b []byte) {
 	if !l.flush(c) {
 		return
 	}
-	if u := q.up; u != nil && len(c.out)-c.off > loopHighWater && !u.upPaused {
+	if u := q.up; u != nil && len(c.out)-c.off > l.lp.highWater && !u.upPaused {
 		u.upPaused = true
 		l.setInterest(u, l.readInterest(u), false)
 	}

@@ -295,13 +295,15 @@ func TestLoopsHoldASlowClientsEndpointBack(t *testing.T) {
 
 // A request pipelined behind a large answer, which the loops do not take
 // (here: a miss), is handed off once that answer is out, and answered
-// after it, in order. (When the answer is still being written as the
-// second request is read, the hand-off waits for it: a loop that did not
-// stop there went round for ever.)
+// after it, in order. The answer is relayed whole (the high-water mark
+// raised above it) long before the client reads it, so the second
+// request is read while the answer is still going: its hand-off must
+// wait for it (a loop that did not stop there went round for ever).
 func TestLoopsHandOffBehindAnAnswerStillGoing(t *testing.T) {
-	// Under the loop's high-water mark, and more than a small receive
-	// buffer takes: relayed whole, maybe not yet sent.
-	const size = 200 << 10
+	const size = 8 << 20 // more than the socket buffers on the way hold
+	prior := loopHighWater
+	loopHighWater = 2 * size
+	t.Cleanup(func() { loopHighWater = prior })
 	up := startUpstream(t, "big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Write(make([]byte, size))
@@ -319,6 +321,9 @@ func TestLoopsHandOffBehindAnAnswerStillGoing(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "the first answer to be relayed", func() bool {
 		return srv.eventLoops().served.Load() == 1
 	})
+	if h := srv.eventLoops().handedOff.Load(); h != 0 {
+		t.Fatalf("handed off (%d) while the first answer was still going", h)
+	}
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(conn)
 	res, err := http.ReadResponse(br, nil)
