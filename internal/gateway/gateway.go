@@ -844,6 +844,8 @@ type targetStats struct {
 	// cold start or proxied; arrivals counts every request routed to it.
 	active   atomic.Int64
 	arrivals atomic.Int64
+	// splitSeq numbers the requests split between revisions (route.choose).
+	splitSeq atomic.Uint64
 
 	// freeMu guards free, a channel closed (and replaced) whenever an
 	// endpoint of the target frees a slot or the table changes.

@@ -97,7 +97,7 @@ type share struct {
 
 // choose picks the revision a request should reach (0: any): the tag's,
 // the one its sticky cookie names while that revision still has a share,
-// or one drawn by weight. fresh says a sticky client should be given the
+// or the next by weight. fresh says a sticky client should be given the
 // cookie.
 func (r *route) choose(req *http.Request) (rev int64, fresh bool) {
 	if r.pin != 0 {
@@ -119,7 +119,12 @@ func (r *route) choose(req *http.Request) (rev int64, fresh bool) {
 			}
 		}
 	}
-	n := rand.IntN(100)
+	// The k-th split request takes slot k*37 mod 100: every 100 requests
+	// in a row visit each of the 100 slots once, interleaved, so the
+	// shares hold exactly over any hundred requests rather than within a
+	// draw's chance (a random draw missed 70/30 by more than a point over
+	// 10,000 requests about once in 35 runs).
+	n := int(r.stats.splitSeq.Add(1) * 37 % 100)
 	for _, s := range r.split {
 		if n < s.upTo {
 			return s.revision, r.sticky
